@@ -1,0 +1,3 @@
+"""SMX - Smart Meter eXtension gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,119 @@
+"""Command line: ``smx-gateway run | simulate | check-config``. Entry only (DESIGN §2)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+from gateway import __version__
+from gateway.clock import SystemClock
+from gateway.config import SimulatorConfig, demo_config, load_config
+from gateway.errors import ConfigError, GatewayError
+
+log = logging.getLogger("gateway")
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smx-gateway", description="SMX Smart Meter eXtension gateway")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default=None, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway (the built-in simulated meter if no --config)")
+    run.add_argument("--config", type=Path, help="TOML configuration file (see smx.example.toml)")
+    run.add_argument("--port", type=int, help="OPC UA port (overrides the configuration)")
+
+    sim = sub.add_parser("simulate", help="run a simulated meter on a TCP port (IEC 62056-21)")
+    sim.add_argument("--listen", type=_host_port, default=("127.0.0.1", 4059), metavar="HOST:PORT")
+    d = SimulatorConfig()
+    sim.add_argument("--seed", type=int, default=d.seed)
+    sim.add_argument("--speed", type=float, default=d.speed, help="meter time per real second")
+    sim.add_argument("--drift-ppm", type=float, default=d.drift_ppm, help="meter clock drift")
+    sim.add_argument("--history-days", type=float, default=d.history_days)
+    sim.add_argument("--reaction-time", type=float, default=d.reaction_time_s, help="seconds (0.02 or 0.2)")
+
+    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("config", type=Path)
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from gateway.app import Gateway
+
+    config = load_config(args.config) if args.config else demo_config()
+    if args.port is not None:
+        config = replace(config, opcua=replace(config.opcua, port=args.port))
+    logging.getLogger().setLevel(args.log_level or config.log_level)
+    gateway = Gateway(config)
+    task = asyncio.create_task(gateway.run())
+    ready = asyncio.create_task(gateway.ready.wait())
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if gateway.ready.is_set():
+        print(f"SMX gateway serving OPC UA at {gateway.endpoint}", flush=True)
+        for meter in config.meters:
+            sim = gateway.simulators.get(meter.id)
+            source = f"simulated meter on {sim.url}" if sim else meter.url
+            print(f"  meter {meter.id!r}: {source}; browse Objects/SMX/Meters/{meter.id}", flush=True)
+    else:
+        ready.cancel()
+    await task
+
+
+async def _simulate(args: argparse.Namespace) -> None:
+    from gateway.simulator.server import simulator_from_config
+
+    host, port = args.listen
+    config = SimulatorConfig(
+        host=host,
+        port=port,
+        seed=args.seed,
+        speed=args.speed,
+        drift_ppm=args.drift_ppm,
+        history_days=args.history_days,
+        reaction_time_s=args.reaction_time,
+    )
+    sim = simulator_from_config(config, SystemClock())
+    await sim.start()
+    print(f"simulated meter listening on {sim.url}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await sim.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level or "INFO",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # asyncua logs every session at INFO; keep the operator's log about the meter.
+    logging.getLogger("asyncua").setLevel(logging.WARNING)
+    try:
+        if args.command == "check-config":
+            config = load_config(args.config)
+            print(f"{args.config}: OK, {len(config.meters)} meter(s)")
+            return 0
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_run(args) if args.command == "run" else _simulate(args))
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return 2
+    except GatewayError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0

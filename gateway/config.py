@@ -1,0 +1,284 @@
+"""Typed, frozen configuration from a TOML file, validated once.
+
+Every problem is reported as a :class:`ConfigError` naming the file, the key path and
+what was expected (``smx.toml: meters[0].baudrate: expected one of 300, ..., 19200, got 9601``).
+Unknown keys are errors too: a typo must not silently fall back to a default.
+
+With no file at all, :func:`demo_config` describes the demo: one simulated meter in the
+same process, reached through the real transport and protocol code.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.errors import ConfigError
+from gateway.obis import CATALOGUE, Obis, Refresh
+
+BAUDRATES = (300, 600, 1200, 2400, 4800, 9600, 19200)
+PROTOCOLS = ("iec62056-21",)  # DLMS/COSEM over HDLC comes with its own session
+_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    """The built-in simulated meter (``smx-gateway run`` without a file, or ``simulate``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: the OS picks a free port
+    seed: int = 1
+    speed: float = 1.0  # meter time runs this many times faster than real time
+    drift_ppm: float = 0.0
+    history_days: float = 40.0
+    reaction_time_s: float = 0.02  # the identification's third letter tells the gateway
+    max_baudrate: int = 19200  # announced by the identification's baud character
+    serial_number: str = "54800102"
+
+
+@dataclass(frozen=True, slots=True)
+class MeterConfig:
+    """One meter on its own link; its folder in the address space is ``id``."""
+
+    id: str
+    url: str
+    name: str = ""
+    protocol: str = "iec62056-21"
+    baudrate: int = 9600  # highest speed to negotiate
+    address: str = ""  # device address for the sign-on ("/?address!")
+    password: str = "00000000"
+    response_timeout_s: float = 1.0
+    loss_timeout_s: float = 10.0
+    cycle_s: float = 1.0
+    register_period_s: float = 5.0
+    clock_period_s: float = 60.0
+    profile_period_s: float = 900.0
+    event_period_s: float = 900.0
+    values: tuple[Obis, ...] = ()  # empty: every catalogue object the meter answers
+    #: The meter this gateway simulates in-process (demo), or None for a real meter.
+    simulator: SimulatorConfig | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+@dataclass(frozen=True, slots=True)
+class OpcUaConfig:
+    host: str = "127.0.0.1"
+    port: int = 4840
+    path: str = "/smx"
+    application_uri: str = "urn:smx:gateway"
+    server_name: str = "SMX Gateway"
+
+    @property
+    def endpoint(self) -> str:
+        return f"opc.tcp://{self.host}:{self.port}{self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    meters: tuple[MeterConfig, ...]
+    opcua: OpcUaConfig = field(default_factory=OpcUaConfig)
+    log_level: str = "INFO"
+    source: str = "<built-in demo>"
+
+
+def demo_config() -> GatewayConfig:
+    """The configuration of ``make run``: one in-process simulated meter over socket://."""
+    return GatewayConfig(
+        meters=(
+            MeterConfig(
+                id="meter1",
+                name="Simulated ZMD (demo)",
+                url="socket://127.0.0.1:0",  # the port is filled in once the simulator listens
+                # 19200 Bd and a 20 ms reaction time let the whole 1-second set fit into each
+                # second over IEC 62056-21 (one R5 per value); see README "Line budget".
+                baudrate=19200,
+                simulator=SimulatorConfig(),
+            ),
+        ),
+    )
+
+
+class _Section:
+    """Reads one TOML table, remembering the key path for error messages."""
+
+    def __init__(self, source: str, path: str, data: Any) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: {path or 'top level'}: expected a table, got {_kind(data)}")
+        self.source, self.path, self.data = source, path, dict(data)
+        self._used: set[str] = set()
+
+    def _key(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def fail(self, key: str, expected: str, got: Any) -> ConfigError:
+        return ConfigError(f"{self.source}: {self._key(key)}: expected {expected}, got {got!r}")
+
+    def get(self, key: str, kind: type[T], default: T, check: Callable[[T], str | None] | None = None) -> T:
+        self._used.add(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(key, kind.__name__, value)
+        if check is not None and (problem := check(value)) is not None:
+            raise self.fail(key, problem, value)
+        return value
+
+    def table(self, key: str) -> _Section | None:
+        self._used.add(key)
+        if key not in self.data:
+            return None
+        return _Section(self.source, self._key(key), self.data[key])
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self._used)
+        if unknown:
+            known = ", ".join(sorted(self._used))
+            raise ConfigError(f"{self.source}: {self._key(unknown[0])}: unknown key (known: {known})")
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "a positive number"
+
+
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "a port number 0..65535"
+
+
+def _one_of(options: tuple[Any, ...]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in options else "one of " + ", ".join(str(o) for o in options)
+
+    return check
+
+
+def _simulator(sec: _Section) -> SimulatorConfig:
+    d = SimulatorConfig()
+    cfg = SimulatorConfig(
+        host=sec.get("host", str, d.host),
+        port=sec.get("port", int, d.port, _port),
+        seed=sec.get("seed", int, d.seed),
+        speed=sec.get("speed", float, d.speed, _positive),
+        drift_ppm=sec.get("drift_ppm", float, d.drift_ppm),
+        history_days=sec.get("history_days", float, d.history_days, _positive),
+        reaction_time_s=sec.get("reaction_time_s", float, d.reaction_time_s, _positive),
+        max_baudrate=sec.get("max_baudrate", int, d.max_baudrate, _one_of(BAUDRATES)),
+        serial_number=sec.get("serial_number", str, d.serial_number),
+    )
+    sec.done()
+    return cfg
+
+
+def _meter(sec: _Section) -> MeterConfig:
+    ident = sec.get(
+        "id", str, "", lambda v: None if _ID_RE.match(v) else "an identifier [A-Za-z][A-Za-z0-9_-]*"
+    )
+    if not ident:
+        raise sec.fail("id", "an identifier (the meter's folder name)", None)
+    sim_sec = sec.table("simulator")
+    simulator = _simulator(sim_sec) if sim_sec is not None else None
+    url = sec.get("url", str, "socket://127.0.0.1:0" if simulator else "")
+    if not url:
+        raise sec.fail("url", "a serial device path or a socket://host:port URL", None)
+    values: list[Obis] = []
+    known = {i.obis for i in CATALOGUE}
+    for n, text in enumerate(sec.get("values", list, [])):
+        key = f"values[{n}]"
+        if not isinstance(text, str):
+            raise sec.fail(key, "an OBIS code string", text)
+        try:
+            obis = Obis.parse(text)
+        except Exception as err:
+            raise sec.fail(key, "an OBIS code like '1-0:32.7.0'", text) from err
+        if obis not in known:
+            raise sec.fail(key, "an OBIS code of the catalogue (see gateway/obis.py)", text)
+        values.append(obis)
+    d = MeterConfig(id=ident, url=url)
+    cfg = MeterConfig(
+        id=ident,
+        url=url,
+        name=sec.get("name", str, ""),
+        protocol=sec.get("protocol", str, d.protocol, _one_of(PROTOCOLS)),
+        baudrate=sec.get("baudrate", int, d.baudrate, _one_of(BAUDRATES)),
+        address=sec.get(
+            "address", str, d.address, lambda v: None if len(v) <= 32 else "at most 32 characters"
+        ),
+        password=sec.get("password", str, d.password),
+        response_timeout_s=sec.get("response_timeout_s", float, d.response_timeout_s, _positive),
+        loss_timeout_s=sec.get("loss_timeout_s", float, d.loss_timeout_s, _positive),
+        cycle_s=sec.get("cycle_s", float, d.cycle_s, _positive),
+        register_period_s=sec.get("register_period_s", float, d.register_period_s, _positive),
+        clock_period_s=sec.get("clock_period_s", float, d.clock_period_s, _positive),
+        profile_period_s=sec.get("profile_period_s", float, d.profile_period_s, _positive),
+        event_period_s=sec.get("event_period_s", float, d.event_period_s, _positive),
+        values=tuple(values),
+        simulator=simulator,
+    )
+    sec.done()
+    return cfg
+
+
+def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
+    """Validate an already-parsed TOML document."""
+    top = _Section(source, "", data)
+    log_level = top.get("log_level", str, "INFO", _one_of(("DEBUG", "INFO", "WARNING", "ERROR")))
+    opc_sec = top.table("opcua")
+    opcua = OpcUaConfig()
+    if opc_sec is not None:
+        opcua = OpcUaConfig(
+            host=opc_sec.get("host", str, opcua.host),
+            port=opc_sec.get("port", int, opcua.port, _port),
+            path=opc_sec.get(
+                "path", str, opcua.path, lambda v: None if v.startswith("/") else "a path like /smx"
+            ),
+            application_uri=opc_sec.get("application_uri", str, opcua.application_uri),
+            server_name=opc_sec.get("server_name", str, opcua.server_name),
+        )
+        opc_sec.done()
+    raw_meters = top.get("meters", list, [])
+    if not raw_meters:
+        raise top.fail("meters", "at least one [[meters]] table", None)
+    meters = tuple(_meter(_Section(source, f"meters[{n}]", m)) for n, m in enumerate(raw_meters))
+    seen: set[str] = set()
+    for n, m in enumerate(meters):
+        if m.id in seen:
+            raise ConfigError(f"{source}: meters[{n}].id: expected a unique id, got duplicate {m.id!r}")
+        seen.add(m.id)
+    top.done()
+    return GatewayConfig(meters=meters, opcua=opcua, log_level=log_level, source=source)
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read and validate ``path``; every failure is a :class:`ConfigError` naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from err
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    return parse_config(data, str(path))
+
+
+def one_second_set(meter: MeterConfig) -> tuple[Obis, ...]:
+    """The objects the poller tries to read every cycle, in priority order."""
+    rows = [i for i in CATALOGUE if i.refresh is Refresh.SECOND]
+    if meter.values:
+        rows = [i for i in rows if i.obis in meter.values]
+    return tuple(i.obis for i in sorted(rows, key=lambda i: i.priority))

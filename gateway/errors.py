@@ -1,0 +1,46 @@
+"""One exception tree for the whole gateway (DESIGN §7).
+
+Every error raised across a room boundary is a :class:`GatewayError`; lower-level
+exceptions are translated with ``raise ... from err`` so the cause stays visible.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """The configuration file is missing, unreadable or invalid.
+
+    The message names the file, the key and what was expected.
+    """
+
+
+class TransportError(GatewayError):
+    """The byte link to the meter failed (port missing, connection dropped, ...)."""
+
+
+class MeterTimeout(TransportError):
+    """The meter did not answer within the allowed time."""
+
+
+class ProtocolError(GatewayError):
+    """Base of protocol errors raised by the sans-I/O cores."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to do something the protocol forbids in the current state (our bug)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent bytes that violate the protocol (garbage, bad checksum, ...)."""
+
+
+class ArchiveError(GatewayError):
+    """The archive could not store or read records."""
+
+
+class MarketInputError(GatewayError):
+    """A notified profile or an external value was rejected as invalid."""

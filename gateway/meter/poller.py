@@ -1,0 +1,510 @@
+"""The poller: the sole owner of a meter's line (DESIGN §1).
+
+Theory of operation. Every ``cycle_s`` the poller runs one cycle with a time budget of
+``budget_fraction`` of the cycle; the cost of each read is measured (EWMA) on the line:
+
+1. **Core**: the 1-second objects in catalogue priority order, as many as the measured
+   cost per read lets fit into ``core_fraction`` of the budget. They are read every cycle.
+2. **Due periodic work**: at most one item per cycle, the most overdue first: an energy
+   register (every ``register_period_s``), the clock (every ``clock_period_s``), or one
+   piece of a load profile / event log readout (every ``profile_period_s``).
+3. **Rotation**: the remaining 1-second objects, round robin, while the budget lasts.
+
+What cannot be read in a cycle waits for the next one; each value's measured refresh
+period is published, so a slow line is visible instead of silently late. The spare time
+alternates between rotation and periodic work; periodic work overdue for long
+("starving") runs even if the core must shrink, and if not even one core value fits
+beside it the cycle's core is skipped and the skip is counted. A cycle that ends after
+the next one should have started is counted as late.
+
+Failures: the first failed read marks every value Uncertain (last usable value) and
+closes the session; re-opening backs off exponentially. Once no read has succeeded for
+``loss_timeout_s`` the meter is declared lost and values turn Bad. Both transitions are
+logged once, as is the recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from gateway.clock import Clock
+from gateway.config import MeterConfig, one_second_set
+from gateway.errors import GatewayError, ProtocolError, TransportError
+from gateway.meter.model import (
+    Diagnostics,
+    EventRecord,
+    LinkState,
+    MeterInfo,
+    ProfileData,
+    Quality,
+    Reading,
+    Snapshot,
+)
+from gateway.obis import CATALOGUE, Obis, ObisInfo, Refresh
+
+log = logging.getLogger(__name__)
+
+#: How far back the first profile / event readout goes.
+INITIAL_PROFILE_SPAN = timedelta(days=1)
+#: Bounds of one piece of a profile readout; the span adapts to what fits into a cycle.
+PROFILE_PIECE_MAX = timedelta(hours=2)
+PROFILE_PIECE_MIN = timedelta(minutes=15)
+PROFILES = ("P.01", "P.02")
+
+
+class LineStatsLike(Protocol):
+    bytes_sent: int
+    bytes_received: int
+
+
+class MeterLink(Protocol):
+    """What the poller needs from a protocol session (IEC 62056-21 now, DLMS next)."""
+
+    @property
+    def stats(self) -> LineStatsLike: ...
+
+    async def open(self) -> MeterInfo: ...
+
+    async def read_value(self, obis: Obis) -> tuple[float, str]: ...
+
+    async def read_clock(self) -> datetime: ...
+
+    async def read_profile(self, code: str, start: datetime, end: datetime) -> list[ProfileData]: ...
+
+    async def read_events(self, start: datetime, end: datetime) -> list[EventRecord]: ...
+
+    async def close(self) -> None: ...
+
+
+class PollerListener(Protocol):
+    async def on_snapshot(self, snapshot: Snapshot) -> None: ...
+
+    async def on_profile(self, meter_id: str, profile: ProfileData) -> None: ...
+
+    async def on_events(self, meter_id: str, events: Sequence[EventRecord]) -> None: ...
+
+
+@dataclass(slots=True)
+class _ValueState:
+    info: ObisInfo
+    value: float | None = None
+    unit: str = ""
+    read_at: float | None = None  # clock.monotonic() of the last good read
+    source_time: datetime | None = None
+    refresh_s: float | None = None
+    cost_s: float = 0.5  # measured seconds per read (EWMA); pessimistic until measured
+
+
+@dataclass(slots=True)
+class _Periodic:
+    name: str
+    period_s: float
+    due_at: float = 0.0
+    cost_s: float = 1.0  # measured seconds per run (EWMA); pessimistic until measured
+    measured: bool = False
+
+    def starving(self, now: float, cycle_s: float) -> bool:
+        """Overdue for so long that it must run even if the cycle overruns."""
+        return now - self.due_at >= 5 * cycle_s
+
+
+class Poller:
+    """Owns one meter link; publishes a :class:`Snapshot` every cycle."""
+
+    def __init__(
+        self,
+        config: MeterConfig,
+        connect: Callable[[], Awaitable[MeterLink]],
+        clock: Clock,
+        listeners: Sequence[PollerListener] = (),
+        *,
+        budget_fraction: float = 0.9,
+        core_fraction: float = 0.85,
+        max_backoff_s: float = 10.0,
+    ) -> None:
+        self.config = config
+        self._connect = connect
+        self._clock = clock
+        self.listeners = list(listeners)
+        self._budget = budget_fraction * config.cycle_s
+        self._core_budget = core_fraction * self._budget
+        self._max_backoff = max_backoff_s
+        order = one_second_set(config)
+        by_obis = {i.obis: i for i in CATALOGUE}
+        self._fast = [_ValueState(by_obis[o]) for o in order]
+        self._registers = [
+            _ValueState(i)
+            for i in CATALOGUE
+            if i.refresh is Refresh.REGISTER and (not config.values or i.obis in config.values)
+        ]
+        self._values = {s.info.obis: s for s in [*self._fast, *self._registers]}
+        self._rotation = 0
+        self._rotation_starved = False
+        self._register_next = 0
+        self._register_round = 0.0
+        self._cost_known = False
+        self._periodic = [
+            _Periodic("registers", config.register_period_s),
+            _Periodic("clock", config.clock_period_s),
+            _Periodic("profiles", config.profile_period_s, cost_s=0.0, measured=True),  # only queues
+            _Periodic("events", config.event_period_s),
+        ]
+        # Profile pieces are not periodic themselves: queued by "profiles", one per cycle.
+        self._piece = _Periodic("profile-piece", 60.0)
+        self._piece_span = timedelta(hours=1)
+        self._link: MeterLink | None = None
+        self._info = MeterInfo()
+        self._diag = Diagnostics()
+        self._last_success: float | None = None
+        self._failing = False
+        self._failed_at = -1.0  # values read before this are not Good until read again
+        self._lost_logged = False
+        self._profile_cursor: dict[str, datetime] = {}
+        self._profile_pending: list[tuple[str, datetime, datetime]] = []
+        self.snapshot: Snapshot | None = None
+        self._snapshot_event = asyncio.Event()
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def diagnostics(self) -> Diagnostics:
+        return self._diag
+
+    async def wait_snapshot(self) -> Snapshot:
+        """Wait for the next published snapshot (tests and adapters that need a fresh one)."""
+        self._snapshot_event.clear()
+        await self._snapshot_event.wait()
+        assert self.snapshot is not None
+        return self.snapshot
+
+    async def run(self) -> None:
+        """Poll forever; only cancellation ends it.
+
+        A snapshot is published every cycle, connected or not, so staleness and loss
+        show up on time even while re-opening the link is backing off.
+        """
+        backoff = 1.0
+        retry_at = self._clock.monotonic()
+        next_cycle = self._clock.monotonic()
+        try:
+            while True:
+                started = self._clock.monotonic()
+                if self._link is None and started >= retry_at:
+                    if await self._open():
+                        backoff = 1.0
+                    else:
+                        retry_at = self._clock.monotonic() + backoff
+                        backoff = min(backoff * 2, self._max_backoff)
+                    next_cycle = started = self._clock.monotonic()
+                if self._link is not None:
+                    await self._cycle(started)
+                await self._publish()
+                next_cycle += self.config.cycle_s
+                now = self._clock.monotonic()
+                if now > next_cycle:
+                    # Overran: count it and realign instead of bursting to catch up.
+                    if self._link is not None:
+                        self._diag = replace(self._diag, late_cycles=self._diag.late_cycles + 1)
+                    next_cycle = now
+                else:
+                    await self._clock.sleep_until(next_cycle)
+        finally:
+            await self._drop_link()
+
+    # -- link --------------------------------------------------------------------------------
+
+    async def _open(self) -> bool:
+        link: MeterLink | None = None
+        try:
+            link = await self._connect()
+            self._info = await link.open()
+        except (TransportError, ProtocolError) as err:
+            self._failed(f"sign-on failed: {err}")
+            if link is not None:
+                await self._close(link)
+            return False
+        self._link = link
+        self._cost_known = False
+        self._succeeded()
+        self._diag = replace(self._diag, baudrate=self._info.baudrate)
+        for p in self._periodic:
+            p.due_at = self._clock.monotonic()  # refresh registers, clock, profiles at once
+        return True
+
+    async def _close(self, link: MeterLink) -> None:
+        try:
+            await link.close()
+        except GatewayError as err:  # a broken line cannot stop us from moving on
+            log.debug("closing meter link: %s", err)
+
+    async def _drop_link(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            await self._close(link)
+
+    def _failed(self, message: str) -> None:
+        self._failed_at = self._clock.monotonic()
+        self._diag = replace(self._diag, errors=self._diag.errors + 1, last_error=message)
+        if not self._failing:
+            log.warning("meter %s: %s", self.config.id, message)
+        self._failing = True
+
+    def _succeeded(self) -> None:
+        self._last_success = self._clock.monotonic()
+        if self._failing or self._lost_logged:
+            if self._lost_logged:
+                log.warning("meter %s is back", self.config.id)
+            else:
+                log.info("meter %s answers again", self.config.id)
+        self._failing = False
+        self._lost_logged = False
+
+    def _link_state(self) -> LinkState:
+        if self._last_success is None:
+            return LinkState.LOST if self._lost() else LinkState.CONNECTING
+        if self._lost():
+            return LinkState.LOST
+        return LinkState.DEGRADED if self._failing else LinkState.ONLINE
+
+    def _lost(self) -> bool:
+        since = self._last_success if self._last_success is not None else 0.0
+        lost = self._failing and self._clock.monotonic() - since >= self.config.loss_timeout_s
+        if lost and not self._lost_logged:
+            log.error("meter %s lost: no answer for %.0f s", self.config.id, self.config.loss_timeout_s)
+            self._lost_logged = True
+        return lost
+
+    # -- one cycle ---------------------------------------------------------------------------
+
+    def _plan(self, now: float) -> tuple[list[_ValueState], _Periodic | None, list[_ValueState]]:
+        """Split this cycle's work into core values, one due periodic item and the rotation."""
+        due = [p for p in self._periodic if p.due_at <= now]
+        if self._profile_pending:
+            due.append(self._piece)
+        # The most overdue relative to its own period wins: registers (5 s) before a
+        # profile piece that may as well wait a cycle.
+        periodic = max(due, key=lambda p: (now - p.due_at) / max(p.period_s, 1.0)) if due else None
+        # Leave room for at least one more read, so the rotation and periodic work never
+        # starve behind a core that fills the cycle on a slow line.
+        spare = max(s.cost_s for s in self._fast) if self._fast else 0.0
+        core_budget = min(self._core_budget, self._budget - spare)
+        skip = False
+        if periodic is not None and periodic.starving(now, self.config.cycle_s):
+            # Make room: the core gives way rather than the periodic work never running;
+            # if not even one value fits beside it, the cycle is skipped - and counted.
+            core_budget = min(core_budget, self._budget - periodic.cost_s)
+            skip = bool(self._fast) and self._fast[0].cost_s > core_budget
+        core: list[_ValueState] = []
+        spent = 0.0
+        for state in () if skip else self._fast:
+            if core and spent + state.cost_s > core_budget:
+                break
+            core.append(state)
+            spent += state.cost_s
+        if skip:
+            self._diag = replace(self._diag, skipped_cycles=self._diag.skipped_cycles + 1)
+        rest = self._fast[len(core) :]
+        if rest:
+            self._rotation %= len(rest)
+            rest = rest[self._rotation :] + rest[: self._rotation]
+        return core, periodic, rest
+
+    async def _cycle(self, started: float) -> None:
+        link = self._link
+        assert link is not None
+        before = link.stats.bytes_sent + link.stats.bytes_received
+        core, periodic, rotation = self._plan(started)
+        ok = True
+        for state in core:
+            if not (ok := await self._read_value(link, state)):
+                break
+        # The spare time alternates: when the rotation got nothing last cycle, it goes
+        # before periodic work that is not starving yet.
+        rotation_first = (
+            periodic is not None
+            and self._rotation_starved
+            and not periodic.starving(started, self.config.cycle_s)
+        )
+        rotated = 0
+        if ok and rotation_first:
+            ok, rotated = await self._rotate(link, rotation, started)
+        if ok and periodic is not None:
+            elapsed = self._clock.monotonic() - started
+            if elapsed + periodic.cost_s <= self._budget or periodic.starving(started, self.config.cycle_s):
+                t0 = self._clock.monotonic()
+                ok = await self._periodic_work(link, periodic)
+                cost = self._clock.monotonic() - t0
+                periodic.cost_s = 0.7 * periodic.cost_s + 0.3 * cost if periodic.measured else cost
+                periodic.measured = True
+        if ok and not rotation_first:
+            ok, rotated = await self._rotate(link, rotation, started)
+        self._rotation += rotated
+        self._rotation_starved = bool(rotation) and rotated == 0
+        if not ok:
+            await self._drop_link()
+        self._diag = replace(
+            self._diag,
+            cycles=self._diag.cycles + 1,
+            cycle_duration_s=self._clock.monotonic() - started,
+            bytes_per_cycle=link.stats.bytes_sent + link.stats.bytes_received - before,
+        )
+
+    async def _rotate(self, link: MeterLink, rotation: list[_ValueState], started: float) -> tuple[bool, int]:
+        """Read rotating values while the cycle's budget lasts; (link still good, values read)."""
+        rotated = 0
+        for state in rotation:
+            if self._clock.monotonic() - started + state.cost_s > self._budget:
+                break
+            if not await self._read_value(link, state):
+                return False, rotated
+            rotated += 1
+        return True, rotated
+
+    async def _read_value(self, link: MeterLink, state: _ValueState) -> bool:
+        t0 = self._clock.monotonic()
+        try:
+            value, unit = await link.read_value(state.info.obis)
+        except (TransportError, ProtocolError) as err:
+            self._failed(f"reading {state.info.obis.short}: {err}")
+            return False
+        t1 = self._clock.monotonic()
+        if not self._cost_known:
+            # The first read of a session tells what one read costs on this line.
+            for other in self._values.values():
+                other.cost_s = t1 - t0
+            self._cost_known = True
+        state.cost_s = 0.8 * state.cost_s + 0.2 * (t1 - t0) if state.read_at else t1 - t0
+        if state.read_at is not None:
+            interval = t1 - state.read_at
+            state.refresh_s = interval if state.refresh_s is None else 0.7 * state.refresh_s + 0.3 * interval
+        state.value, state.unit, state.read_at = value, unit or state.info.unit, t1
+        state.source_time = self._clock.now()
+        self._diag = replace(self._diag, last_good_read=state.source_time)
+        self._succeeded()
+        return True
+
+    async def _periodic_work(self, link: MeterLink, item: _Periodic) -> bool:
+        now_mono = self._clock.monotonic()
+        try:
+            if item.name == "registers":
+                # One register per cycle keeps the cycle short; the round of all of them
+                # repeats every period, counted from the round's first read.
+                if self._register_next % len(self._registers) == 0:
+                    self._register_round = now_mono
+                state = self._registers[self._register_next % len(self._registers)]
+                self._register_next += 1
+                if not await self._read_value(link, state):
+                    return False
+                if self._register_next % len(self._registers):
+                    return True  # stays due until the round is complete
+                item.due_at = self._register_round + item.period_s
+                return True
+            elif item.name == "clock":
+                meter_time = await link.read_clock()
+                deviation = (meter_time - self._clock.now()).total_seconds()
+                self._diag = replace(self._diag, clock_deviation_s=deviation)
+                self._succeeded()
+            elif item.name == "profiles":
+                self._queue_profile_pieces()
+                self._piece.due_at = now_mono
+            elif item.name == "events":
+                await self._read_events(link)
+            elif item.name == "profile-piece":
+                if not self._profile_pending:
+                    return True
+                await self._read_profile_piece(link)
+                if self._profile_pending:
+                    return True  # due again next cycle until the queue is empty
+        except (TransportError, ProtocolError) as err:
+            self._failed(f"{item.name}: {err}")
+            return False
+        item.due_at = now_mono + item.period_s
+        return True
+
+    def _queue_profile_pieces(self) -> None:
+        now = self._clock.now()
+        queued = {code for code, _, _ in self._profile_pending}
+        for code in PROFILES:
+            if code in queued:
+                continue  # still catching up from the last time
+            start = self._profile_cursor.get(code, now - INITIAL_PROFILE_SPAN)
+            if start < now:
+                self._profile_pending.append((code, start, now))
+
+    async def _read_profile_piece(self, link: MeterLink) -> None:
+        """Read the next piece of the oldest pending profile range, sized to fit a cycle."""
+        code, start, until = self._profile_pending[0]
+        end = min(start + self._piece_span, until)
+        t0 = self._clock.monotonic()
+        blocks = await link.read_profile(code, start, end)
+        cost = self._clock.monotonic() - t0
+        # Aim at half the cycle's budget per piece: halve or double the span.
+        if cost > 0.5 * self._budget:
+            self._piece_span = max(self._piece_span / 2, PROFILE_PIECE_MIN)
+        elif cost < 0.2 * self._budget:
+            self._piece_span = min(self._piece_span * 2, PROFILE_PIECE_MAX)
+        if end >= until:
+            self._profile_pending.pop(0)
+        else:
+            self._profile_pending[0] = (code, end, until)
+        self._succeeded()
+        cursor = self._profile_cursor.get(code)
+        for block in blocks:
+            fresh = tuple(e for e in block.entries if cursor is None or e.end > cursor)
+            if not fresh:
+                continue
+            self._profile_cursor[code] = max(e.end for e in fresh)
+            cursor = self._profile_cursor[code]
+            data = replace(block, entries=fresh)
+            for listener in self.listeners:
+                await listener.on_profile(self.config.id, data)
+        if code not in self._profile_cursor:
+            self._profile_cursor[code] = start  # nothing there yet: next time start here
+
+    async def _read_events(self, link: MeterLink) -> None:
+        now = self._clock.now()
+        start = self._profile_cursor.get("P.98", now - INITIAL_PROFILE_SPAN)
+        events = [e for e in await link.read_events(start, now) if e.time > start]
+        self._succeeded()
+        if events:
+            self._profile_cursor["P.98"] = max(e.time for e in events)
+            for listener in self.listeners:
+                await listener.on_events(self.config.id, events)
+
+    # -- publish -----------------------------------------------------------------------------
+
+    def _quality(self, state: _ValueState, link_state: LinkState) -> Quality:
+        if state.read_at is None:
+            return Quality.BAD if link_state is LinkState.LOST else Quality.WAITING
+        if link_state is LinkState.LOST:
+            return Quality.BAD
+        if link_state is LinkState.DEGRADED or self._link is None or state.read_at <= self._failed_at:
+            return Quality.UNCERTAIN
+        return Quality.GOOD
+
+    async def _publish(self) -> None:
+        link_state = self._link_state()
+        self._diag = replace(self._diag, link=link_state)
+        readings = {
+            obis: Reading(
+                obis=obis,
+                value=state.value,
+                unit=state.unit or state.info.unit,
+                source_time=state.source_time,
+                quality=self._quality(state, link_state),
+                refresh_s=state.refresh_s,
+            )
+            for obis, state in self._values.items()
+        }
+        self.snapshot = Snapshot(self.config.id, self._clock.now(), readings, self._diag, self._info)
+        for listener in self.listeners:
+            try:
+                await listener.on_snapshot(self.snapshot)
+            except GatewayError as err:
+                log.error("publishing snapshot of %s failed: %s", self.config.id, err)
+        self._snapshot_event.set()

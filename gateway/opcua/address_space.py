@@ -1,0 +1,436 @@
+"""The SMX address space: instances of the NodeSet types, built from the OBIS catalogue.
+
+Layout (browse path -> string NodeId in the SMX namespace)::
+
+    Objects/SMX                          SMX                       SmxGatewayType
+      Meters                             SMX.Meters                FolderType
+        <meter>                          <meter>                   MeterType
+          Manufacturer, Model, ...       <meter>.Manufacturer      properties
+          Diagnostics                    <meter>.Diagnostics       MeterDiagnosticsType
+          Instantaneous/Voltage L1       <meter>.1-0:32.7.0        ObisValueType (AnalogItemType)
+          Energy/Active energy import    <meter>.1-0:1.8.0         ObisValueType
+          LoadProfile1/<channel>         <meter>.P.01.1-0:1.29.0   ObisValueType
+          EventLog                       <meter>.EventLog          EventLogType
+
+NodeIds depend only on the meter id and the OBIS code, never on folder layout, so a
+SCADA configuration survives model changes. Nodes are added in bulk (one AddNodes call
+per meter) because start-up time matters on a single slow core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from asyncua import Server, ua
+
+from gateway import __version__
+from gateway.config import MeterConfig
+from gateway.meter.model import Diagnostics, EventRecord, MeterInfo, ProfileData, Quality, Reading, Snapshot
+from gateway.obis import CATALOGUE, LOAD_PROFILE_1, LOAD_PROFILE_2, Kind, Obis, ObisInfo
+from gateway.units import UNECE_NAMESPACE, unit_for
+
+SMX_NAMESPACE = "http://smx-gateway.org/UA/"
+NODESET = Path(__file__).resolve().parents[2] / "nodesets" / "smx.xml"
+
+# Type NodeIds of nodesets/smx.xml (numeric, in the SMX namespace).
+SMX_GATEWAY_TYPE = 1001
+METER_TYPE = 1010
+LOAD_PROFILE_TYPE = 1080
+EVENT_LOG_TYPE = 1090
+OBIS_VALUE_TYPE = 1110
+
+QUALITY_STATUS = {
+    Quality.GOOD: ua.StatusCodes.Good,
+    Quality.UNCERTAIN: ua.StatusCodes.UncertainLastUsableValue,
+    Quality.BAD: ua.StatusCodes.BadCommunicationError,
+    Quality.WAITING: ua.StatusCodes.BadWaitingForInitialData,
+}
+
+#: Diagnostics variables: browse name -> (attribute of Diagnostics, variant type).
+DIAGNOSTICS: dict[str, tuple[str, ua.VariantType]] = {
+    "LinkState": ("link", ua.VariantType.String),
+    "CycleDuration": ("cycle_duration_s", ua.VariantType.Double),
+    "BytesPerCycle": ("bytes_per_cycle", ua.VariantType.UInt32),
+    "Cycles": ("cycles", ua.VariantType.UInt32),
+    "LateCycles": ("late_cycles", ua.VariantType.UInt32),
+    "SkippedCycles": ("skipped_cycles", ua.VariantType.UInt32),
+    "CommunicationErrors": ("errors", ua.VariantType.UInt32),
+    "LastError": ("last_error", ua.VariantType.String),
+    "LastGoodRead": ("last_good_read", ua.VariantType.DateTime),
+    "ClockDeviation": ("clock_deviation_s", ua.VariantType.Double),
+    "BaudRate": ("baudrate", ua.VariantType.UInt32),
+}
+
+IDENTITY = {
+    "Manufacturer": "manufacturer",
+    "Model": "model",
+    "SerialNumber": "serial_number",
+    "FirmwareVersion": "firmware",
+    "Protocol": "protocol",
+}
+
+
+def _eu_information(unit_text: str) -> ua.EUInformation:
+    unit = unit_for(unit_text)
+    return ua.EUInformation(
+        NamespaceUri=UNECE_NAMESPACE,
+        UnitId=unit.unit_id,
+        DisplayName=ua.LocalizedText(unit.display),
+        Description=ua.LocalizedText(unit.description),
+    )
+
+
+@dataclass(slots=True)
+class MeterNodes:
+    """NodeIds of one meter's instance, and what was last written (to skip unchanged values)."""
+
+    meter: ua.NodeId
+    values: dict[Obis, ua.NodeId] = field(default_factory=dict)
+    refresh: dict[Obis, ua.NodeId] = field(default_factory=dict)
+    diagnostics: dict[str, ua.NodeId] = field(default_factory=dict)
+    identity: dict[str, ua.NodeId] = field(default_factory=dict)
+    profiles: dict[str, dict[Obis, ua.NodeId]] = field(default_factory=dict)
+    profile_state: dict[str, dict[str, ua.NodeId]] = field(default_factory=dict)
+    event_log: dict[str, ua.NodeId] = field(default_factory=dict)
+    written: dict[Obis, tuple[datetime | None, Quality]] = field(default_factory=dict)
+    last_info: MeterInfo | None = None
+    last_diag: Diagnostics | None = None
+    profile_counts: dict[str, int] = field(default_factory=dict)
+    events_read: int = 0
+
+
+class AddressSpace:
+    """Creates the SMX nodes and writes meter data into them through the fast path."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.ns = 0
+        self.meters: dict[str, MeterNodes] = {}
+        self.meters_folder = ua.NodeId()
+
+    def nid(self, text: str) -> ua.NodeId:
+        return ua.NodeId(text, self.ns)
+
+    async def load_model(self) -> None:
+        """Import the NodeSet and create the gateway object ``Objects/SMX``."""
+        await self.server.import_xml(str(NODESET))
+        self.ns = await self.server.get_namespace_index(SMX_NAMESPACE)
+        objects = self.server.nodes.objects
+        gateway = await objects.add_object(
+            self.nid("SMX"), ua.QualifiedName("SMX", self.ns), objecttype=ua.NodeId(SMX_GATEWAY_TYPE, self.ns)
+        )
+        await gateway.write_attribute(
+            ua.AttributeIds.Description,
+            ua.DataValue(ua.Variant(ua.LocalizedText("SMX Smart Meter eXtension gateway"))),
+        )
+        self.meters_folder = self.nid("SMX.Meters")
+        await self.server.get_node(self.nid("SMX.SoftwareVersion")).write_value(__version__)
+
+    # -- building ----------------------------------------------------------------------------
+
+    async def add_meter(self, config: MeterConfig) -> MeterNodes:
+        """Instantiate a MeterType object for ``config`` with one node per catalogue object."""
+        mid = config.id
+        meter = await self.server.get_node(self.meters_folder).add_object(
+            self.nid(mid),
+            ua.QualifiedName(mid, self.ns),
+            objecttype=ua.NodeId(METER_TYPE, self.ns),
+            instantiate_optional=False,  # profiles and event log are added below, per meter
+        )
+        await meter.write_attribute(
+            ua.AttributeIds.DisplayName, ua.DataValue(ua.Variant(ua.LocalizedText(config.display_name)))
+        )
+        nodes = MeterNodes(meter.nodeid)
+        nodes.diagnostics = {name: self.nid(f"{mid}.Diagnostics.{name}") for name in DIAGNOSTICS}
+        nodes.identity = {name: self.nid(f"{mid}.{name}") for name in IDENTITY}
+        items: list[ua.AddNodesItem] = []
+        wanted = [i for i in CATALOGUE if not config.values or i.obis in config.values]
+        for info in wanted:
+            folder = self.nid(f"{mid}.{'Energy' if info.kind is Kind.ENERGY else 'Instantaneous'}")
+            node_id = self.nid(f"{mid}.{info.obis}")
+            nodes.values[info.obis] = node_id
+            nodes.refresh[info.obis] = self.nid(f"{mid}.{info.obis}.RefreshPeriod")
+            items += self._obis_variable(folder, node_id, info, historizing=False, refresh=True)
+        for code, name, channels in (
+            ("P.01", "LoadProfile1", LOAD_PROFILE_1),
+            ("P.02", "LoadProfile2", LOAD_PROFILE_2),
+        ):
+            profile_id = self.nid(f"{mid}.{name}")
+            items.append(self._object(meter.nodeid, profile_id, name, LOAD_PROFILE_TYPE))
+            items += self._state_variables(profile_id, f"{mid}.{name}", LOAD_PROFILE_STATE)
+            nodes.profile_state[code] = {n: self.nid(f"{mid}.{name}.{n}") for n, _ in LOAD_PROFILE_STATE}
+            nodes.profiles[code] = {}
+            for info in channels:
+                node_id = self.nid(f"{mid}.{code}.{info.obis}")
+                nodes.profiles[code][info.obis] = node_id
+                items += self._obis_variable(profile_id, node_id, info, historizing=False, refresh=False)
+        log_id = self.nid(f"{mid}.EventLog")
+        items.append(self._object(meter.nodeid, log_id, "EventLog", EVENT_LOG_TYPE))
+        items += self._state_variables(log_id, f"{mid}.EventLog", EVENT_LOG_STATE)
+        nodes.event_log = {n: self.nid(f"{mid}.EventLog.{n}") for n, _ in EVENT_LOG_STATE}
+        results = await self.server.iserver.isession.add_nodes(items)
+        for item, result in zip(items, results, strict=True):
+            if not result.StatusCode.is_good():
+                raise RuntimeError(f"adding {item.BrowseName} failed: {result.StatusCode}")
+        # Nothing has been read yet: say so instead of a Good null (OPC 10000-4 §7.34.2).
+        waiting = ua.DataValue(
+            ua.Variant(), StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
+        )
+        for node_id in (*nodes.values.values(), *(n for p in nodes.profiles.values() for n in p.values())):
+            await self._write(node_id, waiting)
+        self.meters[mid] = nodes
+        return nodes
+
+    def _object(self, parent: ua.NodeId, node_id: ua.NodeId, name: str, type_id: int) -> ua.AddNodesItem:
+        item = ua.AddNodesItem()
+        item.RequestedNewNodeId = node_id
+        item.BrowseName = ua.QualifiedName(name, self.ns)
+        item.NodeClass = ua.NodeClass.Object
+        item.ParentNodeId = parent
+        item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasComponent)
+        item.TypeDefinition = ua.NodeId(type_id, self.ns)
+        attrs = ua.ObjectAttributes()
+        attrs.DisplayName = ua.LocalizedText(name)
+        item.NodeAttributes = attrs
+        return item
+
+    def _variable(
+        self,
+        parent: ua.NodeId,
+        node_id: ua.NodeId,
+        name: str,
+        value: ua.Variant,
+        *,
+        data_type: int,
+        type_def: ua.NodeId,
+        prop: bool = False,
+        display: str | None = None,
+        description: str = "",
+        historizing: bool = False,
+    ) -> ua.AddNodesItem:
+        item = ua.AddNodesItem()
+        item.RequestedNewNodeId = node_id
+        item.BrowseName = ua.QualifiedName(name, self.ns if not prop or name not in _STANDARD_PROPS else 0)
+        item.NodeClass = ua.NodeClass.Variable
+        item.ParentNodeId = parent
+        item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasProperty if prop else ua.ObjectIds.HasComponent)
+        item.TypeDefinition = type_def
+        attrs = ua.VariableAttributes()
+        attrs.DisplayName = ua.LocalizedText(display or name)
+        attrs.Description = ua.LocalizedText(description or display or name)
+        attrs.DataType = ua.NodeId(data_type)
+        attrs.Value = value
+        attrs.ValueRank = ua.ValueRank.Scalar
+        attrs.AccessLevel = ua.AccessLevel.CurrentRead.mask
+        attrs.UserAccessLevel = ua.AccessLevel.CurrentRead.mask
+        attrs.Historizing = historizing
+        item.NodeAttributes = attrs
+        return item
+
+    def _obis_variable(
+        self, parent: ua.NodeId, node_id: ua.NodeId, info: ObisInfo, *, historizing: bool, refresh: bool
+    ) -> list[ua.AddNodesItem]:
+        prop_type = ua.NodeId(ua.ObjectIds.PropertyType)
+        key = node_id.Identifier
+        items = [
+            self._variable(
+                parent,
+                node_id,
+                info.browse_name,
+                ua.Variant(),
+                data_type=ua.ObjectIds.Double,
+                type_def=ua.NodeId(OBIS_VALUE_TYPE, self.ns),
+                display=info.name,
+                description=f"{info.description} (OBIS {info.obis})",
+                historizing=historizing,
+            ),
+            self._variable(
+                node_id,
+                self.nid(f"{key}.EngineeringUnits"),
+                "EngineeringUnits",
+                ua.Variant(_eu_information(info.unit)),
+                data_type=ua.ObjectIds.EUInformation,
+                type_def=prop_type,
+                prop=True,
+            ),
+            self._variable(
+                node_id,
+                self.nid(f"{key}.EURange"),
+                "EURange",
+                ua.Variant(ua.Range(Low=info.eu_low, High=info.eu_high)),
+                data_type=ua.ObjectIds.Range,
+                type_def=prop_type,
+                prop=True,
+            ),
+            self._variable(
+                node_id,
+                self.nid(f"{key}.ObisCode"),
+                "ObisCode",
+                ua.Variant(str(info.obis), ua.VariantType.String),
+                data_type=ua.ObjectIds.String,
+                type_def=prop_type,
+                prop=True,
+            ),
+        ]
+        if refresh:
+            items.append(
+                self._variable(
+                    node_id,
+                    self.nid(f"{key}.RefreshPeriod"),
+                    "RefreshPeriod",
+                    ua.Variant(),
+                    data_type=ua.ObjectIds.Double,
+                    type_def=prop_type,
+                    prop=True,
+                    description="Measured time between two reads of this value, seconds",
+                )
+            )
+        return items
+
+    def _state_variables(
+        self, parent: ua.NodeId, prefix: str, spec: Sequence[tuple[str, ua.VariantType]]
+    ) -> list[ua.AddNodesItem]:
+        return [
+            self._variable(
+                parent,
+                self.nid(f"{prefix}.{name}"),
+                name,
+                ua.Variant(),
+                data_type=_DATA_TYPE[vtype],
+                type_def=ua.NodeId(ua.ObjectIds.BaseDataVariableType),
+            )
+            for name, vtype in spec
+        ]
+
+    # -- updating ----------------------------------------------------------------------------
+
+    async def write_snapshot(self, snapshot: Snapshot) -> None:
+        """Write what changed since the last snapshot (newly read values and status changes)."""
+        nodes = self.meters[snapshot.meter_id]
+        now = datetime.now(UTC)
+        for obis, reading in snapshot.readings.items():
+            node_id = nodes.values.get(obis)
+            if node_id is None:
+                continue
+            stamp = (reading.source_time, reading.quality)
+            if nodes.written.get(obis) == stamp:
+                continue
+            nodes.written[obis] = stamp
+            await self._write(node_id, _reading_value(reading, now))
+            if reading.refresh_s is not None and obis in nodes.refresh:
+                await self._write(
+                    nodes.refresh[obis], _dv(ua.Variant(reading.refresh_s, ua.VariantType.Double), now)
+                )
+        if snapshot.diagnostics != nodes.last_diag:
+            await self._write_diagnostics(nodes, snapshot.diagnostics, now)
+            nodes.last_diag = snapshot.diagnostics
+        if snapshot.info != nodes.last_info:
+            for name, attr in IDENTITY.items():
+                value = ua.Variant(str(getattr(snapshot.info, attr)), ua.VariantType.String)
+                await self._write(nodes.identity[name], _dv(value, now))
+            nodes.last_info = snapshot.info
+
+    async def _write_diagnostics(self, nodes: MeterNodes, diag: Diagnostics, now: datetime) -> None:
+        for name, (attr, vtype) in DIAGNOSTICS.items():
+            value: Any = getattr(diag, attr)
+            if value is None:
+                dv = ua.DataValue(
+                    ua.Variant(),
+                    StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData),
+                    ServerTimestamp=now,
+                )
+            else:
+                if name == "LinkState":
+                    value = value.value
+                dv = _dv(ua.Variant(value, vtype), now)
+            await self._write(nodes.diagnostics[name], dv)
+
+    async def write_profile(self, meter_id: str, profile: ProfileData) -> None:
+        """Show the last period of a profile readout on its channel variables."""
+        nodes = self.meters[meter_id]
+        channels = nodes.profiles.get(profile.name)
+        if channels is None or not profile.entries:
+            return
+        last = profile.entries[-1]
+        now = datetime.now(UTC)
+        for (obis, _unit), value in zip(profile.channels, last.values, strict=False):
+            node_id = next((n for o, n in channels.items() if o.matches(obis)), None)
+            if node_id is None:
+                continue
+            status = ua.StatusCodes.Good if value is not None else ua.StatusCodes.BadNoData
+            dv = ua.DataValue(
+                ua.Variant() if value is None else ua.Variant(value, ua.VariantType.Double),
+                StatusCode=ua.StatusCode(status),
+                SourceTimestamp=last.end,
+                ServerTimestamp=now,
+            )
+            await self._write(node_id, dv)
+        state = nodes.profile_state[profile.name]
+        count = nodes.profile_counts.get(profile.name, 0) + len(profile.entries)
+        nodes.profile_counts[profile.name] = count
+        await self._write(
+            state["CapturePeriod"], _dv(ua.Variant(float(profile.period_s), ua.VariantType.Double), now)
+        )
+        await self._write(state["LastEntryTime"], _dv(ua.Variant(last.end, ua.VariantType.DateTime), now))
+        await self._write(state["LastStatus"], _dv(ua.Variant(last.status, ua.VariantType.UInt32), now))
+        await self._write(state["EntriesRead"], _dv(ua.Variant(count, ua.VariantType.UInt32), now))
+
+    async def write_events(self, meter_id: str, events: Iterable[EventRecord], names: dict[int, str]) -> None:
+        nodes = self.meters[meter_id]
+        events = list(events)
+        if not events:
+            return
+        last = max(events, key=lambda e: e.time)
+        nodes.events_read += len(events)
+        now = datetime.now(UTC)
+        ids = nodes.event_log
+        await self._write(ids["LastEventTime"], _dv(ua.Variant(last.time, ua.VariantType.DateTime), now))
+        await self._write(ids["LastEventCode"], _dv(ua.Variant(last.code, ua.VariantType.UInt16), now))
+        name = names.get(last.code, f"event {last.code}")
+        await self._write(ids["LastEventName"], _dv(ua.Variant(name, ua.VariantType.String), now))
+        await self._write(ids["EventsRead"], _dv(ua.Variant(nodes.events_read, ua.VariantType.UInt32), now))
+
+    async def _write(self, node_id: ua.NodeId, dv: ua.DataValue) -> None:
+        await self.server.write_attribute_value(node_id, dv)
+
+
+_STANDARD_PROPS = {"EngineeringUnits", "EURange"}  # standard BrowseNames live in namespace 0
+
+_DATA_TYPE = {
+    ua.VariantType.String: ua.ObjectIds.String,
+    ua.VariantType.Double: ua.ObjectIds.Double,
+    ua.VariantType.UInt32: ua.ObjectIds.UInt32,
+    ua.VariantType.UInt16: ua.ObjectIds.UInt16,
+    ua.VariantType.DateTime: ua.ObjectIds.UtcTime,
+}
+
+LOAD_PROFILE_STATE = (
+    ("CapturePeriod", ua.VariantType.Double),
+    ("LastEntryTime", ua.VariantType.DateTime),
+    ("LastStatus", ua.VariantType.UInt32),
+    ("EntriesRead", ua.VariantType.UInt32),
+)
+EVENT_LOG_STATE = (
+    ("LastEventTime", ua.VariantType.DateTime),
+    ("LastEventCode", ua.VariantType.UInt16),
+    ("LastEventName", ua.VariantType.String),
+    ("EventsRead", ua.VariantType.UInt32),
+)
+
+
+def _dv(value: ua.Variant, now: datetime) -> ua.DataValue:
+    return ua.DataValue(value, SourceTimestamp=now, ServerTimestamp=now)
+
+
+def _reading_value(reading: Reading, now: datetime) -> ua.DataValue:
+    value = ua.Variant() if reading.value is None else ua.Variant(reading.value, ua.VariantType.Double)
+    return ua.DataValue(
+        value,
+        StatusCode=ua.StatusCode(QUALITY_STATUS[reading.quality]),
+        SourceTimestamp=reading.source_time or now,
+        ServerTimestamp=now,
+    )

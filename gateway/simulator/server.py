@@ -1,0 +1,478 @@
+"""The simulated meter on a TCP port: physics + the IEC 62056-21 core in the meter role.
+
+It behaves like a Landis+Gyr ZMD on a TCP-transparent line:
+
+* every connection starts at 300 Bd; the sign-on ``/?!`` is answered with an
+  identification (``/LGz6\\2ZMD3104107.B40``: lower-case third letter = 20 ms reaction
+  time, baud character 6 = 19200 Bd; upper-case and 5 when configured so);
+* option select ``ACK 0 Z 0`` gives the mode C readout, ``ACK 0 Z 1`` programming mode
+  with a password seed ``P0``; ``R5`` reads registers, ``P.01``/``P.02`` load profiles by
+  range and ``P.98`` the logbook; ``B0`` breaks back to 300 Bd;
+* bytes are paced at the current baud rate (10 bits per character) and every answer
+  waits the meter's reaction time after the request has fully "arrived", so timings are
+  those of a real line;
+* fault knobs: no answer, late answer, corrupted byte, dropped connection.
+
+Meter time is UTC (load profile stamps carry season digit 2). The meter's state advances
+lazily to the meter clock whenever a request is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gateway.clock import Clock, ScaledClock, SystemClock
+from gateway.config import SimulatorConfig
+from gateway.errors import RemoteProtocolError
+from gateway.obis import Obis
+from gateway.protocols import iec62056_21 as iec
+from gateway.simulator.physics import HouseholdModel, Instant, MeterClock, MeterPhysics, Registers
+
+log = logging.getLogger(__name__)
+
+_BAUD_OF_CHAR = {"0": 300, "1": 600, "2": 1200, "3": 2400, "4": 4800, "5": 9600, "6": 19200}
+_CHAR_OF_BAUD = {v: k for k, v in _BAUD_OF_CHAR.items()}
+BITS_PER_CHAR = 10  # start + 7 data + parity + stop (7E1), or start + 8 + stop (8N1)
+INACTIVITY_TIMEOUT_S = 120.0  # the meter falls back to 300 Bd after this much silence
+
+
+@dataclass(slots=True)
+class Faults:
+    """Knobs a test turns to make the meter misbehave."""
+
+    #: Swallow every request without answering.
+    silent: bool = False
+    #: Extra delay before every answer, seconds (a late answer).
+    delay_s: float = 0.0
+    #: Corrupt one byte in each of the next N answers.
+    corrupt_answers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Value:
+    """How the meter formats one register: its getter, decimals and unit text."""
+
+    get: Callable[[Instant, Registers], float]
+    decimals: int
+    width: int
+    unit: str
+
+    def format(self, instant: Instant, registers: Registers) -> str:
+        value = self.get(instant, registers)
+        text = f"{value:0{self.width}.{self.decimals}f}"
+        return f"{text}*{self.unit}" if self.unit else text
+
+
+def _phase(n: int, attr: str) -> Callable[[Instant, Registers], float]:
+    return lambda i, _r: float(getattr(i.phases[n], attr))
+
+
+def _instant(attr: str) -> Callable[[Instant, Registers], float]:
+    return lambda i, _r: float(getattr(i, attr))
+
+
+def _register(attr: str) -> Callable[[Instant, Registers], float]:
+    return lambda _i, r: float(getattr(r, attr))
+
+
+def _phase_signed(n: int, attr: str, sign: int) -> Callable[[Instant, Registers], float]:
+    return lambda i, _r: max(0.0, sign * float(getattr(i.phases[n], attr)))
+
+
+#: Registers the simulated meter answers, keyed by OBIS C.D.E. Energy has 4 decimals in
+#: kWh (0.1 Wh), more than a stock ZMD shows, so short windows integrate precisely.
+VALUES: dict[tuple[int, int, int], _Value] = {
+    (1, 8, 0): _Value(_register("a_plus"), 4, 11, "kWh"),
+    (2, 8, 0): _Value(_register("a_minus"), 4, 11, "kWh"),
+    (3, 8, 0): _Value(_register("r_plus"), 4, 11, "kvarh"),
+    (4, 8, 0): _Value(_register("r_minus"), 4, 11, "kvarh"),
+    (1, 7, 0): _Value(_instant("active_import_kw"), 3, 6, "kW"),
+    (2, 7, 0): _Value(_instant("active_export_kw"), 3, 6, "kW"),
+    (3, 7, 0): _Value(_instant("reactive_import_kvar"), 3, 6, "kvar"),
+    (4, 7, 0): _Value(_instant("reactive_export_kvar"), 3, 6, "kvar"),
+    (13, 7, 0): _Value(_instant("power_factor"), 3, 5, ""),
+    (14, 7, 0): _Value(_instant("frequency_hz"), 2, 5, "Hz"),
+    **{(c, 7, 0): _Value(_phase(n, "voltage_v"), 1, 5, "V") for n, c in enumerate((32, 52, 72))},
+    **{(c, 7, 0): _Value(_phase(n, "current_a"), 2, 6, "A") for n, c in enumerate((31, 51, 71))},
+    **{(c, 7, 0): _Value(_phase_signed(n, "active_kw", 1), 3, 6, "kW") for n, c in enumerate((21, 41, 61))},
+    **{(c, 7, 0): _Value(_phase_signed(n, "active_kw", -1), 3, 6, "kW") for n, c in enumerate((22, 42, 62))},
+    **{
+        (c, 7, 0): _Value(_phase_signed(n, "reactive_kvar", 1), 3, 6, "kvar")
+        for n, c in enumerate((23, 43, 63))
+    },
+    **{
+        (c, 7, 0): _Value(_phase_signed(n, "reactive_kvar", -1), 3, 6, "kvar")
+        for n, c in enumerate((24, 44, 64))
+    },
+    **{(c, 7, 0): _Value(_phase(n, "power_factor"), 3, 5, "") for n, c in enumerate((33, 53, 73))},
+}
+
+READOUT_ORDER = [(1, 8, 0), (2, 8, 0), (3, 8, 0), (4, 8, 0), (32, 7, 0), (52, 7, 0), (72, 7, 0)]
+READOUT_ORDER += [(31, 7, 0), (51, 7, 0), (71, 7, 0), (1, 7, 0), (2, 7, 0), (13, 7, 0), (14, 7, 0)]
+
+LP1_CHANNELS: tuple[tuple[str, str], ...] = (
+    ("1.29.0", "kWh"),
+    ("2.29.0", "kWh"),
+    ("3.29.0", "kvarh"),
+    ("4.29.0", "kvarh"),
+)
+LP2_CHANNELS: tuple[tuple[str, str], ...] = (
+    ("32.5.0", "V"),
+    ("52.5.0", "V"),
+    ("72.5.0", "V"),
+    ("31.5.0", "A"),
+    ("51.5.0", "A"),
+    ("71.5.0", "A"),
+)
+
+
+def _ptime(when: datetime) -> iec.ProfileTime:
+    when = when.astimezone(UTC)
+    return iec.ProfileTime(when.year, when.month, when.day, when.hour, when.minute, when.second, 2)
+
+
+def _utc(t: iec.ProfileTime) -> datetime:
+    return t.naive.replace(tzinfo=UTC)
+
+
+class SimulatedMeter:
+    """A simulated three-phase meter serving IEC 62056-21 on a TCP port."""
+
+    def __init__(
+        self,
+        physics: MeterPhysics,
+        meter_clock: Clock,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        reaction_time_s: float = 0.02,
+        max_baudrate: int = 19200,
+        serial_number: str = "54800102",
+        password: str = "00000000",
+        model: str = "ZMD3104107.B40",
+        line_clock: Clock | None = None,
+        seed: int = 1,
+    ) -> None:
+        self.physics = physics
+        self.meter_clock = meter_clock
+        self.host, self.port = host, port
+        self.reaction_time_s = reaction_time_s
+        self.max_baudrate = max_baudrate
+        self.serial_number = serial_number
+        self.password = password
+        self.model = model
+        self.line_clock = line_clock or SystemClock()
+        self.faults = Faults()
+        self._rng = random.Random(seed)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Requests answered (for tests that wait for the meter to be used).
+        self.requests = 0
+
+    @property
+    def url(self) -> str:
+        return f"socket://{self.host}:{self.port}"
+
+    @property
+    def identification(self) -> iec.Identification:
+        # A lower-case third letter announces the 20 ms minimum reaction time (IEC 62056-21).
+        maker = "LGz" if self.reaction_time_s < 0.2 else "LGZ"
+        return iec.Identification(maker, _CHAR_OF_BAUD[self.max_baudrate], self.model, "2")
+
+    async def start(self) -> None:
+        """Listen (again, on the same port after a stop)."""
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and drop every connection (the meter is gone)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        await self.drop_connections()
+
+    async def drop_connections(self) -> None:
+        for writer in list(self._writers):
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- one connection ----------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # The line runs in its own task so that dropping it (a fault knob, stop()) is a
+        # cancellation of that task, while this callback, owned by asyncio.start_server,
+        # ends normally.
+        line = asyncio.create_task(_Line(self, reader, writer).run(), name="simulated-meter-line")
+        self._tasks.add(line)
+        self._writers.add(writer)
+        try:
+            await asyncio.wait({line})
+            err = None if line.cancelled() else line.exception()
+            if err is not None and not isinstance(err, ConnectionError | asyncio.IncompleteReadError):
+                log.error("simulated meter line failed: %r", err)
+        finally:
+            self._tasks.discard(line)
+            self._writers.discard(writer)
+            writer.close()
+
+    # -- meter behaviour ---------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self.meter_clock.now()
+
+    def advance(self) -> None:
+        self.physics.advance_to(self.now())
+
+    def register(self, address: str) -> str | None:
+        """The data set text for an R5 of ``address``, or None if the meter has no such object."""
+        try:
+            obis = Obis.parse(address)
+        except RemoteProtocolError:
+            return None
+        key = (obis.c, obis.d, obis.e)
+        now = self.now()
+        if obis.f != 255:
+            return None  # no billing-period values in the simulator
+        if key in VALUES:
+            return f"{address}({VALUES[key].format(self.physics.instant(), self.physics.registers)})"
+        if key in ((96, 1, 0), (0, 0, 0)):
+            return f"{address}({self.serial_number})"
+        if key == (97, 97, 0):
+            return f"{address}(00000000)"
+        if key == (0, 9, 1):
+            return f"{address}({now:%H:%M:%S})"
+        if key == (0, 9, 2):
+            return f"{address}({now:%y-%m-%d})"
+        return None
+
+    def readout(self) -> str:
+        """The mode C data readout (IEC 62056-21 data message), ending with ``!``."""
+        lines = ["F.F(00000000)", f"C.1.0({self.serial_number})"]
+        lines += [self.register(a) or "" for a in ("0.9.1", "0.9.2")]
+        lines += [self.register(f"{c}.{d}.{e}") or "" for c, d, e in READOUT_ORDER]
+        return "\r\n".join(lines) + "\r\n!\r\n"
+
+    def profile(self, code: str, start: datetime | None, end: datetime | None) -> str:
+        """Answer body of ``P.01``/``P.02``/``P.98`` for the range (inclusive); ``P.01(ERROR)`` if empty."""
+        lo = start or datetime.min.replace(tzinfo=UTC)
+        hi = end or self.now()
+        blocks: list[iec.ProfileBlock] = []
+        if code == "P.98":
+            for ev in self.physics.events_between(lo, hi):
+                blocks.append(
+                    iec.ProfileBlock(
+                        "P.98", _ptime(ev.time), "00", 0,
+                        (("0-0:C.11.0", ""),), ((str(ev.code),),),
+                    )
+                )  # fmt: skip
+        elif code in ("P.01", "P.02"):
+            if code == "P.01":
+                entries = self.physics.profile1_between(lo, hi)
+                channels = LP1_CHANNELS
+                rows = [
+                    (
+                        e.end,
+                        int(e.status),
+                        tuple(f"{v:.5f}" for v in (e.a_plus, e.a_minus, e.r_plus, e.r_minus)),
+                    )
+                    for e in entries
+                ]
+            else:
+                entries2 = self.physics.profile2_between(lo, hi)
+                channels = LP2_CHANNELS
+                rows = [
+                    (
+                        e.end,
+                        int(e.status),
+                        (
+                            *(f"{v:.1f}" for v in (e.u1, e.u2, e.u3)),
+                            *(f"{v:.2f}" for v in (e.i1, e.i2, e.i3)),
+                        ),
+                    )
+                    for e in entries2
+                ]
+            period = int(self.physics.period.total_seconds()) // 60
+            for end_time, status, values in rows:
+                last = blocks[-1] if blocks else None
+                contiguous = (
+                    last is not None
+                    and int(last.status, 16) == status
+                    and (end_time - _utc(last.start)).total_seconds() == period * 60 * len(last.rows)
+                )
+                if last is not None and contiguous:
+                    blocks[-1] = iec.ProfileBlock(
+                        last.code,
+                        last.start,
+                        last.status,
+                        last.period_minutes,
+                        last.channels,
+                        (*last.rows, values),
+                    )
+                else:
+                    blocks.append(
+                        iec.ProfileBlock(code, _ptime(end_time), f"{status:02X}", period, channels, (values,))
+                    )
+        if not blocks:
+            return f"{code}(ERROR)"
+        return iec.format_profile(blocks)
+
+
+class _Line:
+    """One TCP connection: the line between the gateway's probe and the meter."""
+
+    def __init__(
+        self, meter: SimulatedMeter, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.meter = meter
+        self.reader = reader
+        self.writer = writer
+        self.baud = 300
+        self.conn = iec.Iec21Connection(iec.Role.METER)
+        self.authenticated = False
+        self.pending = 0  # bytes received for the message being parsed
+        self.first_byte_at = 0.0
+
+    def wire_time(self, n: int) -> float:
+        return n * BITS_PER_CHAR / self.baud
+
+    def reset(self) -> None:
+        self.baud = 300
+        self.conn = iec.Iec21Connection(iec.Role.METER)
+        self.authenticated = False
+
+    async def run(self) -> None:
+        clock = self.meter.line_clock
+        while True:
+            try:
+                async with asyncio.timeout(INACTIVITY_TIMEOUT_S):
+                    data = await self.reader.read(4096)
+            except TimeoutError:
+                self.reset()
+                continue
+            if not data:
+                return
+            if not self.pending:
+                self.first_byte_at = clock.monotonic()
+            self.pending += len(data)
+            if self.meter.faults.silent:
+                self.pending = 0
+                continue
+            self.conn.receive_data(data)
+            while True:
+                try:
+                    event = self.conn.next_event()
+                except RemoteProtocolError as err:
+                    log.debug("simulated meter ignores garbage: %s", err)
+                    self.reset()
+                    self.pending = 0
+                    break
+                if isinstance(event, iec.NeedData):
+                    break
+                # The request "arrives" at line speed; the answer follows after tr.
+                arrived = self.first_byte_at + self.wire_time(self.pending)
+                self.pending = 0
+                await clock.sleep_until(arrived + self.meter.reaction_time_s + self.meter.faults.delay_s)
+                if self.meter.faults.silent:
+                    continue
+                await self.handle(event)
+
+    async def send(self, event: iec.Event) -> None:
+        data = bytearray(self.conn.send(event))
+        faults = self.meter.faults
+        if faults.corrupt_answers > 0 and data:
+            faults.corrupt_answers -= 1
+            pos = self.meter._rng.randrange(len(data))
+            data[pos] ^= 1 << self.meter._rng.randrange(7)
+        await self.paced_write(bytes(data))
+        self.meter.requests += 1
+
+    async def paced_write(self, data: bytes) -> None:
+        clock = self.meter.line_clock
+        chunk = max(1, self.baud // BITS_PER_CHAR // 50)  # 20 ms worth of characters
+        start = clock.monotonic()
+        for offset in range(0, len(data), chunk):
+            piece = data[offset : offset + chunk]
+            self.writer.write(piece)
+            await self.writer.drain()
+            await clock.sleep_until(start + self.wire_time(offset + len(piece)))
+
+    async def handle(self, event: iec.Event) -> None:
+        meter = self.meter
+        if isinstance(event, iec.SignOnRequest):
+            # The core already restarted its state machine; the line falls back too.
+            self.baud, self.authenticated = 300, False
+            if event.address and event.address.lstrip("0") != meter.serial_number.lstrip("0"):
+                return  # addressed to another meter on the bus
+            await self.send(meter.identification)
+        elif isinstance(event, iec.OptionSelect):
+            baud = _BAUD_OF_CHAR.get(event.baud_char, 300)
+            self.baud = min(baud, meter.max_baudrate)
+            meter.advance()
+            if event.mode == "1":
+                await self.send(iec.Command("P", "0", f"({meter.serial_number})"))
+            else:
+                await self.send(iec.DataMessage(meter.readout()))
+                self.reset()
+        elif isinstance(event, iec.Command):
+            await self.command(event)
+        elif isinstance(event, iec.Ack | iec.Nak):
+            pass  # nothing is pending in this meter: every answer is one complete block
+
+    async def command(self, cmd: iec.Command) -> None:
+        meter = self.meter
+        if (cmd.command, cmd.command_type) == ("B", "0"):
+            self.reset()
+            return
+        if (cmd.command, cmd.command_type) == ("P", "1"):
+            self.authenticated = cmd.data.strip("()") == meter.password
+            await self.send(iec.Ack() if self.authenticated else iec.Nak())
+            return
+        if not self.authenticated:
+            await self.send(iec.Nak())
+            return
+        if (cmd.command, cmd.command_type) != ("R", "5"):
+            await self.send(iec.DataMessage("(ERROR)"))
+            return
+        meter.advance()
+        address = cmd.data.split("(", 1)[0]
+        if address in ("P.01", "P.02", "P.98"):
+            try:
+                code, start, end = iec.parse_profile_request(cmd.data)
+            except RemoteProtocolError:
+                await self.send(iec.DataMessage("(ERROR)"))
+                return
+            body = meter.profile(code, _utc(start) if start else None, _utc(end) if end else None)
+            await self.send(iec.DataMessage(body))
+            return
+        answer = meter.register(address)
+        await self.send(iec.DataMessage(answer if answer is not None else "(ERROR)"))
+
+
+def simulator_from_config(config: SimulatorConfig, clock: Clock) -> SimulatedMeter:
+    """Build the simulated meter of ``config`` on ``clock`` (its history ends now)."""
+    base = clock if config.speed == 1.0 else ScaledClock(clock.now(), config.speed)
+    meter_clock = MeterClock(base, drift_ppm=config.drift_ppm)
+    physics = MeterPhysics(
+        HouseholdModel(seed=config.seed), meter_clock.now(), history_days=config.history_days
+    )
+    return SimulatedMeter(
+        physics,
+        meter_clock,
+        host=config.host,
+        port=config.port,
+        reaction_time_s=config.reaction_time_s,
+        max_baudrate=config.max_baudrate,
+        serial_number=config.serial_number,
+        seed=config.seed,
+    )

@@ -1,0 +1,99 @@
+"""Configuration: the example validates; every mistake names file, key and expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import demo_config, load_config, one_second_set
+from gateway.errors import ConfigError
+from gateway.obis import Obis
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "smx.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_committed_example_is_valid() -> None:
+    config = load_config(ROOT / "smx.example.toml")
+    assert [m.id for m in config.meters] == ["meter1"]
+    assert config.meters[0].url == "/dev/ttyUSB0"
+    assert config.opcua.endpoint == "opc.tcp://127.0.0.1:4840/smx"
+
+
+def test_several_meters_each_with_its_own_link(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            """
+[[meters]]
+id = "a"
+url = "/dev/ttyUSB0"
+[[meters]]
+id = "b"
+url = "socket://127.0.0.1:4059"
+baudrate = 19200
+values = ["1-0:32.7.0", "1-0:1.7.0"]
+""",
+        )
+    )
+    assert [(m.id, m.url) for m in config.meters] == [("a", "/dev/ttyUSB0"), ("b", "socket://127.0.0.1:4059")]
+    assert config.meters[1].values == (Obis.parse("1-0:32.7.0"), Obis.parse("1-0:1.7.0"))
+    # restricting values keeps the catalogue's priority order
+    assert one_second_set(config.meters[1]) == (Obis.parse("1-0:1.7.0"), Obis.parse("1-0:32.7.0"))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[[meters]]\nid = "m"\nurl = "x"\nbaudrate = 9601\n',
+            r"smx.toml: meters\[0\].baudrate: expected one of 300, .*19200, got 9601",
+        ),
+        (
+            '[[meters]]\nid = "m"\nurl = "x"\nbaudrate = "fast"\n',
+            r"meters\[0\].baudrate: expected int, got 'fast'",
+        ),
+        ('[[meters]]\nid = "m"\nurl = "x"\nbuadrate = 9600\n', r"meters\[0\].buadrate: unknown key"),
+        ('[[meters]]\nurl = "x"\n', r"meters\[0\].id: expected an identifier"),
+        ('[[meters]]\nid = "1bad"\nurl = "x"\n', r"meters\[0\].id: expected an identifier"),
+        ('[[meters]]\nid = "m"\n', r"meters\[0\].url: expected a serial device path"),
+        (
+            '[[meters]]\nid = "m"\nurl = "x"\n[[meters]]\nid = "m"\nurl = "y"\n',
+            r"meters\[1\].id: expected a unique id",
+        ),
+        (
+            '[[meters]]\nid = "m"\nurl = "x"\nvalues = ["1-0:99.99.0"]\n',
+            r"values\[0\]: expected an OBIS code of the catalogue",
+        ),
+        (
+            '[[meters]]\nid = "m"\nurl = "x"\nloss_timeout_s = 0\n',
+            r"loss_timeout_s: expected a positive number",
+        ),
+        ('[opcua]\nport = 70000\n[[meters]]\nid = "m"\nurl = "x"\n', r"opcua.port: expected a port number"),
+        ("log_level = 'INFO'\n", r"smx.toml: meters: expected at least one \[\[meters\]\] table"),
+        ("[[meters]\n", r"smx.toml: not valid TOML"),
+    ],
+)
+def test_errors_name_file_key_and_expectation(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope.toml: cannot read"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_demo_config_runs_a_simulated_meter_on_loopback() -> None:
+    config = demo_config()
+    assert config.opcua.host == "127.0.0.1"
+    (meter,) = config.meters
+    assert meter.simulator is not None
+    assert meter.simulator.host == "127.0.0.1"
+    assert meter.url.startswith("socket://127.0.0.1:")
