@@ -231,6 +231,12 @@ class Poller:
         self._link = link
         self._cost_known = False
         self._succeeded()
+        info = self._info
+        log.info(
+            "meter %s: %s %s %s, serial %s, %s at %d Bd",
+            self.config.id, info.manufacturer, info.model, info.firmware, info.serial_number, info.protocol,
+            info.baudrate,
+        )  # fmt: skip
         self._diag = replace(self._diag, baudrate=self._info.baudrate)
         for p in self._periodic:
             p.due_at = self._clock.monotonic()  # refresh registers, clock, profiles at once

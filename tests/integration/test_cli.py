@@ -1,0 +1,75 @@
+"""The command line as a user types it: `smx-gateway run` prints an endpoint that serves
+the simulated meter; `check-config` reports mistakes; SIGINT stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import signal
+import sys
+from pathlib import Path
+
+from asyncua import Client, ua
+
+from gateway.opcua.address_space import SMX_NAMESPACE
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_run_prints_endpoint_serves_values_and_stops_on_sigint() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "run", "--port", "0",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            line = (await proc.stdout.readline()).decode()
+            match = re.match(
+                r"SMX gateway serving OPC UA at (opc\.tcp://127\.0\.0\.1:\d+/smx)$", line.strip()
+            )
+            assert match, line
+            meter_line = (await proc.stdout.readline()).decode()
+            assert "browse Objects/SMX/Meters/meter1" in meter_line
+            async with Client(match[1]) as client:
+                ns = await client.get_namespace_index(SMX_NAMESPACE)
+                voltage = client.get_node(ua.NodeId("meter1.1-0:32.7.0", ns))
+                good: asyncio.Queue[float] = asyncio.Queue()
+
+                class Handler:
+                    def datachange_notification(self, node: object, val: float, data: object) -> None:
+                        if data.monitored_item.Value.StatusCode.is_good():  # type: ignore[attr-defined]
+                            good.put_nowait(val)
+
+                sub = await client.create_subscription(200, Handler())
+                await sub.subscribe_data_change(voltage)
+                assert 200 < await good.get() < 260
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(15):
+            rc = await proc.wait()
+        assert rc == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                await proc.wait()
+
+
+async def test_check_config_names_file_key_and_expectation(tmp_path: Path) -> None:
+    bad = tmp_path / "smx.toml"
+    bad.write_text('[[meters]]\nid = "m"\nurl = "/dev/ttyUSB0"\nbaudrate = 9601\n', encoding="utf-8")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "check-config", str(bad),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert f"{bad}: meters[0].baudrate: expected one of" in err.decode()
+    good = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "check-config", str(ROOT / "smx.example.toml"),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await good.communicate()
+    assert good.returncode == 0, err.decode()
+    assert "OK, 1 meter(s)" in out.decode()
