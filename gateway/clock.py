@@ -122,6 +122,12 @@ class ManualClock(Clock):
             if not fut.done():
                 fut.set_result(None)
 
+    def next_deadline(self) -> float | None:
+        """The earliest time a sleeper waits for (tests step the clock to it), or None."""
+        while self._waiters and self._waiters[0][2].done():
+            heapq.heappop(self._waiters)  # a cancelled sleep
+        return self._waiters[0][0] if self._waiters else None
+
     def set(self, when: datetime) -> None:
         """Advance to the absolute time ``when``."""
         self.advance((when.astimezone(UTC) - self.now()).total_seconds())

@@ -158,7 +158,9 @@ class ObisInfo:
 
     @property
     def browse_name(self) -> str:
-        return self.name.replace(" ", "").replace("−", "Minus").replace("+", "Plus")
+        """CamelCase of the name: "Active energy import" -> "ActiveEnergyImport"."""
+        words = self.name.replace("+", " Plus ").replace("-", " Minus ").split()
+        return "".join(w[:1].upper() + w[1:] for w in words)
 
 
 def _o(text: str) -> Obis:

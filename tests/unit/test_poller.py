@@ -1,0 +1,228 @@
+"""The poller's scheduling and availability logic on a manual clock with a scripted link.
+
+The link is a fake (the protocol and the line are tested elsewhere with the real
+simulator); every read advances the manual clock by what it would cost on the wire, so
+hours of polling take milliseconds and every timing is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gateway.clock import ManualClock
+from gateway.config import MeterConfig
+from gateway.errors import MeterTimeout
+from gateway.meter.model import (
+    EventRecord,
+    LinkState,
+    MeterInfo,
+    ProfileData,
+    ProfileEntry,
+    Quality,
+    Snapshot,
+)
+from gateway.meter.poller import Poller
+from gateway.obis import CATALOGUE, Obis, Refresh
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+FAST = [i.obis for i in sorted(CATALOGUE, key=lambda i: i.priority) if i.refresh is Refresh.SECOND]
+
+
+@dataclass
+class Stats:
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+@dataclass
+class FakeLink:
+    """A meter link whose reads cost ``cost`` clock seconds; ``down`` makes everything fail."""
+
+    clock: ManualClock
+    cost: float = 0.02
+    down: bool = False
+    opens: list[float] = field(default_factory=list)
+    reads: list[tuple[float, Obis]] = field(default_factory=list)
+    stats: Stats = field(default_factory=Stats)
+
+    async def open(self) -> MeterInfo:
+        self.opens.append(self.clock.monotonic())
+        await self._spend(1.0)
+        return MeterInfo("LGz", "ZMD3104107", "54800102", "B40", "fake", 9600)
+
+    async def _spend(self, seconds: float) -> None:
+        if self.down:
+            self.clock.advance(0.5)
+            raise MeterTimeout("meter did not answer within 0.50 s")
+        self.clock.advance(seconds)
+        self.stats.bytes_sent += 14
+        self.stats.bytes_received += 20
+
+    async def read_value(self, obis: Obis) -> tuple[float, str]:
+        await self._spend(self.cost)
+        self.reads.append((self.clock.monotonic(), obis))
+        return float(obis.c) + self.clock.monotonic() / 1000, ""
+
+    async def read_clock(self) -> datetime:
+        await self._spend(2 * self.cost)
+        return self.clock.now() + timedelta(seconds=3)
+
+    async def read_profile(self, code: str, start: datetime, end: datetime) -> list[ProfileData]:
+        await self._spend(self.cost * 3)
+        first = start.replace(minute=start.minute - start.minute % 15, second=0, microsecond=0)
+        ends = [first + timedelta(minutes=15 * k) for k in range(1, 200)]
+        entries = tuple(ProfileEntry(e, 0, (1.0,)) for e in ends if start <= e <= end)
+        return [ProfileData(code, ((Obis.parse("1-0:1.29.0"), "kWh"),), 900, entries)] if entries else []
+
+    async def read_events(self, start: datetime, end: datetime) -> list[EventRecord]:
+        await self._spend(self.cost)
+        return [EventRecord(start + timedelta(minutes=1), 40, 0)] if start < end else []
+
+    async def close(self) -> None:
+        pass
+
+
+@dataclass
+class Recorder:
+    snapshots: list[Snapshot] = field(default_factory=list)
+    profiles: list[ProfileData] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+
+    async def on_snapshot(self, snapshot: Snapshot) -> None:
+        self.snapshots.append(snapshot)
+
+    async def on_profile(self, meter_id: str, profile: ProfileData) -> None:
+        self.profiles.append(profile)
+
+    async def on_events(self, meter_id: str, events: Sequence[EventRecord]) -> None:
+        self.events.extend(events)
+
+
+async def run_for(clock: ManualClock, seconds: float) -> None:
+    """Let the poller run ``seconds`` of clock time: step from one sleeper's deadline to the next."""
+    end = clock.monotonic() + seconds
+    while clock.monotonic() < end:
+        for _ in range(20):  # let every ready task run up to its next sleep
+            await asyncio.sleep(0)
+        deadline = clock.next_deadline()
+        assert deadline is not None, "the poller stopped sleeping on the clock"
+        clock.advance(max(0.0, min(deadline, end) - clock.monotonic()))
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+def config(**overrides: object) -> MeterConfig:
+    return replace(MeterConfig(id="m", url="fake://"), **overrides)  # type: ignore[arg-type]
+
+
+async def started(poller: Poller) -> asyncio.Task[None]:
+    task = asyncio.create_task(poller.run())
+    await asyncio.sleep(0)
+    return task
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_cheap_line_reads_every_one_second_value_every_cycle(clock: ManualClock) -> None:
+    link, rec = FakeLink(clock, cost=0.02), Recorder()
+    poller = Poller(config(), lambda: _ready(link), clock, [rec])
+    task = await started(poller)
+    await run_for(clock, 30)
+    await stop(task)
+    last = rec.snapshots[-1]
+    assert last.diagnostics.link is LinkState.ONLINE
+    assert last.diagnostics.late_cycles == 0
+    for obis in FAST:
+        reading = last.readings[obis]
+        assert reading.quality is Quality.GOOD
+        assert reading.refresh_s == pytest.approx(1.0, abs=0.01), obis
+    energy = [r for r in last.readings.values() if r.obis.d == 8]
+    # Registers share the spare time with the first day's profile backfill: within 2 periods.
+    assert all(r.quality is Quality.GOOD and r.refresh_s is not None and r.refresh_s <= 10.0 for r in energy)
+    assert last.diagnostics.clock_deviation_s == pytest.approx(3.0)
+
+
+async def test_slow_line_keeps_priorities_every_second_and_rotates_the_rest(clock: ManualClock) -> None:
+    link, rec = FakeLink(clock, cost=0.1), Recorder()  # 27 values x 0.1 s cannot fit in 1 s
+    poller = Poller(config(), lambda: _ready(link), clock, [rec])
+    task = await started(poller)
+    await run_for(clock, 120)
+    await stop(task)
+    last = rec.snapshots[-1]
+    refresh = [last.readings[o].refresh_s for o in FAST]
+    assert all(r is not None for r in refresh), "every value is read eventually"
+    core = [r for r in refresh if r is not None and r < 1.05]
+    assert 3 <= len(core) < len(FAST)
+    assert refresh[: len(core)] == core, "the core is the highest-priority prefix"
+    assert all(r is not None and r > 1.5 for r in refresh[len(core) :])
+    assert last.diagnostics.late_cycles == 0
+
+
+async def test_lost_meter_is_uncertain_then_bad_logged_once_and_recovers(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    link, rec = FakeLink(clock), Recorder()
+    poller = Poller(config(loss_timeout_s=10.0), lambda: _ready(link), clock, [rec])
+    task = await started(poller)
+    await run_for(clock, 5)
+    voltage = Obis.parse("1-0:32.7.0")
+    good_value = rec.snapshots[-1].readings[voltage].value
+    caplog.set_level(logging.INFO, logger="gateway.meter.poller")
+    caplog.clear()
+    link.down = True
+    down_at = clock.monotonic()
+    await run_for(clock, 1.5)
+    uncertain = rec.snapshots[-1].readings[voltage]
+    assert uncertain.quality is Quality.UNCERTAIN
+    assert uncertain.value == good_value
+    await run_for(clock, 30)
+    bad_since = next(s.time for s in rec.snapshots if s.readings[voltage].quality is Quality.BAD)
+    assert (bad_since - (T0 + timedelta(seconds=down_at))).total_seconds() == pytest.approx(10.0, abs=1.1)
+    opens = [t for t in link.opens if t >= down_at]
+    gaps = [b - a for a, b in itertools.pairwise(opens)]
+    assert gaps == sorted(gaps), "re-opening backs off"
+    assert max(gaps) <= 10.0 + 1.5
+    link.down = False
+    await run_for(clock, 15)
+    assert rec.snapshots[-1].readings[voltage].quality is Quality.GOOD
+    assert rec.snapshots[-1].diagnostics.link is LinkState.ONLINE
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("did not answer" in m for m in messages) == 1, messages
+    assert sum(" lost" in m for m in messages) == 1
+    assert sum("is back" in m for m in messages) == 1
+    await stop(task)
+
+
+async def test_profiles_are_read_in_pieces_each_entry_once(clock: ManualClock) -> None:
+    link, rec = FakeLink(clock), Recorder()
+    poller = Poller(config(profile_period_s=900.0), lambda: _ready(link), clock, [rec])
+    task = await started(poller)
+    await run_for(clock, 2 * 3600)
+    await stop(task)
+    p01 = [e.end for p in rec.profiles if p.name == "P.01" for e in p.entries]
+    assert len(p01) == len(set(p01)), "no entry is published twice"
+    assert p01 == sorted(p01)
+    expected_first = T0 - timedelta(days=1) + timedelta(minutes=15)
+    assert p01[0] == expected_first
+    assert p01[-1] >= T0 + timedelta(hours=1, minutes=45)
+    steps = {(b - a) for a, b in itertools.pairwise(p01)}
+    assert steps == {timedelta(minutes=15)}, "the pieces join without gaps"
+    assert rec.events, "the event log is read too"
+
+
+async def _ready(link: FakeLink) -> FakeLink:
+    return link
