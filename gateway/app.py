@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, MeterConfig
+from gateway.errors import GatewayError
 from gateway.meter.iec21 import Iec21Meter, Iec21Session
 from gateway.meter.model import EventRecord, ProfileData, Snapshot
 from gateway.meter.poller import MeterLink, Poller
@@ -27,6 +28,8 @@ from gateway.transport import Framing, open_serial
 log = logging.getLogger(__name__)
 
 MeterLinkFactory = Callable[[], Awaitable[MeterLink]]
+#: Pause before a crashed poller is restarted (clock seconds).
+RESTART_S = 5.0
 _EVENT_NAMES = {int(code): name for code, name in EVENT_NAMES.items()}
 
 
@@ -79,6 +82,13 @@ class Gateway:
 
     async def run(self) -> None:
         """Run until cancelled."""
+        try:
+            await self._run()
+        finally:
+            for sim in self.simulators.values():
+                await sim.stop()
+
+    async def _run(self) -> None:
         meters = []
         for meter in self.config.meters:
             if meter.simulator is not None:
@@ -89,23 +99,35 @@ class Gateway:
                 log.info("simulated meter %s listening on %s", meter.id, sim.url)
             meters.append(meter)
         server = await build_server(self.config.opcua)
-        self.space = AddressSpace(server)
+        self.space = AddressSpace(server, self.clock)
         await self.space.load_model()
         for meter in meters:
             await self.space.add_meter(meter)
         publisher = OpcUaPublisher(self.space)
         try:
-            async with server:
-                self.endpoint = _endpoint_of(server, self.config.opcua.path)
-                for meter in meters:
-                    self.pollers[meter.id] = Poller(meter, link_factory(meter), self.clock, [publisher])
-                self.ready.set()
-                async with asyncio.TaskGroup() as tasks:
-                    for poller in self.pollers.values():
-                        tasks.create_task(poller.run(), name=f"poller-{poller.config.id}")
+            await server.start()
+        except OSError as err:
+            endpoint = self.config.opcua.endpoint
+            raise GatewayError(f"cannot serve OPC UA at {endpoint}: {err.strerror or err}") from err
+        try:
+            self.endpoint = _endpoint_of(server, self.config.opcua.path)
+            for meter in meters:
+                self.pollers[meter.id] = Poller(meter, link_factory(meter), self.clock, [publisher])
+            self.ready.set()
+            async with asyncio.TaskGroup() as tasks:
+                for poller in self.pollers.values():
+                    tasks.create_task(self._supervise(poller), name=f"poller-{poller.config.id}")
         finally:
-            for sim in self.simulators.values():
-                await sim.stop()
+            await server.stop()
+
+    async def _supervise(self, poller: Poller) -> None:
+        """Keep a poller running: a bug in one meter's path must not stop the others or OPC UA."""
+        while True:
+            try:
+                await poller.run()
+            except Exception:
+                log.exception("poller of meter %s failed; restart in %.0f s", poller.config.id, RESTART_S)
+                await self.clock.sleep(RESTART_S)
 
 
 def _endpoint_of(server: object, path: str) -> str:

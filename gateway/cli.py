@@ -24,6 +24,12 @@ def _host_port(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smx-gateway", description="SMX Smart Meter eXtension gateway")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -32,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the gateway (the built-in simulated meter if no --config)")
     run.add_argument("--config", type=Path, help="TOML configuration file (see smx.example.toml)")
-    run.add_argument("--port", type=int, help="OPC UA port (overrides the configuration)")
+    run.add_argument(
+        "--port", type=_port, help="OPC UA port, 0 for any free one (overrides the configuration)"
+    )
 
     sim = sub.add_parser("simulate", help="run a simulated meter on a TCP port (IEC 62056-21)")
     sim.add_argument("--listen", type=_host_port, default=("127.0.0.1", 4059), metavar="HOST:PORT")

@@ -53,7 +53,8 @@ class MeterConfig:
     baudrate: int = 9600  # highest speed to negotiate
     address: str = ""  # device address for the sign-on ("/?address!")
     password: str = "00000000"
-    response_timeout_s: float = 1.0
+    #: Wait for the first byte of an answer (IEC 62056-21 allows a reaction time up to 1.5 s).
+    response_timeout_s: float = 1.5
     loss_timeout_s: float = 10.0
     cycle_s: float = 1.0
     register_period_s: float = 5.0
@@ -167,6 +168,16 @@ def _one_of(options: tuple[Any, ...]) -> Callable[[Any], str | None]:
     return check
 
 
+def _iec_text(limit: int) -> Callable[[str], str | None]:
+    """Text that travels inside an IEC 62056-21 message: printable ASCII, no delimiters."""
+
+    def check(value: str) -> str | None:
+        ok = len(value) <= limit and all(32 < ord(ch) < 127 and ch not in "()/!*" for ch in value)
+        return None if ok else f"at most {limit} printable ASCII characters without ( ) / ! *"
+
+    return check
+
+
 def _simulator(sec: _Section) -> SimulatorConfig:
     d = SimulatorConfig()
     cfg = SimulatorConfig(
@@ -215,10 +226,8 @@ def _meter(sec: _Section) -> MeterConfig:
         name=sec.get("name", str, ""),
         protocol=sec.get("protocol", str, d.protocol, _one_of(PROTOCOLS)),
         baudrate=sec.get("baudrate", int, d.baudrate, _one_of(BAUDRATES)),
-        address=sec.get(
-            "address", str, d.address, lambda v: None if len(v) <= 32 else "at most 32 characters"
-        ),
-        password=sec.get("password", str, d.password),
+        address=sec.get("address", str, d.address, _iec_text(32)),
+        password=sec.get("password", str, d.password, _iec_text(32)),
         response_timeout_s=sec.get("response_timeout_s", float, d.response_timeout_s, _positive),
         loss_timeout_s=sec.get("loss_timeout_s", float, d.loss_timeout_s, _positive),
         cycle_s=sec.get("cycle_s", float, d.cycle_s, _positive),

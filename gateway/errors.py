@@ -38,6 +38,14 @@ class RemoteProtocolError(ProtocolError):
     """The peer sent bytes that violate the protocol (garbage, bad checksum, ...)."""
 
 
+class DataNotAvailable(RemoteProtocolError):
+    """The meter answered a well-formed request with an error: it has no such object.
+
+    The link is fine; the object is not supported by this meter (IEC 62056-21 ``(ERROR)``
+    answer, DLMS data-access-result object-undefined).
+    """
+
+
 class ArchiveError(GatewayError):
     """The archive could not store or read records."""
 

@@ -65,3 +65,30 @@ def unit_for(text: str) -> Unit:
         return UNITS[text]
     except KeyError:
         raise KeyError(f"unit {text!r} has no UNECE mapping") from None
+
+
+#: Decimal prefixes the meters use in unit texts ("kWh", "kvar", "MW"), and the base units.
+_PREFIX = {"": 1.0, "k": 1e3, "M": 1e6}
+_BASES = frozenset({"W", "var", "VA", "Wh", "varh", "VAh", "V", "A", "Hz"})
+
+
+def _split(unit: str) -> tuple[str, str] | None:
+    if unit in _BASES:
+        return "", unit
+    if unit[:1] in ("k", "M") and unit[1:] in _BASES:
+        return unit[:1], unit[1:]
+    return None
+
+
+def conversion_factor(source: str, target: str) -> float | None:
+    """Factor that turns a value in unit ``source`` into unit ``target`` (``"W"`` -> ``"kW"``: 0.001).
+
+    Only decimal prefixes of the same base unit convert; anything else is None, so that a
+    meter configured to publish another quantity is caught instead of scaled wrongly.
+    """
+    if source == target:
+        return 1.0
+    s, t = _split(source), _split(target)
+    if s is None or t is None or s[1] != t[1]:
+        return None
+    return _PREFIX[s[0]] / _PREFIX[t[0]]

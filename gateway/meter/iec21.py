@@ -26,7 +26,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from gateway.clock import Clock, SystemClock
-from gateway.errors import LocalProtocolError, MeterTimeout, RemoteProtocolError, TransportError
+from gateway.errors import (
+    DataNotAvailable,
+    LocalProtocolError,
+    MeterTimeout,
+    RemoteProtocolError,
+    TransportError,
+)
 from gateway.meter.model import EventRecord, MeterInfo, ProfileData, ProfileEntry
 from gateway.obis import DATE, SERIAL_NUMBER, TIME, Obis
 from gateway.protocols import iec62056_21 as iec
@@ -80,14 +86,16 @@ class Iec21Session:
         address: str = "",
         password: str = "00000000",
         max_baudrate: int = 9600,
-        response_timeout: float = 1.0,
+        response_timeout: float = 1.5,
         line_clock: Clock | None = None,
+        nak_retries: int = 2,
     ) -> None:
         self._transport = transport
         self._address = address
         self._password = password
         self._max_baudrate = max_baudrate
         self._timeout = response_timeout
+        self._nak_retries = nak_retries
         self._line_clock = line_clock or SystemClock()
         self._conn = iec.Iec21Connection(iec.Role.CLIENT)
         self._reaction = 0.2  # until the identification tells better
@@ -146,8 +154,8 @@ class Iec21Session:
         baud = min(ident.max_baudrate, self._max_baudrate)
         option = iec.OptionSelect(protocol="0", baud_char=_BAUD_CHARS[baud], mode="1")
         await self._send(option)
-        # The ACK must have left the UART before either side changes speed.
-        await self._line_clock.sleep(self._transport.wire_time(6) + self._reaction)
+        # set_line waits until the ACK has left the UART; the meter answers at the new speed
+        # no sooner than tr after it, so we must already listen at that speed by then.
         await self._transport.set_line(baud, Framing.SEVEN_E_ONE)
         seed = await self._expect(iec.Command, "password prompt P0")
         if (seed.command, seed.command_type) != ("P", "0"):
@@ -167,21 +175,36 @@ class Iec21Session:
         body = await self._read_body(iec.Command("R", "5", f"{address}()"))
         sets = iec.parse_data_sets(body)
         if not sets or sets[0].is_error:
-            raise RemoteProtocolError(f"meter answered {body!r} to R5 {address}")
+            raise DataNotAvailable(f"meter answered {body!r} to R5 {address}")
         return sets[0]
 
     async def read_profile(
-        self, code: str, start: iec.ProfileTime | None, end: iec.ProfileTime | None, *, timeout: float = 10.0
+        self, code: str, start: iec.ProfileTime | None, end: iec.ProfileTime | None
     ) -> list[iec.ProfileBlock]:
-        """``R5 P.01(start;end)``: the profile blocks of a time range (empty if none)."""
-        body = await self._read_body(iec.profile_request(code, start, end), timeout=timeout)
+        """``R5 P.01(start;end)``: the profile blocks of a time range (empty if none).
+
+        The response timeout restarts with every byte, so a long answer needs no longer
+        timeout, and a meter that stops in the middle is noticed as fast as anywhere else.
+        """
+        body = await self._read_body(iec.profile_request(code, start, end))
         return iec.parse_profile(body)
 
-    async def _read_body(self, request: iec.Command, timeout: float | None = None) -> str:
+    async def _read_body(self, request: iec.Command) -> str:
         await self._send(request)
         parts: list[str] = []
+        retries = self._nak_retries
         while True:
-            msg = await self._receive(timeout)
+            try:
+                msg = await self._receive()
+            except RemoteProtocolError as err:
+                # A damaged block (bad BCC, garbage): NAK asks the meter to repeat it
+                # (IEC 62056-21 programming mode), instead of a new sign-on at 300 Bd.
+                if retries <= 0:
+                    raise
+                retries -= 1
+                log.debug("repeat requested after %s", err)
+                await self._send(iec.Nak())
+                continue
             if isinstance(msg, iec.Nak):
                 raise RemoteProtocolError(f"meter refused {request.data!r} (NAK)")
             if not isinstance(msg, iec.DataMessage):
@@ -192,14 +215,22 @@ class Iec21Session:
             await self._send(iec.Ack())  # partial block (EOT): ask for the next one
 
     async def close(self) -> None:
-        """Send break so the meter returns to 300 Bd at once; never raises."""
-        if self.identity is None:
-            return
+        """Send break (if the meter has answered at all) and close the transport; never raises.
+
+        The break returns the meter to 300 Bd at once instead of after its inactivity
+        timeout, also after a sign-on that failed half-way.
+        """
         self.identity = None
         try:
-            await self._send(iec.Break)
+            if self._conn.state not in (iec.State.IDLE, iec.State.AWAIT_IDENTIFICATION, iec.State.CLOSED):
+                await self._send(iec.Break)
         except (TransportError, RemoteProtocolError, LocalProtocolError) as err:
             log.debug("break not sent: %s", err)
+        finally:
+            try:
+                await self._transport.close()
+            except TransportError as err:
+                log.debug("closing the transport: %s", err)
 
 
 def to_profile_time(when: datetime) -> iec.ProfileTime:
@@ -213,6 +244,21 @@ def _number(ds: iec.DataSet) -> float:
         return float(ds.value)
     except ValueError as err:
         raise RemoteProtocolError(f"{ds.address}: value {ds.value!r} is not a number") from err
+
+
+def _field(text: str, what: str, base: int = 10) -> int:
+    """An integer field of a profile header or row; garbage is the meter's fault."""
+    try:
+        return int(text, base) if text else 0
+    except ValueError as err:
+        raise RemoteProtocolError(f"{what} {text!r} is not a number") from err
+
+
+def _value(text: str, code: str) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError as err:
+        raise RemoteProtocolError(f"{code}: value {text!r} is not a number") from err
 
 
 def _profile_time_utc(t: iec.ProfileTime) -> datetime:
@@ -253,9 +299,16 @@ class Iec21Meter:
         return _number(ds), ds.unit
 
     async def read_clock(self) -> datetime:
-        """The meter's clock from 0.9.2 (date) and 0.9.1 (time), as UTC."""
+        """The meter's clock from 0.9.2 (date) and 0.9.1 (time), as UTC.
+
+        Date and time are two reads; if midnight passes between them the pair would be a
+        day off, so the date is read again after the time and the time re-read if it moved.
+        """
         date = (await self.session.read(DATE.short)).value
         time = (await self.session.read(TIME.short)).value
+        date_after = (await self.session.read(DATE.short)).value
+        if date_after != date:
+            date, time = date_after, (await self.session.read(TIME.short)).value
         digits = "".join(ch for ch in date + time if ch.isdigit())
         if len(digits) != 12:
             raise RemoteProtocolError(f"meter date/time {date!r} {time!r} is not YYMMDD hhmmss")
@@ -273,12 +326,12 @@ class Iec21Meter:
             channels = tuple((Obis.parse(o), unit) for o, unit in block.channels)
             first = _profile_time_utc(block.start)
             period = timedelta(minutes=block.period_minutes)
-            status = int(block.status, 16) if block.status else 0
+            status = _field(block.status, f"{code} status", 16)
             entries = tuple(
                 ProfileEntry(
                     end=first + k * period,
                     status=status,
-                    values=tuple(float(v) if v else None for v in row),
+                    values=tuple(_value(v, code) for v in row),
                 )
                 for k, row in enumerate(block.rows)
             )
@@ -289,8 +342,8 @@ class Iec21Meter:
         blocks = await self.session.read_profile("P.98", to_profile_time(start), to_profile_time(end))
         events = []
         for block in blocks:
-            code = int(block.rows[0][0]) if block.rows and block.rows[0] and block.rows[0][0] else 0
-            status = int(block.status, 16) if block.status else 0
+            code = _field(block.rows[0][0] if block.rows and block.rows[0] else "", "P.98 event code")
+            status = _field(block.status, "P.98 status", 16)
             events.append(EventRecord(_profile_time_utc(block.start), code, status))
         return events
 

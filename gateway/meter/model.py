@@ -24,6 +24,8 @@ class Quality(enum.Enum):
     BAD = "bad"
     #: Never read yet (BadWaitingForInitialData).
     WAITING = "waiting"
+    #: The meter has no such object, or gives it in another unit (BadConfigurationError).
+    UNSUPPORTED = "unsupported"
 
 
 class LinkState(enum.Enum):

@@ -34,7 +34,7 @@ from typing import Protocol
 
 from gateway.clock import Clock
 from gateway.config import MeterConfig, one_second_set
-from gateway.errors import GatewayError, ProtocolError, TransportError
+from gateway.errors import DataNotAvailable, GatewayError, ProtocolError, TransportError
 from gateway.meter.model import (
     Diagnostics,
     EventRecord,
@@ -46,6 +46,7 @@ from gateway.meter.model import (
     Snapshot,
 )
 from gateway.obis import CATALOGUE, Obis, ObisInfo, Refresh
+from gateway.units import conversion_factor
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ INITIAL_PROFILE_SPAN = timedelta(days=1)
 PROFILE_PIECE_MAX = timedelta(hours=2)
 PROFILE_PIECE_MIN = timedelta(minutes=15)
 PROFILES = ("P.01", "P.02")
+EVENT_LOG = "P.98"
 
 
 class LineStatsLike(Protocol):
@@ -98,6 +100,8 @@ class _ValueState:
     source_time: datetime | None = None
     refresh_s: float | None = None
     cost_s: float = 0.5  # measured seconds per read (EWMA); pessimistic until measured
+    #: Why the meter cannot give this value (it has no such object, or another unit).
+    unsupported: str = ""
 
 
 @dataclass(slots=True)
@@ -143,13 +147,12 @@ class Poller:
             if i.refresh is Refresh.REGISTER and (not config.values or i.obis in config.values)
         ]
         self._values = {s.info.obis: s for s in [*self._fast, *self._registers]}
-        self._rotation = 0
         self._rotation_starved = False
         self._register_next = 0
         self._register_round = 0.0
         self._cost_known = False
         self._periodic = [
-            _Periodic("registers", config.register_period_s),
+            *([_Periodic("registers", config.register_period_s)] if self._registers else []),
             _Periodic("clock", config.clock_period_s),
             _Periodic("profiles", config.profile_period_s, cost_s=0.0, measured=True),  # only queues
             _Periodic("events", config.event_period_s),
@@ -163,6 +166,7 @@ class Poller:
         self._last_success: float | None = None
         self._failing = False
         self._failed_at = -1.0  # values read before this are not Good until read again
+        self._started_at = 0.0
         self._lost_logged = False
         self._profile_cursor: dict[str, datetime] = {}
         self._profile_pending: list[tuple[str, datetime, datetime]] = []
@@ -189,6 +193,7 @@ class Poller:
         show up on time even while re-opening the link is backing off.
         """
         backoff = 1.0
+        self._started_at = self._clock.monotonic()
         retry_at = self._clock.monotonic()
         next_cycle = self._clock.monotonic()
         try:
@@ -230,7 +235,8 @@ class Poller:
             return False
         self._link = link
         self._cost_known = False
-        self._succeeded()
+        # Only values read count as success: a meter that signs on and then answers
+        # nothing must still be declared lost.
         info = self._info
         log.info(
             "meter %s: %s %s %s, serial %s, %s at %d Bd",
@@ -278,7 +284,7 @@ class Poller:
         return LinkState.DEGRADED if self._failing else LinkState.ONLINE
 
     def _lost(self) -> bool:
-        since = self._last_success if self._last_success is not None else 0.0
+        since = self._last_success if self._last_success is not None else self._started_at
         lost = self._failing and self._clock.monotonic() - since >= self.config.loss_timeout_s
         if lost and not self._lost_logged:
             log.error("meter %s lost: no answer for %.0f s", self.config.id, self.config.loss_timeout_s)
@@ -297,27 +303,27 @@ class Poller:
         periodic = max(due, key=lambda p: (now - p.due_at) / max(p.period_s, 1.0)) if due else None
         # Leave room for at least one more read, so the rotation and periodic work never
         # starve behind a core that fills the cycle on a slow line.
-        spare = max(s.cost_s for s in self._fast) if self._fast else 0.0
+        spare = max((v.cost_s for v in self._fast if not v.unsupported), default=0.0)
         core_budget = min(self._core_budget, self._budget - spare)
         skip = False
         if periodic is not None and periodic.starving(now, self.config.cycle_s):
             # Make room: the core gives way rather than the periodic work never running;
             # if not even one value fits beside it, the cycle is skipped - and counted.
             core_budget = min(core_budget, self._budget - periodic.cost_s)
-            skip = bool(self._fast) and self._fast[0].cost_s > core_budget
+            skip = any(not v.unsupported and v.cost_s > core_budget for v in self._fast[:1])
+        fast = [v for v in self._fast if not v.unsupported]
         core: list[_ValueState] = []
         spent = 0.0
-        for state in () if skip else self._fast:
+        for state in () if skip else fast:
             if core and spent + state.cost_s > core_budget:
                 break
             core.append(state)
             spent += state.cost_s
         if skip:
             self._diag = replace(self._diag, skipped_cycles=self._diag.skipped_cycles + 1)
-        rest = self._fast[len(core) :]
-        if rest:
-            self._rotation %= len(rest)
-            rest = rest[self._rotation :] + rest[: self._rotation]
+        # Rotation: least recently read first (never read first, in priority order), which
+        # stays fair however the core's size changes from cycle to cycle.
+        rest = sorted(fast[len(core) :], key=lambda v: -1.0 if v.read_at is None else v.read_at)
         return core, periodic, rest
 
     async def _cycle(self, started: float) -> None:
@@ -349,7 +355,6 @@ class Poller:
                 periodic.measured = True
         if ok and not rotation_first:
             ok, rotated = await self._rotate(link, rotation, started)
-        self._rotation += rotated
         self._rotation_starved = bool(rotation) and rotated == 0
         if not ok:
             await self._drop_link()
@@ -375,10 +380,18 @@ class Poller:
         t0 = self._clock.monotonic()
         try:
             value, unit = await link.read_value(state.info.obis)
+        except DataNotAvailable as err:
+            self._unsupported(state, f"the meter has no object {state.info.obis.short} ({err})")
+            return True  # the line is fine
         except (TransportError, ProtocolError) as err:
             self._failed(f"reading {state.info.obis.short}: {err}")
             return False
         t1 = self._clock.monotonic()
+        factor = conversion_factor(unit or state.info.unit, state.info.unit)
+        if factor is None:
+            self._unsupported(state, f"{state.info.obis.short} comes in {unit!r}, not {state.info.unit!r}")
+            return True
+        value *= factor
         if not self._cost_known:
             # The first read of a session tells what one read costs on this line.
             for other in self._values.values():
@@ -388,11 +401,18 @@ class Poller:
         if state.read_at is not None:
             interval = t1 - state.read_at
             state.refresh_s = interval if state.refresh_s is None else 0.7 * state.refresh_s + 0.3 * interval
-        state.value, state.unit, state.read_at = value, unit or state.info.unit, t1
+        state.value, state.unit, state.read_at = value, state.info.unit, t1
         state.source_time = self._clock.now()
         self._diag = replace(self._diag, last_good_read=state.source_time)
         self._succeeded()
         return True
+
+    def _unsupported(self, state: _ValueState, why: str) -> None:
+        """Take a value out of the schedule for this session, and say so once."""
+        state.unsupported = why
+        log.warning(
+            "meter %s: %s; it is published as Bad (configure `values` to drop it)", self.config.id, why
+        )
 
     async def _periodic_work(self, link: MeterLink, item: _Periodic) -> bool:
         now_mono = self._clock.monotonic()
@@ -411,7 +431,14 @@ class Poller:
                 item.due_at = self._register_round + item.period_s
                 return True
             elif item.name == "clock":
-                meter_time = await link.read_clock()
+                try:
+                    meter_time = await link.read_clock()
+                except DataNotAvailable as err:
+                    log.warning(
+                        "meter %s: no clock to read (%s); deviation not monitored", self.config.id, err
+                    )
+                    self._periodic.remove(item)
+                    return True
                 deviation = (meter_time - self._clock.now()).total_seconds()
                 self._diag = replace(self._diag, clock_deviation_s=deviation)
                 self._succeeded()
@@ -419,7 +446,8 @@ class Poller:
                 self._queue_profile_pieces()
                 self._piece.due_at = now_mono
             elif item.name == "events":
-                await self._read_events(link)
+                self._queue_range(EVENT_LOG)
+                self._piece.due_at = now_mono
             elif item.name == "profile-piece":
                 if not self._profile_pending:
                     return True
@@ -433,26 +461,35 @@ class Poller:
         return True
 
     def _queue_profile_pieces(self) -> None:
-        now = self._clock.now()
-        queued = {code for code, _, _ in self._profile_pending}
         for code in PROFILES:
-            if code in queued:
-                continue  # still catching up from the last time
-            start = self._profile_cursor.get(code, now - INITIAL_PROFILE_SPAN)
-            if start < now:
-                self._profile_pending.append((code, start, now))
+            self._queue_range(code)
+
+    def _queue_range(self, code: str) -> None:
+        """Queue the range from the last entry read to now, to be read in pieces."""
+        if any(pending == code for pending, _, _ in self._profile_pending):
+            return  # still catching up from the last time
+        now = self._clock.now()
+        start = self._profile_cursor.get(code, now - INITIAL_PROFILE_SPAN)
+        if start < now:
+            self._profile_pending.append((code, start, now))
 
     async def _read_profile_piece(self, link: MeterLink) -> None:
         """Read the next piece of the oldest pending profile range, sized to fit a cycle."""
         code, start, until = self._profile_pending[0]
         end = min(start + self._piece_span, until)
         t0 = self._clock.monotonic()
-        blocks = await link.read_profile(code, start, end)
+        if code == EVENT_LOG:
+            await self._read_events(link, start, end)
+            blocks = []
+        else:
+            blocks = await link.read_profile(code, start, end)
         cost = self._clock.monotonic() - t0
-        # Aim at half the cycle's budget per piece: halve or double the span.
-        if cost > 0.5 * self._budget:
+        # Aim at the time the core leaves free in a cycle: halve or double the span.
+        core_cost = sum(v.cost_s for v in self._plan(self._clock.monotonic())[0])
+        target = max(self._budget - core_cost, 0.1 * self._budget)
+        if cost > target:
             self._piece_span = max(self._piece_span / 2, PROFILE_PIECE_MIN)
-        elif cost < 0.2 * self._budget:
+        elif cost < target / 2.5:
             self._piece_span = min(self._piece_span * 2, PROFILE_PIECE_MAX)
         if end >= until:
             self._profile_pending.pop(0)
@@ -468,23 +505,30 @@ class Poller:
             cursor = self._profile_cursor[code]
             data = replace(block, entries=fresh)
             for listener in self.listeners:
-                await listener.on_profile(self.config.id, data)
+                await self._notify(listener.on_profile(self.config.id, data), "load profile")
         if code not in self._profile_cursor:
             self._profile_cursor[code] = start  # nothing there yet: next time start here
 
-    async def _read_events(self, link: MeterLink) -> None:
-        now = self._clock.now()
-        start = self._profile_cursor.get("P.98", now - INITIAL_PROFILE_SPAN)
-        events = [e for e in await link.read_events(start, now) if e.time > start]
-        self._succeeded()
+    async def _read_events(self, link: MeterLink, start: datetime, end: datetime) -> None:
+        cursor = self._profile_cursor.get(EVENT_LOG)
+        events = [e for e in await link.read_events(start, end) if cursor is None or e.time > cursor]
         if events:
-            self._profile_cursor["P.98"] = max(e.time for e in events)
+            self._profile_cursor[EVENT_LOG] = max(e.time for e in events)
             for listener in self.listeners:
-                await listener.on_events(self.config.id, events)
+                await self._notify(listener.on_events(self.config.id, events), "events")
+
+    async def _notify(self, call: Awaitable[None], what: str) -> None:
+        """Deliver to a listener; its failure is logged, never stops polling the meter."""
+        try:
+            await call
+        except Exception:
+            log.exception("meter %s: publishing %s failed", self.config.id, what)
 
     # -- publish -----------------------------------------------------------------------------
 
     def _quality(self, state: _ValueState, link_state: LinkState) -> Quality:
+        if state.unsupported:
+            return Quality.UNSUPPORTED
         if state.read_at is None:
             return Quality.BAD if link_state is LinkState.LOST else Quality.WAITING
         if link_state is LinkState.LOST:
@@ -509,8 +553,5 @@ class Poller:
         }
         self.snapshot = Snapshot(self.config.id, self._clock.now(), readings, self._diag, self._info)
         for listener in self.listeners:
-            try:
-                await listener.on_snapshot(self.snapshot)
-            except GatewayError as err:
-                log.error("publishing snapshot of %s failed: %s", self.config.id, err)
+            await self._notify(listener.on_snapshot(self.snapshot), "snapshot")
         self._snapshot_event.set()

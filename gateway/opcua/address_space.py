@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from asyncua import Server, ua
 
 from gateway import __version__
+from gateway.clock import Clock, SystemClock
 from gateway.config import MeterConfig
 from gateway.meter.model import Diagnostics, EventRecord, MeterInfo, ProfileData, Quality, Reading, Snapshot
 from gateway.obis import CATALOGUE, LOAD_PROFILE_1, LOAD_PROFILE_2, Kind, Obis, ObisInfo
@@ -48,6 +49,7 @@ QUALITY_STATUS = {
     Quality.UNCERTAIN: ua.StatusCodes.UncertainLastUsableValue,
     Quality.BAD: ua.StatusCodes.BadCommunicationError,
     Quality.WAITING: ua.StatusCodes.BadWaitingForInitialData,
+    Quality.UNSUPPORTED: ua.StatusCodes.BadConfigurationError,
 }
 
 #: Diagnostics variables: browse name -> (attribute of Diagnostics, variant type).
@@ -106,8 +108,9 @@ class MeterNodes:
 class AddressSpace:
     """Creates the SMX nodes and writes meter data into them through the fast path."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, clock: Clock | None = None) -> None:
         self.server = server
+        self.clock = clock or SystemClock()
         self.ns = 0
         self.meters: dict[str, MeterNodes] = {}
         self.meters_folder = ua.NodeId()
@@ -311,7 +314,7 @@ class AddressSpace:
     async def write_snapshot(self, snapshot: Snapshot) -> None:
         """Write what changed since the last snapshot (newly read values and status changes)."""
         nodes = self.meters[snapshot.meter_id]
-        now = datetime.now(UTC)
+        now = self.clock.now()
         for obis, reading in snapshot.readings.items():
             node_id = nodes.values.get(obis)
             if node_id is None:
@@ -356,7 +359,7 @@ class AddressSpace:
         if channels is None or not profile.entries:
             return
         last = profile.entries[-1]
-        now = datetime.now(UTC)
+        now = self.clock.now()
         for (obis, _unit), value in zip(profile.channels, last.values, strict=False):
             node_id = next((n for o, n in channels.items() if o.matches(obis)), None)
             if node_id is None:
@@ -386,7 +389,7 @@ class AddressSpace:
             return
         last = max(events, key=lambda e: e.time)
         nodes.events_read += len(events)
-        now = datetime.now(UTC)
+        now = self.clock.now()
         ids = nodes.event_log
         await self._write(ids["LastEventTime"], _dv(ua.Variant(last.time, ua.VariantType.DateTime), now))
         await self._write(ids["LastEventCode"], _dv(ua.Variant(last.code, ua.VariantType.UInt16), now))

@@ -173,6 +173,7 @@ class SimulatedMeter:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._no_connections = asyncio.Event()
         #: Requests answered (for tests that wait for the meter to be used).
         self.requests = 0
 
@@ -206,6 +207,11 @@ class SimulatedMeter:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Let the per-connection callbacks of asyncio.start_server finish too.
+        if self._writers:
+            self._no_connections.clear()
+            async with asyncio.timeout(5):
+                await self._no_connections.wait()
 
     # -- one connection ----------------------------------------------------------------------
 
@@ -224,6 +230,8 @@ class SimulatedMeter:
         finally:
             self._tasks.discard(line)
             self._writers.discard(writer)
+            if not self._writers:
+                self._no_connections.set()
             writer.close()
 
     # -- meter behaviour ---------------------------------------------------------------------
@@ -342,6 +350,7 @@ class _Line:
         self.authenticated = False
         self.pending = 0  # bytes received for the message being parsed
         self.first_byte_at = 0.0
+        self.last_answer: iec.Event | None = None  # repeated on NAK
 
     def wire_time(self, n: int) -> float:
         return n * BITS_PER_CHAR / self.baud
@@ -359,6 +368,7 @@ class _Line:
                     data = await self.reader.read(4096)
             except TimeoutError:
                 self.reset()
+                self.pending = 0
                 continue
             if not data:
                 return
@@ -388,6 +398,7 @@ class _Line:
                 await self.handle(event)
 
     async def send(self, event: iec.Event) -> None:
+        self.last_answer = event
         data = bytearray(self.conn.send(event))
         faults = self.meter.faults
         if faults.corrupt_answers > 0 and data:
@@ -403,9 +414,10 @@ class _Line:
         start = clock.monotonic()
         for offset in range(0, len(data), chunk):
             piece = data[offset : offset + chunk]
+            # A character is there once its stop bit is: hand over each chunk at its end time.
+            await clock.sleep_until(start + self.wire_time(offset + len(piece)))
             self.writer.write(piece)
             await self.writer.drain()
-            await clock.sleep_until(start + self.wire_time(offset + len(piece)))
 
     async def handle(self, event: iec.Event) -> None:
         meter = self.meter
@@ -426,6 +438,8 @@ class _Line:
                 self.reset()
         elif isinstance(event, iec.Command):
             await self.command(event)
+        elif isinstance(event, iec.Nak) and self.last_answer is not None:
+            await self.send(self.last_answer)  # "repeat": the gateway got it damaged
         elif isinstance(event, iec.Ack | iec.Nak):
             pass  # nothing is pending in this meter: every answer is one complete block
 

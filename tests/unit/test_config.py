@@ -97,3 +97,11 @@ def test_demo_config_runs_a_simulated_meter_on_loopback() -> None:
     assert meter.simulator is not None
     assert meter.simulator.host == "127.0.0.1"
     assert meter.url.startswith("socket://127.0.0.1:")
+
+
+@pytest.mark.parametrize("field", ["address", "password"])
+@pytest.mark.parametrize("value", ["12(34", "a!b", "x" * 33, "pass word"])
+def test_texts_sent_inside_iec_messages_are_checked(tmp_path: Path, field: str, value: str) -> None:
+    text = f'[[meters]]\nid = "m"\nurl = "x"\n{field} = "{value}"\n'
+    with pytest.raises(ConfigError, match=rf"meters\[0\].{field}: expected at most 32 printable ASCII"):
+        load_config(write(tmp_path, text))

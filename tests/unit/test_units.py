@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.obis import CATALOGUE, LOAD_PROFILE_1, LOAD_PROFILE_2
-from gateway.units import UNITS, unit_for
+from gateway.units import UNITS, conversion_factor, unit_for
 
 TABLE = Path(__file__).parent.parent / "fixtures" / "units" / "UNECE_to_OPCUA.csv"
 
@@ -44,3 +44,18 @@ def test_every_catalogue_unit_has_a_mapping() -> None:
 def test_unknown_unit_names_itself() -> None:
     with pytest.raises(KeyError, match="furlong"):
         unit_for("furlong")
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "factor"),
+    [
+        ("W", "kW", 0.001), ("kW", "W", 1000.0), ("Wh", "kWh", 0.001), ("varh", "kvarh", 0.001),
+        ("MW", "kW", 1000.0), ("kWh", "kWh", 1.0), ("", "", 1.0),
+        ("V", "A", None), ("kW", "kWh", None), ("kvar", "kW", None), ("x", "kW", None),
+    ],
+)  # fmt: skip
+def test_conversion_factor_only_between_prefixes_of_one_unit(
+    source: str, target: str, factor: float | None
+) -> None:
+    result = conversion_factor(source, target)
+    assert result == (pytest.approx(factor) if factor is not None else None)
