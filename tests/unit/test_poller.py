@@ -18,7 +18,7 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.config import MeterConfig
-from gateway.errors import MeterTimeout
+from gateway.errors import DataNotAvailable, MeterTimeout
 from gateway.meter.model import (
     EventRecord,
     LinkState,
@@ -48,6 +48,9 @@ class FakeLink:
     clock: ManualClock
     cost: float = 0.02
     down: bool = False
+    reads_fail: bool = False  # signs on, then answers no read
+    missing: frozenset[Obis] = frozenset()
+    units: dict[Obis, str] = field(default_factory=dict)
     opens: list[float] = field(default_factory=list)
     reads: list[tuple[float, Obis]] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
@@ -66,9 +69,14 @@ class FakeLink:
         self.stats.bytes_received += 20
 
     async def read_value(self, obis: Obis) -> tuple[float, str]:
+        if self.reads_fail:
+            self.clock.advance(0.5)
+            raise MeterTimeout("meter did not answer within 0.50 s")
         await self._spend(self.cost)
+        if obis in self.missing:
+            raise DataNotAvailable(f"meter answered '(ERROR)' to R5 {obis.short}")
         self.reads.append((self.clock.monotonic(), obis))
-        return float(obis.c) + self.clock.monotonic() / 1000, ""
+        return float(obis.c) + self.clock.monotonic() / 1000, self.units.get(obis, "")
 
     async def read_clock(self) -> datetime:
         await self._spend(2 * self.cost)
@@ -226,3 +234,63 @@ async def test_profiles_are_read_in_pieces_each_entry_once(clock: ManualClock) -
 
 async def _ready(link: FakeLink) -> FakeLink:
     return link
+
+
+async def test_object_the_meter_lacks_is_unsupported_and_the_rest_stays_good(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    pf = Obis.parse("1-0:13.7.0")
+    link, rec = FakeLink(clock, missing=frozenset({pf})), Recorder()
+    poller = Poller(config(), lambda: _ready(link), clock, [rec])
+    task = await started(poller)
+    await run_for(clock, 20)
+    await stop(task)
+    last = rec.snapshots[-1]
+    assert last.readings[pf].quality is Quality.UNSUPPORTED
+    assert all(r.quality is Quality.GOOD for o, r in last.readings.items() if o != pf)
+    assert len(link.opens) == 1, "the session is kept"
+    assert sum("no object 13.7.0" in r.getMessage() for r in caplog.records) == 1
+    assert sum(1 for _, o in link.reads if o == pf) == 0
+
+
+async def test_meter_unit_is_converted_by_prefix_or_refused(clock: ManualClock) -> None:
+    p_plus, voltage = Obis.parse("1-0:1.7.0"), Obis.parse("1-0:32.7.0")
+    link, rec = FakeLink(clock, units={p_plus: "W", voltage: "A"}), Recorder()
+    poller = Poller(config(), lambda: _ready(link), clock, [rec])
+    task = await started(poller)
+    await run_for(clock, 5)
+    await stop(task)
+    last = rec.snapshots[-1]
+    raw = [t for t, o in link.reads if o == p_plus][-1]
+    assert last.readings[p_plus].value == pytest.approx((1 + raw / 1000) / 1000)  # W -> kW
+    assert last.readings[p_plus].unit == "kW"
+    assert last.readings[voltage].quality is Quality.UNSUPPORTED
+
+
+async def test_meter_that_signs_on_but_answers_nothing_is_declared_lost(clock: ManualClock) -> None:
+    clock.advance(100_000)  # a monotonic clock far from zero, like the system's
+    link, rec = FakeLink(clock, reads_fail=True), Recorder()
+    poller = Poller(config(loss_timeout_s=10.0), lambda: _ready(link), clock, [rec])
+    task = await started(poller)
+    await run_for(clock, 5)
+    assert rec.snapshots[-1].diagnostics.link is not LinkState.LOST, "not lost before the loss timeout"
+    await run_for(clock, 10)
+    await stop(task)
+    assert rec.snapshots[-1].diagnostics.link is LinkState.LOST
+    assert len(link.opens) >= 2, "sign-on keeps being retried"
+
+
+async def test_failing_listener_does_not_stop_polling(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(Recorder):
+        async def on_snapshot(self, snapshot: Snapshot) -> None:
+            raise RuntimeError("listener bug")
+
+    link, rec = FakeLink(clock), Recorder()
+    poller = Poller(config(), lambda: _ready(link), clock, [Broken(), rec])
+    task = await started(poller)
+    await run_for(clock, 5)
+    await stop(task)
+    assert len(rec.snapshots) >= 4
+    assert any("publishing snapshot failed" in r.getMessage() for r in caplog.records)
