@@ -21,7 +21,6 @@ from gateway.meter.model import EventRecord, ProfileData, Snapshot
 from gateway.meter.poller import MeterLink, Poller
 from gateway.opcua.address_space import AddressSpace
 from gateway.opcua.server import build_server
-from gateway.simulator.physics import EVENT_NAMES
 from gateway.simulator.server import SimulatedMeter, simulator_from_config
 from gateway.transport import Framing, open_serial
 
@@ -30,7 +29,6 @@ log = logging.getLogger(__name__)
 MeterLinkFactory = Callable[[], Awaitable[MeterLink]]
 #: Pause before a crashed poller is restarted (clock seconds).
 RESTART_S = 5.0
-_EVENT_NAMES = {int(code): name for code, name in EVENT_NAMES.items()}
 
 
 class OpcUaPublisher:
@@ -46,7 +44,7 @@ class OpcUaPublisher:
         await self.space.write_profile(meter_id, profile)
 
     async def on_events(self, meter_id: str, events: Sequence[EventRecord]) -> None:
-        await self.space.write_events(meter_id, events, _EVENT_NAMES)
+        await self.space.write_events(meter_id, events)
 
 
 def link_factory(meter: MeterConfig) -> MeterLinkFactory:

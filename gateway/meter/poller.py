@@ -53,7 +53,12 @@ log = logging.getLogger(__name__)
 #: How far back the first profile / event readout goes.
 INITIAL_PROFILE_SPAN = timedelta(days=1)
 #: Bounds of one piece of a profile readout; the span adapts to what fits into a cycle.
-PROFILE_PIECE_MAX = timedelta(hours=2)
+#: Per readout: (first span, longest span). The event log is sparse, so its pieces are long.
+PIECE_SPANS = {
+    "P.01": (timedelta(hours=1), timedelta(hours=2)),
+    "P.02": (timedelta(hours=1), timedelta(hours=2)),
+    "P.98": (INITIAL_PROFILE_SPAN, INITIAL_PROFILE_SPAN),
+}
 PROFILE_PIECE_MIN = timedelta(minutes=15)
 PROFILES = ("P.01", "P.02")
 EVENT_LOG = "P.98"
@@ -154,12 +159,16 @@ class Poller:
         self._periodic = [
             *([_Periodic("registers", config.register_period_s)] if self._registers else []),
             _Periodic("clock", config.clock_period_s),
-            _Periodic("profiles", config.profile_period_s, cost_s=0.0, measured=True),  # only queues
-            _Periodic("events", config.event_period_s),
         ]
-        # Profile pieces are not periodic themselves: queued by "profiles", one per cycle.
+        # Readouts (no line time of their own): when due, their range is queued, and the
+        # queue is read one piece per cycle as periodic work.
+        self._readouts = {
+            code: _Periodic(code, config.event_period_s if code == EVENT_LOG else config.profile_period_s)
+            for code in (*PROFILES, EVENT_LOG)
+        }
         self._piece = _Periodic("profile-piece", 60.0)
-        self._piece_span = timedelta(hours=1)
+        self._piece_cost: dict[str, float] = {}  # measured seconds per piece, per readout (EWMA)
+        self._piece_span = {code: first for code, (first, _) in PIECE_SPANS.items()}
         self._link: MeterLink | None = None
         self._info = MeterInfo()
         self._diag = Diagnostics()
@@ -244,8 +253,8 @@ class Poller:
             info.baudrate,
         )  # fmt: skip
         self._diag = replace(self._diag, baudrate=self._info.baudrate)
-        for p in self._periodic:
-            p.due_at = self._clock.monotonic()  # refresh registers, clock, profiles at once
+        for p in (*self._periodic, *self._readouts.values()):
+            p.due_at = self._clock.monotonic()  # registers, clock, profiles and events at once
         return True
 
     async def _close(self, link: MeterLink) -> None:
@@ -295,12 +304,22 @@ class Poller:
 
     def _plan(self, now: float) -> tuple[list[_ValueState], _Periodic | None, list[_ValueState]]:
         """Split this cycle's work into core values, one due periodic item and the rotation."""
+        for readout in self._readouts.values():
+            if readout.due_at <= now:
+                self._queue_range(readout.name)
+                readout.due_at = now + readout.period_s
         due = [p for p in self._periodic if p.due_at <= now]
         if self._profile_pending:
+            # What the next piece costs depends on which readout it belongs to.
+            self._piece.cost_s = self._piece_cost.get(self._profile_pending[0][0], self._budget)
             due.append(self._piece)
-        # The most overdue relative to its own period wins: registers (5 s) before a
-        # profile piece that may as well wait a cycle.
-        periodic = max(due, key=lambda p: (now - p.due_at) / max(p.period_s, 1.0)) if due else None
+        starving = [p for p in due if p.starving(now, self.config.cycle_s)]
+        # Starving work first, the longest waiting; otherwise the most overdue relative to
+        # its own period: registers (5 s) before a profile piece that may wait a cycle.
+        if starving:
+            periodic: _Periodic | None = min(starving, key=lambda p: p.due_at)
+        else:
+            periodic = max(due, key=lambda p: (now - p.due_at) / max(p.period_s, 1.0)) if due else None
         # Leave room for at least one more read, so the rotation and periodic work never
         # starve behind a core that fills the cycle on a slow line.
         spare = max((v.cost_s for v in self._fast if not v.unsupported), default=0.0)
@@ -442,27 +461,18 @@ class Poller:
                 deviation = (meter_time - self._clock.now()).total_seconds()
                 self._diag = replace(self._diag, clock_deviation_s=deviation)
                 self._succeeded()
-            elif item.name == "profiles":
-                self._queue_profile_pieces()
-                self._piece.due_at = now_mono
-            elif item.name == "events":
-                self._queue_range(EVENT_LOG)
-                self._piece.due_at = now_mono
             elif item.name == "profile-piece":
                 if not self._profile_pending:
                     return True
                 await self._read_profile_piece(link)
                 if self._profile_pending:
-                    return True  # due again next cycle until the queue is empty
+                    item.due_at = now_mono  # due again next cycle, without seniority over others
+                    return True
         except (TransportError, ProtocolError) as err:
             self._failed(f"{item.name}: {err}")
             return False
         item.due_at = now_mono + item.period_s
         return True
-
-    def _queue_profile_pieces(self) -> None:
-        for code in PROFILES:
-            self._queue_range(code)
 
     def _queue_range(self, code: str) -> None:
         """Queue the range from the last entry read to now, to be read in pieces."""
@@ -471,12 +481,17 @@ class Poller:
         now = self._clock.now()
         start = self._profile_cursor.get(code, now - INITIAL_PROFILE_SPAN)
         if start < now:
-            self._profile_pending.append((code, start, now))
+            if not self._profile_pending:
+                self._piece.due_at = self._clock.monotonic()
+            # Events (tampering, outages) go before the load profile backfill.
+            position = 0 if code == EVENT_LOG else len(self._profile_pending)
+            self._profile_pending.insert(position, (code, start, now))
 
     async def _read_profile_piece(self, link: MeterLink) -> None:
         """Read the next piece of the oldest pending profile range, sized to fit a cycle."""
         code, start, until = self._profile_pending[0]
-        end = min(start + self._piece_span, until)
+        span = self._piece_span[code]
+        end = min(start + span, until)
         t0 = self._clock.monotonic()
         if code == EVENT_LOG:
             await self._read_events(link, start, end)
@@ -484,13 +499,15 @@ class Poller:
         else:
             blocks = await link.read_profile(code, start, end)
         cost = self._clock.monotonic() - t0
+        known = self._piece_cost.get(code)
+        self._piece_cost[code] = cost if known is None else 0.7 * known + 0.3 * cost
         # Aim at the time the core leaves free in a cycle: halve or double the span.
         core_cost = sum(v.cost_s for v in self._plan(self._clock.monotonic())[0])
         target = max(self._budget - core_cost, 0.1 * self._budget)
         if cost > target:
-            self._piece_span = max(self._piece_span / 2, PROFILE_PIECE_MIN)
+            self._piece_span[code] = max(span / 2, PROFILE_PIECE_MIN)
         elif cost < target / 2.5:
-            self._piece_span = min(self._piece_span * 2, PROFILE_PIECE_MAX)
+            self._piece_span[code] = min(span * 2, PIECE_SPANS[code][1])
         if end >= until:
             self._profile_pending.pop(0)
         else:

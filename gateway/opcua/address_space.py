@@ -30,6 +30,7 @@ from asyncua import Server, ua
 from gateway import __version__
 from gateway.clock import Clock, SystemClock
 from gateway.config import MeterConfig
+from gateway.meter.events import describe
 from gateway.meter.model import Diagnostics, EventRecord, MeterInfo, ProfileData, Quality, Reading, Snapshot
 from gateway.obis import CATALOGUE, LOAD_PROFILE_1, LOAD_PROFILE_2, Kind, Obis, ObisInfo
 from gateway.units import UNECE_NAMESPACE, unit_for
@@ -42,6 +43,7 @@ SMX_GATEWAY_TYPE = 1001
 METER_TYPE = 1010
 LOAD_PROFILE_TYPE = 1080
 EVENT_LOG_TYPE = 1090
+METER_EVENT_TYPE = 1100
 OBIS_VALUE_TYPE = 1110
 
 QUALITY_STATUS = {
@@ -103,6 +105,7 @@ class MeterNodes:
     last_diag: Diagnostics | None = None
     profile_counts: dict[str, int] = field(default_factory=dict)
     events_read: int = 0
+    event_generator: Any = None
 
 
 class AddressSpace:
@@ -175,6 +178,10 @@ class AddressSpace:
         items.append(self._object(meter.nodeid, log_id, "EventLog", EVENT_LOG_TYPE))
         items += self._state_variables(log_id, f"{mid}.EventLog", EVENT_LOG_STATE)
         nodes.event_log = {n: self.nid(f"{mid}.EventLog.{n}") for n, _ in EVENT_LOG_STATE}
+        # Meter events are raised by the meter object (EventNotifier set by the generator).
+        nodes.event_generator = await self.server.get_event_generator(
+            ua.NodeId(METER_EVENT_TYPE, self.ns), meter
+        )
         results = await self.server.iserver.isession.add_nodes(items)
         for item, result in zip(items, results, strict=True):
             if not result.StatusCode.is_good():
@@ -382,19 +389,28 @@ class AddressSpace:
         await self._write(state["LastStatus"], _dv(ua.Variant(last.status, ua.VariantType.UInt32), now))
         await self._write(state["EntriesRead"], _dv(ua.Variant(count, ua.VariantType.UInt32), now))
 
-    async def write_events(self, meter_id: str, events: Iterable[EventRecord], names: dict[int, str]) -> None:
+    async def write_events(self, meter_id: str, events: Iterable[EventRecord]) -> None:
+        """Raise each meter event as a MeterEventType event of the meter object, with the
+        meter's time stamp, and show the last one on the EventLog variables."""
         nodes = self.meters[meter_id]
-        events = list(events)
+        events = sorted(events, key=lambda e: e.time)
         if not events:
             return
-        last = max(events, key=lambda e: e.time)
+        generator = nodes.event_generator
+        for event in events:
+            info = describe(event.code)
+            generator.event.EventCode = ua.Variant(event.code, ua.VariantType.UInt16)
+            generator.event.MeterId = ua.Variant(meter_id, ua.VariantType.String)
+            generator.event.Severity = info.severity
+            await generator.trigger(time_attr=event.time, message=info.name)
+        last = events[-1]
         nodes.events_read += len(events)
         now = self.clock.now()
         ids = nodes.event_log
         await self._write(ids["LastEventTime"], _dv(ua.Variant(last.time, ua.VariantType.DateTime), now))
         await self._write(ids["LastEventCode"], _dv(ua.Variant(last.code, ua.VariantType.UInt16), now))
-        name = names.get(last.code, f"event {last.code}")
-        await self._write(ids["LastEventName"], _dv(ua.Variant(name, ua.VariantType.String), now))
+        name = ua.Variant(describe(last.code).name, ua.VariantType.String)
+        await self._write(ids["LastEventName"], _dv(name, now))
         await self._write(ids["EventsRead"], _dv(ua.Variant(nodes.events_read, ua.VariantType.UInt32), now))
 
     async def _write(self, node_id: ua.NodeId, dv: ua.DataValue) -> None:
