@@ -74,6 +74,7 @@ async def cycle_row(baud: int, reaction: float, seconds: float) -> dict[str, Any
         "skipped_cycles": diag.skipped_cycles,
         "cycles": diag.cycles,
         "first_value_s": first_value_s,
+        "readouts_pending": poller.readouts_pending,  # first day of profiles still being read
     }
 
 

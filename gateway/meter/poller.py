@@ -5,9 +5,10 @@ Theory of operation. Every ``cycle_s`` the poller runs one cycle with a time bud
 
 1. **Core**: the 1-second objects in catalogue priority order, as many as the measured
    cost per read lets fit into ``core_fraction`` of the budget. They are read every cycle.
-2. **Due periodic work**: at most one item per cycle, the most overdue first: an energy
-   register (every ``register_period_s``), the clock (every ``clock_period_s``), or one
-   piece of a load profile / event log readout (every ``profile_period_s``).
+2. **Due periodic work**, the most overdue (relative to its period) first, as long as it
+   fits: an energy register (one per cycle, all within ``register_period_s``), the clock
+   (``clock_period_s``), and one piece of a load profile / event log readout (ranges
+   queued every ``profile_period_s`` / ``event_period_s``, the event log first).
 3. **Rotation**: the remaining 1-second objects, round robin, while the budget lasts.
 
 What cannot be read in a cycle waits for the next one; each value's measured refresh
@@ -188,6 +189,11 @@ class Poller:
     def diagnostics(self) -> Diagnostics:
         return self._diag
 
+    @property
+    def readouts_pending(self) -> int:
+        """Profile / event-log ranges still to be read (the backfill after start or a gap)."""
+        return len(self._profile_pending)
+
     async def wait_snapshot(self) -> Snapshot:
         """Wait for the next published snapshot (tests and adapters that need a fresh one)."""
         self._snapshot_event.clear()
@@ -302,8 +308,8 @@ class Poller:
 
     # -- one cycle ---------------------------------------------------------------------------
 
-    def _plan(self, now: float) -> tuple[list[_ValueState], _Periodic | None, list[_ValueState]]:
-        """Split this cycle's work into core values, one due periodic item and the rotation."""
+    def _plan(self, now: float) -> tuple[list[_ValueState], list[_Periodic], list[_ValueState]]:
+        """Split this cycle's work into core values, due periodic work (in order) and the rotation."""
         for readout in self._readouts.values():
             if readout.due_at <= now:
                 self._queue_range(readout.name)
@@ -311,15 +317,19 @@ class Poller:
         due = [p for p in self._periodic if p.due_at <= now]
         if self._profile_pending:
             # What the next piece costs depends on which readout it belongs to.
-            self._piece.cost_s = self._piece_cost.get(self._profile_pending[0][0], self._budget)
+            # A readout not measured yet is guessed from the others (or the whole budget).
+            guess = 1.5 * max(self._piece_cost.values(), default=self._budget / 1.5)
+            self._piece.cost_s = self._piece_cost.get(self._profile_pending[0][0], guess)
             due.append(self._piece)
         starving = [p for p in due if p.starving(now, self.config.cycle_s)]
         # Starving work first, the longest waiting; otherwise the most overdue relative to
         # its own period: registers (5 s) before a profile piece that may wait a cycle.
+        due.sort(key=lambda p: (now - p.due_at) / max(p.period_s, 1.0), reverse=True)
         if starving:
-            periodic: _Periodic | None = min(starving, key=lambda p: p.due_at)
-        else:
-            periodic = max(due, key=lambda p: (now - p.due_at) / max(p.period_s, 1.0)) if due else None
+            first = min(starving, key=lambda p: p.due_at)
+            due.remove(first)
+            due.insert(0, first)
+        periodic = due[0] if due else None
         # Leave room for at least one more read, so the rotation and periodic work never
         # starve behind a core that fills the cycle on a slow line.
         spare = max((v.cost_s for v in self._fast if not v.unsupported), default=0.0)
@@ -343,13 +353,14 @@ class Poller:
         # Rotation: least recently read first (never read first, in priority order), which
         # stays fair however the core's size changes from cycle to cycle.
         rest = sorted(fast[len(core) :], key=lambda v: -1.0 if v.read_at is None else v.read_at)
-        return core, periodic, rest
+        return core, due, rest
 
     async def _cycle(self, started: float) -> None:
         link = self._link
         assert link is not None
         before = link.stats.bytes_sent + link.stats.bytes_received
-        core, periodic, rotation = self._plan(started)
+        core, periodics, rotation = self._plan(started)
+        periodic = periodics[0] if periodics else None
         ok = True
         for state in core:
             if not (ok := await self._read_value(link, state)):
@@ -364,14 +375,20 @@ class Poller:
         rotated = 0
         if ok and rotation_first:
             ok, rotated = await self._rotate(link, rotation, started)
-        if ok and periodic is not None:
+        for n, item in enumerate(periodics if ok else ()):
+            # The first may overrun when starving; the others only run in the time left.
             elapsed = self._clock.monotonic() - started
-            if elapsed + periodic.cost_s <= self._budget or periodic.starving(started, self.config.cycle_s):
-                t0 = self._clock.monotonic()
-                ok = await self._periodic_work(link, periodic)
-                cost = self._clock.monotonic() - t0
-                periodic.cost_s = 0.7 * periodic.cost_s + 0.3 * cost if periodic.measured else cost
-                periodic.measured = True
+            if elapsed + item.cost_s > self._budget and not (
+                n == 0 and item.starving(started, self.config.cycle_s)
+            ):
+                continue
+            t0 = self._clock.monotonic()
+            ok = await self._periodic_work(link, item)
+            cost = self._clock.monotonic() - t0
+            item.cost_s = 0.7 * item.cost_s + 0.3 * cost if item.measured else cost
+            item.measured = True
+            if not ok:
+                break
         if ok and not rotation_first:
             ok, rotated = await self._rotate(link, rotation, started)
         self._rotation_starved = bool(rotation) and rotated == 0
@@ -501,9 +518,8 @@ class Poller:
         cost = self._clock.monotonic() - t0
         known = self._piece_cost.get(code)
         self._piece_cost[code] = cost if known is None else 0.7 * known + 0.3 * cost
-        # Aim at the time the core leaves free in a cycle: halve or double the span.
-        core_cost = sum(v.cost_s for v in self._plan(self._clock.monotonic())[0])
-        target = max(self._budget - core_cost, 0.1 * self._budget)
+        # Aim at the time a full core leaves free in a cycle: halve or double the span.
+        target = self._budget - self._core_budget
         if cost > target:
             self._piece_span[code] = max(span / 2, PROFILE_PIECE_MIN)
         elif cost < target / 2.5:
