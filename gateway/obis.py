@@ -212,6 +212,10 @@ CATALOGUE: tuple[ObisInfo, ...] = (
     _energy("1-0:4.8.0", "Reactive energy export", "Reactive energy export R-, total", "kvarh"),
 )
 
+#: Priorities up to this are the 1-second set (3 x U, 3 x I, P+/-, Q+/-, PF, f): the poller
+#: keeps them in every cycle when the line allows, before anything else.
+ONE_SECOND_SET_PRIORITY = 12
+
 #: Load profile 1 channels: energy per 15-minute capture period (D = 29).
 LOAD_PROFILE_1 = (
     ObisInfo(

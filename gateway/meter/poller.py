@@ -46,7 +46,7 @@ from gateway.meter.model import (
     Reading,
     Snapshot,
 )
-from gateway.obis import CATALOGUE, Obis, ObisInfo, Refresh
+from gateway.obis import CATALOGUE, ONE_SECOND_SET_PRIORITY, Obis, ObisInfo, Refresh
 from gateway.units import conversion_factor
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 #: How far back the first profile / event readout goes.
 INITIAL_PROFILE_SPAN = timedelta(days=1)
 #: Bounds of one piece of a profile readout; the span adapts to what fits into a cycle.
+#: Share of the cycle the 1-second set and starving periodic work may use together.
+SQUEEZE = 0.97
 #: Per readout: (first span, longest span). The event log is sparse, so its pieces are long.
 PIECE_SPANS = {
     "P.01": (timedelta(hours=1), timedelta(hours=2)),
@@ -335,12 +337,15 @@ class Poller:
         spare = max((v.cost_s for v in self._fast if not v.unsupported), default=0.0)
         core_budget = min(self._core_budget, self._budget - spare)
         skip = False
-        if periodic is not None and periodic.starving(now, self.config.cycle_s):
-            # Make room: the core gives way rather than the periodic work never running;
-            # if not even one value fits beside it, the cycle is skipped - and counted.
-            core_budget = min(core_budget, self._budget - periodic.cost_s)
-            skip = any(not v.unsupported and v.cost_s > core_budget for v in self._fast[:1])
         fast = [v for v in self._fast if not v.unsupported]
+        if periodic is not None and periodic.starving(now, self.config.cycle_s):
+            # Make room: the core gives way rather than the periodic work never running -
+            # but not the 1-second set if it and the work fit into the cycle together;
+            # if not even one value fits beside it, the cycle is skipped, and counted.
+            essential = sum(v.cost_s for v in fast if v.info.priority <= ONE_SECOND_SET_PRIORITY)
+            keep = essential if essential + periodic.cost_s <= SQUEEZE * self.config.cycle_s else 0.0
+            core_budget = min(core_budget, max(self._budget - periodic.cost_s, keep))
+            skip = any(v.cost_s > core_budget for v in fast[:1])
         core: list[_ValueState] = []
         spent = 0.0
         for state in () if skip else fast:

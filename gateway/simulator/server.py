@@ -85,13 +85,14 @@ def _phase_signed(n: int, attr: str, sign: int) -> Callable[[Instant, Registers]
     return lambda i, _r: max(0.0, sign * float(getattr(i.phases[n], attr)))
 
 
-#: Registers the simulated meter answers, keyed by OBIS C.D.E. Energy has 4 decimals in
-#: kWh (0.1 Wh), more than a stock ZMD shows, so short windows integrate precisely.
+#: Registers the simulated meter answers, keyed by OBIS C.D.E. Energy has 5 decimals in
+#: kWh (0.01 Wh), more than a stock ZMD shows (a meter's test mode does), so that the
+#: register's increase over a few seconds can be checked against the integral of power.
 VALUES: dict[tuple[int, int, int], _Value] = {
-    (1, 8, 0): _Value(_register("a_plus"), 4, 11, "kWh"),
-    (2, 8, 0): _Value(_register("a_minus"), 4, 11, "kWh"),
-    (3, 8, 0): _Value(_register("r_plus"), 4, 11, "kvarh"),
-    (4, 8, 0): _Value(_register("r_minus"), 4, 11, "kvarh"),
+    (1, 8, 0): _Value(_register("a_plus"), 5, 12, "kWh"),
+    (2, 8, 0): _Value(_register("a_minus"), 5, 12, "kWh"),
+    (3, 8, 0): _Value(_register("r_plus"), 5, 12, "kvarh"),
+    (4, 8, 0): _Value(_register("r_minus"), 5, 12, "kvarh"),
     (1, 7, 0): _Value(_instant("active_import_kw"), 3, 6, "kW"),
     (2, 7, 0): _Value(_instant("active_export_kw"), 3, 6, "kW"),
     (3, 7, 0): _Value(_instant("reactive_import_kvar"), 3, 6, "kvar"),
