@@ -30,7 +30,7 @@ from asyncua import Server, ua
 from gateway import __version__
 from gateway.clock import Clock, SystemClock
 from gateway.config import MeterConfig
-from gateway.meter.events import describe
+from gateway.events import describe
 from gateway.meter.model import Diagnostics, EventRecord, MeterInfo, ProfileData, Quality, Reading, Snapshot
 from gateway.obis import CATALOGUE, LOAD_PROFILE_1, LOAD_PROFILE_2, Kind, Obis, ObisInfo
 from gateway.units import UNECE_NAMESPACE, unit_for

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from gateway.errors import LocalProtocolError, RemoteProtocolError
-from gateway.meter.events import EventInfo, describe
+from gateway.events import EventInfo, describe
 from gateway.obis import Obis
 from gateway.protocols.apdu import CaptureObject, EntryDescriptor, RangeDescriptor, SelectiveAccess
 from gateway.protocols.axdr import CosemDateTime, Data, DataTag
@@ -412,7 +412,7 @@ def entry_access(from_entry: int, to_entry: int, from_column: int = 1, to_column
 
 
 class StandardEvent(enum.IntEnum):
-    """Standard event log codes (numbering of :mod:`gateway.meter.events`)."""
+    """Standard event log codes (numbering of :mod:`gateway.events`)."""
 
     POWER_DOWN = 1
     POWER_UP = 2

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import RemoteProtocolError
-from gateway.meter.events import EVENTS
+from gateway.events import EVENTS
 from gateway.obis import Obis
 from gateway.protocols.apdu import (
     AttributeDescriptor,
