@@ -85,6 +85,7 @@ from dataclasses import dataclass
 from typing import Final, TypeAlias
 
 from gateway.errors import LocalProtocolError, RemoteProtocolError
+from gateway.protocols.common import NEED_DATA, NeedData
 
 __all__ = [
     "DEFAULT_PARAMETERS",
@@ -145,21 +146,6 @@ def crc16_x25(data: bytes | bytearray | memoryview) -> int:
 
 def _crc_bytes(data: bytes | bytearray) -> bytes:
     return crc16_x25(data).to_bytes(2, "little")
-
-
-class NeedData(enum.Enum):
-    """Type of the :data:`NEED_DATA` sentinel: no complete frame is buffered yet."""
-
-    NEED_DATA = "NEED_DATA"
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-    __str__ = __repr__
-
-
-#: Returned by :meth:`FrameParser.next_frame` and :meth:`HdlcConnection.next_event`.
-NEED_DATA: Final = NeedData.NEED_DATA
 
 
 # --------------------------------------------------------------------------- addresses

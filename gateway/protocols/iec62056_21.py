@@ -89,6 +89,7 @@ from typing import Final, TypeAlias
 
 from gateway.errors import LocalProtocolError, RemoteProtocolError
 from gateway.obis import Obis
+from gateway.protocols.common import NEED_DATA, NeedData
 
 __all__ = [
     "NEED_DATA",
@@ -147,21 +148,6 @@ _ANY_START_RE: Final = re.compile(rb"[/\x01\x02\x06\x15]")
 _SLASH_RE: Final = re.compile(rb"/")
 _SLASH_OR_SOH_RE: Final = re.compile(rb"[/\x01]")
 _LINE_ENDS: Final = b"\r\n"
-
-
-class NeedData(enum.Enum):
-    """Type of the :data:`NEED_DATA` sentinel: no complete event is buffered yet."""
-
-    NEED_DATA = "NEED_DATA"
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-    __str__ = __repr__
-
-
-#: Returned by :meth:`Iec21Connection.next_event` when more bytes are needed.
-NEED_DATA: Final = NeedData.NEED_DATA
 
 
 class Role(enum.Enum):
