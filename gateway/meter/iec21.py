@@ -56,7 +56,6 @@ class MeterIdentity:
     identification: str  # e.g. "ZMD3104107.B40"
     baudrate: int  # negotiated speed
     reaction_time: float  # seconds
-    serial_number: str = ""
 
     @property
     def model(self) -> str:
@@ -69,11 +68,10 @@ class MeterIdentity:
 
 @dataclass(slots=True)
 class LineStats:
-    """Bytes and messages on the line, for the poller's diagnostics."""
+    """Bytes on the line, for the poller's diagnostics."""
 
     bytes_sent: int = 0
     bytes_received: int = 0
-    messages: int = 0
 
 
 class Iec21Session:
@@ -123,7 +121,6 @@ class Iec21Session:
             event = self._conn.next_event()
             if not isinstance(event, iec.NeedData):
                 self._last_rx = self._line_clock.monotonic()
-                self.stats.messages += 1
                 return event
             try:
                 data = await self._transport.read(4096, timeout=wait)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from gateway.clock import Clock
+from gateway.events import describe
 
 __all__ = [
     "EVENT_NAMES",
@@ -216,25 +217,8 @@ class EventCode(enum.IntEnum):
     VOLTAGE_NORMAL_L3 = 84
 
 
-#: Declarative table: event code -> text the meter stores with it.
-EVENT_NAMES: dict[EventCode, str] = {
-    EventCode.POWER_DOWN: "Power down",
-    EventCode.POWER_UP: "Power up",
-    EventCode.DAYLIGHT_SAVING_CHANGE: "Daylight saving time changed",
-    EventCode.CLOCK_ADJUSTED_OLD: "Clock adjusted (old time)",
-    EventCode.CLOCK_ADJUSTED_NEW: "Clock adjusted (new time)",
-    EventCode.TERMINAL_COVER_OPENED: "Terminal cover opened",
-    EventCode.TERMINAL_COVER_CLOSED: "Terminal cover closed",
-    EventCode.UNDER_VOLTAGE_L1: "Voltage sag L1",
-    EventCode.UNDER_VOLTAGE_L2: "Voltage sag L2",
-    EventCode.UNDER_VOLTAGE_L3: "Voltage sag L3",
-    EventCode.OVER_VOLTAGE_L1: "Voltage swell L1",
-    EventCode.OVER_VOLTAGE_L2: "Voltage swell L2",
-    EventCode.OVER_VOLTAGE_L3: "Voltage swell L3",
-    EventCode.VOLTAGE_NORMAL_L1: "Voltage normal L1",
-    EventCode.VOLTAGE_NORMAL_L2: "Voltage normal L2",
-    EventCode.VOLTAGE_NORMAL_L3: "Voltage normal L3",
-}
+#: Event code -> text the meter stores with it: the gateway's table (gateway/events.py).
+EVENT_NAMES: dict[EventCode, str] = {code: describe(code).name for code in EventCode}
 _UNDER = (EventCode.UNDER_VOLTAGE_L1, EventCode.UNDER_VOLTAGE_L2, EventCode.UNDER_VOLTAGE_L3)
 _OVER = (EventCode.OVER_VOLTAGE_L1, EventCode.OVER_VOLTAGE_L2, EventCode.OVER_VOLTAGE_L3)
 _NORMAL = (EventCode.VOLTAGE_NORMAL_L1, EventCode.VOLTAGE_NORMAL_L2, EventCode.VOLTAGE_NORMAL_L3)

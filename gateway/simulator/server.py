@@ -175,8 +175,6 @@ class SimulatedMeter:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._no_connections = asyncio.Event()
-        #: Requests answered (for tests that wait for the meter to be used).
-        self.requests = 0
 
     @property
     def url(self) -> str:
@@ -407,7 +405,6 @@ class _Line:
             pos = self.meter._rng.randrange(len(data))
             data[pos] ^= 1 << self.meter._rng.randrange(7)
         await self.paced_write(bytes(data))
-        self.meter.requests += 1
 
     async def paced_write(self, data: bytes) -> None:
         clock = self.meter.line_clock
