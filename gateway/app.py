@@ -16,11 +16,13 @@ from dataclasses import replace
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, MeterConfig
 from gateway.errors import GatewayError
+from gateway.meter.dlms import DlmsMeter, DlmsSession, DlmsSettings, Referencing
 from gateway.meter.iec21 import Iec21Meter, Iec21Session
 from gateway.meter.model import EventRecord, ProfileData, Snapshot
 from gateway.meter.poller import MeterLink, Poller
 from gateway.opcua.address_space import AddressSpace
 from gateway.opcua.server import build_server
+from gateway.protocols.hdlc import HdlcAddress
 from gateway.simulator.server import SimulatedMeter, simulator_from_config
 from gateway.transport import Framing, open_serial
 
@@ -47,8 +49,36 @@ class OpcUaPublisher:
         await self.space.write_events(meter_id, events)
 
 
+def dlms_settings(meter: MeterConfig) -> DlmsSettings:
+    """The DLMS session settings of a meter's configuration."""
+    size = meter.server_address_size
+    server = HdlcAddress(meter.logical_device, None if size == 1 else meter.physical_address, size)
+    return DlmsSettings(
+        referencing=Referencing(meter.referencing),
+        client_address=meter.client_address,
+        server_address=server,
+        password=meter.password,
+        mode_e=meter.protocol == "dlms-mode-e",
+        baudrate=meter.baudrate,
+        device_address=meter.address,
+        response_timeout=meter.response_timeout_s,
+    )
+
+
 def link_factory(meter: MeterConfig) -> MeterLinkFactory:
     """A function that opens a fresh transport + session for ``meter``."""
+    if meter.protocol in ("dlms", "dlms-mode-e"):
+        settings = dlms_settings(meter)
+
+        async def connect_dlms() -> MeterLink:
+            # The session sets the line itself (8N1 at once, or 300 Bd 7E1 for mode E).
+            transport = await open_serial(
+                meter.url, baudrate=meter.baudrate, framing=Framing.EIGHT_N_ONE,
+                timeout=meter.response_timeout_s,
+            )  # fmt: skip
+            return DlmsMeter(DlmsSession(transport, settings))
+
+        return connect_dlms
 
     async def connect() -> MeterLink:
         transport = await open_serial(

@@ -21,7 +21,11 @@ from gateway.errors import ConfigError
 from gateway.obis import CATALOGUE, Obis, Refresh
 
 BAUDRATES = (300, 600, 1200, 2400, 4800, 9600, 19200)
-PROTOCOLS = ("iec62056-21",)  # DLMS/COSEM over HDLC comes with its own session
+#: ``dlms``: DLMS/COSEM over HDLC from the first byte (RS232/RS485 port, 8N1);
+#: ``dlms-mode-e``: HDLC reached by an IEC 62056-21 sign-on (optical probe, mode E);
+#: ``iec62056-21``: mode C programming mode, one R5 per value.
+PROTOCOLS = ("dlms", "dlms-mode-e", "iec62056-21")
+REFERENCING = ("ln", "sn")
 _ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 
 T = TypeVar("T")
@@ -40,6 +44,14 @@ class SimulatorConfig:
     reaction_time_s: float = 0.02  # the identification's third letter tells the gateway
     max_baudrate: int = 19200  # announced by the identification's baud character
     serial_number: str = "54800102"
+    #: DLMS: application contexts the simulated meter accepts ("ln", "sn" or "both").
+    referencing: str = "both"
+    #: DLMS: HDLC physical (lower) address of the simulated meter.
+    physical_address: int = 17
+    #: DLMS low-level security and IEC 62056-21 programming-mode password.
+    password: str = "00000000"
+    #: Speed of a direct HDLC line (a meter section's simulator defaults to its baudrate).
+    hdlc_baudrate: int = 9600
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +62,19 @@ class MeterConfig:
     url: str
     name: str = ""
     protocol: str = "iec62056-21"
-    baudrate: int = 9600  # highest speed to negotiate
+    #: IEC 62056-21 and mode E: highest speed to negotiate; direct HDLC: the line's speed.
+    baudrate: int = 9600
     address: str = ""  # device address for the sign-on ("/?address!")
+    #: IEC 62056-21 programming-mode password; DLMS low-level security ("" = none).
     password: str = "00000000"
+    #: DLMS: Logical Name ("ln") or Short Name ("sn", Landis+Gyr ZMD/ZMG) referencing.
+    referencing: str = "ln"
+    #: DLMS: client SAP (16 = public client).
+    client_address: int = 16
+    #: DLMS: the server's HDLC address: logical device (upper), physical (lower), size.
+    logical_device: int = 1
+    physical_address: int = 17
+    server_address_size: int = 2
     #: Wait for the first byte of an answer (IEC 62056-21 allows a reaction time up to 1.5 s).
     response_timeout_s: float = 1.5
     loss_timeout_s: float = 10.0
@@ -178,7 +200,14 @@ def _iec_text(limit: int) -> Callable[[str], str | None]:
     return check
 
 
-def _simulator(sec: _Section) -> SimulatorConfig:
+def _range(low: int, high: int) -> Callable[[int], str | None]:
+    def check(value: int) -> str | None:
+        return None if low <= value <= high else f"an integer {low}..{high}"
+
+    return check
+
+
+def _simulator(sec: _Section, line_baudrate: int) -> SimulatorConfig:
     d = SimulatorConfig()
     cfg = SimulatorConfig(
         host=sec.get("host", str, d.host),
@@ -190,6 +219,10 @@ def _simulator(sec: _Section) -> SimulatorConfig:
         reaction_time_s=sec.get("reaction_time_s", float, d.reaction_time_s, _positive),
         max_baudrate=sec.get("max_baudrate", int, d.max_baudrate, _one_of(BAUDRATES)),
         serial_number=sec.get("serial_number", str, d.serial_number),
+        referencing=sec.get("referencing", str, d.referencing, _one_of(("ln", "sn", "both"))),
+        physical_address=sec.get("physical_address", int, d.physical_address, _range(0, 0x3FFF)),
+        password=sec.get("password", str, d.password, _iec_text(32)),
+        hdlc_baudrate=sec.get("hdlc_baudrate", int, line_baudrate, _one_of(BAUDRATES)),
     )
     sec.done()
     return cfg
@@ -201,8 +234,10 @@ def _meter(sec: _Section) -> MeterConfig:
     )
     if not ident:
         raise sec.fail("id", "an identifier (the meter's folder name)", None)
+    d = MeterConfig(id=ident, url="")
+    baudrate = sec.get("baudrate", int, d.baudrate, _one_of(BAUDRATES))
     sim_sec = sec.table("simulator")
-    simulator = _simulator(sim_sec) if sim_sec is not None else None
+    simulator = _simulator(sim_sec, baudrate) if sim_sec is not None else None
     url = sec.get("url", str, "socket://127.0.0.1:0" if simulator else "")
     if not url:
         raise sec.fail("url", "a serial device path or a socket://host:port URL", None)
@@ -219,15 +254,25 @@ def _meter(sec: _Section) -> MeterConfig:
         if obis not in known:
             raise sec.fail(key, "an OBIS code of the catalogue (see gateway/obis.py)", text)
         values.append(obis)
-    d = MeterConfig(id=ident, url=url)
+    size = sec.get("server_address_size", int, d.server_address_size, _one_of((1, 2, 4)))
+    physical_limit = {1: 0, 2: 0x7F, 4: 0x3FFF}[size]
     cfg = MeterConfig(
         id=ident,
         url=url,
         name=sec.get("name", str, ""),
         protocol=sec.get("protocol", str, d.protocol, _one_of(PROTOCOLS)),
-        baudrate=sec.get("baudrate", int, d.baudrate, _one_of(BAUDRATES)),
+        baudrate=baudrate,
         address=sec.get("address", str, d.address, _iec_text(32)),
         password=sec.get("password", str, d.password, _iec_text(32)),
+        referencing=sec.get("referencing", str, d.referencing, _one_of(REFERENCING)),
+        client_address=sec.get("client_address", int, d.client_address, _range(1, 0x7F)),
+        logical_device=sec.get(
+            "logical_device", int, d.logical_device, _range(0, 0x7F if size < 4 else 0x3FFF)
+        ),
+        physical_address=sec.get(
+            "physical_address", int, d.physical_address if size > 1 else 0, _range(0, physical_limit)
+        ),
+        server_address_size=size,
         response_timeout_s=sec.get("response_timeout_s", float, d.response_timeout_s, _positive),
         loss_timeout_s=sec.get("loss_timeout_s", float, d.loss_timeout_s, _positive),
         cycle_s=sec.get("cycle_s", float, d.cycle_s, _positive),

@@ -21,6 +21,7 @@ sides. Line timing is real time (the wire is real), so it uses ``line_clock``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -271,6 +272,8 @@ class Iec21Meter:
     """The poller's view of an IEC 62056-21 meter: typed values, profiles, events, clock."""
 
     protocol = "IEC 62056-21 mode C"
+    #: One R5 per value: the poller reads value by value and stops at the cycle's budget.
+    batches = False
 
     def __init__(self, session: Iec21Session) -> None:
         self.session = session
@@ -294,6 +297,16 @@ class Iec21Meter:
     async def read_value(self, obis: Obis) -> tuple[float, str]:
         ds = await self.session.read(obis.short)
         return _number(ds), ds.unit
+
+    async def read_values(self, objects: Sequence[Obis]) -> list[tuple[float, str] | DataNotAvailable]:
+        """One R5 after the other (the protocol has no multi-read)."""
+        out: list[tuple[float, str] | DataNotAvailable] = []
+        for obis in objects:
+            try:
+                out.append(await self.read_value(obis))
+            except DataNotAvailable as err:
+                out.append(err)
+        return out
 
     async def read_clock(self) -> datetime:
         """The meter's clock from 0.9.2 (date) and 0.9.1 (time), as UTC.

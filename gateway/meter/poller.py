@@ -73,7 +73,15 @@ class LineStatsLike(Protocol):
 
 
 class MeterLink(Protocol):
-    """What the poller needs from a protocol session (IEC 62056-21 now, DLMS next)."""
+    """What the poller needs from a protocol session (IEC 62056-21, DLMS/COSEM).
+
+    ``batches`` tells whether :meth:`read_values` reads a whole set in one request
+    (DLMS GET-WITH-LIST / SN multi-read); if not, the poller reads value by value, which
+    lets it stop at the cycle's budget between two values.
+    """
+
+    @property
+    def batches(self) -> bool: ...
 
     @property
     def stats(self) -> LineStatsLike: ...
@@ -81,6 +89,8 @@ class MeterLink(Protocol):
     async def open(self) -> MeterInfo: ...
 
     async def read_value(self, obis: Obis) -> tuple[float, str]: ...
+
+    async def read_values(self, objects: Sequence[Obis]) -> list[tuple[float, str] | DataNotAvailable]: ...
 
     async def read_clock(self) -> datetime: ...
 
@@ -252,6 +262,10 @@ class Poller:
             return False
         self._link = link
         self._cost_known = False
+        if link.batches:
+            # One request reads the set: try it whole, the first request measures its cost.
+            for state in self._values.values():
+                state.cost_s = 0.0
         # Only values read count as success: a meter that signs on and then answers
         # nothing must still be declared lost.
         info = self._info
@@ -319,8 +333,10 @@ class Poller:
         due = [p for p in self._periodic if p.due_at <= now]
         if self._profile_pending:
             # What the next piece costs depends on which readout it belongs to.
-            # A readout not measured yet is guessed from the others (or the whole budget).
-            guess = 1.5 * max(self._piece_cost.values(), default=self._budget / 1.5)
+            # A readout not measured yet is guessed from the others, or as the time a full
+            # core leaves free (its first piece is the shortest span): a guess of the whole
+            # budget would cost the 1-second set a cycle before anything was measured.
+            guess = 1.5 * max(self._piece_cost.values(), default=self._budget - self._core_budget)
             self._piece.cost_s = self._piece_cost.get(self._profile_pending[0][0], guess)
             due.append(self._piece)
         starving = [p for p in due if p.starving(now, self.config.cycle_s)]
@@ -367,9 +383,12 @@ class Poller:
         core, periodics, rotation = self._plan(started)
         periodic = periodics[0] if periodics else None
         ok = True
-        for state in core:
-            if not (ok := await self._read_value(link, state)):
-                break
+        if link.batches:
+            ok = await self._read_batch(link, core)
+        else:
+            for state in core:
+                if not (ok := await self._read_value(link, state)):
+                    break
         # The spare time alternates: when the rotation got nothing last cycle, it goes
         # before periodic work that is not starving yet.
         rotation_first = (
@@ -409,6 +428,16 @@ class Poller:
     async def _rotate(self, link: MeterLink, rotation: list[_ValueState], started: float) -> tuple[bool, int]:
         """Read rotating values while the cycle's budget lasts; (link still good, values read)."""
         rotated = 0
+        if link.batches:
+            # One request for as many as fit into what is left of the budget.
+            elapsed = self._clock.monotonic() - started
+            batch = []
+            for state in rotation:
+                elapsed += state.cost_s
+                if elapsed > self._budget:
+                    break
+                batch.append(state)
+            return await self._read_batch(link, batch), len(batch)
         for state in rotation:
             if self._clock.monotonic() - started + state.cost_s > self._budget:
                 break
@@ -427,18 +456,58 @@ class Poller:
         except (TransportError, ProtocolError) as err:
             self._failed(f"reading {state.info.obis.short}: {err}")
             return False
+        cost = self._clock.monotonic() - t0
+        self._first_request(cost, cost)
+        self._accept(state, value, unit, cost)
+        return True
+
+    async def _read_batch(self, link: MeterLink, states: Sequence[_ValueState]) -> bool:
+        """Read ``states`` in one request; each value is charged its share of the time."""
+        if not states:
+            return True
+        t0 = self._clock.monotonic()
+        try:
+            results = await link.read_values([s.info.obis for s in states])
+        except (TransportError, ProtocolError) as err:
+            self._failed(f"reading {len(states)} values ({states[0].info.obis.short}, ...): {err}")
+            return False
+        cost = self._clock.monotonic() - t0
+        share = cost / len(states)
+        self._first_request(cost, share)
+        for state, result in zip(states, results, strict=True):
+            if isinstance(result, DataNotAvailable):
+                self._unsupported(state, f"the meter has no object {state.info.obis.short} ({result})")
+            else:
+                self._accept(state, *result, share)
+        return True
+
+    def _first_request(self, request_s: float, per_value_s: float) -> None:
+        """The first request of a session tells what reads cost on this line.
+
+        Periodic work not measured yet is guessed at one request of a batching link (the
+        registers in one, the clock in one) or three reads (the IEC 62056-21 clock), not at
+        the pessimistic start value: that would make it wait until it starves and then
+        cost the 1-second set a cycle.
+        """
+        if self._cost_known:
+            return
+        self._cost_known = True
+        for other in self._values.values():
+            other.cost_s = per_value_s
+        batches = self._link is not None and self._link.batches
+        for item in self._periodic:
+            if not item.measured:
+                item.cost_s = request_s if batches else 3 * request_s
+
+    def _accept(self, state: _ValueState, value: float, unit: str, cost: float) -> None:
+        """Take a value just read (``cost``: line seconds it took) into the state and the costs."""
         t1 = self._clock.monotonic()
         factor = conversion_factor(unit or state.info.unit, state.info.unit)
         if factor is None:
             self._unsupported(state, f"{state.info.obis.short} comes in {unit!r}, not {state.info.unit!r}")
-            return True
+            return
         value *= factor
-        if not self._cost_known:
-            # The first read of a session tells what one read costs on this line.
-            for other in self._values.values():
-                other.cost_s = t1 - t0
-            self._cost_known = True
-        state.cost_s = 0.8 * state.cost_s + 0.2 * (t1 - t0) if state.read_at else t1 - t0
+        state.cost_s = 0.8 * state.cost_s + 0.2 * cost if state.read_at else cost
         if state.read_at is not None:
             interval = t1 - state.read_at
             state.refresh_s = interval if state.refresh_s is None else 0.7 * state.refresh_s + 0.3 * interval
@@ -446,7 +515,6 @@ class Poller:
         state.source_time = self._clock.now()
         self._diag = replace(self._diag, last_good_read=state.source_time)
         self._succeeded()
-        return True
 
     def _unsupported(self, state: _ValueState, why: str) -> None:
         """Take a value out of the schedule for this session, and say so once."""
@@ -458,7 +526,10 @@ class Poller:
     async def _periodic_work(self, link: MeterLink, item: _Periodic) -> bool:
         now_mono = self._clock.monotonic()
         try:
-            if item.name == "registers":
+            if item.name == "registers" and link.batches:
+                if not await self._read_batch(link, self._registers):
+                    return False
+            elif item.name == "registers":
                 # One register per cycle keeps the cycle short; the round of all of them
                 # repeats every period, counted from the round's first read.
                 if self._register_next % len(self._registers) == 0:

@@ -54,6 +54,10 @@ class FakeLink:
     opens: list[float] = field(default_factory=list)
     reads: list[tuple[float, Obis]] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
+    #: Read a whole set in one request (DLMS) costing ``cost`` + ``per_value`` each.
+    batches: bool = False
+    per_value: float = 0.01
+    batch_sizes: list[int] = field(default_factory=list)
 
     async def open(self) -> MeterInfo:
         self.opens.append(self.clock.monotonic())
@@ -74,6 +78,19 @@ class FakeLink:
             raise DataNotAvailable(f"meter answered '(ERROR)' to R5 {obis.short}")
         self.reads.append((self.clock.monotonic(), obis))
         return float(obis.c) + self.clock.monotonic() / 1000, self.units.get(obis, "")
+
+    async def read_values(self, objects: Sequence[Obis]) -> list[tuple[float, str] | DataNotAvailable]:
+        assert self.batches, "the poller must read value by value from a link that does not batch"
+        await self._spend(self.cost + self.per_value * len(objects))
+        self.batch_sizes.append(len(objects))
+        out: list[tuple[float, str] | DataNotAvailable] = []
+        for obis in objects:
+            if obis in self.missing:
+                out.append(DataNotAvailable(f"{obis}: object-undefined"))
+            else:
+                self.reads.append((self.clock.monotonic(), obis))
+                out.append((float(obis.c) + self.clock.monotonic() / 1000, self.units.get(obis, "")))
+        return out
 
     async def read_clock(self) -> datetime:
         await self._spend(2 * self.cost)
@@ -293,3 +310,56 @@ async def test_failing_listener_does_not_stop_polling(
     await stop(task)
     assert len(rec.snapshots) >= 4
     assert any("publishing snapshot failed" in r.getMessage() for r in caplog.records)
+
+
+# -- links that read a whole set in one request (DLMS) --------------------------------------------
+
+
+async def test_batch_link_reads_the_whole_one_second_set_in_one_request_every_cycle(
+    clock: ManualClock,
+) -> None:
+    # 27 values at 0.1 s each would not fit value by value; one request of 0.1 + 27 x 0.01 s does.
+    link, rec = FakeLink(clock, cost=0.1, per_value=0.01, batches=True), Recorder()
+    poller = Poller(config(), lambda: _ready(link), clock, [rec])
+    task = await started(poller)
+    await run_for(clock, 60)
+    await stop(task)
+    last = rec.snapshots[-1]
+    for obis in FAST:
+        assert last.readings[obis].quality is Quality.GOOD
+        assert last.readings[obis].refresh_s == pytest.approx(1.0, abs=0.01), obis
+    assert link.batch_sizes.count(len(FAST)) >= 50, "one request carries the whole set"
+    registers = [r for r in last.readings.values() if r.obis.d == 8]
+    assert len(registers) == 4 and 4 in link.batch_sizes, "the registers come in one request too"
+    assert all(r.quality is Quality.GOOD and r.refresh_s is not None and r.refresh_s <= 10 for r in registers)
+    assert last.diagnostics.late_cycles == 0
+    assert last.diagnostics.skipped_cycles == 0
+
+
+async def test_batch_link_object_missing_from_the_set_is_unsupported_alone(clock: ManualClock) -> None:
+    pf = Obis.parse("1-0:13.7.0")
+    link, rec = FakeLink(clock, batches=True, missing=frozenset({pf})), Recorder()
+    poller = Poller(config(), lambda: _ready(link), clock, [rec])
+    task = await started(poller)
+    await run_for(clock, 10)
+    await stop(task)
+    last = rec.snapshots[-1]
+    assert last.readings[pf].quality is Quality.UNSUPPORTED
+    assert all(r.quality is Quality.GOOD for o, r in last.readings.items() if o != pf)
+    assert len(link.opens) == 1
+    assert link.batch_sizes[0] == len(FAST), "the first request finds out"
+    assert max(link.batch_sizes[1:]) == len(FAST) - 1, "the missing object is no longer asked for"
+
+
+async def test_batch_link_failure_turns_values_uncertain_and_recovers(clock: ManualClock) -> None:
+    link, rec = FakeLink(clock, batches=True), Recorder()
+    poller = Poller(config(loss_timeout_s=10.0), lambda: _ready(link), clock, [rec])
+    task = await started(poller)
+    await run_for(clock, 5)
+    link.down = True
+    await run_for(clock, 1.5)
+    assert all(rec.snapshots[-1].readings[o].quality is Quality.UNCERTAIN for o in FAST)
+    link.down = False
+    await run_for(clock, 5)
+    await stop(task)
+    assert all(rec.snapshots[-1].readings[o].quality is Quality.GOOD for o in FAST)

@@ -1,0 +1,860 @@
+"""DLMS/COSEM client session over HDLC: drives the sans-I/O cores over a transport.
+
+Theory of operation (IEC 62056-46 HDLC, IEC 62056-5-3 xDLMS services, IEC 62056-6-2
+interface classes, IEC 62056-21 Annex E mode E):
+
+1. **Line.** Direct HDLC starts at the configured speed, 8N1. Mode E signs on like
+   IEC 62056-21 mode C at 300 Bd 7E1 (``/?!``); the identification must announce ``\\2``
+   (HDLC available); the option select ``ACK 2 Z 2`` names the speed, after which both
+   ends switch to it at 8N1 and the meter waits for the SNRM.
+2. **Link.** SNRM proposes our information field lengths and windows; the UA answers
+   with what the meter accepts (:func:`~gateway.protocols.hdlc.negotiate`). Long APDUs
+   travel as segments in both directions (the core answers segments with RR).
+3. **Association.** AARQ with the LN or SN application context, no security or
+   low-level security (the password); the AARE either accepts (InitiateResponse with the
+   negotiated conformance and the meter's PDU size) or rejects with a diagnostic, which
+   becomes :class:`AssociationRefused` naming it.
+4. **Services.** LN: GET normal / with-list, data blocks fetched with GET-next until the
+   last one. SN: one ReadRequest with several variable names (base name + 8 x (attribute
+   - 1)), parameterised access for profile ranges. ExceptionResponse and
+   ConfirmedServiceError become :class:`ServiceRefused`; a data-access-result for one
+   item stays with that item (the adapter turns ``object-undefined`` into
+   :class:`~gateway.errors.DataNotAvailable`).
+5. **Release.** DISC (the meter drops the association with the link); the transport is
+   closed. Mode E meters return to 300 Bd by themselves after the DISC.
+
+Every wait for the meter has a timeout that restarts with each received chunk (an
+inter-character timeout), so a long profile answer needs no longer timeout while a meter
+that stops half-way is noticed as fast as a silent one.
+
+:class:`DlmsMeter` is the poller's view (:class:`~gateway.meter.poller.MeterLink`): it
+discovers the meter's objects from the association's object list, caches the scalers
+and units once per association, reads the whole 1-second set in one request
+(:meth:`DlmsMeter.read_values`), and maps profiles and the event log to the gateway's
+model with UTC time stamps.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final, TypeAlias
+
+from gateway.clock import Clock, SystemClock
+from gateway.errors import (
+    DataNotAvailable,
+    LocalProtocolError,
+    MeterTimeout,
+    RemoteProtocolError,
+    TransportError,
+)
+from gateway.meter.iec21 import LineStats
+from gateway.meter.model import EventRecord, MeterInfo, ProfileData, ProfileEntry
+from gateway.obis import EVENT_CODE, FIRMWARE, LOAD_PROFILE_1, LOAD_PROFILE_2, SERIAL_NUMBER, Obis
+from gateway.protocols import apdu as ap
+from gateway.protocols import cosem, hdlc
+from gateway.protocols import iec62056_21 as iec
+from gateway.protocols.axdr import Data, DataTag, decode_data, decode_length
+from gateway.protocols.common import NEED_DATA
+from gateway.transport import Framing, Transport
+from gateway.units import conversion_factor
+
+log = logging.getLogger(__name__)
+
+SIGN_ON_BAUD: Final = 300
+_BAUD_CHARS: Final = {300: "0", 600: "1", 1200: "2", 2400: "3", 4800: "4", 9600: "5", 19200: "6"}
+
+
+def conformance_bit(number: int) -> int:
+    """The value of conformance bit ``number`` (IEC 62056-5-3 conformance block: bit 0 is the MSB of 24)."""
+    return 1 << (23 - number)
+
+
+READ: Final = conformance_bit(3)
+BLOCK_TRANSFER_WITH_GET: Final = conformance_bit(11)
+MULTIPLE_REFERENCES: Final = conformance_bit(14)
+PARAMETERIZED_ACCESS: Final = conformance_bit(18)
+GET: Final = conformance_bit(19)
+SELECTIVE_ACCESS: Final = conformance_bit(21)
+#: What we propose: only the services we use, so the meter's answer tells what we can do.
+CONFORMANCE_LN: Final = GET | SELECTIVE_ACCESS | BLOCK_TRANSFER_WITH_GET | MULTIPLE_REFERENCES
+CONFORMANCE_SN: Final = READ | PARAMETERIZED_ACCESS | MULTIPLE_REFERENCES
+
+#: Standard logical names (IEC 62056-6-1 / DESIGN §3).
+CURRENT_ASSOCIATION: Final = Obis(0, 0, 40, 0, 0)
+LOGICAL_DEVICE_NAME: Final = Obis(0, 0, 42, 0, 0)
+CLOCK: Final = Obis(0, 0, 1, 0, 0)
+PROFILE_OBJECTS: Final = {"P.01": Obis(1, 0, 99, 1, 0), "P.02": Obis(1, 0, 99, 2, 0)}
+EVENT_LOG: Final = Obis(0, 0, 99, 98, 0)
+SN_ASSOCIATION_BASE: Final = 0xFA00
+
+CLASS_DATA: Final = 1
+CLASS_ASSOCIATION_SN: Final = 12
+CLASS_ASSOCIATION_LN: Final = 15
+#: Interface classes whose attribute 2 is a value and attribute 3 its scaler_unit.
+_SCALED_CLASSES: Final = frozenset({cosem.CLASS_REGISTER, cosem.CLASS_EXTENDED_REGISTER})
+
+_UNDEFINED: Final = frozenset(
+    {
+        ap.DataAccessResult.OBJECT_UNDEFINED,
+        ap.DataAccessResult.OBJECT_UNAVAILABLE,
+        ap.DataAccessResult.OBJECT_CLASS_INCONSISTENT,
+        ap.DataAccessResult.READ_WRITE_DENIED,
+        ap.DataAccessResult.SCOPE_OF_ACCESS_VIOLATED,
+    }
+)
+
+
+#: Management logical device (upper address 1) at physical address 17, 2-byte form.
+DEFAULT_SERVER_ADDRESS: Final = hdlc.HdlcAddress(1, 17, 2)
+#: Our SNRM proposal (our view): long frames and a receive window cut the turnarounds
+#: of a profile readout; the meter answers with what it accepts.
+PROPOSED_HDLC_PARAMETERS: Final = hdlc.HdlcParameters(1024, 1024, 1, 7)
+
+
+class Referencing(enum.Enum):
+    """COSEM object referencing of the association (IEC 62056-5-3 §4.2)."""
+
+    LOGICAL_NAME = "ln"
+    SHORT_NAME = "sn"
+
+
+class AssociationRefused(RemoteProtocolError):
+    """The meter rejected the application association (AARE result not accepted)."""
+
+
+class ServiceRefused(RemoteProtocolError):
+    """The meter answered a request with ExceptionResponse or ConfirmedServiceError."""
+
+
+@dataclass(frozen=True, slots=True)
+class DlmsSettings:
+    """How to reach one DLMS meter."""
+
+    referencing: Referencing = Referencing.LOGICAL_NAME
+    #: Client SAP: 16 is the public client; meters assign others to roles with passwords.
+    client_address: int = 16
+    server_address: hdlc.HdlcAddress = DEFAULT_SERVER_ADDRESS
+    #: Low-level security password; empty = no authentication (public client).
+    password: str = ""
+    #: Reach HDLC through an IEC 62056-21 sign-on (optical probe) instead of directly.
+    mode_e: bool = False
+    #: Direct HDLC: the line speed. Mode E: the highest speed to negotiate.
+    baudrate: int = 9600
+    #: Device address for the mode E sign-on (``/?address!``).
+    device_address: str = ""
+    response_timeout: float = 1.5
+    #: HDLC parameters we propose (our view).
+    hdlc_parameters: hdlc.HdlcParameters = PROPOSED_HDLC_PARAMETERS
+    #: Largest APDU we accept; the meter sends longer results in GET data blocks.
+    max_pdu: int = 0xFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Association:
+    """What the AARE and the link negotiation agreed on."""
+
+    referencing: Referencing
+    conformance: int
+    max_pdu: int  # the meter's maximum receive PDU size
+    hdlc: hdlc.HdlcParameters
+    baudrate: int
+    identification: iec.Identification | None = None  # mode E only
+
+
+_Result: TypeAlias = "Data | ap.DataAccessResult"
+
+
+class DlmsSession:
+    """One HDLC link and application association with one meter over one transport."""
+
+    def __init__(
+        self, transport: Transport, settings: DlmsSettings, *, line_clock: Clock | None = None
+    ) -> None:
+        self._transport = transport
+        self.settings = settings
+        self._line_clock = line_clock or SystemClock()
+        self._link = self._new_link()
+        self.stats = LineStats()
+        self.association: Association | None = None
+
+    def _new_link(self) -> hdlc.HdlcConnection:
+        client = hdlc.HdlcAddress(self.settings.client_address)
+        return hdlc.HdlcConnection(
+            hdlc.Role.CLIENT, client, self.settings.server_address, self.settings.hdlc_parameters
+        )
+
+    @property
+    def is_open(self) -> bool:
+        return self.association is not None
+
+    # -- line ---------------------------------------------------------------------------------
+
+    async def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        await self._transport.write(
+            data, timeout=self.settings.response_timeout + self._transport.wire_time(len(data))
+        )
+        self.stats.bytes_sent += len(data)
+
+    async def _read(self) -> bytes:
+        wait = self.settings.response_timeout
+        try:
+            data = await self._transport.read(4096, timeout=wait)
+        except MeterTimeout as err:
+            raise MeterTimeout(f"meter did not answer within {wait:.2f} s") from err
+        self.stats.bytes_received += len(data)
+        return data
+
+    async def _event(self) -> hdlc.Event:
+        """The next HDLC event; replies the core asks for (RR, next segments) are sent."""
+        while True:
+            event = self._link.next_event()
+            if event is NEED_DATA:
+                self._link.receive_data(await self._read())
+                continue
+            await self._write(event.reply)
+            return event
+
+    # -- open ---------------------------------------------------------------------------------
+
+    async def open(self) -> Association:
+        """Bring up the line, the HDLC link and the association."""
+        self.association = None
+        self._link = self._new_link()
+        ident: iec.Identification | None = None
+        if self.settings.mode_e:
+            ident, baud = await self._mode_e()
+        else:
+            baud = self.settings.baudrate
+            await self._transport.set_line(baud, Framing.EIGHT_N_ONE)
+            self._transport.discard_input()
+        await self._write(self._link.connect())
+        event = await self._event()
+        if isinstance(event, hdlc.Disconnected):
+            raise AssociationRefused(f"meter refused the HDLC link ({event.reason.value} to SNRM)")
+        if not isinstance(event, hdlc.Connected):
+            raise RemoteProtocolError(f"expected UA to SNRM, meter sent {event!r}")
+        params = event.parameters
+        s = self.settings
+        mechanism = ap.AuthenticationMechanism.LOW if s.password else None
+        context = (
+            ap.ApplicationContext.LOGICAL_NAME
+            if s.referencing is Referencing.LOGICAL_NAME
+            else ap.ApplicationContext.SHORT_NAME
+        )
+        conformance = CONFORMANCE_LN if s.referencing is Referencing.LOGICAL_NAME else CONFORMANCE_SN
+        aarq = ap.Aarq(
+            context,
+            ap.InitiateRequest(conformance=conformance, max_receive_pdu_size=s.max_pdu),
+            mechanism,
+            s.password.encode("ascii") if s.password else None,
+        )
+        answer = await self._request(aarq.encode())
+        if not isinstance(answer, ap.Aare):
+            raise RemoteProtocolError(f"expected AARE, meter sent {type(answer).__name__}")
+        _check_aare(answer, context)
+        initiate = answer.user_information
+        assert isinstance(initiate, ap.InitiateResponse)
+        self.association = Association(
+            s.referencing, initiate.conformance, initiate.max_receive_pdu_size, params, baud, ident
+        )
+        log.debug("associated (%s) at %d Bd, HDLC %s, meter PDU %d", context.name, baud, params,
+                  initiate.max_receive_pdu_size)  # fmt: skip
+        return self.association
+
+    async def _mode_e(self) -> tuple[iec.Identification, int]:
+        """IEC 62056-21 sign-on with protocol character 2 (Annex E): -> HDLC at 8N1."""
+        conn = iec.Iec21Connection(iec.Role.CLIENT)
+        await self._transport.set_line(SIGN_ON_BAUD, Framing.SEVEN_E_ONE)
+        self._transport.discard_input()
+        await self._write(conn.send(iec.SignOnRequest(self.settings.device_address)))
+        started = self._line_clock.monotonic()
+        while True:
+            event = conn.next_event()
+            if isinstance(event, iec.Identification):
+                break
+            if event is not iec.NEED_DATA:
+                raise RemoteProtocolError(f"expected the identification, meter sent {event!r}")
+            # ~20 characters at 300 Bd take 0.7 s, after up to 1.5 s of reaction time.
+            if self._line_clock.monotonic() - started > self.settings.response_timeout + 2.2:
+                raise MeterTimeout("meter did not identify itself")
+            conn.receive_data(await self._read())
+        last_rx = self._line_clock.monotonic()
+        if "2" not in event.enhanced:
+            raise RemoteProtocolError(
+                f"meter {event.manufacturer} {event.identification} does not offer mode E "
+                "(no \\2 in its identification)"
+            )
+        baud = min(event.max_baudrate, self.settings.baudrate)
+        # The option select goes out tr after the identification (IEC 62056-21 §6.3.14).
+        await self._line_clock.sleep_until(last_rx + event.reaction_time)
+        await self._write(conn.send(iec.OptionSelect(protocol="2", baud_char=_BAUD_CHARS[baud], mode="2")))
+        await self._transport.set_line(baud, Framing.EIGHT_N_ONE)
+        self._transport.discard_input()
+        # The meter switches tr after the option select; our SNRM must not come sooner.
+        await self._line_clock.sleep(event.reaction_time)
+        return event, baud
+
+    # -- requests -----------------------------------------------------------------------------
+
+    async def _request(self, request: bytes) -> ap.Apdu:
+        """Send one APDU and return the meter's answer, decoded; errors become exceptions."""
+        for frame in self._link.send_data(request):
+            await self._write(frame)
+        while True:
+            event = await self._event()
+            if isinstance(event, hdlc.DataReceived):
+                answer = ap.decode_apdu(event.apdu)
+                break
+            if isinstance(event, hdlc.SegmentReceived | hdlc.PeerReady):
+                continue
+            self.association = None
+            if isinstance(event, hdlc.Disconnected):
+                raise RemoteProtocolError(f"meter ended the HDLC link ({event.reason.value})")
+            if isinstance(event, hdlc.FrameRejected):
+                raise RemoteProtocolError(f"meter rejected our frame (FRMR {event.information.hex(' ')})")
+            raise RemoteProtocolError("meter is busy (RNR)")
+        if isinstance(answer, ap.ExceptionResponse):
+            raise ServiceRefused(
+                f"meter answered with an exception: {_name(answer.state_error)} / "
+                f"{_name(answer.service_error)}"
+            )
+        if isinstance(answer, ap.ConfirmedServiceError):
+            raise ServiceRefused(
+                f"meter refused the {_name(answer.service)} service: "
+                f"{_name(answer.error_type)} {answer.reason}"
+            )
+        return answer
+
+    @property
+    def invoke(self) -> ap.InvokeIdAndPriority:
+        """Invoke id and priority of our requests.
+
+        A fixed invoke id lets the 1-second request be encoded once and reused; with one
+        request outstanding at a time, answers cannot be confused.
+        """
+        return ap.InvokeIdAndPriority(1)
+
+    def _require(self) -> Association:
+        if self.association is None:
+            raise LocalProtocolError("no association: call open() first")
+        return self.association
+
+    @property
+    def multiple_references(self) -> bool:
+        """The meter accepts several attributes in one GET / Read (conformance bit 14)."""
+        return bool(self._require().conformance & MULTIPLE_REFERENCES)
+
+    def encode_get(self, requests: Sequence[ap.AttributeRequest]) -> bytes:
+        """GET-normal for one attribute, GET-with-list for several (LN)."""
+        if len(requests) == 1:
+            return ap.GetRequestNormal(requests[0].descriptor, requests[0].access, self.invoke).encode()
+        return ap.GetRequestWithList(tuple(requests), self.invoke).encode()
+
+    async def get_list(self, requests: Sequence[ap.AttributeRequest]) -> list[_Result]:
+        """LN GET of several attributes: one with-list request if the meter accepts it."""
+        if len(requests) > 1 and not self.multiple_references:
+            return [r for req in requests for r in await self.get_list([req])]
+        return await self.get_encoded(self.encode_get(requests), len(requests))
+
+    async def get_encoded(self, apdu: bytes, count: int) -> list[_Result]:
+        """Send a GET request encoded beforehand (the 1-second set) expecting ``count`` results."""
+        self._require()
+        return await self._get(apdu, count)
+
+    async def _get(self, apdu: bytes, count: int) -> list[_Result]:
+        answer = await self._request(apdu)
+        raw = bytearray()
+        expected_block = 1
+        while isinstance(answer, ap.GetResponseWithDatablock):
+            if isinstance(answer.raw_data, ap.DataAccessResult):
+                if count == 1:
+                    return [answer.raw_data]
+                raise RemoteProtocolError(f"data block transfer failed: {_name(answer.raw_data)}")
+            if answer.block_number != expected_block:
+                raise RemoteProtocolError(
+                    f"data block {answer.block_number} received, expected {expected_block}"
+                )
+            raw += answer.raw_data
+            if answer.last_block:
+                return _decode_blocks(bytes(raw), count)
+            answer = await self._request(ap.GetRequestNext(answer.block_number, self.invoke).encode())
+            expected_block += 1
+        if isinstance(answer, ap.GetResponseNormal) and count == 1:
+            return [answer.result]
+        if isinstance(answer, ap.GetResponseWithList):
+            if len(answer.results) != count:
+                raise RemoteProtocolError(f"{len(answer.results)} results for {count} requested attributes")
+            return list(answer.results)
+        raise RemoteProtocolError(f"expected a GET response, meter sent {type(answer).__name__}")
+
+    async def read(self, items: Sequence[ap.VariableName | ap.ParameterizedAccess]) -> list[_Result]:
+        """SN Read of several variables: one request if the meter accepts it, results in order."""
+        if len(items) > 1 and not self.multiple_references:
+            return [r for item in items for r in await self.read([item])]
+        return await self.read_encoded(ap.ReadRequest(tuple(items)).encode(), len(items))
+
+    async def read_encoded(self, apdu: bytes, count: int) -> list[_Result]:
+        """Send a ReadRequest encoded beforehand expecting ``count`` results."""
+        self._require()
+        answer = await self._request(apdu)
+        if not isinstance(answer, ap.ReadResponse):
+            raise RemoteProtocolError(f"expected a ReadResponse, meter sent {type(answer).__name__}")
+        if len(answer.results) != count:
+            raise RemoteProtocolError(f"{len(answer.results)} results for {count} variables read")
+        return list(answer.results)
+
+    async def close(self) -> None:
+        """DISC (if the link is up) and close the transport; never raises."""
+        self.association = None
+        try:
+            if self._link.state is hdlc.State.CONNECTED:
+                await self._write(self._link.disconnect())
+                event = await self._event()  # UA or DM; a silent meter times out
+                log.debug("link closed: %r", event)
+        except (TransportError, RemoteProtocolError, LocalProtocolError) as err:
+            log.debug("DISC not acknowledged: %s", err)
+        finally:
+            try:
+                await self._transport.close()
+            except TransportError as err:
+                log.debug("closing the transport: %s", err)
+
+
+def _name(value: enum.IntEnum | int) -> str:
+    return value.name.lower().replace("_", "-") if isinstance(value, enum.IntEnum) else f"code {value}"
+
+
+def _check_aare(aare: ap.Aare, context: ap.ApplicationContext) -> None:
+    """Turn a rejecting or inconsistent AARE into a precise :class:`AssociationRefused`."""
+    if aare.result is not ap.AssociationResult.ACCEPTED:
+        if aare.diagnostic_source is ap.DiagnosticSource.ACSE_SERVICE_USER:
+            try:
+                why = _name(ap.AcseServiceUserDiagnostic(aare.diagnostic))
+            except ValueError:
+                why = f"diagnostic {aare.diagnostic}"
+        else:
+            why = f"service provider diagnostic {aare.diagnostic}"
+        if aare.diagnostic == ap.AcseServiceUserDiagnostic.AUTHENTICATION_FAILURE:
+            why += " (wrong password)"
+        if isinstance(aare.user_information, ap.ConfirmedServiceError):
+            why += f"; {_name(aare.user_information.error_type)} {aare.user_information.reason}"
+        raise AssociationRefused(f"meter refused the association ({_name(aare.result)}): {why}")
+    if isinstance(aare.user_information, ap.ConfirmedServiceError):
+        info = aare.user_information
+        raise AssociationRefused(f"meter refused the xDLMS initiate: {_name(info.error_type)} {info.reason}")
+    if not isinstance(aare.user_information, ap.InitiateResponse):
+        raise RemoteProtocolError("AARE accepted without an InitiateResponse")
+    if aare.context is not context:
+        raise AssociationRefused(f"meter accepted another application context ({aare.context.name})")
+
+
+def _decode_blocks(raw: bytes, count: int) -> list[_Result]:
+    """Joined GET data blocks: one Data (normal), or the list of Get-Data-Results (with-list).
+
+    IEC 62056-5-3: the raw data of a with-list answer is the A-XDR SEQUENCE OF
+    Get-Data-Result: a length, then per item ``00 data`` or ``01 data-access-result``.
+    """
+    if count == 1:
+        data, end = decode_data(raw)
+        if end != len(raw):
+            raise RemoteProtocolError(f"data blocks hold {len(raw) - end} bytes after the value")
+        return [data]
+    n, pos = decode_length(raw)
+    if n != count:
+        raise RemoteProtocolError(f"data blocks hold {n} results for {count} requested attributes")
+    results: list[_Result] = []
+    for index in range(n):
+        if pos >= len(raw):
+            raise RemoteProtocolError(f"data blocks end before result {index + 1} of {n}")
+        choice = raw[pos]
+        if choice == 0:
+            data, pos = decode_data(raw, pos + 1)
+            results.append(data)
+        elif choice == 1 and pos + 1 < len(raw):
+            try:
+                results.append(ap.DataAccessResult(raw[pos + 1]))
+            except ValueError:
+                raise RemoteProtocolError(f"unknown data-access-result {raw[pos + 1]}") from None
+            pos += 2
+        else:
+            raise RemoteProtocolError(f"result {index + 1}: choice {choice} is not data (0) or error (1)")
+    if pos != len(raw):
+        raise RemoteProtocolError(f"data blocks hold {len(raw) - pos} bytes after the last result")
+    return results
+
+
+# ------------------------------------------------------------------------------------ objects
+
+
+@dataclass(frozen=True, slots=True)
+class CosemObject:
+    """An object of the meter: interface class, logical name, and (SN) base name."""
+
+    class_id: int
+    logical_name: Obis
+    base_name: int | None = None
+
+    def descriptor(self, attribute: int) -> ap.AttributeDescriptor:
+        ln = self.logical_name
+        return ap.AttributeDescriptor(self.class_id, bytes((ln.a, ln.b, ln.c, ln.d, ln.e, ln.f)), attribute)
+
+    def short_name(self, attribute: int) -> int:
+        """SN variable name of an attribute: base name + 8 x (attribute - 1) (IEC 62056-6-2 §4.1.3)."""
+        if self.base_name is None:
+            raise DataNotAvailable(f"{self.logical_name} has no short name in the meter's object list")
+        return (self.base_name + 8 * (attribute - 1)) & 0xFFFF
+
+
+def _key(obis: Obis) -> tuple[int, int, int, int, int]:
+    """Match objects ignoring value group B (Landis+Gyr put energy registers on B = 1)."""
+    return (obis.a, obis.c, obis.d, obis.e, obis.f)
+
+
+def _object_list_ln(data: Data) -> list[CosemObject]:
+    """Association LN attribute 2: {class_id, version, logical_name, access_rights}."""
+    objects = []
+    for item in data.items:
+        fields = item.items
+        if item.tag is not DataTag.STRUCTURE or len(fields) < 3:
+            raise RemoteProtocolError(f"object_list element must be a structure of 4, got {item!r}")
+        class_id, name = fields[0].value, fields[2].value
+        if not isinstance(class_id, int) or not isinstance(name, bytes) or len(name) != 6:
+            raise RemoteProtocolError(f"object_list element has no class id / logical name: {item!r}")
+        objects.append(CosemObject(class_id, Obis(*name)))
+    return objects
+
+
+def _object_list_sn(data: Data) -> list[CosemObject]:
+    """Association SN attribute 2: {base_name (long), class_id, version, logical_name}."""
+    objects = []
+    for item in data.items:
+        fields = item.items
+        if item.tag is not DataTag.STRUCTURE or len(fields) != 4:
+            raise RemoteProtocolError(f"object_list element must be a structure of 4, got {item!r}")
+        base, class_id, name = fields[0].value, fields[1].value, fields[3].value
+        if not isinstance(base, int) or not isinstance(class_id, int):
+            raise RemoteProtocolError(f"object_list element has no base name / class id: {item!r}")
+        if not isinstance(name, bytes) or len(name) != 6:
+            raise RemoteProtocolError(f"object_list element has no logical name: {item!r}")
+        objects.append(CosemObject(class_id, Obis(*name), base & 0xFFFF))
+    return objects
+
+
+@dataclass(slots=True)
+class _Profile:
+    """A profile's structure, read once per association."""
+
+    obj: CosemObject
+    columns: tuple[ap.CaptureObject, ...]
+    period_s: int
+    scalers: dict[Obis, cosem.ScalerUnit]
+    #: Per value column: (obis, unit as published, factor from the meter's unit).
+    channels: tuple[tuple[Obis, str, float], ...]
+
+
+@dataclass(slots=True)
+class _Directory:
+    """The meter's objects (from its object list) and what was read about them."""
+
+    objects: dict[tuple[int, int, int, int, int], CosemObject] = field(default_factory=dict)
+    complete: bool = False  # False: no object list; objects are guessed from the catalogue
+    scalers: dict[Obis, cosem.ScalerUnit] = field(default_factory=dict)
+    profiles: dict[Obis, _Profile] = field(default_factory=dict)
+    requests: dict[tuple[Obis, ...], tuple[bytes, dict[Obis, CosemObject]]] = field(default_factory=dict)
+
+
+_PROFILE_UNITS: Final = {info.obis: info.unit for info in (*LOAD_PROFILE_1, *LOAD_PROFILE_2)}
+
+
+class DlmsMeter:
+    """The poller's view of a DLMS meter: typed values in batches, profiles, events, clock."""
+
+    #: The poller reads the 1-second set with :meth:`read_values` in one request.
+    batches = True
+
+    def __init__(self, session: DlmsSession) -> None:
+        self.session = session
+        self._dir = _Directory()
+        ref = session.settings.referencing
+        self.protocol = f"DLMS/COSEM {'LN' if ref is Referencing.LOGICAL_NAME else 'SN'} over HDLC" + (
+            " (mode E)" if session.settings.mode_e else ""
+        )
+
+    @property
+    def stats(self) -> LineStats:
+        return self.session.stats
+
+    @property
+    def _ln(self) -> bool:
+        return self.session.settings.referencing is Referencing.LOGICAL_NAME
+
+    # -- attribute access, LN or SN -------------------------------------------------------------
+
+    async def _read(self, items: Sequence[tuple[CosemObject, int]]) -> list[_Result]:
+        if not items:
+            return []
+        if self._ln:
+            return await self.session.get_list([ap.AttributeRequest(o.descriptor(a)) for o, a in items])
+        return await self.session.read([ap.VariableName(o.short_name(a)) for o, a in items])
+
+    async def _read_access(self, obj: CosemObject, access: ap.SelectiveAccess) -> _Result:
+        if self._ln:
+            return (await self.session.get_list([ap.AttributeRequest(obj.descriptor(2), access)]))[0]
+        item = ap.ParameterizedAccess(obj.short_name(2), access.selector, access.parameters)
+        return (await self.session.read([item]))[0]
+
+    def _find(self, obis: Obis, class_id: int = cosem.CLASS_REGISTER) -> CosemObject | None:
+        found = self._dir.objects.get(_key(obis))
+        if found is not None or self._dir.complete:
+            return found
+        if not self._ln:
+            return None  # SN needs a base name, which only the object list gives
+        return CosemObject(class_id, obis)
+
+    def _object(self, obis: Obis, class_id: int = cosem.CLASS_REGISTER) -> CosemObject:
+        found = self._find(obis, class_id)
+        if found is None:
+            raise DataNotAvailable(f"the meter's object list has no {obis}")
+        return found
+
+    # -- open -------------------------------------------------------------------------------------
+
+    async def open(self) -> MeterInfo:
+        assoc = await self.session.open()
+        self._dir = _Directory()
+        await self._discover()
+        # Identity: serial number, logical device name, firmware (whatever the meter has).
+        names = (SERIAL_NUMBER, LOGICAL_DEVICE_NAME, FIRMWARE)
+        found = [(n, self._find(n, CLASS_DATA)) for n in names]
+        present = [(n, o) for n, o in found if o is not None]
+        results = await self._read([(o, 2) for _, o in present])
+        text = {n: _text(r) for (n, _), r in zip(present, results, strict=True)}
+        ldn = text.get(LOGICAL_DEVICE_NAME, "")
+        serial = text.get(SERIAL_NUMBER, "")
+        ident = assoc.identification
+        return MeterInfo(
+            manufacturer=ident.manufacturer if ident else ldn[:3],
+            model=ident.identification.split(".", 1)[0] if ident else ldn[3:].removesuffix(serial),
+            serial_number=serial,
+            firmware=text.get(FIRMWARE, ""),
+            protocol=self.protocol,
+            baudrate=assoc.baudrate,
+        )
+
+    async def _discover(self) -> None:
+        """Read the object list (LN: 0-0:40.0.0 class 15; SN: base name 0xFA00) if offered."""
+        if self._ln:
+            assoc = CosemObject(CLASS_ASSOCIATION_LN, CURRENT_ASSOCIATION)
+        else:
+            assoc = CosemObject(CLASS_ASSOCIATION_SN, CURRENT_ASSOCIATION, SN_ASSOCIATION_BASE)
+        result = (await self._read([(assoc, 2)]))[0]
+        if isinstance(result, ap.DataAccessResult):
+            if not self._ln:
+                raise DataNotAvailable(
+                    f"the SN meter gives no object list ({_name(result)}); its base names are unknown"
+                )
+            log.info("meter gives no object list (%s); using the catalogue's logical names", _name(result))
+            return
+        objects = _object_list_ln(result) if self._ln else _object_list_sn(result)
+        for obj in objects:
+            self._dir.objects.setdefault(_key(obj.logical_name), obj)
+        self._dir.complete = True
+        log.debug("object list: %d objects", len(objects))
+
+    async def _scalers(self, objects: Sequence[CosemObject]) -> None:
+        """Read attribute 3 (scaler_unit) of registers not cached yet, in one request."""
+        todo = [
+            o for o in objects if o.class_id in _SCALED_CLASSES and o.logical_name not in self._dir.scalers
+        ]
+        todo = list({o.logical_name: o for o in todo}.values())
+        if not todo:
+            return
+        for obj, result in zip(todo, await self._read([(o, 3) for o in todo]), strict=True):
+            if isinstance(result, ap.DataAccessResult):
+                # Without a scaler the value cannot be interpreted; treat the object as absent.
+                log.debug("%s: no scaler_unit (%s)", obj.logical_name, _name(result))
+                continue
+            self._dir.scalers[obj.logical_name] = cosem.ScalerUnit.from_data(result)
+
+    # -- values -----------------------------------------------------------------------------------
+
+    async def read_values(self, objects: Sequence[Obis]) -> list[tuple[float, str] | DataNotAvailable]:
+        """Values with their units, all in one request (GET-WITH-LIST / multi-variable Read).
+
+        Objects the meter does not have come back as :class:`DataNotAvailable` in their
+        slot, the others are read. The first call for a set reads the scalers it needs and
+        encodes the request once; later calls send the same bytes.
+        """
+        key = tuple(objects)
+        plan = self._dir.requests.get(key)
+        if plan is None:
+            plan = await self._plan(objects)
+            self._dir.requests[key] = plan
+        apdu, readable = plan
+        results: list[_Result] = []
+        if readable:
+            if not self.session.multiple_references:
+                results = await self._read([(obj, 2) for obj in readable.values()])
+            elif self._ln:
+                results = await self.session.get_encoded(apdu, len(readable))
+            else:
+                results = await self.session.read_encoded(apdu, len(readable))
+        by_obis = dict(zip(readable, results, strict=True))
+        out: list[tuple[float, str] | DataNotAvailable] = []
+        for obis in objects:
+            result = by_obis.get(obis)
+            if result is None:
+                out.append(DataNotAvailable(f"the meter has no readable object {obis}"))
+            elif isinstance(result, ap.DataAccessResult):
+                if result not in _UNDEFINED:
+                    # hardware-fault, temporary-failure ...: the meter, not the object, is unwell.
+                    raise RemoteProtocolError(f"{obis}: the meter could not read it ({_name(result)})")
+                out.append(DataNotAvailable(f"{obis}: {_name(result)}"))
+            else:
+                try:
+                    out.append(self._value(readable[obis], result))
+                except RemoteProtocolError as err:
+                    out.append(DataNotAvailable(f"{obis}: {err}"))
+        return out
+
+    async def _plan(self, objects: Sequence[Obis]) -> tuple[bytes, dict[Obis, CosemObject]]:
+        """Resolve ``objects`` against the object list, read their scalers, encode the request."""
+        found = {obis: obj for obis in objects if (obj := self._find(obis)) is not None}
+        await self._scalers(list(found.values()))
+        readable = {
+            obis: obj
+            for obis, obj in found.items()
+            if obj.class_id not in _SCALED_CLASSES or obj.logical_name in self._dir.scalers
+        }
+        if not readable:
+            return b"", readable
+        if self._ln:
+            apdu = self.session.encode_get([ap.AttributeRequest(o.descriptor(2)) for o in readable.values()])
+        else:
+            apdu = ap.ReadRequest(tuple(ap.VariableName(o.short_name(2)) for o in readable.values())).encode()
+        return apdu, readable
+
+    def _value(self, obj: CosemObject, data: Data) -> tuple[float, str]:
+        su = self._dir.scalers.get(obj.logical_name, cosem.ScalerUnit(0, 255))
+        value = cosem.scaled(data, su)
+        return value, su.unit_text or ""
+
+    async def read_value(self, obis: Obis) -> tuple[float, str]:
+        result = (await self.read_values([obis]))[0]
+        if isinstance(result, DataNotAvailable):
+            raise result
+        return result
+
+    async def read_clock(self) -> datetime:
+        """Clock 0-0:1.0.0 attribute 2, converted to UTC with its deviation."""
+        obj = self._object(CLOCK, cosem.CLASS_CLOCK)
+        result = (await self._read([(obj, 2)]))[0]
+        if isinstance(result, ap.DataAccessResult):
+            raise DataNotAvailable(f"clock: {_name(result)}")
+        return cosem.clock_time(result, default_deviation=0).time
+
+    # -- profiles and the event log -----------------------------------------------------------------
+
+    async def _profile(self, name: Obis) -> _Profile:
+        """Capture objects, capture period and column scalers of a profile, cached."""
+        cached = self._dir.profiles.get(name)
+        if cached is not None:
+            return cached
+        obj = self._object(name, cosem.CLASS_PROFILE_GENERIC)
+        columns_data, period_data = await self._read([(obj, 3), (obj, 4)])
+        if isinstance(columns_data, ap.DataAccessResult) or isinstance(period_data, ap.DataAccessResult):
+            raise DataNotAvailable(f"profile {name}: capture objects / period not readable")
+        columns = cosem.capture_objects(columns_data)
+        period = cosem.capture_period(period_data)
+        column_objects = [
+            self._find(cosem.logical_name(c), c.class_id) or CosemObject(c.class_id, cosem.logical_name(c))
+            for c in columns
+        ]
+        await self._scalers([o for o in column_objects if o.base_name is not None or self._ln])
+        channels = []
+        for capture in columns:
+            obis = cosem.logical_name(capture)
+            if capture.class_id == cosem.CLASS_CLOCK or (obis.c, obis.d) == (96, 10):
+                continue
+            su = self._dir.scalers.get(obis)
+            unit = su.unit_text or "" if su is not None else ""
+            target = next((u for o, u in _PROFILE_UNITS.items() if o.matches(obis)), unit)
+            factor = conversion_factor(unit, target) if unit else 1.0
+            if factor is None:
+                log.warning("profile %s: column %s comes in %r, published as is", name, obis, unit)
+                factor, target = 1.0, unit
+            channels.append((obis, target, factor))
+        profile = _Profile(obj, columns, period, dict(self._dir.scalers), tuple(channels))
+        self._dir.profiles[name] = profile
+        return profile
+
+    async def _buffer(self, profile: _Profile, start: datetime, end: datetime) -> list[cosem.ProfileRow]:
+        clock = next((c for c in profile.columns if c.class_id == cosem.CLASS_CLOCK), cosem.CLOCK_CAPTURE)
+        access = cosem.range_access(clock, start.astimezone(UTC), end.astimezone(UTC))
+        result = await self._read_access(profile.obj, access)
+        if isinstance(result, ap.DataAccessResult):
+            raise RemoteProtocolError(
+                f"profile {profile.obj.logical_name}: buffer not readable ({_name(result)})"
+            )
+        rows = cosem.profile_rows(result, profile.columns, profile.period_s, profile.scalers)
+        # The range is inclusive; a meter may also add the row before it (some do).
+        return [r for r in rows if start <= r.timestamp <= end]
+
+    async def read_profile(self, code: str, start: datetime, end: datetime) -> list[ProfileData]:
+        """Entries of load profile ``code`` (``P.01``/``P.02``) with end stamps in [start, end]."""
+        name = PROFILE_OBJECTS.get(code)
+        if name is None:
+            raise LocalProtocolError(f"unknown profile {code!r}")
+        profile = await self._profile(name)
+        rows = await self._buffer(profile, start, end)
+        entries = tuple(
+            ProfileEntry(
+                end=row.timestamp,
+                status=sum(row.status.values()),
+                values=tuple(
+                    None if (v := row.values.get(obis)) is None else v * factor
+                    for obis, _, factor in profile.channels
+                ),
+            )
+            for row in rows
+        )
+        if not entries:
+            return []
+        channels = tuple((obis, unit) for obis, unit, _ in profile.channels)
+        return [ProfileData(code, channels, profile.period_s, entries)]
+
+    async def read_events(self, start: datetime, end: datetime) -> list[EventRecord]:
+        """Entries of the standard event log 0-0:99.98.0 in [start, end]."""
+        profile = await self._profile(EVENT_LOG)
+        code_column = next(
+            (cosem.logical_name(c) for c in profile.columns if cosem.logical_name(c).matches(EVENT_CODE)),
+            None,
+        )
+        if code_column is None:
+            raise RemoteProtocolError("event log has no event code column (0-0:96.11.x)")
+        events = []
+        for row in await self._buffer(profile, start, end):
+            code = row.values.get(code_column)
+            if code is None:
+                continue
+            events.append(EventRecord(row.timestamp, int(code), sum(row.status.values())))
+        return events
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def _text(result: _Result) -> str:
+    """An identity attribute (octet-string or visible-string) as text; errors give ""."""
+    if isinstance(result, ap.DataAccessResult):
+        return ""
+    value = result.value
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").strip("\x00 ")
+    return str(value).strip() if value is not None else ""
