@@ -6,6 +6,9 @@ Three clocks share one interface:
 * :class:`ScaledClock` - wall time that runs ``speed`` times faster from a chosen start,
   so a test or demo lives through hours of meter time in seconds.
 * :class:`ManualClock` - frozen until a test calls :meth:`ManualClock.advance`.
+* :class:`LoopClock` - UTC time that follows the running event loop's own clock, so a
+  loop with virtual time (``bench/virtual_time.py``) moves every part of the gateway, the
+  simulated meter and the line timing together.
 
 ``now()`` is always an aware UTC ``datetime``; ``monotonic()`` is clock seconds that
 never go backwards; ``sleep()`` waits clock seconds.
@@ -131,3 +134,28 @@ class ManualClock(Clock):
     def set(self, when: datetime) -> None:
         """Advance to the absolute time ``when``."""
         self.advance((when.astimezone(UTC) - self.now()).total_seconds())
+
+
+class LoopClock(Clock):
+    """Time that starts at ``start`` and follows the event loop's clock (``loop.time()``).
+
+    Under the standard loop this is real time; under a loop whose clock jumps over idle
+    waits it runs as fast as the work allows, and every timeout, pacing delay and
+    schedule stays consistent because they all read the same clock.
+    """
+
+    def __init__(self, start: datetime, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if start.tzinfo is None:
+            raise ValueError("LoopClock start must be timezone-aware")
+        self._start = start.astimezone(UTC)
+        self._loop = loop or asyncio.get_running_loop()
+        self._t0 = self._loop.time()
+
+    def monotonic(self) -> float:
+        return self._loop.time() - self._t0
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self.monotonic())
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0))
