@@ -1,10 +1,18 @@
-"""``make bench``: the IEC 62056-21 line budget, measured side by side in one run.
+"""``make bench``: the line budget of every protocol, measured side by side in one run.
 
 Every row runs the real stack (simulated meter paced at the line's baud rate, socket://
-transport, IEC 62056-21 core, poller) for a few seconds of real time and reports what
-the line carried. Results are printed as a table and written to bench/results/.
+transport, protocol cores, session, poller) and reports what the line carried:
 
-    python -m bench [--seconds 10]
+1. the 1-second cycle over IEC 62056-21 (one R5 per value) and over DLMS/COSEM (the
+   standard 18-value set in one GET-WITH-LIST / SN multi-read), real time;
+2. one day of load profile 1 against the pure wire time of the bytes exchanged;
+3. one simulated hour of DLMS polling with the load-profile and event-log readouts
+   interleaved, in virtual time (``bench/virtual_time.py``): every cycle must carry the
+   whole 1-second set.
+
+Results are printed as tables and written to bench/results/latest.json.
+
+    python -m bench [--seconds 10] [--hour-minutes 60]
 """
 
 from __future__ import annotations
@@ -16,29 +24,60 @@ import json
 import logging
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway.app import Gateway
-from gateway.clock import ManualClock
-from gateway.config import demo_config
+from bench.virtual_time import run_virtual
+from gateway.app import Gateway, dlms_settings, link_factory
+from gateway.clock import Clock, LoopClock, ManualClock
+from gateway.config import MeterConfig, SimulatorConfig, demo_config
+from gateway.meter.dlms import DlmsMeter, DlmsSession
 from gateway.meter.iec21 import Iec21Meter, Iec21Session
+from gateway.meter.model import EventRecord, ProfileData, Snapshot
+from gateway.meter.poller import MeterLink, Poller
+from gateway.obis import CATALOGUE, Refresh
 from gateway.simulator.physics import HouseholdModel, MeterPhysics
-from gateway.simulator.server import SimulatedMeter
+from gateway.simulator.server import SimulatedMeter, simulator_from_config
 from gateway.transport import Framing, open_serial
 
 RESULTS = Path(__file__).parent / "results"
 
+#: The standard three-phase set of issue 3: 3 x U, 3 x I, P+, P-, Q+, Q-, P+ and P- per
+#: phase, PF, f (18 values; catalogue priorities 1-12 and 20-25).
+STANDARD_SET = tuple(
+    i.obis
+    for i in sorted(CATALOGUE, key=lambda i: i.priority)
+    if i.refresh is Refresh.SECOND and (i.priority <= 12 or 20 <= i.priority <= 25)
+)
+assert len(STANDARD_SET) == 18
 
-async def cycle_row(baud: int, reaction: float, seconds: float) -> dict[str, Any]:
-    """Run the demo gateway against a meter of the given speed; measure steady cycles."""
-    base = demo_config()
-    meter = base.meters[0]
+#: (label, meter overrides) of the protocols compared.
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "IEC 62056-21": {"protocol": "iec62056-21"},
+    "DLMS LN": {"protocol": "dlms", "referencing": "ln"},
+    "DLMS SN": {"protocol": "dlms", "referencing": "sn"},
+    "DLMS LN mode E": {"protocol": "dlms-mode-e", "referencing": "ln"},
+}
+
+
+def meter_config(label: str, baud: int, reaction: float, **overrides: Any) -> MeterConfig:
+    meter = demo_config().meters[0]
     assert meter.simulator is not None
-    sim = replace(meter.simulator, reaction_time_s=reaction, max_baudrate=baud, history_days=1.0)
-    meter = replace(meter, baudrate=baud, simulator=sim)
+    sim = replace(
+        meter.simulator, reaction_time_s=reaction, max_baudrate=baud, hdlc_baudrate=baud, history_days=1.0
+    )
+    return replace(meter, baudrate=baud, simulator=sim, **PROTOCOLS[label], **overrides)
+
+
+async def cycle_row(
+    label: str, baud: int, reaction: float, seconds: float, **overrides: Any
+) -> dict[str, Any]:
+    """Run the gateway against a meter of the given speed; measure steady cycles."""
+    base = demo_config()
+    meter = meter_config(label, baud, reaction, **overrides)
     config = replace(base, meters=(meter,), opcua=replace(base.opcua, port=0))
     gateway = Gateway(config)
     started = time.perf_counter()
@@ -63,11 +102,13 @@ async def cycle_row(baud: int, reaction: float, seconds: float) -> dict[str, Any
     per_value = [r.refresh_s for r in snapshot.readings.values() if r.refresh_s is not None]
     diag = snapshot.diagnostics
     return {
+        "protocol": label,
         "line": f"{baud} Bd, tr {reaction * 1000:.0f} ms",
         "cycle_median_s": statistics.median(durations),
         "bytes_per_cycle_median": statistics.median(sizes),
         "line_capacity_bytes_s": baud // 10,
         "values_every_second": f"{sum(1 for r in fast if r.obis.d == 7)}/{second_set}",
+        "share_of_second": statistics.median(durations) / meter.cycle_s,
         "slowest_refresh_s": max(per_value) if per_value else None,
         "not_yet_read": sum(1 for r in snapshot.readings.values() if r.value is None),
         "late_cycles": diag.late_cycles,
@@ -78,28 +119,36 @@ async def cycle_row(baud: int, reaction: float, seconds: float) -> dict[str, Any
     }
 
 
-async def profile_row(baud: int, reaction: float) -> dict[str, Any]:
-    """One day of load profile 1 (96 periods) in one R5 P.01, against pure wire time."""
+async def profile_row(label: str, baud: int, reaction: float) -> dict[str, Any]:
+    """One day of load profile 1 (96 periods, 4 channels + status) against pure wire time."""
     day = datetime(2026, 6, 21, tzinfo=UTC)
     clock = ManualClock(day)
     physics = MeterPhysics(HouseholdModel(seed=3), day, history_days=2.0)
-    sim = SimulatedMeter(physics, clock, max_baudrate=baud, reaction_time_s=reaction)
+    sim = SimulatedMeter(physics, clock, max_baudrate=baud, hdlc_baudrate=baud, reaction_time_s=reaction)
     await sim.start()
-    transport = await open_serial(sim.url, baudrate=300, framing=Framing.SEVEN_E_ONE, timeout=5)
-    session = Iec21Session(transport, max_baudrate=baud, response_timeout=5.0)
-    meter = Iec21Meter(session)
+    meter_cfg = replace(meter_config(label, baud, reaction), url=sim.url, response_timeout_s=5.0)
+    meter: Iec21Meter | DlmsMeter
+    if meter_cfg.protocol == "iec62056-21":
+        transport = await open_serial(sim.url, baudrate=300, framing=Framing.SEVEN_E_ONE, timeout=5)
+        meter = Iec21Meter(Iec21Session(transport, max_baudrate=baud, response_timeout=5.0))
+    else:
+        transport = await open_serial(sim.url, baudrate=baud, framing=Framing.EIGHT_N_ONE, timeout=5)
+        meter = DlmsMeter(DlmsSession(transport, dlms_settings(meter_cfg)))
     await meter.open()
     clock.advance(86400)
-    sent0, recv0 = session.stats.bytes_sent, session.stats.bytes_received
+    # The profile's structure (capture objects, scalers) is read once per association.
+    await meter.read_profile("P.01", day, day + timedelta(minutes=15))
+    sent0, recv0 = meter.stats.bytes_sent, meter.stats.bytes_received
     t0 = time.perf_counter()
     blocks = await meter.read_profile("P.01", day, day + timedelta(days=1))
     elapsed = time.perf_counter() - t0
-    nbytes = session.stats.bytes_sent - sent0 + session.stats.bytes_received - recv0
+    nbytes = meter.stats.bytes_sent - sent0 + meter.stats.bytes_received - recv0
     await meter.close()
     await transport.close()
     await sim.stop()
     wire = nbytes * 10 / baud
     return {
+        "protocol": label,
         "line": f"{baud} Bd, tr {reaction * 1000:.0f} ms",
         "entries": sum(len(b.entries) for b in blocks),
         "bytes": nbytes,
@@ -107,6 +156,81 @@ async def profile_row(baud: int, reaction: float) -> dict[str, Any]:
         "wire_s": wire,
         "ratio": elapsed / wire,
     }
+
+
+class _HourListener:
+    """Counts, per cycle, whether every 1-second value was read in it."""
+
+    def __init__(self) -> None:
+        self.cycles = 0
+        self.incomplete = 0
+        self.profiles: dict[str, int] = {}
+        self.events = 0
+        self._last: dict[Any, Any] = {}
+
+    async def on_snapshot(self, snapshot: Snapshot) -> None:
+        fresh = 0
+        for obis in STANDARD_SET:
+            reading = snapshot.readings[obis]
+            if reading.source_time is not None and reading.source_time != self._last.get(obis):
+                fresh += 1
+            self._last[obis] = reading.source_time
+        if snapshot.diagnostics.cycles > 2:  # the first cycles discover the meter
+            self.cycles += 1
+            self.incomplete += fresh < len(STANDARD_SET)
+
+    async def on_profile(self, meter_id: str, profile: ProfileData) -> None:
+        self.profiles[profile.name] = self.profiles.get(profile.name, 0) + len(profile.entries)
+
+    async def on_events(self, meter_id: str, events: Sequence[EventRecord]) -> None:
+        self.events += len(events)
+
+
+async def _hour(label: str, baud: int, reaction: float, minutes: float) -> dict[str, Any]:
+    clock: Clock = LoopClock(datetime(2026, 6, 21, 6, 0, tzinfo=UTC))
+    meter = meter_config(label, baud, reaction, values=STANDARD_SET)
+    assert meter.simulator is not None
+    sim_cfg: SimulatorConfig = replace(meter.simulator, history_days=2.0)
+    sim = simulator_from_config(sim_cfg, clock)
+    await sim.start()
+    start = clock.now()
+    listener = _HourListener()
+    connect = link_factory(replace(meter, url=sim.url))
+
+    async def link() -> MeterLink:
+        return await connect()
+
+    poller = Poller(replace(meter, url=sim.url), link, clock, [listener])
+    cpu0 = time.process_time()
+    task = asyncio.create_task(poller.run())
+    await clock.sleep(minutes * 60)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await sim.stop()
+    snapshot = poller.snapshot
+    assert snapshot is not None
+    diag = snapshot.diagnostics
+    return {
+        "protocol": label,
+        "line": f"{baud} Bd, tr {reaction * 1000:.0f} ms",
+        "simulated_min": (clock.now() - start).total_seconds() / 60,
+        "cpu_s": time.process_time() - cpu0,
+        "cycles": listener.cycles,
+        "cycles_missing_values": listener.incomplete,
+        "late_cycles": diag.late_cycles,
+        "skipped_cycles": diag.skipped_cycles,
+        "lp1_entries": listener.profiles.get("P.01", 0),
+        "lp2_entries": listener.profiles.get("P.02", 0),
+        "events": listener.events,
+        "readouts_pending": poller.readouts_pending,
+        "cycle_s_last": diag.cycle_duration_s,
+    }
+
+
+def hour_row(label: str, baud: int, reaction: float, minutes: float) -> dict[str, Any]:
+    """One simulated hour of polling with profile / event readouts interleaved (virtual time)."""
+    return run_virtual(_hour(label, baud, reaction, minutes))
 
 
 def table(title: str, rows: list[dict[str, Any]]) -> str:
@@ -125,22 +249,40 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-async def main(seconds: float) -> None:
+async def measure(seconds: float) -> dict[str, list[dict[str, Any]]]:
+    cycles = [
+        await cycle_row("IEC 62056-21", baud, tr, seconds)
+        for baud, tr in ((19200, 0.02), (9600, 0.02), (9600, 0.2))
+    ]
+    cycles += [
+        await cycle_row(label, 9600, 0.02, seconds, values=STANDARD_SET)
+        for label in ("DLMS LN", "DLMS SN", "DLMS LN mode E")
+    ]
+    cycles += [await cycle_row(label, 9600, 0.02, seconds) for label in ("DLMS LN", "DLMS SN")]
+    profiles = [await profile_row("IEC 62056-21", baud, tr) for baud, tr in ((19200, 0.02), (9600, 0.02))]
+    profiles += [await profile_row(label, 9600, 0.02) for label in ("DLMS LN", "DLMS SN")]
+    return {"cycles": cycles, "profiles": profiles}
+
+
+def main(seconds: float, hour_minutes: float) -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("asyncua").setLevel(logging.ERROR)
-    lines = [(19200, 0.02), (9600, 0.02), (9600, 0.2)]
-    cycles = [await cycle_row(baud, tr, seconds) for baud, tr in lines]
-    profiles = [await profile_row(baud, tr) for baud, tr in lines]
-    print(table("IEC 62056-21 1-second cycle (one R5 per value)", cycles))
+    results = asyncio.run(measure(seconds))
+    results["hours"] = [hour_row(label, 9600, 0.02, hour_minutes) for label in ("DLMS LN", "DLMS SN")]
+    print(table("1-second cycle (IEC: one R5 per value; DLMS: one request for the set)", results["cycles"]))
     print()
-    print(table("One day of load profile 1 (96 periods, one R5 P.01)", profiles))
+    print(table("One day of load profile 1 (96 periods, 4 channels + status)", results["profiles"]))
+    print()
+    print(table("Simulated hour, profile and event readouts interleaved (18-value set)", results["hours"]))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "latest.json"
-    out.write_text(json.dumps({"cycles": cycles, "profiles": profiles}, indent=2))
+    out.write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {out}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="steady-state seconds per row")
-    asyncio.run(main(parser.parse_args().seconds))
+    parser.add_argument("--hour-minutes", type=float, default=60.0, help="simulated minutes of the hour rows")
+    args = parser.parse_args()
+    main(args.seconds, args.hour_minutes)

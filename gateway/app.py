@@ -61,7 +61,7 @@ def dlms_settings(meter: MeterConfig) -> DlmsSettings:
         mode_e=meter.protocol == "dlms-mode-e",
         baudrate=meter.baudrate,
         device_address=meter.address,
-        response_timeout=meter.response_timeout_s,
+        response_timeout=meter.response_timeout,
     )
 
 
@@ -74,7 +74,7 @@ def link_factory(meter: MeterConfig) -> MeterLinkFactory:
             # The session sets the line itself (8N1 at once, or 300 Bd 7E1 for mode E).
             transport = await open_serial(
                 meter.url, baudrate=meter.baudrate, framing=Framing.EIGHT_N_ONE,
-                timeout=meter.response_timeout_s,
+                timeout=meter.response_timeout,
             )  # fmt: skip
             return DlmsMeter(DlmsSession(transport, settings))
 
@@ -82,14 +82,14 @@ def link_factory(meter: MeterConfig) -> MeterLinkFactory:
 
     async def connect() -> MeterLink:
         transport = await open_serial(
-            meter.url, baudrate=300, framing=Framing.SEVEN_E_ONE, timeout=meter.response_timeout_s
+            meter.url, baudrate=300, framing=Framing.SEVEN_E_ONE, timeout=meter.response_timeout
         )
         session = Iec21Session(
             transport,
             address=meter.address,
             password=meter.password,
             max_baudrate=meter.baudrate,
-            response_timeout=meter.response_timeout_s,
+            response_timeout=meter.response_timeout,
         )
         return Iec21Meter(session)
 

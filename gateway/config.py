@@ -75,8 +75,9 @@ class MeterConfig:
     logical_device: int = 1
     physical_address: int = 17
     server_address_size: int = 2
-    #: Wait for the first byte of an answer (IEC 62056-21 allows a reaction time up to 1.5 s).
-    response_timeout_s: float = 1.5
+    #: Wait for the first byte of an answer, from when the request has left the line;
+    #: 0 = the protocol's default (:attr:`response_timeout`).
+    response_timeout_s: float = 0.0
     loss_timeout_s: float = 10.0
     cycle_s: float = 1.0
     register_period_s: float = 5.0
@@ -90,6 +91,18 @@ class MeterConfig:
     @property
     def display_name(self) -> str:
         return self.name or self.id
+
+    @property
+    def response_timeout(self) -> float:
+        """The configured response timeout, or the protocol's default.
+
+        IEC 62056-21 allows a meter up to 1.5 s of reaction time. A DLMS meter on HDLC
+        answers within a fraction of a second; waiting 0.5 s keeps a silent meter's
+        values from looking fresh for more than 2 s while it is polled every second.
+        """
+        if self.response_timeout_s > 0:
+            return self.response_timeout_s
+        return 1.5 if self.protocol == "iec62056-21" else 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +134,12 @@ def demo_config() -> GatewayConfig:
                 id="meter1",
                 name="Simulated ZMD (demo)",
                 url="socket://127.0.0.1:0",  # the port is filled in once the simulator listens
-                # 19200 Bd and a 20 ms reaction time let the whole 1-second set fit into each
-                # second over IEC 62056-21 (one R5 per value); see README "Line budget".
-                baudrate=19200,
-                simulator=SimulatorConfig(),
+                # DLMS/COSEM LN over HDLC at 9600 Bd: the whole 1-second set in one
+                # GET-WITH-LIST each second; see README "Line budget".
+                protocol="dlms",
+                referencing="ln",
+                baudrate=9600,
+                simulator=SimulatorConfig(hdlc_baudrate=9600),
             ),
         ),
     )
@@ -177,6 +192,10 @@ def _kind(value: Any) -> str:
 
 def _positive(value: float) -> str | None:
     return None if value > 0 else "a positive number"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "a number >= 0 (0: the protocol's default)"
 
 
 def _port(value: int) -> str | None:
@@ -273,7 +292,7 @@ def _meter(sec: _Section) -> MeterConfig:
             "physical_address", int, d.physical_address if size > 1 else 0, _range(0, physical_limit)
         ),
         server_address_size=size,
-        response_timeout_s=sec.get("response_timeout_s", float, d.response_timeout_s, _positive),
+        response_timeout_s=sec.get("response_timeout_s", float, d.response_timeout_s, _non_negative),
         loss_timeout_s=sec.get("loss_timeout_s", float, d.loss_timeout_s, _positive),
         cycle_s=sec.get("cycle_s", float, d.cycle_s, _positive),
         register_period_s=sec.get("register_period_s", float, d.register_period_s, _positive),

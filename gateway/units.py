@@ -57,6 +57,10 @@ _UNITS = (
 
 UNITS: dict[str, Unit] = {u.text: u for u in _UNITS}
 BY_DLMS_CODE: dict[int, Unit] = {u.dlms_code: u for u in _UNITS if u.dlms_code is not None}
+#: Unit text of every COSEM unit code (IEC 62056-6-2 unit enumeration) the gateway can
+#: convert, including those it only publishes with a prefix (var·h and VA·h have no
+#: UNECE code: a meter's varh register is published in kvarh).
+DLMS_UNIT_TEXT: dict[int, str] = {**{code: u.text for code, u in BY_DLMS_CODE.items()}, 31: "VAh", 32: "varh"}
 
 
 def unit_for(text: str) -> Unit:

@@ -40,7 +40,7 @@ import enum
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final, TypeAlias
 
 from gateway.clock import Clock, SystemClock
@@ -53,7 +53,7 @@ from gateway.errors import (
 )
 from gateway.meter.iec21 import LineStats
 from gateway.meter.model import EventRecord, MeterInfo, ProfileData, ProfileEntry
-from gateway.obis import EVENT_CODE, FIRMWARE, LOAD_PROFILE_1, LOAD_PROFILE_2, SERIAL_NUMBER, Obis
+from gateway.obis import CATALOGUE, EVENT_CODE, FIRMWARE, LOAD_PROFILE_1, LOAD_PROFILE_2, SERIAL_NUMBER, Obis
 from gateway.protocols import apdu as ap
 from gateway.protocols import cosem, hdlc
 from gateway.protocols import iec62056_21 as iec
@@ -146,7 +146,8 @@ class DlmsSettings:
     baudrate: int = 9600
     #: Device address for the mode E sign-on (``/?address!``).
     device_address: str = ""
-    response_timeout: float = 1.5
+    #: Wait for the first byte of an answer after the request has left the line.
+    response_timeout: float = 0.5
     #: HDLC parameters we propose (our view).
     hdlc_parameters: hdlc.HdlcParameters = PROPOSED_HDLC_PARAMETERS
     #: Largest APDU we accept; the meter sends longer results in GET data blocks.
@@ -180,6 +181,8 @@ class DlmsSession:
         self._link = self._new_link()
         self.stats = LineStats()
         self.association: Association | None = None
+        #: Wire time of the last answer: how old its values are when it has arrived.
+        self.answer_age_s = 0.0
 
     def _new_link(self) -> hdlc.HdlcConnection:
         client = hdlc.HdlcAddress(self.settings.client_address)
@@ -201,8 +204,8 @@ class DlmsSession:
         )
         self.stats.bytes_sent += len(data)
 
-    async def _read(self) -> bytes:
-        wait = self.settings.response_timeout
+    async def _read(self, extra: float = 0.0) -> bytes:
+        wait = self.settings.response_timeout + extra
         try:
             data = await self._transport.read(4096, timeout=wait)
         except MeterTimeout as err:
@@ -210,12 +213,18 @@ class DlmsSession:
         self.stats.bytes_received += len(data)
         return data
 
-    async def _event(self) -> hdlc.Event:
-        """The next HDLC event; replies the core asks for (RR, next segments) are sent."""
+    async def _event(self, sent: int = 0) -> hdlc.Event:
+        """The next HDLC event; replies the core asks for (RR, next segments) are sent.
+
+        ``sent``: bytes just written; the meter cannot answer before they have left the
+        line, so the first wait is longer by their wire time.
+        """
+        extra = self._transport.wire_time(sent)
         while True:
             event = self._link.next_event()
             if event is NEED_DATA:
-                self._link.receive_data(await self._read())
+                self._link.receive_data(await self._read(extra))
+                extra = 0.0
                 continue
             await self._write(event.reply)
             return event
@@ -233,8 +242,9 @@ class DlmsSession:
             baud = self.settings.baudrate
             await self._transport.set_line(baud, Framing.EIGHT_N_ONE)
             self._transport.discard_input()
-        await self._write(self._link.connect())
-        event = await self._event()
+        snrm = self._link.connect()
+        await self._write(snrm)
+        event = await self._event(len(snrm))
         if isinstance(event, hdlc.Disconnected):
             raise AssociationRefused(f"meter refused the HDLC link ({event.reason.value} to SNRM)")
         if not isinstance(event, hdlc.Connected):
@@ -280,10 +290,12 @@ class DlmsSession:
                 break
             if event is not iec.NEED_DATA:
                 raise RemoteProtocolError(f"expected the identification, meter sent {event!r}")
-            # ~20 characters at 300 Bd take 0.7 s, after up to 1.5 s of reaction time.
-            if self._line_clock.monotonic() - started > self.settings.response_timeout + 2.2:
-                raise MeterTimeout("meter did not identify itself")
-            conn.receive_data(await self._read())
+            # The sign-on and an identification of up to ~40 characters at 300 Bd, after up
+            # to 1.5 s of reaction time: a meter still talking after that is talking nonsense.
+            if self._line_clock.monotonic() - started > 1.5 + self._transport.wire_time(64) + 0.5:
+                raise MeterTimeout("meter did not identify itself within the IEC 62056-21 times")
+            # IEC 62056-21 allows the meter 1.5 s of reaction time before the identification.
+            conn.receive_data(await self._read(extra=1.5))
         last_rx = self._line_clock.monotonic()
         if "2" not in event.enhanced:
             raise RemoteProtocolError(
@@ -304,11 +316,17 @@ class DlmsSession:
 
     async def _request(self, request: bytes) -> ap.Apdu:
         """Send one APDU and return the meter's answer, decoded; errors become exceptions."""
+        sent = 0
         for frame in self._link.send_data(request):
             await self._write(frame)
+            sent += len(frame)
+        received = self.stats.bytes_received
         while True:
-            event = await self._event()
+            event = await self._event(sent)
+            sent = len(event.reply)
             if isinstance(event, hdlc.DataReceived):
+                # The meter took the values before the first byte of its answer.
+                self.answer_age_s = self._transport.wire_time(self.stats.bytes_received - received)
                 answer = ap.decode_apdu(event.apdu)
                 break
             if isinstance(event, hdlc.SegmentReceived | hdlc.PeerReady):
@@ -591,6 +609,10 @@ class DlmsMeter:
         return self.session.stats
 
     @property
+    def answer_age_s(self) -> float:
+        return self.session.answer_age_s
+
+    @property
     def _ln(self) -> bool:
         return self.session.settings.referencing is Referencing.LOGICAL_NAME
 
@@ -629,6 +651,9 @@ class DlmsMeter:
         assoc = await self.session.open()
         self._dir = _Directory()
         await self._discover()
+        # Scalers and units of every catalogue object now, in one request, so that the
+        # first 1-second cycle is no longer than the others.
+        await self._scalers([obj for info in CATALOGUE if (obj := self._find(info.obis)) is not None])
         # Identity: serial number, logical device name, firmware (whatever the meter has).
         names = (SERIAL_NUMBER, LOGICAL_DEVICE_NAME, FIRMWARE)
         found = [(n, self._find(n, CLASS_DATA)) for n in names]
@@ -640,7 +665,9 @@ class DlmsMeter:
         ident = assoc.identification
         return MeterInfo(
             manufacturer=ident.manufacturer if ident else ldn[:3],
-            model=ident.identification.split(".", 1)[0] if ident else ldn[3:].removesuffix(serial),
+            # Without an identification message the logical device name is all there is:
+            # its manufacturer-specific part (after the 3-letter FLAG id) names the device.
+            model=ident.identification.split(".", 1)[0] if ident else ldn[3:],
             serial_number=serial,
             firmware=text.get(FIRMWARE, ""),
             protocol=self.protocol,
@@ -795,24 +822,56 @@ class DlmsMeter:
         return profile
 
     async def _buffer(self, profile: _Profile, start: datetime, end: datetime) -> list[cosem.ProfileRow]:
+        """Rows of a profile in [start, end] (range access on the clock column).
+
+        LN answers of any length come in GET data blocks. SN has no block transfer: the
+        range is read in pieces whose answer fits the meter's PDU size, estimated from the
+        columns (a rejected piece is halved).
+        """
+        span = end - start
+        if not self._ln and profile.period_s > 0:
+            assoc = self.session.association
+            pdu = assoc.max_pdu if assoc is not None and assoc.max_pdu else 0xFFFF
+            row_bytes = 2 + 14 + 9 * (len(profile.columns) - 1)  # structure, date-time, values
+            fitting = max(1, (min(pdu, self.session.settings.max_pdu) - 16) // row_bytes)
+            span = min(span, timedelta(seconds=profile.period_s * fitting))
         clock = next((c for c in profile.columns if c.class_id == cosem.CLASS_CLOCK), cosem.CLOCK_CAPTURE)
-        access = cosem.range_access(clock, start.astimezone(UTC), end.astimezone(UTC))
-        result = await self._read_access(profile.obj, access)
-        if isinstance(result, ap.DataAccessResult):
-            raise RemoteProtocolError(
-                f"profile {profile.obj.logical_name}: buffer not readable ({_name(result)})"
-            )
-        rows = cosem.profile_rows(result, profile.columns, profile.period_s, profile.scalers)
-        # The range is inclusive; a meter may also add the row before it (some do).
-        return [r for r in rows if start <= r.timestamp <= end]
+        rows_out: list[cosem.ProfileRow] = []
+        piece_start = start
+        while True:
+            piece_end = min(piece_start + span, end)
+            access = cosem.range_access(clock, piece_start.astimezone(UTC), piece_end.astimezone(UTC))
+            result = await self._read_access(profile.obj, access)
+            if isinstance(result, ap.DataAccessResult):
+                if not self._ln and span > timedelta(seconds=max(profile.period_s, 1)):
+                    span /= 2  # the meter could not fit the answer: ask for less
+                    continue
+                raise RemoteProtocolError(
+                    f"profile {profile.obj.logical_name}: buffer not readable ({_name(result)})"
+                )
+            rows = cosem.profile_rows(result, profile.columns, profile.period_s, profile.scalers)
+            # Pieces share their bounds (the range is inclusive): a row at the shared bound
+            # comes twice. Only repeats are dropped: events may share a time stamp.
+            seen = {_row_key(r) for r in rows_out if r.timestamp >= piece_start}
+            rows_out += [r for r in rows if r.timestamp > piece_start or _row_key(r) not in seen]
+            if piece_end >= end:
+                break
+            piece_start = piece_end
+        return rows_out
 
     async def read_profile(self, code: str, start: datetime, end: datetime) -> list[ProfileData]:
-        """Entries of load profile ``code`` (``P.01``/``P.02``) with end stamps in [start, end]."""
+        """Entries of load profile ``code`` (``P.01``/``P.02``) for the periods in [start, end].
+
+        Values come in the catalogue's units (kWh, kvarh, V, A), converted by prefix.
+        """
         name = PROFILE_OBJECTS.get(code)
         if name is None:
             raise LocalProtocolError(f"unknown profile {code!r}")
         profile = await self._profile(name)
-        rows = await self._buffer(profile, start, end)
+        # A row is stamped at the end of its period: the periods within [start, end] end
+        # in (start, end]. The range access is inclusive, and some meters add the row
+        # before the range too.
+        rows = [r for r in await self._buffer(profile, start, end) if start < r.timestamp <= end]
         entries = tuple(
             ProfileEntry(
                 end=row.timestamp,
@@ -840,6 +899,8 @@ class DlmsMeter:
             raise RemoteProtocolError("event log has no event code column (0-0:96.11.x)")
         events = []
         for row in await self._buffer(profile, start, end):
+            if not start <= row.timestamp <= end:
+                continue
             code = row.values.get(code_column)
             if code is None:
                 continue
@@ -848,6 +909,11 @@ class DlmsMeter:
 
     async def close(self) -> None:
         await self.session.close()
+
+
+def _row_key(row: cosem.ProfileRow) -> tuple[object, ...]:
+    """What identifies a row (not its clock status: a compressed row has none)."""
+    return (row.timestamp, tuple(sorted(row.status.items())), tuple(sorted(row.values.items())))
 
 
 def _text(result: _Result) -> str:

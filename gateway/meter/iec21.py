@@ -101,6 +101,8 @@ class Iec21Session:
         self._last_rx = self._line_clock.monotonic()
         self.stats = LineStats()
         self.identity: MeterIdentity | None = None
+        #: Wire time of the last answer: how old its value is when it has arrived.
+        self.answer_age_s = 0.0
 
     @property
     def is_open(self) -> bool:
@@ -189,6 +191,7 @@ class Iec21Session:
 
     async def _read_body(self, request: iec.Command) -> str:
         await self._send(request)
+        received = self.stats.bytes_received
         parts: list[str] = []
         retries = self._nak_retries
         while True:
@@ -209,6 +212,7 @@ class Iec21Session:
                 raise RemoteProtocolError(f"expected a data block, meter sent {msg!r}")
             parts.append(msg.data)
             if msg.complete:
+                self.answer_age_s = self._transport.wire_time(self.stats.bytes_received - received)
                 return "".join(parts)
             await self._send(iec.Ack())  # partial block (EOT): ask for the next one
 
@@ -281,6 +285,10 @@ class Iec21Meter:
     @property
     def stats(self) -> LineStats:
         return self.session.stats
+
+    @property
+    def answer_age_s(self) -> float:
+        return self.session.answer_age_s
 
     async def open(self) -> MeterInfo:
         ident = await self.session.open()

@@ -63,6 +63,8 @@ PIECE_SPANS = {
     "P.98": (INITIAL_PROFILE_SPAN, INITIAL_PROFILE_SPAN),
 }
 PROFILE_PIECE_MIN = timedelta(minutes=15)
+#: How far before the end of the last range read the next one starts (plus the clock deviation).
+REREAD = timedelta(minutes=2)
 PROFILES = ("P.01", "P.02")
 EVENT_LOG = "P.98"
 
@@ -85,6 +87,11 @@ class MeterLink(Protocol):
 
     @property
     def stats(self) -> LineStatsLike: ...
+
+    @property
+    def answer_age_s(self) -> float:
+        """Seconds since the meter took the values of its last answer (the answer's wire time)."""
+        ...
 
     async def open(self) -> MeterInfo: ...
 
@@ -166,6 +173,7 @@ class Poller:
         ]
         self._values = {s.info.obis: s for s in [*self._fast, *self._registers]}
         self._rotation_starved = False
+        self._core_cost = 0.0  # seconds the last core request took (batching links)
         self._register_next = 0
         self._register_round = 0.0
         self._cost_known = False
@@ -190,7 +198,10 @@ class Poller:
         self._failed_at = -1.0  # values read before this are not Good until read again
         self._started_at = 0.0
         self._lost_logged = False
+        #: Per readout, the newest entry published (entries up to it are never published again).
         self._profile_cursor: dict[str, datetime] = {}
+        #: Per readout, the end of the last range read completely.
+        self._read_until: dict[str, datetime] = {}
         self._profile_pending: list[tuple[str, datetime, datetime]] = []
         self.snapshot: Snapshot | None = None
         self._snapshot_event = asyncio.Event()
@@ -333,10 +344,13 @@ class Poller:
         due = [p for p in self._periodic if p.due_at <= now]
         if self._profile_pending:
             # What the next piece costs depends on which readout it belongs to.
-            # A readout not measured yet is guessed from the others, or as the time a full
-            # core leaves free (its first piece is the shortest span): a guess of the whole
-            # budget would cost the 1-second set a cycle before anything was measured.
-            guess = 1.5 * max(self._piece_cost.values(), default=self._budget - self._core_budget)
+            # A readout not measured yet is guessed from the others; the very first one as
+            # the whole budget on a value-by-value link (an ASCII profile answer is long),
+            # as the time a full core leaves free on a batching one (a binary DLMS piece
+            # is short, and guessing the whole budget would cost the 1-second set a cycle).
+            batches = self._link is not None and self._link.batches
+            untried = self._budget - self._core_budget if batches else self._budget / 1.5
+            guess = 1.5 * max(self._piece_cost.values(), default=untried)
             self._piece.cost_s = self._piece_cost.get(self._profile_pending[0][0], guess)
             due.append(self._piece)
         starving = [p for p in due if p.starving(now, self.config.cycle_s)]
@@ -384,7 +398,9 @@ class Poller:
         periodic = periodics[0] if periodics else None
         ok = True
         if link.batches:
+            t0 = self._clock.monotonic()
             ok = await self._read_batch(link, core)
+            self._core_cost = self._clock.monotonic() - t0
         else:
             for state in core:
                 if not (ok := await self._read_value(link, state)):
@@ -458,7 +474,7 @@ class Poller:
             return False
         cost = self._clock.monotonic() - t0
         self._first_request(cost, cost)
-        self._accept(state, value, unit, cost)
+        self._accept(state, value, unit, cost, link.answer_age_s)
         return True
 
     async def _read_batch(self, link: MeterLink, states: Sequence[_ValueState]) -> bool:
@@ -474,11 +490,12 @@ class Poller:
         cost = self._clock.monotonic() - t0
         share = cost / len(states)
         self._first_request(cost, share)
+        age = link.answer_age_s
         for state, result in zip(states, results, strict=True):
             if isinstance(result, DataNotAvailable):
                 self._unsupported(state, f"the meter has no object {state.info.obis.short} ({result})")
             else:
-                self._accept(state, *result, share)
+                self._accept(state, *result, share, age)
         return True
 
     def _first_request(self, request_s: float, per_value_s: float) -> None:
@@ -499,8 +516,13 @@ class Poller:
             if not item.measured:
                 item.cost_s = request_s if batches else 3 * request_s
 
-    def _accept(self, state: _ValueState, value: float, unit: str, cost: float) -> None:
-        """Take a value just read (``cost``: line seconds it took) into the state and the costs."""
+    def _accept(self, state: _ValueState, value: float, unit: str, cost: float, age: float) -> None:
+        """Take a value just read into the state and the costs.
+
+        ``cost``: line seconds it took; ``age``: seconds since the meter measured it (a long
+        DLMS answer spends a fifth of a second on the wire): the time of measurement is
+        the SourceTimestamp, so that values and registers line up second by second.
+        """
         t1 = self._clock.monotonic()
         factor = conversion_factor(unit or state.info.unit, state.info.unit)
         if factor is None:
@@ -512,7 +534,7 @@ class Poller:
             interval = t1 - state.read_at
             state.refresh_s = interval if state.refresh_s is None else 0.7 * state.refresh_s + 0.3 * interval
         state.value, state.unit, state.read_at = value, state.info.unit, t1
-        state.source_time = self._clock.now()
+        state.source_time = self._clock.now() - timedelta(seconds=age)
         self._diag = replace(self._diag, last_good_read=state.source_time)
         self._succeeded()
 
@@ -572,7 +594,15 @@ class Poller:
         if any(pending == code for pending, _, _ in self._profile_pending):
             return  # still catching up from the last time
         now = self._clock.now()
-        start = self._profile_cursor.get(code, now - INITIAL_PROFILE_SPAN)
+        start = now - INITIAL_PROFILE_SPAN
+        if code in self._read_until:
+            # Go back a little: the meter's clock may lag ours, so an entry stamped before
+            # the last range's end may have been captured after we read it. The cursor
+            # keeps what was published from being published again.
+            lookback = REREAD + timedelta(seconds=abs(self._diag.clock_deviation_s or 0.0))
+            start = self._read_until[code] - lookback
+            if code in self._profile_cursor:
+                start = max(start, self._profile_cursor[code])
         if start < now:
             if not self._profile_pending:
                 self._piece.due_at = self._clock.monotonic()
@@ -594,8 +624,11 @@ class Poller:
         cost = self._clock.monotonic() - t0
         known = self._piece_cost.get(code)
         self._piece_cost[code] = cost if known is None else 0.7 * known + 0.3 * cost
-        # Aim at the time a full core leaves free in a cycle: halve or double the span.
+        # Aim at the time the core leaves free in a cycle: halve or double the span. A
+        # full core leaves budget - core budget; a batching link's one request often less.
         target = self._budget - self._core_budget
+        if link.batches:
+            target = max(target, self._budget - self._core_cost - 0.1)
         if cost > target:
             self._piece_span[code] = max(span / 2, PROFILE_PIECE_MIN)
         elif cost < target / 2.5:
@@ -615,8 +648,7 @@ class Poller:
             data = replace(block, entries=fresh)
             for listener in self.listeners:
                 await self._notify(listener.on_profile(self.config.id, data), "load profile")
-        if code not in self._profile_cursor:
-            self._profile_cursor[code] = start  # nothing there yet: next time start here
+        self._read_until[code] = end
 
     async def _read_events(self, link: MeterLink, start: datetime, end: datetime) -> None:
         cursor = self._profile_cursor.get(EVENT_LOG)

@@ -30,7 +30,7 @@ from gateway.events import EventInfo, describe
 from gateway.obis import Obis
 from gateway.protocols.apdu import CaptureObject, EntryDescriptor, RangeDescriptor, SelectiveAccess
 from gateway.protocols.axdr import CosemDateTime, Data, DataTag
-from gateway.units import BY_DLMS_CODE, Unit
+from gateway.units import BY_DLMS_CODE, DLMS_UNIT_TEXT, Unit
 
 __all__ = [
     "CLASS_CLOCK",
@@ -136,9 +136,8 @@ class ScalerUnit:
 
     @property
     def unit_text(self) -> str | None:
-        """Unit text as published (``"Wh"``, ``"V"``), ``None`` when the code is not mapped."""
-        info = self.unit_info
-        return None if info is None else info.text
+        """Unit text (``"Wh"``, ``"varh"``, ``"V"``), ``None`` when the code is not mapped."""
+        return DLMS_UNIT_TEXT.get(self.unit)
 
 
 def scaled(raw: Data, su: ScalerUnit) -> float:
@@ -257,8 +256,7 @@ class RegisterValue:
 
     @property
     def unit_text(self) -> str | None:
-        info = BY_DLMS_CODE.get(self.unit_code)
-        return None if info is None else info.text
+        return DLMS_UNIT_TEXT.get(self.unit_code)
 
 
 def register_value(

@@ -11,7 +11,27 @@ It behaves like a Landis+Gyr ZMD on a TCP-transparent line:
 * bytes are paced at the current baud rate (10 bits per character) and every answer
   waits the meter's reaction time after the request has fully "arrived", so timings are
   those of a real line;
-* fault knobs: no answer, late answer, corrupted byte, dropped connection.
+* fault knobs: no answer, late answer, corrupted byte, dropped connection, xDLMS
+  exception answers.
+
+DLMS/COSEM over HDLC (IEC 62056-46, 8N1) is served too, by :class:`_HdlcLink` and the
+COSEM application layer :class:`~gateway.simulator.cosem_server.CosemServer`:
+
+* directly: the first byte of a request while the line is idle is the HDLC flag 0x7E;
+  the line then runs at ``hdlc_baudrate`` 8N1;
+* via IEC 62056-21 mode E: after the sign-on the client's option select ``ACK 2 Z 2``
+  switches the line to HDLC at the option's baud rate (at most ``max_baudrate``) with no
+  acknowledgement from the meter, which then waits for the SNRM.
+
+The server answers as logical device 1 with physical address ``physical_address``, in
+the address form the frame used (2 or 4 bytes, or the 1-byte address 1), to any client
+SAP; frames for other addresses are ignored. A frame with another address pair than the
+link in use starts a new link (the old association ends). SNRM is answered with UA
+carrying :func:`~gateway.protocols.hdlc.negotiate` of the proposal and ``hdlc_limits``.
+DISC is answered with UA (DM when no link) and then the line is back to 300 Bd idle, as
+it is after 120 s of silence. Damaged frames (HCS/FCS, length) are ignored; frames the
+link does not expect (wrong sequence numbers) are ignored too: the meter never
+retransmits, so a client that lost an answer has to set up the link again.
 
 Meter time is UTC (load profile stamps carry season digit 2). The meter's state advances
 lazily to the meter clock whenever a request is answered.
@@ -31,7 +51,10 @@ from gateway.clock import Clock, ScaledClock, SystemClock
 from gateway.config import SimulatorConfig
 from gateway.errors import RemoteProtocolError
 from gateway.obis import Obis
+from gateway.protocols import apdu as ap
+from gateway.protocols import hdlc
 from gateway.protocols import iec62056_21 as iec
+from gateway.simulator.cosem_server import CosemServer
 from gateway.simulator.physics import HouseholdModel, Instant, MeterClock, MeterPhysics, Registers
 
 log = logging.getLogger(__name__)
@@ -50,8 +73,12 @@ class Faults:
     silent: bool = False
     #: Extra delay before every answer, seconds (a late answer).
     delay_s: float = 0.0
-    #: Corrupt one byte in each of the next N answers.
+    #: Corrupt one byte in each of the next N answers (HDLC: one byte of the answer's
+    #: first frame after the length field, so that the client's HCS/FCS check fails).
     corrupt_answers: int = 0
+    #: Answer the next N xDLMS requests (GET or Read, not AARQ/RLRQ) with
+    #: ExceptionResponse(SERVICE_NOT_ALLOWED, OPERATION_NOT_POSSIBLE).
+    exception_answers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +186,11 @@ class SimulatedMeter:
         model: str = "ZMD3104107.B40",
         line_clock: Clock | None = None,
         seed: int = 1,
+        hdlc_baudrate: int = 9600,
+        physical_address: int = 17,
+        referencing: str = "both",
+        hdlc_limits: hdlc.HdlcParameters = hdlc.HdlcParameters(512, 512, 1, 1),  # noqa: B008 - frozen
+        max_pdu: int = 1024,
     ) -> None:
         self.physics = physics
         self.meter_clock = meter_clock
@@ -169,6 +201,20 @@ class SimulatedMeter:
         self.password = password
         self.model = model
         self.line_clock = line_clock or SystemClock()
+        if hdlc_baudrate not in _CHAR_OF_BAUD:
+            raise ValueError(f"hdlc_baudrate must be one of {sorted(_CHAR_OF_BAUD)}, got {hdlc_baudrate}")
+        if referencing not in ("ln", "sn", "both"):
+            raise ValueError(f"referencing must be 'ln', 'sn' or 'both', got {referencing!r}")
+        self.hdlc_baudrate = hdlc_baudrate
+        self.physical_address = physical_address
+        self.referencing = referencing
+        self.hdlc_limits = hdlc_limits
+        self.max_pdu = max_pdu
+        # Checked now: a bad address fails here, not on the first frame.
+        forms = (2, 4) if physical_address < 0x80 else (4,)  # the 2-byte form has 7 bits
+        self.hdlc_addresses = frozenset(
+            {hdlc.HdlcAddress(1), *(hdlc.HdlcAddress(1, physical_address, n) for n in forms)}
+        )
         self.faults = Faults()
         self._rng = random.Random(seed)
         self._server: asyncio.Server | None = None
@@ -240,6 +286,18 @@ class SimulatedMeter:
 
     def advance(self) -> None:
         self.physics.advance_to(self.now())
+
+    def cosem_server(self) -> CosemServer:
+        """A fresh COSEM application layer (one per HDLC line) on this meter's physics."""
+        return CosemServer(
+            self.physics,
+            self.now,
+            serial_number=self.serial_number,
+            model=self.model,
+            password=self.password,
+            referencing=self.referencing,
+            max_pdu=self.max_pdu,
+        )
 
     def register(self, address: str) -> str | None:
         """The data set text for an R5 of ``address``, or None if the meter has no such object."""
@@ -335,6 +393,88 @@ class SimulatedMeter:
         return iec.format_profile(blocks)
 
 
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """What the meter does about one received HDLC frame: bytes to send (may be empty) and
+    whether the link ends with them (DISC)."""
+
+    data: bytes
+    closed: bool = False
+
+
+_XDLMS_REQUESTS = frozenset({ap.ApduTag.GET_REQUEST, ap.ApduTag.READ_REQUEST})
+
+
+class _HdlcLink:
+    """The meter's HDLC side of one line (IEC 62056-46 secondary station), sans-I/O.
+
+    Frames are parsed here first to pick the address form and the client SAP (the
+    :class:`~gateway.protocols.hdlc.HdlcConnection` is bound to one address pair), then fed,
+    re-encoded byte for byte, to the connection of that pair.
+    """
+
+    def __init__(self, meter: SimulatedMeter) -> None:
+        self.meter = meter
+        self.parser = hdlc.FrameParser()
+        self.conn: hdlc.HdlcConnection | None = None
+        self.cosem = meter.cosem_server()
+
+    def receive_data(self, data: bytes) -> None:
+        self.parser.receive_data(data)
+
+    def next_frame(self) -> hdlc.Frame | None:
+        """The next complete frame for this meter; None when more bytes are needed."""
+        while True:
+            try:
+                frame = self.parser.next_frame()
+            except RemoteProtocolError as err:
+                log.debug("simulated meter ignores a damaged HDLC frame: %s", err)
+                continue
+            if isinstance(frame, hdlc.NeedData):
+                return None
+            if frame.destination not in self.meter.hdlc_addresses:
+                continue  # another station on the bus
+            return frame
+
+    def reply_to(self, frame: hdlc.Frame) -> _Reply:
+        """The meter's reaction to ``frame`` (values are taken now)."""
+        conn = self.conn
+        if conn is None or (conn.client_address, conn.server_address) != (frame.source, frame.destination):
+            # Another client SAP or address form: a new link (only one per line).
+            conn = self.conn = hdlc.HdlcConnection(
+                hdlc.Role.SERVER, frame.source, frame.destination, self.meter.hdlc_limits
+            )
+            self.cosem.reset()
+        conn.receive_data(hdlc.encode_frame(frame))
+        try:
+            event = conn.next_event()
+        except RemoteProtocolError as err:
+            log.debug("simulated meter ignores an HDLC frame: %s", err)
+            return _Reply(b"")
+        if isinstance(event, hdlc.NeedData):
+            return _Reply(b"")
+        if isinstance(event, hdlc.Connected):
+            self.cosem.reset()
+        elif isinstance(event, hdlc.Disconnected):
+            self.cosem.reset()
+            return _Reply(event.reply, closed=event.reason is hdlc.FrameKind.DISC)
+        elif isinstance(event, hdlc.DataReceived):
+            answer = self._apdu(event.apdu)
+            if answer is None:
+                return _Reply(b"")
+            return _Reply(event.reply + b"".join(conn.send_data(answer)))
+        return _Reply(event.reply)
+
+    def _apdu(self, request: bytes) -> bytes | None:
+        faults = self.meter.faults
+        if faults.exception_answers > 0 and request[:1] and request[0] in _XDLMS_REQUESTS:
+            faults.exception_answers -= 1
+            return ap.ExceptionResponse(
+                ap.ExceptionStateError.SERVICE_NOT_ALLOWED, ap.ExceptionServiceError.OPERATION_NOT_POSSIBLE
+            ).encode()
+        return self.cosem.handle(request)
+
+
 class _Line:
     """One TCP connection: the line between the gateway's probe and the meter."""
 
@@ -350,6 +490,7 @@ class _Line:
         self.pending = 0  # bytes received for the message being parsed
         self.first_byte_at = 0.0
         self.last_answer: iec.Event | None = None  # repeated on NAK
+        self.hdlc: _HdlcLink | None = None  # set while the line carries HDLC
 
     def wire_time(self, n: int) -> float:
         return n * BITS_PER_CHAR / self.baud
@@ -358,6 +499,12 @@ class _Line:
         self.baud = 300
         self.conn = iec.Iec21Connection(iec.Role.METER)
         self.authenticated = False
+        self.hdlc = None
+
+    def start_hdlc(self, baud: int) -> None:
+        """The line carries HDLC (8N1) at ``baud`` from now on (IEC 62056-46)."""
+        self.baud = baud
+        self.hdlc = _HdlcLink(self.meter)
 
     async def run(self) -> None:
         clock = self.meter.line_clock
@@ -377,6 +524,12 @@ class _Line:
             if self.meter.faults.silent:
                 self.pending = 0
                 continue
+            idle = self.hdlc is None and self.conn.state is iec.State.IDLE and self.pending == len(data)
+            if idle and data[0] == hdlc.FLAG:  # an HDLC frame while idle: direct HDLC
+                self.start_hdlc(self.meter.hdlc_baudrate)
+            if self.hdlc is not None:
+                await self.serve_hdlc(data)
+                continue
             self.conn.receive_data(data)
             while True:
                 try:
@@ -395,6 +548,46 @@ class _Line:
                 if self.meter.faults.silent:
                     continue
                 await self.handle(event)
+                if self.hdlc is not None:  # mode E: what follows belongs to HDLC
+                    leftover = self.conn.trailing_data
+                    if leftover:
+                        self.first_byte_at, self.pending = clock.monotonic(), len(leftover)
+                        await self.serve_hdlc(leftover)
+                    break
+
+    async def serve_hdlc(self, data: bytes) -> None:
+        """Feed HDLC bytes; answer every complete frame like any answer: tr after arrival."""
+        clock = self.meter.line_clock
+        link = self.hdlc
+        assert link is not None
+        link.receive_data(data)
+        while (frame := link.next_frame()) is not None:
+            arrived = self.first_byte_at + self.wire_time(self.pending)
+            self.pending = 0
+            # A real meter acts on a request once its last byte has arrived at line speed:
+            # the values it answers are taken then, not when the TCP segment came in.
+            await clock.sleep_until(arrived)
+            reply = link.reply_to(frame)
+            if reply.data:
+                await clock.sleep_until(arrived + self.meter.reaction_time_s + self.meter.faults.delay_s)
+                if self.meter.faults.silent:
+                    continue
+                await self.send_hdlc(reply.data)
+            if reply.closed:
+                self.reset()  # after DISC the meter is back at 300 Bd, idle
+                return
+
+    async def send_hdlc(self, frames: bytes) -> None:
+        data = bytearray(frames)
+        faults = self.meter.faults
+        if faults.corrupt_answers > 0 and len(data) > 4:
+            faults.corrupt_answers -= 1
+            # Inside the first frame, after its length field and before its closing flag,
+            # never the address extension bit: the client's HCS or FCS check fails.
+            end = min(len(data), ((data[1] & 0x07) << 8 | data[2]) + 1)
+            pos = self.meter._rng.randrange(3, end)
+            data[pos] ^= 1 << self.meter._rng.randrange(1, 8)
+        await self.paced_write(bytes(data))
 
     async def send(self, event: iec.Event) -> None:
         self.last_answer = event
@@ -428,6 +621,10 @@ class _Line:
         elif isinstance(event, iec.OptionSelect):
             baud = _BAUD_OF_CHAR.get(event.baud_char, 300)
             self.baud = min(baud, meter.max_baudrate)
+            if event.protocol == "2":
+                # Mode E (IEC 62056-21 §6.4.5): no acknowledgement, HDLC at the new speed.
+                self.start_hdlc(self.baud)
+                return
             meter.advance()
             if event.mode == "1":
                 await self.send(iec.Command("P", "0", f"({meter.serial_number})"))
@@ -487,4 +684,11 @@ def simulator_from_config(config: SimulatorConfig, clock: Clock) -> SimulatedMet
         max_baudrate=config.max_baudrate,
         serial_number=config.serial_number,
         seed=config.seed,
+        password=config.password,
+        hdlc_baudrate=config.hdlc_baudrate,
+        physical_address=config.physical_address,
+        referencing=config.referencing,
+        # The line runs on the gateway's clock (a virtual-time loop moves both); a meter
+        # whose time runs faster still has a real-time line.
+        line_clock=clock if config.speed == 1.0 else None,
     )

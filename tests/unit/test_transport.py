@@ -19,6 +19,7 @@ import serial
 
 from gateway.errors import MeterTimeout, TransportError
 from gateway.transport import Framing, MemoryTransport, SerialTransport, Transport, open_serial
+from gateway.transport.base import ReceiveBuffer
 from gateway.transport.serial import TX_SETTLE_MARGIN, _verify_line
 
 HAS_PROC_FD = os.path.isdir("/proc/self/fd")
@@ -630,3 +631,15 @@ async def test_pty_close_releases_the_device(pty: PtyMaster) -> None:
     await link.close()
     assert open_fds() == fds
     assert other_tasks() == set()
+
+
+async def test_bytes_arriving_as_the_timeout_expires_are_read_not_a_timeout() -> None:
+    """A busy loop may run the timeout and the socket callback in the same pass."""
+    buffer = ReceiveBuffer("test line")
+    loop = asyncio.get_running_loop()
+    # Due just before the read's own timeout: the bytes reach the buffer one pass later,
+    # as a socket's data_received does after the selector reported it.
+    loop.call_later(0.05, lambda: loop.call_soon(buffer.feed, b"\x7e"))
+    assert await buffer.read(16, timeout=0.05) == b"\x7e"
+    with pytest.raises(MeterTimeout, match=r"no data received within 0\.05 s"):
+        await buffer.read(16, timeout=0.05)
