@@ -1,5 +1,6 @@
 """Fixtures that run the real gateway: simulated meter on a loopback port, real transport,
-real IEC 62056-21 code, real poller, real asyncua server, and real asyncua clients."""
+real protocol code (IEC 62056-21 or DLMS/COSEM), real poller, real asyncua server, and real
+asyncua clients."""
 
 from __future__ import annotations
 
@@ -28,9 +29,19 @@ class Running:
         return self.client.get_node(ua.NodeId(identifier, self.ns))
 
 
-def demo(**meter_overrides: Any) -> GatewayConfig:
+#: The ways the gateway reaches the simulated meter (meter overrides of the demo).
+MODES: dict[str, dict[str, Any]] = {
+    "iec": {"protocol": "iec62056-21", "baudrate": 19200},
+    "ln": {"protocol": "dlms", "referencing": "ln"},
+    "sn": {"protocol": "dlms", "referencing": "sn"},
+    "mode-e": {"protocol": "dlms-mode-e", "referencing": "ln"},
+}
+
+
+def demo(mode: str = "ln", **meter_overrides: Any) -> GatewayConfig:
+    """The demo configuration (DLMS LN at 9600 Bd) reached in ``mode``, on an ephemeral OPC UA port."""
     config = demo_config()
-    meter: MeterConfig = replace(config.meters[0], **meter_overrides)
+    meter: MeterConfig = replace(config.meters[0], **{**MODES[mode], **meter_overrides})
     assert meter.simulator is not None
     meter = replace(meter, simulator=replace(meter.simulator, history_days=2.0))
     return replace(config, meters=(meter,), opcua=replace(config.opcua, port=0))
@@ -102,6 +113,7 @@ async def subscribe(running: Running, identifiers: list[str], period_ms: float =
 
 
 __all__ = [
+    "MODES",
     "Collector",
     "OpcUaConfig",
     "Running",

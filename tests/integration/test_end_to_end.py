@@ -1,7 +1,10 @@
-"""The whole path: simulated meter -> socket:// -> IEC 62056-21 -> poller -> OPC UA -> client.
+"""The whole path: simulated meter -> socket:// -> protocol -> poller -> OPC UA -> client.
 
 Nothing is mocked: the simulator paces bytes at the line's baud rate, the gateway talks to
 it through pyserial's socket:// handler, and the assertions are made by asyncua clients.
+The issue 2 criteria run in every way the gateway reaches a meter: IEC 62056-21 mode C,
+DLMS/COSEM with Logical Name (the demo) and Short Name referencing over HDLC, and DLMS
+through an IEC 62056-21 mode E sign-on.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from asyncua import ua
 from gateway.clock import ScaledClock
 from gateway.config import demo_config
 from gateway.obis import CATALOGUE, Kind, Refresh
-from tests.integration.conftest import demo, running_gateway, subscribe
+from tests.integration.conftest import MODES, demo, running_gateway, subscribe
 
 ONE_SECOND_SET = [
     "32.7.0",
@@ -79,6 +82,28 @@ async def test_browse_meter_folder_shows_named_values_with_units() -> None:
         assert build.ProductName == "SMX Smart Meter eXtension gateway"
 
 
+@pytest.mark.parametrize("mode", list(MODES))
+async def test_every_value_turns_good_with_its_unit_in_each_mode(mode: str) -> None:
+    """Issue 2 point 1 in each mode: the 1-second set and the registers, Good, in their units."""
+    async with running_gateway(demo(mode)) as gw:
+        poller = gw.gateway.pollers["meter1"]
+        async with asyncio.timeout(30):
+            snapshot = await poller.wait_snapshot()
+            while not all(r.quality.value == "good" for r in snapshot.readings.values()):
+                snapshot = await poller.wait_snapshot()
+        values = {s: await gw.node(node_id(s)).read_data_value() for s in [*ONE_SECOND_SET, *ENERGY]}
+        protocol = await gw.node("meter1.Protocol").read_value()
+    assert all(v.StatusCode.is_good() for v in values.values())
+    assert 200 < values["32.7.0"].Value.Value < 260  # V
+    assert 0 <= values["31.7.0"].Value.Value < 100  # A
+    assert 49.5 < values["14.7.0"].Value.Value < 50.5  # Hz
+    assert 0 <= values["13.7.0"].Value.Value <= 1
+    assert 0 <= values["1.7.0"].Value.Value < 60  # kW, not W
+    assert 1 < values["1.8.0"].Value.Value < 1e6  # kWh, not Wh
+    expected = {"iec": "IEC 62056-21", "ln": "DLMS/COSEM LN", "sn": "DLMS/COSEM SN", "mode-e": "(mode E)"}
+    assert expected[mode] in protocol
+
+
 async def test_identity_and_diagnostics_are_published() -> None:
     async with running_gateway(demo()) as gw:
         poller = gw.gateway.pollers["meter1"]
@@ -98,23 +123,25 @@ async def test_identity_and_diagnostics_are_published() -> None:
         assert await gw.node("meter1.Diagnostics.CommunicationErrors").read_value() == 0
 
 
+# A winter evening: the household imports (A+ and R+ move).
+IMPORT = (datetime(2026, 1, 14, 17, 30, tzinfo=UTC), "1.8.0")
+# A clear midsummer noon: the PV system exports (A- moves).
+EXPORT = (datetime(2026, 6, 21, 11, 0, tzinfo=UTC), "2.8.0")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("start", "moving"),
-    [
-        # A winter evening: the household imports (A+ and R+ move).
-        (datetime(2026, 1, 14, 17, 30, tzinfo=UTC), "1.8.0"),
-        # A clear midsummer noon: the PV system exports (A- moves).
-        (datetime(2026, 6, 21, 11, 0, tzinfo=UTC), "2.8.0"),
-    ],
-    ids=["import", "export"],
+    ("mode", "scenario"),
+    [("ln", IMPORT), ("sn", EXPORT), ("mode-e", IMPORT), ("iec", EXPORT)],
+    ids=["ln-import", "sn-export", "mode-e-import", "iec-export"],
 )
 async def test_one_second_values_update_every_second_and_energy_matches_power(
-    start: datetime, moving: str
+    mode: str, scenario: tuple[datetime, str]
 ) -> None:
-    """Issue point 2: 30 s subscribed at 1000 ms; 29+ updates each; registers = integral of power."""
+    """Issue 2 point 2: 30 s subscribed at 1000 ms; 29+ updates each; registers = integral of power."""
+    start, moving = scenario
     clock = ScaledClock(start, speed=1.0)
-    config = demo()
+    config = demo(mode)
     async with running_gateway(config, clock=clock) as gw:
         poller = gw.gateway.pollers["meter1"]
         while not all(
@@ -185,9 +212,10 @@ def _integral(samples: list[ua.DataValue], t0: datetime, t1: datetime) -> float:
     return total
 
 
-async def test_meter_loss_turns_values_uncertain_then_bad_and_recovers() -> None:
-    """Issue point 3: stop the simulated meter, watch Uncertain (<2 s) and Bad, restart, Good."""
-    config = demo(loss_timeout_s=4.0)
+@pytest.mark.parametrize("mode", list(MODES))
+async def test_meter_loss_turns_values_uncertain_then_bad_and_recovers(mode: str) -> None:
+    """Issue 2 point 3: stop the simulated meter, watch Uncertain (<2 s) and Bad, restart, Good."""
+    config = demo(mode, loss_timeout_s=4.0)
     async with running_gateway(config) as gw:
         sim = gw.gateway.simulators["meter1"]
         collector = await subscribe(gw, [node_id("32.7.0"), node_id("1.8.0")], period_ms=100)
@@ -225,9 +253,10 @@ async def test_meter_loss_turns_values_uncertain_then_bad_and_recovers() -> None
     assert 4.0 - 1.0 <= bad_after < 4.0 + 2.0, f"Bad after {bad_after:.2f} s with a 4 s loss timeout"
 
 
-async def test_silent_meter_turns_uncertain_within_two_seconds() -> None:
+@pytest.mark.parametrize("mode", ["iec", "ln"])
+async def test_silent_meter_turns_uncertain_within_two_seconds(mode: str) -> None:
     """The 'no answer' fault: the line stays up but the meter says nothing."""
-    async with running_gateway(demo(loss_timeout_s=30.0)) as gw:
+    async with running_gateway(demo(mode, loss_timeout_s=30.0)) as gw:
         sim = gw.gateway.simulators["meter1"]
         collector = await subscribe(gw, [node_id("14.7.0")], period_ms=100)
         frequency = node_id("14.7.0")
@@ -256,7 +285,7 @@ async def test_slow_meter_rotates_what_does_not_fit_and_publishes_refresh_period
     fast = sorted((i for i in CATALOGUE if i.refresh is Refresh.SECOND), key=lambda i: i.priority)[:8]
     energy = [i for i in CATALOGUE if i.kind is Kind.ENERGY][:2]
     config = demo(
-        protocol="iec62056-21",
+        "iec",
         baudrate=9600,
         values=tuple(i.obis for i in (*fast, *energy)),
         simulator=replace(base.simulator, reaction_time_s=0.2, max_baudrate=9600),
