@@ -88,12 +88,16 @@ async def cycle_row(
     while not any(r.value is not None for r in snapshot.readings.values()):
         snapshot = await poller.wait_snapshot()
     first_value_s = time.perf_counter() - started
-    durations, sizes = [], []
+    durations, sizes, core_s, core_bytes, core_values = [], [], [], [], []
     until = time.perf_counter() + seconds
     while time.perf_counter() < until:
         snapshot = await poller.wait_snapshot()
         durations.append(snapshot.diagnostics.cycle_duration_s)
         sizes.append(snapshot.diagnostics.bytes_per_cycle)
+        if poller.core_read is not None:
+            core_s.append(poller.core_read.seconds)
+            core_bytes.append(poller.core_read.bytes)
+            core_values.append(poller.core_read.values)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -108,7 +112,11 @@ async def cycle_row(
         "bytes_per_cycle_median": statistics.median(sizes),
         "line_capacity_bytes_s": baud // 10,
         "values_every_second": f"{sum(1 for r in fast if r.obis.d == 7)}/{second_set}",
-        "share_of_second": statistics.median(durations) / meter.cycle_s,
+        "set_values_median": statistics.median(core_values),
+        "set_read_median_s": statistics.median(core_s),
+        "set_bytes_median": statistics.median(core_bytes),
+        "set_share_of_second": statistics.median(core_s) / meter.cycle_s,
+        "set_wire_s": statistics.median(core_bytes) * 10 / baud,
         "slowest_refresh_s": max(per_value) if per_value else None,
         "not_yet_read": sum(1 for r in snapshot.readings.values() if r.value is None),
         "late_cycles": diag.late_cycles,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway import __version__
 from gateway.clock import SystemClock
-from gateway.config import SimulatorConfig, demo_config, load_config
+from gateway.config import BAUDRATES, SimulatorConfig, demo_config, load_config
 from gateway.errors import ConfigError, GatewayError
 
 log = logging.getLogger("gateway")
@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=_port, help="OPC UA port, 0 for any free one (overrides the configuration)"
     )
 
-    sim = sub.add_parser("simulate", help="run a simulated meter on a TCP port (IEC 62056-21)")
+    sim = sub.add_parser(
+        "simulate",
+        help="run a simulated meter on a TCP port (IEC 62056-21, DLMS/COSEM over HDLC, mode E)",
+    )
     sim.add_argument("--listen", type=_host_port, default=("127.0.0.1", 4059), metavar="HOST:PORT")
     d = SimulatorConfig()
     sim.add_argument("--seed", type=int, default=d.seed)
@@ -50,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--drift-ppm", type=float, default=d.drift_ppm, help="meter clock drift")
     sim.add_argument("--history-days", type=float, default=d.history_days)
     sim.add_argument("--reaction-time", type=float, default=d.reaction_time_s, help="seconds (0.02 or 0.2)")
+    sim.add_argument(
+        "--hdlc-baudrate", type=int, default=d.hdlc_baudrate, choices=BAUDRATES,
+        help="speed of a line that starts with HDLC (DLMS without mode E)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--referencing", default=d.referencing, choices=("ln", "sn", "both"),
+        help="DLMS application contexts the meter accepts",
+    )  # fmt: skip
+    sim.add_argument("--password", default=d.password, help="DLMS LLS and IEC 62056-21 password")
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", type=Path)
@@ -92,6 +104,9 @@ async def _simulate(args: argparse.Namespace) -> None:
         drift_ppm=args.drift_ppm,
         history_days=args.history_days,
         reaction_time_s=args.reaction_time,
+        hdlc_baudrate=args.hdlc_baudrate,
+        referencing=args.referencing,
+        password=args.password,
     )
     sim = simulator_from_config(config, SystemClock())
     await sim.start()

@@ -651,9 +651,10 @@ class DlmsMeter:
         assoc = await self.session.open()
         self._dir = _Directory()
         await self._discover()
-        # Scalers and units of every catalogue object now, in one request, so that the
-        # first 1-second cycle is no longer than the others.
+        # Scalers and units of every catalogue object and the profiles' structure now, in
+        # three requests, so that no cycle and no first profile piece pays for them.
         await self._scalers([obj for info in CATALOGUE if (obj := self._find(info.obis)) is not None])
+        await self._load_profiles([*PROFILE_OBJECTS.values(), EVENT_LOG])
         # Identity: serial number, logical device name, firmware (whatever the meter has).
         names = (SERIAL_NUMBER, LOGICAL_DEVICE_NAME, FIRMWARE)
         found = [(n, self._find(n, CLASS_DATA)) for n in names]
@@ -788,37 +789,58 @@ class DlmsMeter:
 
     # -- profiles and the event log -----------------------------------------------------------------
 
-    async def _profile(self, name: Obis) -> _Profile:
-        """Capture objects, capture period and column scalers of a profile, cached."""
-        cached = self._dir.profiles.get(name)
-        if cached is not None:
-            return cached
-        obj = self._object(name, cosem.CLASS_PROFILE_GENERIC)
-        columns_data, period_data = await self._read([(obj, 3), (obj, 4)])
-        if isinstance(columns_data, ap.DataAccessResult) or isinstance(period_data, ap.DataAccessResult):
-            raise DataNotAvailable(f"profile {name}: capture objects / period not readable")
-        columns = cosem.capture_objects(columns_data)
-        period = cosem.capture_period(period_data)
-        column_objects = [
-            self._find(cosem.logical_name(c), c.class_id) or CosemObject(c.class_id, cosem.logical_name(c))
-            for c in columns
+    async def _load_profiles(self, names: Sequence[Obis]) -> None:
+        """Capture objects, capture periods and column scalers of profiles: two requests.
+
+        A profile the meter does not have, or whose structure it does not give, is left
+        out (:meth:`_profile` then says so).
+        """
+        todo = [
+            (name, obj)
+            for name in names
+            if name not in self._dir.profiles
+            and (obj := self._find(name, cosem.CLASS_PROFILE_GENERIC)) is not None
         ]
-        await self._scalers([o for o in column_objects if o.base_name is not None or self._ln])
-        channels = []
-        for capture in columns:
-            obis = cosem.logical_name(capture)
-            if capture.class_id == cosem.CLASS_CLOCK or (obis.c, obis.d) == (96, 10):
+        if not todo:
+            return
+        results = await self._read([(obj, attribute) for _, obj in todo for attribute in (3, 4)])
+        found: list[tuple[Obis, CosemObject, tuple[ap.CaptureObject, ...], int]] = []
+        for index, (name, obj) in enumerate(todo):
+            columns_data, period_data = results[2 * index], results[2 * index + 1]
+            if isinstance(columns_data, ap.DataAccessResult) or isinstance(period_data, ap.DataAccessResult):
+                log.info("profile %s: no capture objects / period (%s)", name, columns_data)
                 continue
-            su = self._dir.scalers.get(obis)
-            unit = su.unit_text or "" if su is not None else ""
-            target = next((u for o, u in _PROFILE_UNITS.items() if o.matches(obis)), unit)
-            factor = conversion_factor(unit, target) if unit else 1.0
-            if factor is None:
-                log.warning("profile %s: column %s comes in %r, published as is", name, obis, unit)
-                factor, target = 1.0, unit
-            channels.append((obis, target, factor))
-        profile = _Profile(obj, columns, period, dict(self._dir.scalers), tuple(channels))
-        self._dir.profiles[name] = profile
+            found.append((name, obj, cosem.capture_objects(columns_data), cosem.capture_period(period_data)))
+        columns = [
+            self._find(cosem.logical_name(c), c.class_id) or CosemObject(c.class_id, cosem.logical_name(c))
+            for _, _, captures, _ in found
+            for c in captures
+        ]
+        await self._scalers([o for o in columns if o.base_name is not None or self._ln])
+        for name, obj, captures, period in found:
+            channels = []
+            for capture in captures:
+                obis = cosem.logical_name(capture)
+                if capture.class_id == cosem.CLASS_CLOCK or (obis.c, obis.d) == (96, 10):
+                    continue
+                su = self._dir.scalers.get(obis)
+                unit = (su.unit_text or "") if su is not None else ""
+                target = next((u for o, u in _PROFILE_UNITS.items() if o.matches(obis)), unit)
+                factor = conversion_factor(unit, target) if unit else 1.0
+                if factor is None:
+                    log.warning("profile %s: column %s comes in %r, published as is", name, obis, unit)
+                    factor, target = 1.0, unit
+                channels.append((obis, target, factor))
+            self._dir.profiles[name] = _Profile(
+                obj, captures, period, dict(self._dir.scalers), tuple(channels)
+            )
+
+    async def _profile(self, name: Obis) -> _Profile:
+        """A profile's structure (read once per association)."""
+        await self._load_profiles([name])
+        profile = self._dir.profiles.get(name)
+        if profile is None:
+            raise DataNotAvailable(f"profile {name}: not in the meter's object list, or no structure")
         return profile
 
     async def _buffer(self, profile: _Profile, start: datetime, end: datetime) -> list[cosem.ProfileRow]:

@@ -69,6 +69,15 @@ PROFILES = ("P.01", "P.02")
 EVENT_LOG = "P.98"
 
 
+@dataclass(frozen=True, slots=True)
+class CoreRead:
+    """The last cycle's read of its core (the 1-second set): values, line seconds, bytes."""
+
+    values: int
+    seconds: float
+    bytes: int
+
+
 class LineStatsLike(Protocol):
     bytes_sent: int
     bytes_received: int
@@ -204,6 +213,8 @@ class Poller:
         self._read_until: dict[str, datetime] = {}
         self._profile_pending: list[tuple[str, datetime, datetime]] = []
         self.snapshot: Snapshot | None = None
+        #: The last complete read of the cycle's core, for benchmarks and diagnostics.
+        self.core_read: CoreRead | None = None
         self._snapshot_event = asyncio.Event()
 
     # -- public ------------------------------------------------------------------------------
@@ -397,14 +408,18 @@ class Poller:
         core, periodics, rotation = self._plan(started)
         periodic = periodics[0] if periodics else None
         ok = True
+        t0, bytes0 = self._clock.monotonic(), link.stats.bytes_sent + link.stats.bytes_received
         if link.batches:
-            t0 = self._clock.monotonic()
             ok = await self._read_batch(link, core)
-            self._core_cost = self._clock.monotonic() - t0
         else:
             for state in core:
                 if not (ok := await self._read_value(link, state)):
                     break
+        self._core_cost = self._clock.monotonic() - t0
+        if ok and core:
+            self.core_read = CoreRead(
+                len(core), self._core_cost, link.stats.bytes_sent + link.stats.bytes_received - bytes0
+            )
         # The spare time alternates: when the rotation got nothing last cycle, it goes
         # before periodic work that is not starving yet.
         rotation_first = (

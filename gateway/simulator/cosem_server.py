@@ -327,13 +327,10 @@ def _register_table() -> tuple[RegisterSpec, ...]:
     ) -> None:
         specs.append(RegisterSpec(obis, 0x1000 + 0x20 * len(specs), tag, scaler, unit, factor, get))
 
+    # A+, A-, R+, R-: (C, physics attribute, unit) of the registers and their LP1 channels.
+    energies = ((1, "a_plus", _WH), (2, "a_minus", _WH), (3, "r_plus", _VARH), (4, "r_minus", _VARH))
     u64 = DataTag.LONG64_UNSIGNED
-    for c, attr, unit in (
-        (1, "a_plus", _WH),
-        (2, "a_minus", _WH),
-        (3, "r_plus", _VARH),
-        (4, "r_minus", _VARH),
-    ):
+    for c, attr, unit in energies:
         add(Obis(1, 0, c, 8, 0), u64, -2, unit, 1000.0, _energy(attr))
     for info in CATALOGUE:
         if info.kind is Kind.INSTANTANEOUS and info.obis.d == 7:
@@ -341,12 +338,7 @@ def _register_table() -> tuple[RegisterSpec, ...]:
             obis = Obis(1, 0, info.obis.c, 7, 0)
             add(obis, quantity.tag, quantity.scaler, quantity.unit, quantity.factor, get)
     u32 = DataTag.DOUBLE_LONG_UNSIGNED
-    for c, attr, unit in (
-        (1, "a_plus", _WH),
-        (2, "a_minus", _WH),
-        (3, "r_plus", _VARH),
-        (4, "r_minus", _VARH),
-    ):
+    for c, attr, unit in energies:
         add(Obis(1, 0, c, 29, 0), u32, -2, unit, 1000.0, _last_lp1(attr))
     for c, attr in ((32, "u1"), (52, "u2"), (72, "u3")):
         add(Obis(1, 0, c, 5, 0), _VOLTAGE.tag, _VOLTAGE.scaler, _V, 1.0, _last_lp2(attr))

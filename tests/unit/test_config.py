@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import demo_config, load_config, one_second_set
+from gateway.config import MeterConfig, demo_config, load_config, one_second_set
 from gateway.errors import ConfigError
 from gateway.obis import Obis
 
@@ -75,6 +75,26 @@ values = ["1-0:32.7.0", "1-0:1.7.0"]
             '[[meters]]\nid = "m"\nurl = "x"\nloss_timeout_s = 0\n',
             r"loss_timeout_s: expected a positive number",
         ),
+        (
+            '[[meters]]\nid = "m"\nurl = "x"\nprotocol = "dlms-hdlc"\n',
+            r"meters\[0\].protocol: expected one of dlms, dlms-mode-e, iec62056-21, got 'dlms-hdlc'",
+        ),
+        (
+            '[[meters]]\nid = "m"\nurl = "x"\nreferencing = "short"\n',
+            r"meters\[0\].referencing: expected one of ln, sn, got 'short'",
+        ),
+        (
+            '[[meters]]\nid = "m"\nurl = "x"\nphysical_address = 200\n',
+            r"meters\[0\].physical_address: expected an integer 0..127, got 200",
+        ),
+        (
+            '[[meters]]\nid = "m"\nurl = "x"\nclient_address = 0\n',
+            r"meters\[0\].client_address: expected an integer 1..127, got 0",
+        ),
+        (
+            '[[meters]]\nid = "m"\nurl = "x"\nserver_address_size = 3\n',
+            r"meters\[0\].server_address_size: expected one of 1, 2, 4, got 3",
+        ),
         ('[opcua]\nport = 70000\n[[meters]]\nid = "m"\nurl = "x"\n', r"opcua.port: expected a port number"),
         ("log_level = 'INFO'\n", r"smx.toml: meters: expected at least one \[\[meters\]\] table"),
         ("[[meters]\n", r"smx.toml: not valid TOML"),
@@ -105,3 +125,25 @@ def test_texts_sent_inside_iec_messages_are_checked(tmp_path: Path, field: str, 
     text = f'[[meters]]\nid = "m"\nurl = "x"\n{field} = "{value}"\n'
     with pytest.raises(ConfigError, match=rf"meters\[0\].{field}: expected at most 32 printable ASCII"):
         load_config(write(tmp_path, text))
+
+
+def test_dlms_meter_and_its_simulator_share_the_line_speed(tmp_path: Path) -> None:
+    text = """
+[[meters]]
+id = "zmd"
+protocol = "dlms"
+referencing = "sn"
+baudrate = 19200
+physical_address = 5000
+server_address_size = 4
+[meters.simulator]
+referencing = "sn"
+"""
+    (meter,) = load_config(write(tmp_path, text)).meters
+    assert (meter.protocol, meter.referencing, meter.physical_address) == ("dlms", "sn", 5000)
+    assert meter.simulator is not None
+    assert meter.simulator.hdlc_baudrate == 19200, "a direct HDLC line has one speed for both ends"
+    assert meter.response_timeout == 0.5, "the DLMS default"
+    iec = MeterConfig(id="m", url="x", protocol="iec62056-21")
+    assert iec.response_timeout == 1.5, "IEC 62056-21 allows tr up to 1.5 s"
+    assert MeterConfig(id="m", url="x", response_timeout_s=2.0).response_timeout == 2.0
