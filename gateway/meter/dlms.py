@@ -65,7 +65,6 @@ from gateway.units import conversion_factor
 log = logging.getLogger(__name__)
 
 SIGN_ON_BAUD: Final = 300
-_BAUD_CHARS: Final = {300: "0", 600: "1", 1200: "2", 2400: "3", 4800: "4", 9600: "5", 19200: "6"}
 
 
 def conformance_bit(number: int) -> int:
@@ -97,6 +96,9 @@ CLASS_ASSOCIATION_LN: Final = 15
 #: Interface classes whose attribute 2 is a value and attribute 3 its scaler_unit.
 _SCALED_CLASSES: Final = frozenset({cosem.CLASS_REGISTER, cosem.CLASS_EXTENDED_REGISTER})
 
+#: Data-access results that mean "this meter has no readable object of that name": the
+#: value is unsupported, the link is fine. Other results (hardware-fault, temporary-failure)
+#: are the meter's trouble and fail the read.
 _UNDEFINED: Final = frozenset(
     {
         ap.DataAccessResult.OBJECT_UNDEFINED,
@@ -305,7 +307,9 @@ class DlmsSession:
         baud = min(event.max_baudrate, self.settings.baudrate)
         # The option select goes out tr after the identification (IEC 62056-21 §6.3.14).
         await self._line_clock.sleep_until(last_rx + event.reaction_time)
-        await self._write(conn.send(iec.OptionSelect(protocol="2", baud_char=_BAUD_CHARS[baud], mode="2")))
+        await self._write(
+            conn.send(iec.OptionSelect(protocol="2", baud_char=iec.BAUD_CHARACTER[baud], mode="2"))
+        )
         await self._transport.set_line(baud, Framing.EIGHT_N_ONE)
         self._transport.discard_input()
         # The meter switches tr after the option select; our SNRM must not come sooner.

@@ -45,8 +45,6 @@ _E = TypeVar("_E", bound=iec.Event)
 
 #: The speed at which every IEC 62056-21 sign-on starts (mode C).
 SIGN_ON_BAUD = 300
-#: Mode C baud rate characters (IEC 62056-21 §6.3.14 item 13), highest first.
-_BAUD_CHARS = {300: "0", 600: "1", 1200: "2", 2400: "3", 4800: "4", 9600: "5", 19200: "6"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +150,7 @@ class Iec21Session:
         ident = await self._expect(iec.Identification, "identification", timeout=self._timeout + 1.5)
         self._reaction = ident.reaction_time
         baud = min(ident.max_baudrate, self._max_baudrate)
-        option = iec.OptionSelect(protocol="0", baud_char=_BAUD_CHARS[baud], mode="1")
+        option = iec.OptionSelect(protocol="0", baud_char=iec.BAUD_CHARACTER[baud], mode="1")
         await self._send(option)
         # set_line waits until the ACK has left the UART; the meter answers at the new speed
         # no sooner than tr after it, so we must already listen at that speed by then.

@@ -92,6 +92,7 @@ from gateway.obis import Obis
 from gateway.protocols.common import NEED_DATA, NeedData
 
 __all__ = [
+    "BAUD_CHARACTER",
     "NEED_DATA",
     "Ack",
     "Break",
@@ -137,6 +138,8 @@ _MAX_ADDRESS: Final = 32
 
 #: Mode C baud-rate characters (acknowledgement/option select and identification).
 _BAUD_MODE_C: Final = {"0": 300, "1": 600, "2": 1200, "3": 2400, "4": 4800, "5": 9600, "6": 19200}
+#: The mode C baud rate character of each speed (IEC 62056-21 §6.3.14 item 13).
+BAUD_CHARACTER: Final = {baud: char for char, baud in _BAUD_MODE_C.items()}
 #: Mode B baud-rate characters (identification only).
 _BAUD_MODE_B: Final = {"A": 600, "B": 1200, "C": 2400, "D": 4800, "E": 9600, "F": 19200}
 
