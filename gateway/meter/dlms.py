@@ -591,6 +591,8 @@ class _Directory:
     requests: dict[tuple[Obis, ...], tuple[bytes, dict[Obis, CosemObject]]] = field(default_factory=dict)
 
 
+#: Encoded requests kept per association (the core set, the registers, a few rotations).
+_MAX_PLANS: Final = 16
 _PROFILE_UNITS: Final = {info.obis: info.unit for info in (*LOAD_PROFILE_1, *LOAD_PROFILE_2)}
 
 
@@ -727,6 +729,9 @@ class DlmsMeter:
         plan = self._dir.requests.get(key)
         if plan is None:
             plan = await self._plan(objects)
+            if len(self._dir.requests) >= _MAX_PLANS:
+                # Rotating sets vary from cycle to cycle: keep the cache bounded (oldest out).
+                del self._dir.requests[next(iter(self._dir.requests))]
             self._dir.requests[key] = plan
         apdu, readable = plan
         results: list[_Result] = []

@@ -182,7 +182,6 @@ class Poller:
         ]
         self._values = {s.info.obis: s for s in [*self._fast, *self._registers]}
         self._rotation_starved = False
-        self._core_cost = 0.0  # seconds the last core request took (batching links)
         self._register_next = 0
         self._register_round = 0.0
         self._cost_known = False
@@ -415,10 +414,11 @@ class Poller:
             for state in core:
                 if not (ok := await self._read_value(link, state)):
                     break
-        self._core_cost = self._clock.monotonic() - t0
         if ok and core:
             self.core_read = CoreRead(
-                len(core), self._core_cost, link.stats.bytes_sent + link.stats.bytes_received - bytes0
+                len(core),
+                self._clock.monotonic() - t0,
+                link.stats.bytes_sent + link.stats.bytes_received - bytes0,
             )
         # The spare time alternates: when the rotation got nothing last cycle, it goes
         # before periodic work that is not starving yet.
@@ -642,8 +642,8 @@ class Poller:
         # Aim at the time the core leaves free in a cycle: halve or double the span. A
         # full core leaves budget - core budget; a batching link's one request often less.
         target = self._budget - self._core_budget
-        if link.batches:
-            target = max(target, self._budget - self._core_cost - 0.1)
+        if link.batches and self.core_read is not None:
+            target = max(target, self._budget - self.core_read.seconds - 0.1)
         if cost > target:
             self._piece_span[code] = max(span / 2, PROFILE_PIECE_MIN)
         elif cost < target / 2.5:
