@@ -12,21 +12,33 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
 
+from gateway.archive.files import AsyncArchive
+from gateway.archive.recorder import READOUT_STREAMS, ArchiveRecorder, ArchiveStatus
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, MeterConfig
 from gateway.errors import GatewayError
+from gateway.localtime import meter_zone
 from gateway.meter.dlms import DlmsMeter, DlmsSession, DlmsSettings, Referencing
 from gateway.meter.iec21 import Iec21Meter, Iec21Session
 from gateway.meter.model import EventRecord, ProfileData, Snapshot
-from gateway.meter.poller import MeterLink, Poller
-from gateway.opcua.address_space import AddressSpace
+from gateway.meter.poller import MeterLink, Poller, PollerListener
+from gateway.opcua.address_space import METER_EVENT_TYPE, AddressSpace, MeterNodes
+from gateway.opcua.aggregates import Shape
+from gateway.opcua.history import ArchiveHistory, EventSource, NodeHistory, install
 from gateway.opcua.server import build_server
 from gateway.protocols.hdlc import HdlcAddress
 from gateway.simulator.server import SimulatedMeter, simulator_from_config
 from gateway.transport import Framing, open_serial
 
 log = logging.getLogger(__name__)
+
+#: What the samples of each archive stream mean to the history aggregates.
+HISTORY_SHAPES = {"minute": Shape.MINUTE, "registers": Shape.POINT, "lp1": Shape.PERIOD, "lp2": Shape.PERIOD}
+#: Capture period of the load profiles (15 minutes; DESIGN §1).
+PROFILE_PERIOD = timedelta(minutes=15)
 
 MeterLinkFactory = Callable[[], Awaitable[MeterLink]]
 #: Pause before a crashed poller is restarted (clock seconds).
@@ -62,6 +74,7 @@ def dlms_settings(meter: MeterConfig) -> DlmsSettings:
         baudrate=meter.baudrate,
         device_address=meter.address,
         response_timeout=meter.response_timeout,
+        zone=meter_zone(meter.timezone),
     )
 
 
@@ -91,7 +104,7 @@ def link_factory(meter: MeterConfig) -> MeterLinkFactory:
             max_baudrate=meter.baudrate,
             response_timeout=meter.response_timeout,
         )
-        return Iec21Meter(session)
+        return Iec21Meter(session, meter_zone(meter.timezone))
 
     return connect
 
@@ -105,6 +118,8 @@ class Gateway:
         self.simulators: dict[str, SimulatedMeter] = {}
         self.pollers: dict[str, Poller] = {}
         self.space: AddressSpace | None = None
+        self.recorders: dict[str, ArchiveRecorder] = {}
+        self.history: ArchiveHistory | None = None
         self.endpoint = ""
         self.ready = asyncio.Event()
 
@@ -129,8 +144,15 @@ class Gateway:
         server = await build_server(self.config.opcua)
         self.space = AddressSpace(server, self.clock)
         await self.space.load_model()
+        root = Path(self.config.archive.path) if self.config.archive.path else None
+        if root is not None:
+            self.history = ArchiveHistory(self.clock)
         for meter in meters:
-            await self.space.add_meter(meter)
+            nodes = await self.space.add_meter(meter, history=root is not None)
+            if root is not None:
+                await self._add_archive(server, root, meter, nodes)
+        if self.history is not None:
+            await install(server, self.history)
         publisher = OpcUaPublisher(self.space)
         try:
             await server.start()
@@ -140,13 +162,55 @@ class Gateway:
         try:
             self.endpoint = _endpoint_of(server, self.config.opcua.path)
             for meter in meters:
-                self.pollers[meter.id] = Poller(meter, link_factory(meter), self.clock, [publisher])
+                recorder = self.recorders.get(meter.id)
+                listeners: list[PollerListener] = [publisher, *([recorder] if recorder else [])]
+                poller = Poller(
+                    meter, link_factory(meter), self.clock, listeners,
+                    initial_span=timedelta(days=self.config.archive.initial_backfill_days),
+                    max_backfill=timedelta(days=self.config.archive.max_backfill_days),
+                )  # fmt: skip
+                if recorder is not None:
+                    await recorder.repair()
+                    for code, stream in READOUT_STREAMS.items():
+                        last = await recorder.archive.last_time(stream)
+                        if last is not None:
+                            poller.resume(code, last)
+                self.pollers[meter.id] = poller
             self.ready.set()
             async with asyncio.TaskGroup() as tasks:
                 for poller in self.pollers.values():
                     tasks.create_task(self._supervise(poller), name=f"poller-{poller.config.id}")
+                for mid, recorder in self.recorders.items():
+                    tasks.create_task(recorder.run(), name=f"archive-{mid}")
         finally:
+            for recorder in self.recorders.values():
+                try:
+                    await recorder.close()  # the minute in progress is true, if incomplete
+                except Exception:
+                    log.exception("closing the archive of %s failed", recorder.meter_id)
             await server.stop()
+
+    async def _add_archive(self, server: object, root: Path, meter: MeterConfig, nodes: MeterNodes) -> None:
+        """The meter's recorder, and its nodes' history read from the same files."""
+        assert self.space is not None
+        assert self.history is not None
+        space = self.space
+        archive = AsyncArchive(root, meter.id)
+
+        async def status_changed(status: ArchiveStatus) -> None:
+            await space.write_archive_status(meter.id, status)
+
+        self.recorders[meter.id] = ArchiveRecorder(
+            archive, meter, self.config.archive, self.clock, status_changed
+        )
+        for node_id, (stream, obis) in nodes.history.items():
+            shape = HISTORY_SHAPES[stream]
+            self.history.add_node(
+                node_id,
+                NodeHistory(archive.reader, stream, obis, shape, PROFILE_PERIOD, shape is Shape.PERIOD),
+            )
+        source = EventSource(archive.reader, meter.id, space.nid_type(METER_EVENT_TYPE))
+        await self.history.add_event_source(space.server, nodes.meter, source)
 
     async def _supervise(self, poller: Poller) -> None:
         """Keep a poller running: a bug in one meter's path must not stop the others or OPC UA."""

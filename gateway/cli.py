@@ -87,9 +87,17 @@ async def _run(args: argparse.Namespace) -> None:
             sim = gateway.simulators.get(meter.id)
             source = f"simulated meter on {sim.url}" if sim else meter.url
             print(f"  meter {meter.id!r}: {source}; browse Objects/SMX/Meters/{meter.id}", flush=True)
+        if config.archive.path:
+            where = _absolute(config.archive.path)
+            print(f"  archive: {where} (day files per meter and stream; OPC UA HistoryRead)", flush=True)
     else:
         ready.cancel()
     await task
+
+
+def _absolute(path: str) -> Path:
+    """Where a relative archive path lands (a path join with the working directory)."""
+    return Path(path).absolute()
 
 
 async def _simulate(args: argparse.Namespace) -> None:

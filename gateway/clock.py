@@ -75,16 +75,27 @@ class ScaledClock(Clock):
         self._start = start.astimezone(UTC)
         self._speed = speed
         self._t0 = time.monotonic()
+        self._jumped = 0.0
 
     @property
     def speed(self) -> float:
         return self._speed
 
     def monotonic(self) -> float:
-        return (time.monotonic() - self._t0) * self._speed
+        return (time.monotonic() - self._t0) * self._speed + self._jumped
 
     def now(self) -> datetime:
         return self._start + timedelta(seconds=self.monotonic())
+
+    def jump(self, seconds: float) -> None:
+        """Move time forward at once (tests: hours pass while a link is cut).
+
+        Sleeps already running end at their real-time deadline; everything reading the
+        clock afterwards sees the later time, as after a suspended process resumes.
+        """
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        self._jumped += seconds
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(seconds, 0.0) / self._speed)

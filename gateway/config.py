@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.errors import ConfigError
+from gateway.localtime import meter_zone
 from gateway.obis import CATALOGUE, Obis, Refresh
 
 BAUDRATES = (300, 600, 1200, 2400, 4800, 9600, 19200)
@@ -52,6 +53,9 @@ class SimulatorConfig:
     password: str = "00000000"
     #: Speed of a direct HDLC line (a meter section's simulator defaults to its baudrate).
     hdlc_baudrate: int = 9600
+    #: IEC 62056-21: profile and logbook stamps in this zone's local time with the season
+    #: digit (IANA name, e.g. "Europe/Vienna"); "" = UTC stamps (season digit 2).
+    timezone: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,10 @@ class MeterConfig:
     values: tuple[Obis, ...] = ()  # empty: every catalogue object the meter answers
     #: The meter this gateway simulates in-process (demo), or None for a real meter.
     simulator: SimulatorConfig | None = None
+    #: The zone of the meter's local time (IANA name, e.g. "Europe/Vienna"), used for time
+    #: stamps that do not say their offset: IEC 62056-21 stamps with season digit 0/1, DLMS
+    #: date-times with an unspecified deviation. "" = such stamps are UTC.
+    timezone: str = ""
 
     @property
     def display_name(self) -> str:
@@ -118,10 +126,43 @@ class OpcUaConfig:
         return f"opc.tcp://{self.host}:{self.port}{self.path}"
 
 
+#: Archive streams and how many UTC days each keeps by default (DESIGN §5). Minute records
+#: and register samples are the gateway's own and bulky; profiles and events are the
+#: meter's billing data, kept two years (a year of 15-minute LP1 is about 3.5 MB).
+ARCHIVE_STREAMS: dict[str, int] = {
+    "minute": 100,
+    "registers": 100,
+    "lp1": 731,
+    "lp2": 731,
+    "events": 731,
+    "notified": 731,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveConfig:
+    """Where the archive lives and what it keeps (``[archive]``)."""
+
+    #: Directory of the day files; relative paths are relative to the working directory.
+    #: Empty: no archive (and no history over OPC UA).
+    path: str = "var/archive"
+    #: Days kept per stream (0 = forever); streams not named keep their default.
+    keep_days: tuple[tuple[str, int], ...] = tuple(ARCHIVE_STREAMS.items())
+    #: How far back the first start (empty archive) reads the meter's profiles and events.
+    initial_backfill_days: float = 1.0
+    #: The furthest back a gap is filled from the meter after a restart or an outage (the
+    #: meter's own buffer depth limits it too).
+    max_backfill_days: float = 40.0
+
+    def keep(self, stream: str) -> int:
+        return dict(self.keep_days).get(stream, ARCHIVE_STREAMS.get(stream, 0))
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     meters: tuple[MeterConfig, ...]
     opcua: OpcUaConfig = field(default_factory=OpcUaConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     log_level: str = "INFO"
     source: str = "<built-in demo>"
 
@@ -219,6 +260,14 @@ def _iec_text(limit: int) -> Callable[[str], str | None]:
     return check
 
 
+def _zone(value: str) -> str | None:
+    try:
+        meter_zone(value)
+    except ValueError:
+        return "an IANA time zone name like 'Europe/Vienna' (or empty for UTC)"
+    return None
+
+
 def _range(low: int, high: int) -> Callable[[int], str | None]:
     def check(value: int) -> str | None:
         return None if low <= value <= high else f"an integer {low}..{high}"
@@ -242,6 +291,7 @@ def _simulator(sec: _Section, line_baudrate: int) -> SimulatorConfig:
         physical_address=sec.get("physical_address", int, d.physical_address, _range(0, 0x3FFF)),
         password=sec.get("password", str, d.password, _iec_text(32)),
         hdlc_baudrate=sec.get("hdlc_baudrate", int, line_baudrate, _one_of(BAUDRATES)),
+        timezone=sec.get("timezone", str, d.timezone, _zone),
     )
     sec.done()
     return cfg
@@ -301,6 +351,7 @@ def _meter(sec: _Section) -> MeterConfig:
         event_period_s=sec.get("event_period_s", float, d.event_period_s, _positive),
         values=tuple(values),
         simulator=simulator,
+        timezone=sec.get("timezone", str, d.timezone, _zone),
     )
     sec.done()
     return cfg
@@ -323,6 +374,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
             server_name=opc_sec.get("server_name", str, opcua.server_name),
         )
         opc_sec.done()
+    archive = _archive(top.table("archive"))
     raw_meters = top.get("meters", list, [])
     if not raw_meters:
         raise top.fail("meters", "at least one [[meters]] table", None)
@@ -333,7 +385,26 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
             raise ConfigError(f"{source}: meters[{n}].id: expected a unique id, got duplicate {m.id!r}")
         seen.add(m.id)
     top.done()
-    return GatewayConfig(meters=meters, opcua=opcua, log_level=log_level, source=source)
+    return GatewayConfig(meters=meters, opcua=opcua, archive=archive, log_level=log_level, source=source)
+
+
+def _archive(sec: _Section | None) -> ArchiveConfig:
+    d = ArchiveConfig()
+    if sec is None:
+        return d
+    path = sec.get("path", str, d.path)
+    keep = dict(d.keep_days)
+    keep_sec = sec.table("keep_days")
+    if keep_sec is not None:
+        for stream in ARCHIVE_STREAMS:
+            keep[stream] = keep_sec.get(stream, int, keep[stream], _non_negative)
+        keep_sec.done()
+    initial = sec.get("initial_backfill_days", float, d.initial_backfill_days, _positive)
+    backfill = sec.get("max_backfill_days", float, d.max_backfill_days, _positive)
+    sec.done()
+    return ArchiveConfig(
+        path=path, keep_days=tuple(keep.items()), initial_backfill_days=initial, max_backfill_days=backfill
+    )
 
 
 def load_config(path: Path) -> GatewayConfig:

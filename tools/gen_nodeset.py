@@ -46,6 +46,19 @@ DIAGNOSTICS = (
     ("LastGoodRead", "UtcTime", "Time of the last successful read."),
     ("ClockDeviation", "Double", "Meter clock minus gateway clock, seconds (positive: meter ahead)."),
     ("BaudRate", "UInt32", "Negotiated line speed, Bd."),
+    (
+        "ArchiveState",
+        "String",
+        "Archive of this meter: ok, disk-full (records wait in memory and are written when space returns) "
+        "or error.",
+    ),
+    ("ArchiveLastError", "String", "The last archive write error, in words; empty if none since start."),
+    ("ArchiveRecordsWritten", "UInt32", "Records written to the archive since start."),
+    (
+        "ArchiveBacklog",
+        "UInt32",
+        "Records waiting to be written to the archive (non-zero while writing fails).",
+    ),
 )
 IDENTITY = (
     ("Manufacturer", "Manufacturer (FLAG id from the identification message, e.g. LGZ)."),

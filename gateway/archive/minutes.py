@@ -36,8 +36,10 @@ class _Accumulator:
 
     def add(self, value: float) -> None:
         self.total += value
-        self.minimum = min(self.minimum, value)
-        self.maximum = max(self.maximum, value)
+        if value < self.minimum:
+            self.minimum = value
+        if value > self.maximum:
+            self.maximum = value
         self.count += 1
 
     def values(self) -> tuple[float | None, ...]:
@@ -66,32 +68,41 @@ class MinuteAggregator:
             )
         )
         self._minute: datetime | None = None
-        self._acc = {info.obis: _Accumulator() for info in self.objects}
-        self._seen: dict[object, datetime] = {}
+        # Lists by position, not dicts by OBIS: this runs every second for every value on
+        # a slow core, and an Obis hash is a tuple hash each time.
+        self._keys = tuple(info.obis for info in self.objects)
+        self._acc = [_Accumulator() for _ in self.objects]
+        self._seen: list[datetime | None] = [None] * len(self.objects)
 
     def add(self, snapshot: Snapshot) -> list[Record]:
         """Take a snapshot's new Good readings; return the records of minutes now complete."""
         done: list[Record] = []
-        fresh = []
-        for info in self.objects:
-            reading = snapshot.readings.get(info.obis)
+        fresh: list[tuple[datetime, int, float]] = []
+        readings = snapshot.readings
+        seen = self._seen
+        for n, obis in enumerate(self._keys):
+            reading = readings.get(obis)
             if reading is None or reading.quality is not Quality.GOOD:
                 continue
-            if reading.value is None or reading.source_time is None:
-                continue
-            if self._seen.get(info.obis) == reading.source_time:
-                continue  # not read again since the last snapshot
-            self._seen[info.obis] = reading.source_time
-            fresh.append((reading.source_time, info.obis, reading.value))
-        # In the order they were read: a cycle that straddles a minute fills both.
-        for source_time, obis, value in sorted(fresh, key=lambda f: f[0]):
-            minute = _minute_of(source_time)
+            value, stamp = reading.value, reading.source_time
+            if value is None or stamp is None or seen[n] == stamp:
+                continue  # no value, or not read again since the last snapshot
+            seen[n] = stamp
+            fresh.append((stamp, n, value))
+        if len(fresh) > 1 and any(f[0] != fresh[0][0] for f in fresh):
+            fresh.sort(key=lambda f: f[0])  # in read order: a cycle across a minute fills both
+        stamp_of_minute: datetime | None = None
+        minute = self._minute
+        for stamp, n, value in fresh:
+            if stamp is not stamp_of_minute:
+                stamp_of_minute, minute = stamp, _minute_of(stamp)
+            assert minute is not None
             if self._minute is not None and minute < self._minute:
                 continue  # late sample of a minute already written: dropped, never rewritten
             if self._minute is not None and minute > self._minute:
                 done += self._close()
             self._minute = minute
-            self._acc[obis].add(value)
+            self._acc[n].add(value)
         # A minute is over once the gateway's own clock has passed it, even if the meter
         # went silent in the middle of it.
         if self._minute is not None and _minute_of(snapshot.time) > self._minute:
@@ -104,8 +115,64 @@ class MinuteAggregator:
 
     def _close(self) -> list[Record]:
         minute, self._minute = self._minute, None
-        if minute is None or not any(a.count for a in self._acc.values()):
+        if minute is None or not any(a.count for a in self._acc):
             return []
-        values = tuple(v for info in self.objects for v in self._acc[info.obis].values())
-        self._acc = {info.obis: _Accumulator() for info in self.objects}
+        values = tuple(v for acc in self._acc for v in acc.values())
+        self._acc = [_Accumulator() for _ in self.objects]
         return [Record(minute, 0, values)]
+
+
+REGISTER_STREAM = "registers"
+
+
+class RegisterSampler:
+    """Samples of the energy registers, at most one per register and UTC minute.
+
+    A register is a counter: its history is the value at known instants, not a mean.
+    Per minute the newest Good read of each register is kept with its own
+    SourceTimestamp; when the minute is over, reads taken together (one batch request)
+    share one line and reads taken apart (one register per cycle) get a line each, with
+    the other cells empty. So the archive holds true (time, value) pairs, and an
+    interval's energy is their difference (Delta, DeltaBounds).
+    """
+
+    def __init__(self, objects: Sequence[ObisInfo]) -> None:
+        self.objects = tuple(objects)
+        self.columns = tuple(Column(str(info.obis), info.unit) for info in self.objects)
+        self._minute: datetime | None = None
+        self._latest: dict[int, tuple[datetime, float]] = {}
+        self._seen: dict[object, datetime] = {}
+
+    def add(self, snapshot: Snapshot) -> list[Record]:
+        """Take a snapshot's new Good register reads; return the lines of minutes now over."""
+        done: list[Record] = []
+        for n, info in enumerate(self.objects):
+            reading = snapshot.readings.get(info.obis)
+            if reading is None or reading.quality is not Quality.GOOD:
+                continue
+            if reading.value is None or reading.source_time is None:
+                continue
+            if self._seen.get(info.obis) == reading.source_time:
+                continue
+            self._seen[info.obis] = reading.source_time
+            minute = _minute_of(reading.source_time)
+            if self._minute is not None and minute < self._minute:
+                continue
+            if self._minute is not None and minute > self._minute:
+                done += self._close()
+            self._minute = minute
+            self._latest[n] = (reading.source_time, reading.value)
+        if self._minute is not None and _minute_of(snapshot.time) > self._minute:
+            done += self._close()
+        return done
+
+    def flush(self) -> list[Record]:
+        return self._close()
+
+    def _close(self) -> list[Record]:
+        self._minute = None
+        latest, self._latest = self._latest, {}
+        lines: dict[datetime, list[float | None]] = {}
+        for n, (t, value) in latest.items():
+            lines.setdefault(t, [None] * len(self.objects))[n] = value
+        return [Record(t, 0, tuple(values)) for t, values in sorted(lines.items())]

@@ -40,7 +40,7 @@ import enum
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Final, TypeAlias
 
 from gateway.clock import Clock, SystemClock
@@ -154,6 +154,8 @@ class DlmsSettings:
     hdlc_parameters: hdlc.HdlcParameters = PROPOSED_HDLC_PARAMETERS
     #: Largest APDU we accept; the meter sends longer results in GET data blocks.
     max_pdu: int = 0xFFFF
+    #: The meter's local zone, for date-times whose deviation it leaves unspecified.
+    zone: tzinfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -794,7 +796,7 @@ class DlmsMeter:
         result = (await self._read([(obj, 2)]))[0]
         if isinstance(result, ap.DataAccessResult):
             raise DataNotAvailable(f"clock: {_name(result)}")
-        return cosem.clock_time(result, default_deviation=0).time
+        return cosem.clock_time(result, default_deviation=0, zone=self.session.settings.zone).time
 
     # -- profiles and the event log -----------------------------------------------------------------
 
@@ -880,7 +882,9 @@ class DlmsMeter:
                 raise RemoteProtocolError(
                     f"profile {profile.obj.logical_name}: buffer not readable ({_name(result)})"
                 )
-            rows = cosem.profile_rows(result, profile.columns, profile.period_s, profile.scalers)
+            rows = cosem.profile_rows(
+                result, profile.columns, profile.period_s, profile.scalers, zone=self.session.settings.zone
+            )
             # Pieces share their bounds (the range is inclusive): a row at the shared bound
             # comes twice. Only repeats are dropped: events may share a time stamp.
             seen = {_row_key(r) for r in rows_out if r.timestamp >= piece_start}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TypeVar
 
 from gateway.clock import Clock, SystemClock
@@ -34,6 +34,7 @@ from gateway.errors import (
     RemoteProtocolError,
     TransportError,
 )
+from gateway.localtime import local_to_utc, utc_to_local
 from gateway.meter.model import EventRecord, MeterInfo, ProfileData, ProfileEntry
 from gateway.obis import DATE, SERIAL_NUMBER, TIME, Obis
 from gateway.protocols import iec62056_21 as iec
@@ -233,10 +234,14 @@ class Iec21Session:
                 log.debug("closing the transport: %s", err)
 
 
-def to_profile_time(when: datetime) -> iec.ProfileTime:
-    """A UTC time as a profile time stamp (season digit 2 = UTC)."""
-    when = when.astimezone(UTC)
-    return iec.ProfileTime(when.year, when.month, when.day, when.hour, when.minute, when.second, 2)
+def to_profile_time(when: datetime, zone: tzinfo | None = None) -> iec.ProfileTime:
+    """A time as a profile time stamp: UTC (season digit 2), or the local time of a
+    local-time meter with season digit 1 (summer) / 0 (normal time)."""
+    if zone is None:
+        when = when.astimezone(UTC)
+        return iec.ProfileTime(when.year, when.month, when.day, when.hour, when.minute, when.second, 2)
+    local, dst = utc_to_local(when, zone)
+    return iec.ProfileTime.from_datetime(local, 1 if dst else 0)
 
 
 def _number(ds: iec.DataSet) -> float:
@@ -261,13 +266,13 @@ def _value(text: str, code: str) -> float | None:
         raise RemoteProtocolError(f"{code}: value {text!r} is not a number") from err
 
 
-def _profile_time_utc(t: iec.ProfileTime) -> datetime:
-    """Profile stamps with season digit 2 are UTC; 0/1 (meter-local) need the meter's zone.
-
-    The simulated meter keeps UTC; local-time meters are converted with their configured
-    zone when the archive lands (DST handling is part of the archive work).
-    """
-    return t.naive.replace(tzinfo=UTC)
+def _profile_time_utc(t: iec.ProfileTime, zone: tzinfo | None = None) -> datetime:
+    """Profile stamps with season digit 2 are UTC; 0 (normal time) and 1 (summer time) are
+    the meter's local time in ``zone``; without a digit the zone decides (first occurrence
+    in the repeated autumn hour). Without a zone every stamp is taken as UTC."""
+    if t.season == 2:
+        return t.naive.replace(tzinfo=UTC)
+    return local_to_utc(t.naive, zone, None if t.season < 0 else t.season == 1)
 
 
 class Iec21Meter:
@@ -277,8 +282,10 @@ class Iec21Meter:
     #: One R5 per value: the poller reads value by value and stops at the cycle's budget.
     batches = False
 
-    def __init__(self, session: Iec21Session) -> None:
+    def __init__(self, session: Iec21Session, zone: tzinfo | None = None) -> None:
         self.session = session
+        #: The meter's local time zone (None: its stamps are UTC).
+        self.zone = zone
 
     @property
     def stats(self) -> LineStats:
@@ -336,11 +343,13 @@ class Iec21Meter:
 
     async def read_profile(self, code: str, start: datetime, end: datetime) -> list[ProfileData]:
         """Entries of profile ``code`` with end stamps in [start, end] (meter's own times, UTC)."""
-        blocks = await self.session.read_profile(code, to_profile_time(start), to_profile_time(end))
+        blocks = await self.session.read_profile(
+            code, to_profile_time(start, self.zone), to_profile_time(end, self.zone)
+        )
         result = []
         for block in blocks:
             channels = tuple((Obis.parse(o), unit) for o, unit in block.channels)
-            first = _profile_time_utc(block.start)
+            first = _profile_time_utc(block.start, self.zone)
             period = timedelta(minutes=block.period_minutes)
             status = _field(block.status, f"{code} status", 16)
             entries = tuple(
@@ -355,12 +364,14 @@ class Iec21Meter:
         return result
 
     async def read_events(self, start: datetime, end: datetime) -> list[EventRecord]:
-        blocks = await self.session.read_profile("P.98", to_profile_time(start), to_profile_time(end))
+        blocks = await self.session.read_profile(
+            "P.98", to_profile_time(start, self.zone), to_profile_time(end, self.zone)
+        )
         events = []
         for block in blocks:
             code = _field(block.rows[0][0] if block.rows and block.rows[0] else "", "P.98 event code")
             status = _field(block.status, "P.98 status", 16)
-            events.append(EventRecord(_profile_time_utc(block.start), code, status))
+            events.append(EventRecord(_profile_time_utc(block.start, self.zone), code, status))
         return events
 
     async def close(self) -> None:

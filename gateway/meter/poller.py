@@ -164,6 +164,8 @@ class Poller:
         budget_fraction: float = 0.9,
         core_fraction: float = 0.85,
         max_backoff_s: float = 10.0,
+        initial_span: timedelta = INITIAL_PROFILE_SPAN,
+        max_backfill: timedelta = timedelta(days=40),
     ) -> None:
         self.config = config
         self._connect = connect
@@ -172,6 +174,8 @@ class Poller:
         self._budget = budget_fraction * config.cycle_s
         self._core_budget = core_fraction * self._budget
         self._max_backoff = max_backoff_s
+        self._initial_span = initial_span
+        self._max_backfill = max_backfill
         order = one_second_set(config)
         by_obis = {i.obis: i for i in CATALOGUE}
         self._fast = [_ValueState(by_obis[o]) for o in order]
@@ -226,6 +230,16 @@ class Poller:
     def readouts_pending(self) -> int:
         """Profile / event-log ranges still to be read (the backfill after start or a gap)."""
         return len(self._profile_pending)
+
+    def resume(self, code: str, last_entry: datetime) -> None:
+        """Continue readout ``code`` after ``last_entry`` (the newest one archived).
+
+        The first readout then asks for everything after it (at most ``max_backfill``
+        back), so a restart or an outage leaves no hole the meter can still fill, and
+        entries up to ``last_entry`` are never published again.
+        """
+        self._profile_cursor[code] = last_entry
+        self._read_until[code] = last_entry
 
     async def wait_snapshot(self) -> Snapshot:
         """Wait for the next published snapshot (tests and adapters that need a fresh one)."""
@@ -609,7 +623,7 @@ class Poller:
         if any(pending == code for pending, _, _ in self._profile_pending):
             return  # still catching up from the last time
         now = self._clock.now()
-        start = now - INITIAL_PROFILE_SPAN
+        start = now - self._initial_span
         if code in self._read_until:
             # Go back a little: the meter's clock may lag ours, so an entry stamped before
             # the last range's end may have been captured after we read it. The cursor
@@ -618,6 +632,7 @@ class Poller:
             start = self._read_until[code] - lookback
             if code in self._profile_cursor:
                 start = max(start, self._profile_cursor[code])
+            start = max(start, now - self._max_backfill)
         if start < now:
             if not self._profile_pending:
                 self._piece.due_at = self._clock.monotonic()

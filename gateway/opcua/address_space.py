@@ -28,11 +28,12 @@ from typing import Any
 from asyncua import Server, ua
 
 from gateway import __version__
+from gateway.archive.recorder import ArchiveStatus
 from gateway.clock import Clock, SystemClock
 from gateway.config import MeterConfig
 from gateway.events import describe
 from gateway.meter.model import Diagnostics, EventRecord, MeterInfo, ProfileData, Quality, Reading, Snapshot
-from gateway.obis import CATALOGUE, LOAD_PROFILE_1, LOAD_PROFILE_2, Kind, Obis, ObisInfo
+from gateway.obis import CATALOGUE, LOAD_PROFILE_1, LOAD_PROFILE_2, Kind, Obis, ObisInfo, Refresh
 from gateway.units import UNECE_NAMESPACE, unit_for
 
 SMX_NAMESPACE = "http://smx-gateway.org/UA/"
@@ -68,6 +69,19 @@ DIAGNOSTICS: dict[str, tuple[str, ua.VariantType]] = {
     "ClockDeviation": ("clock_deviation_s", ua.VariantType.Double),
     "BaudRate": ("baudrate", ua.VariantType.UInt32),
 }
+
+#: Archive diagnostics: browse name -> (attribute of ArchiveStatus, variant type).
+ARCHIVE_DIAGNOSTICS: dict[str, tuple[str, ua.VariantType]] = {
+    "ArchiveState": ("state", ua.VariantType.String),
+    "ArchiveLastError": ("last_error", ua.VariantType.String),
+    "ArchiveRecordsWritten": ("records_written", ua.VariantType.UInt32),
+    "ArchiveBacklog": ("backlog", ua.VariantType.UInt32),
+}
+
+#: The shared HistoricalConfiguration objects (OPC 10000-11 §5.2.2): how a node's history
+#: is read between stored values. Energy registers and 1-second values are interpolated
+#: (they change continuously); a load-profile value holds for its whole period (stepped).
+HISTORY_CONFIGURATIONS = {"Interpolated": False, "Stepped": True}
 
 IDENTITY = {
     "Manufacturer": "manufacturer",
@@ -106,6 +120,8 @@ class MeterNodes:
     profile_counts: dict[str, int] = field(default_factory=dict)
     events_read: int = 0
     event_generator: Any = None
+    #: Nodes with history: node -> (stream, OBIS code of the column); filled when historized.
+    history: dict[ua.NodeId, tuple[str, Obis]] = field(default_factory=dict)
 
 
 class AddressSpace:
@@ -117,9 +133,14 @@ class AddressSpace:
         self.ns = 0
         self.meters: dict[str, MeterNodes] = {}
         self.meters_folder = ua.NodeId()
+        self.history_configuration: dict[bool, ua.NodeId] = {}
 
     def nid(self, text: str) -> ua.NodeId:
         return ua.NodeId(text, self.ns)
+
+    def nid_type(self, number: int) -> ua.NodeId:
+        """A type of the SMX NodeSet (numeric NodeId in the SMX namespace)."""
+        return ua.NodeId(number, self.ns)
 
     async def load_model(self) -> None:
         """Import the NodeSet and create the gateway object ``Objects/SMX``."""
@@ -136,10 +157,44 @@ class AddressSpace:
         self.meters_folder = self.nid("SMX.Meters")
         await self.server.get_node(self.nid("SMX.SoftwareVersion")).write_value(__version__)
 
+    async def add_history_configurations(self) -> None:
+        """``SMX/HistoryConfiguration/{Interpolated,Stepped}``: referenced by historized nodes.
+
+        One shared HistoricalDataConfigurationType object per kind instead of one per node
+        keeps the address space small on a slow core; OPC UA clients follow the
+        HasHistoricalConfiguration reference either way.
+        """
+        folder = await self.server.get_node(self.nid("SMX")).add_folder(
+            self.nid("SMX.HistoryConfiguration"), ua.QualifiedName("HistoryConfiguration", self.ns)
+        )
+        for name, stepped in HISTORY_CONFIGURATIONS.items():
+            config = await folder.add_object(
+                self.nid(f"SMX.HistoryConfiguration.{name}"),
+                ua.QualifiedName(name, self.ns),
+                objecttype=ua.NodeId(ua.ObjectIds.HistoricalDataConfigurationType),
+            )
+            stepped_node = await config.get_child("0:Stepped")
+            await stepped_node.write_value(stepped)
+            aggregate = await config.get_child("0:AggregateConfiguration")
+            for child, value, vtype in (
+                ("0:TreatUncertainAsBad", True, ua.VariantType.Boolean),
+                ("0:PercentDataBad", 100, ua.VariantType.Byte),
+                ("0:PercentDataGood", 100, ua.VariantType.Byte),
+                ("0:UseSlopedExtrapolation", False, ua.VariantType.Boolean),
+            ):
+                await (await aggregate.get_child(child)).write_value(ua.Variant(value, vtype))
+            self.history_configuration[stepped] = config.nodeid
+
     # -- building ----------------------------------------------------------------------------
 
-    async def add_meter(self, config: MeterConfig) -> MeterNodes:
-        """Instantiate a MeterType object for ``config`` with one node per catalogue object."""
+    async def add_meter(self, config: MeterConfig, *, history: bool = False) -> MeterNodes:
+        """Instantiate a MeterType object for ``config`` with one node per catalogue object.
+
+        With ``history`` (an archive is configured), the values, the load-profile channels
+        and the meter's events are readable with HistoryRead (DESIGN §4).
+        """
+        if history and not self.history_configuration:
+            await self.add_history_configurations()
         mid = config.id
         meter = await self.server.get_node(self.meters_folder).add_object(
             self.nid(mid),
@@ -151,7 +206,9 @@ class AddressSpace:
             ua.AttributeIds.DisplayName, ua.DataValue(ua.Variant(ua.LocalizedText(config.display_name)))
         )
         nodes = MeterNodes(meter.nodeid)
-        nodes.diagnostics = {name: self.nid(f"{mid}.Diagnostics.{name}") for name in DIAGNOSTICS}
+        nodes.diagnostics = {
+            name: self.nid(f"{mid}.Diagnostics.{name}") for name in (*DIAGNOSTICS, *ARCHIVE_DIAGNOSTICS)
+        }
         nodes.identity = {name: self.nid(f"{mid}.{name}") for name in IDENTITY}
         items: list[ua.AddNodesItem] = []
         wanted = [i for i in CATALOGUE if not config.values or i.obis in config.values]
@@ -160,10 +217,13 @@ class AddressSpace:
             node_id = self.nid(f"{mid}.{info.obis}")
             nodes.values[info.obis] = node_id
             nodes.refresh[info.obis] = self.nid(f"{mid}.{info.obis}.RefreshPeriod")
-            items += self._obis_variable(folder, node_id, info, historizing=False, refresh=True)
-        for code, name, channels in (
-            ("P.01", "LoadProfile1", LOAD_PROFILE_1),
-            ("P.02", "LoadProfile2", LOAD_PROFILE_2),
+            items += self._obis_variable(folder, node_id, info, historizing=history, refresh=True)
+            if history:
+                stream = "registers" if info.refresh is Refresh.REGISTER else "minute"
+                nodes.history[node_id] = (stream, info.obis)
+        for code, name, channels, stream in (
+            ("P.01", "LoadProfile1", LOAD_PROFILE_1, "lp1"),
+            ("P.02", "LoadProfile2", LOAD_PROFILE_2, "lp2"),
         ):
             profile_id = self.nid(f"{mid}.{name}")
             items.append(self._object(meter.nodeid, profile_id, name, LOAD_PROFILE_TYPE))
@@ -173,7 +233,9 @@ class AddressSpace:
             for info in channels:
                 node_id = self.nid(f"{mid}.{code}.{info.obis}")
                 nodes.profiles[code][info.obis] = node_id
-                items += self._obis_variable(profile_id, node_id, info, historizing=False, refresh=False)
+                items += self._obis_variable(profile_id, node_id, info, historizing=history, refresh=False)
+                if history:
+                    nodes.history[node_id] = (stream, info.obis)
         log_id = self.nid(f"{mid}.EventLog")
         items.append(self._object(meter.nodeid, log_id, "EventLog", EVENT_LOG_TYPE))
         items += self._state_variables(log_id, f"{mid}.EventLog", EVENT_LOG_STATE)
@@ -186,6 +248,8 @@ class AddressSpace:
         for item, result in zip(items, results, strict=True):
             if not result.StatusCode.is_good():
                 raise RuntimeError(f"adding {item.BrowseName} failed: {result.StatusCode}")
+        if history:
+            await self._link_history(nodes)
         # Nothing has been read yet: say so instead of a Good null (OPC 10000-4 §7.34.2).
         waiting = ua.DataValue(
             ua.Variant(), StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
@@ -194,6 +258,26 @@ class AddressSpace:
             await self._write(node_id, waiting)
         self.meters[mid] = nodes
         return nodes
+
+    async def _link_history(self, nodes: MeterNodes) -> None:
+        """HasHistoricalConfiguration from each historized node; HistoryRead on the meter's events."""
+        refs = []
+        for node_id, (stream, _obis) in nodes.history.items():
+            ref = ua.AddReferencesItem()
+            ref.SourceNodeId = node_id
+            ref.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasHistoricalConfiguration)
+            ref.IsForward = True
+            ref.TargetNodeId = self.history_configuration[stream in ("lp1", "lp2")]
+            ref.TargetNodeClass = ua.NodeClass.Object
+            refs.append(ref)
+        for result in await self.server.iserver.isession.add_references(refs):
+            if not result.is_good():
+                raise RuntimeError(f"adding a HasHistoricalConfiguration reference failed: {result}")
+        meter = self.server.get_node(nodes.meter)
+        notifier = ua.EventNotifier.SubscribeToEvents.mask | ua.EventNotifier.HistoryRead.mask
+        await meter.write_attribute(
+            ua.AttributeIds.EventNotifier, ua.DataValue(ua.Variant(notifier, ua.VariantType.Byte))
+        )
 
     def _object(self, parent: ua.NodeId, node_id: ua.NodeId, name: str, type_id: int) -> ua.AddNodesItem:
         item = ua.AddNodesItem()
@@ -235,8 +319,11 @@ class AddressSpace:
         attrs.DataType = ua.NodeId(data_type)
         attrs.Value = value
         attrs.ValueRank = ua.ValueRank.Scalar
-        attrs.AccessLevel = ua.AccessLevel.CurrentRead.mask
-        attrs.UserAccessLevel = ua.AccessLevel.CurrentRead.mask
+        access = ua.AccessLevel.CurrentRead.mask
+        if historizing:
+            access |= ua.AccessLevel.HistoryRead.mask
+        attrs.AccessLevel = access
+        attrs.UserAccessLevel = access
         attrs.Historizing = historizing
         item.NodeAttributes = attrs
         return item
@@ -358,6 +445,13 @@ class AddressSpace:
                     value = value.value
                 dv = _dv(ua.Variant(value, vtype), now)
             await self._write(nodes.diagnostics[name], dv)
+
+    async def write_archive_status(self, meter_id: str, status: ArchiveStatus) -> None:
+        """Show the archive's state (disk full, backlog) on the meter's diagnostics."""
+        nodes = self.meters[meter_id]
+        now = self.clock.now()
+        for name, (attr, vtype) in ARCHIVE_DIAGNOSTICS.items():
+            await self._write(nodes.diagnostics[name], _dv(ua.Variant(getattr(status, attr), vtype), now))
 
     async def write_profile(self, meter_id: str, profile: ProfileData) -> None:
         """Show the last period of a profile readout on its channel variables."""

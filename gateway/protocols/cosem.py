@@ -22,11 +22,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Final
 
 from gateway.errors import LocalProtocolError, RemoteProtocolError
 from gateway.events import EventInfo, describe
+from gateway.localtime import local_to_utc
 from gateway.obis import Obis
 from gateway.protocols.apdu import CaptureObject, EntryDescriptor, RangeDescriptor, SelectiveAccess
 from gateway.protocols.axdr import CosemDateTime, Data, DataTag
@@ -185,14 +186,29 @@ def _date_time(data: Data, what: str) -> CosemDateTime:
     raise RemoteProtocolError(f"{what} must be an octet-string(12) or date-time, got {data.tag.name}")
 
 
-def clock_time(data: Data, *, default_deviation: int | None = None) -> ClockTime:
+def clock_time(data: Data, *, default_deviation: int | None = None, zone: tzinfo | None = None) -> ClockTime:
     """Clock attribute 2 (octet-string(12) or date-time) -> aware UTC instant and status.
 
     The deviation is minutes from local time to UTC (UTC+1 = -60). When the meter leaves
-    it unspecified, ``default_deviation`` is used; without one that is a
-    :class:`RemoteProtocolError`, as is any unspecified or impossible date/time field.
+    it unspecified, the meter's local ``zone`` converts it (its clock status bit
+    "daylight saving active" picks the hour on the autumn change day), else
+    ``default_deviation`` is used; without either that is a :class:`RemoteProtocolError`,
+    as is any unspecified or impossible date/time field.
     """
     cdt = _date_time(data, "clock time")
+    if cdt.deviation is None and zone is not None:
+        try:
+            naive = datetime(
+                cdt.year or 0, cdt.month or 0, cdt.day or 0, cdt.hour or 0, cdt.minute or 0, cdt.second or 0,
+                (cdt.hundredths or 0) * 10_000,
+            )  # fmt: skip
+        except ValueError as err:
+            raise RemoteProtocolError(f"clock time {cdt} is not a valid local time: {err}") from err
+        if None in (cdt.year, cdt.month, cdt.day, cdt.hour, cdt.minute):
+            raise RemoteProtocolError(f"clock time {cdt} leaves date or time unspecified")
+        dst = None if cdt.status is None else bool(cdt.status & ClockStatus.DAYLIGHT_SAVING_ACTIVE)
+        status = None if cdt.status is None else ClockStatus(cdt.status)
+        return ClockTime(local_to_utc(naive, zone, dst), status)
     if cdt.deviation is None:
         if default_deviation is None:
             raise RemoteProtocolError(f"clock time {cdt} has no deviation (time zone unknown)")
@@ -322,6 +338,7 @@ def profile_rows(
     columns: Sequence[CaptureObject],
     period_s: int,
     scalers: Mapping[Obis, ScalerUnit] | None = None,
+    zone: tzinfo | None = None,
 ) -> list[ProfileRow]:
     """Profile attribute 2 (array of row structures) -> rows with UTC timestamps.
 
@@ -358,7 +375,7 @@ def profile_rows(
             except OverflowError as err:
                 raise RemoteProtocolError(f"profile row {number} time is out of range") from err
         else:
-            decoded = clock_time(stamp)
+            decoded = clock_time(stamp, zone=zone)
             timestamp, clock_status = decoded.time, decoded.status
         status: dict[Obis, int] = {}
         values: dict[Obis, float | None] = {}

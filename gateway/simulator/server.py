@@ -45,11 +45,12 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 from gateway.clock import Clock, ScaledClock, SystemClock
 from gateway.config import SimulatorConfig
 from gateway.errors import RemoteProtocolError
+from gateway.localtime import local_to_utc, meter_zone, utc_to_local
 from gateway.obis import Obis
 from gateway.protocols import apdu as ap
 from gateway.protocols import hdlc
@@ -160,13 +161,19 @@ LP2_CHANNELS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _ptime(when: datetime) -> iec.ProfileTime:
-    when = when.astimezone(UTC)
-    return iec.ProfileTime(when.year, when.month, when.day, when.hour, when.minute, when.second, 2)
+def _ptime(when: datetime, zone: tzinfo | None = None) -> iec.ProfileTime:
+    """A profile stamp: UTC (season 2), or local time with season 0/1 for a local-time meter."""
+    if zone is None:
+        when = when.astimezone(UTC)
+        return iec.ProfileTime(when.year, when.month, when.day, when.hour, when.minute, when.second, 2)
+    local, dst = utc_to_local(when, zone)
+    return iec.ProfileTime.from_datetime(local, 1 if dst else 0)
 
 
-def _utc(t: iec.ProfileTime) -> datetime:
-    return t.naive.replace(tzinfo=UTC)
+def _utc(t: iec.ProfileTime, zone: tzinfo | None = None) -> datetime:
+    if t.season == 2:
+        return t.naive.replace(tzinfo=UTC)
+    return local_to_utc(t.naive, zone, None if t.season < 0 else t.season == 1)
 
 
 class SimulatedMeter:
@@ -191,8 +198,11 @@ class SimulatedMeter:
         referencing: str = "both",
         hdlc_limits: hdlc.HdlcParameters = hdlc.HdlcParameters(512, 512, 1, 1),  # noqa: B008 - frozen
         max_pdu: int = 1024,
+        timezone: str = "",
     ) -> None:
         self.physics = physics
+        #: IEC 62056-21 profile stamps in this zone's local time (None: UTC, season digit 2).
+        self.zone = meter_zone(timezone)
         self.meter_clock = meter_clock
         self.host, self.port = host, port
         self.reaction_time_s = reaction_time_s
@@ -337,7 +347,7 @@ class SimulatedMeter:
             for ev in self.physics.events_between(lo, hi):
                 blocks.append(
                     iec.ProfileBlock(
-                        "P.98", _ptime(ev.time), "00", 0,
+                        "P.98", _ptime(ev.time, self.zone), "00", 0,
                         (("0-0:C.11.0", ""),), ((str(ev.code),),),
                     )
                 )  # fmt: skip
@@ -373,7 +383,8 @@ class SimulatedMeter:
                 contiguous = (
                     last is not None
                     and int(last.status, 16) == status
-                    and (end_time - _utc(last.start)).total_seconds() == period * 60 * len(last.rows)
+                    and (end_time - _utc(last.start, self.zone)).total_seconds()
+                    == period * 60 * len(last.rows)
                 )
                 if last is not None and contiguous:
                     blocks[-1] = iec.ProfileBlock(
@@ -386,7 +397,9 @@ class SimulatedMeter:
                     )
                 else:
                     blocks.append(
-                        iec.ProfileBlock(code, _ptime(end_time), f"{status:02X}", period, channels, (values,))
+                        iec.ProfileBlock(
+                            code, _ptime(end_time, self.zone), f"{status:02X}", period, channels, (values,)
+                        )
                     )
         if not blocks:
             return f"{code}(ERROR)"
@@ -661,7 +674,8 @@ class _Line:
             except RemoteProtocolError:
                 await self.send(iec.DataMessage("(ERROR)"))
                 return
-            body = meter.profile(code, _utc(start) if start else None, _utc(end) if end else None)
+            zone = meter.zone
+            body = meter.profile(code, _utc(start, zone) if start else None, _utc(end, zone) if end else None)
             await self.send(iec.DataMessage(body))
             return
         answer = meter.register(address)
@@ -688,6 +702,7 @@ def simulator_from_config(config: SimulatorConfig, clock: Clock) -> SimulatedMet
         hdlc_baudrate=config.hdlc_baudrate,
         physical_address=config.physical_address,
         referencing=config.referencing,
+        timezone=config.timezone,
         # The line runs on the gateway's clock (a virtual-time loop moves both); a meter
         # whose time runs faster still has a real-time line.
         line_clock=clock if config.speed == 1.0 else None,

@@ -19,6 +19,13 @@ from gateway.config import GatewayConfig, MeterConfig, OpcUaConfig, SimulatorCon
 from gateway.opcua.address_space import SMX_NAMESPACE
 
 
+@pytest.fixture(autouse=True)
+def _archive_in_tmp(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own directory, so the archive (``var/archive``) starts empty
+    and is removed with the test's temporary directory."""
+    monkeypatch.chdir(tmp_path)
+
+
 @dataclass
 class Running:
     gateway: Gateway

@@ -30,13 +30,24 @@ async def _describe(node: Node, path: str, lines: list[str]) -> None:
     if node_class == ua.NodeClass.Variable:
         parts.append(f"dtype={(await node.read_data_type()).to_string()}")
         parts.append(f"display={(await node.read_display_name()).Text!r}")
+        access = (await node.read_attribute(ua.AttributeIds.AccessLevel)).Value.Value
+        if access & ua.AccessLevel.HistoryRead.mask:
+            historizing = (await node.read_attribute(ua.AttributeIds.Historizing)).Value.Value
+            configuration = await node.get_referenced_nodes(ua.ObjectIds.HasHistoricalConfiguration)
+            parts.append(
+                f"history={','.join(c.nodeid.to_string() for c in configuration)} historizing={historizing}"
+            )
         if name == "EngineeringUnits":
             eu: Any = await node.read_value()
             parts.append(f"eu={eu.DisplayName.Text}:{eu.UnitId}")
         elif name in ("EURange", "ObisCode"):
             parts.append(f"value={await node.read_value()!r}")
     lines.append("  ".join(parts))
-    children = await node.get_children(refs=ua.ObjectIds.HierarchicalReferences)
+    refs = await node.get_references(refs=ua.ObjectIds.HierarchicalReferences)
+    # A historized node's HasHistoricalConfiguration is shown on its line (history=...);
+    # the shared configuration object itself is described once, under SMX.
+    shared = ua.NodeId(ua.ObjectIds.HasHistoricalConfiguration)
+    children = [Node(node.session, r.NodeId) for r in refs if r.IsForward and r.ReferenceTypeId != shared]
     for child in sorted(children, key=lambda c: c.nodeid.to_string()):
         await _describe(child, here, lines)
 
@@ -45,7 +56,7 @@ async def test_address_space_matches_snapshot() -> None:
     server = await build_server(OpcUaConfig(port=0))
     space = AddressSpace(server)
     await space.load_model()
-    await space.add_meter(demo_config().meters[0])
+    await space.add_meter(demo_config().meters[0], history=True)
     lines: list[str] = []
     await _describe(server.get_node(ua.NodeId("SMX", space.ns)), "Objects", lines)
     text = "\n".join(lines) + "\n"

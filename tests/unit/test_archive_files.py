@@ -128,6 +128,22 @@ def test_torn_last_line_is_truncated_on_reopen_with_a_warning(
     assert any("2026-03-28.csv" in m and "dropped 25 bytes" in m for m in caplog.messages)
 
 
+def test_repair_at_start_cuts_the_torn_line_of_the_newest_file_only(tmp_path: Path) -> None:
+    records = lp_records(8, step=timedelta(hours=1))  # 2026-03-28 22:00 .. 03-29 05:00
+    writer = ArchiveWriter(tmp_path, "meter1")
+    writer.append("lp1", LP_COLUMNS, records)
+    writer.close()
+    newest = day_file(tmp_path, "2026-03-29")
+    intact = newest.read_bytes()
+    with open(newest, "ab") as f:
+        f.write(b"2026-03-29T06:00:00Z,0,1")  # the power failed mid-line
+    assert ArchiveWriter(tmp_path, "meter1").repair("lp1") is True
+    assert newest.read_bytes() == intact
+    assert ArchiveWriter(tmp_path, "meter1").repair("lp1") is False  # nothing left to cut
+    assert ArchiveWriter(tmp_path, "meter1").repair("events") is False  # no files at all
+    assert list(ArchiveReader(tmp_path, "meter1").read("lp1")) == records
+
+
 def test_damaged_header_is_set_aside_not_deleted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = day_file(tmp_path, "2026-03-28")
     path.parent.mkdir(parents=True)

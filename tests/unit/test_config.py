@@ -96,6 +96,18 @@ values = ["1-0:32.7.0", "1-0:1.7.0"]
             r"meters\[0\].server_address_size: expected one of 1, 2, 4, got 3",
         ),
         ('[opcua]\nport = 70000\n[[meters]]\nid = "m"\nurl = "x"\n', r"opcua.port: expected a port number"),
+        (
+            '[[meters]]\nid = "m"\nurl = "x"\ntimezone = "Europe/Wien"\n',
+            r"meters\[0\].timezone: expected an IANA time zone name like 'Europe/Vienna'",
+        ),
+        (
+            '[archive.keep_days]\nminute = -1\n[[meters]]\nid = "m"\nurl = "x"\n',
+            r"archive.keep_days.minute: expected",
+        ),
+        (
+            '[archive]\nkeep = 3\n[[meters]]\nid = "m"\nurl = "x"\n',
+            r"archive.keep: unknown key",
+        ),
         ("log_level = 'INFO'\n", r"smx.toml: meters: expected at least one \[\[meters\]\] table"),
         ("[[meters]\n", r"smx.toml: not valid TOML"),
     ],
@@ -147,3 +159,29 @@ referencing = "sn"
     iec = MeterConfig(id="m", url="x", protocol="iec62056-21")
     assert iec.response_timeout == 1.5, "IEC 62056-21 allows tr up to 1.5 s"
     assert MeterConfig(id="m", url="x", response_timeout_s=2.0).response_timeout == 2.0
+
+
+def test_archive_section_sets_path_retention_and_backfill(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            """
+[archive]
+path = "/srv/smx/archive"
+max_backfill_days = 10
+[archive.keep_days]
+lp1 = 3650
+minute = 0
+[[meters]]
+id = "m"
+url = "x"
+timezone = "Europe/Vienna"
+""",
+        )
+    )
+    assert config.archive.path == "/srv/smx/archive"
+    assert config.archive.max_backfill_days == 10.0
+    assert config.archive.keep("lp1") == 3650
+    assert config.archive.keep("minute") == 0  # forever
+    assert config.archive.keep("events") == 731  # default kept
+    assert config.meters[0].timezone == "Europe/Vienna"

@@ -365,3 +365,25 @@ async def test_batch_link_failure_turns_values_uncertain_and_recovers(clock: Man
     await run_for(clock, 5)
     await stop(task)
     assert all(rec.snapshots[-1].readings[o].quality is Quality.GOOD for o in FAST)
+
+
+async def test_resumed_readouts_start_after_the_last_archived_entry(clock: ManualClock) -> None:
+    """After a restart the gateway asks the meter for what came after its archive, no more,
+    no less; a gap longer than ``max_backfill`` is filled from that far back only."""
+    link, rec = FakeLink(clock), Recorder()
+    poller = Poller(
+        config(profile_period_s=900.0), lambda: _ready(link), clock, [rec], max_backfill=timedelta(days=3)
+    )
+    archived_p01 = T0 - timedelta(hours=5)  # five hours since the last archived period
+    archived_p02 = T0 - timedelta(days=10)  # longer ago than max_backfill
+    poller.resume("P.01", archived_p01)
+    poller.resume("P.02", archived_p02)
+    task = await started(poller)
+    await run_for(clock, 1800)
+    await stop(task)
+    p01 = [e.end for p in rec.profiles if p.name == "P.01" for e in p.entries]
+    p02 = [e.end for p in rec.profiles if p.name == "P.02" for e in p.entries]
+    assert p01[0] == archived_p01 + timedelta(minutes=15)  # the first period not yet archived
+    assert len(p01) == len(set(p01))
+    assert {b - a for a, b in itertools.pairwise(p01)} == {timedelta(minutes=15)}
+    assert p02[0] == T0 - timedelta(days=3) + timedelta(minutes=15)

@@ -1,0 +1,343 @@
+"""OPC UA aggregates over archived samples (OPC 10000-13), pure computation.
+
+What a stored sample stands for decides how it aggregates, so every sample has a
+:class:`Shape`:
+
+* ``MINUTE`` - a minute record of a 1-second value: the mean, minimum, maximum and number
+  of the minute's samples, stamped at the minute's start and covering ``[t, t + 60 s)``.
+  Average is weighted by the sample counts (the mean of the underlying 1-second samples),
+  Minimum/Maximum use the minute's extremes, Count counts 1-second samples.
+* ``PERIOD`` - a load-profile value: the energy (or mean) of the capture period that
+  *ends* at ``t``, covering ``[t - period, t)``. Total sums the periods in the interval.
+* ``POINT`` - a register sample: the counter's value at ``t``, covering no time. Delta
+  and DeltaBounds give the energy of an interval.
+
+A sample belongs to the interval its covered span starts in, so a load-profile period
+ending at 00:15 is part of the interval ``[00:00, 00:15)``.
+
+Status (OPC 10000-13 §5.4.3, AggregateConfiguration defaults 100 / 100): an interval with
+no sample is ``BadNoData`` (Count: 0); the share of the interval covered by samples
+decides Good (at least PercentDataGood) or ``UncertainDataSubNormal``; an interval cut
+short by the EndTime, or not over yet, carries the *Partial* historian bit. Computed
+values carry *Calculated*, interpolated ones *Interpolated*; Minimum, Maximum, Start and
+End return stored values (*Raw*).
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from asyncua import ua
+
+MINUTE = timedelta(minutes=1)
+ZERO = timedelta(0)
+
+# Historian bits of a DataValue's StatusCode (OPC 10000-4 §7.39.2): InfoType DataValue.
+_DATA_VALUE_INFO = 0x0400
+CALCULATED = _DATA_VALUE_INFO | 0x01
+INTERPOLATED = _DATA_VALUE_INFO | 0x02
+RAW = _DATA_VALUE_INFO | 0x00
+PARTIAL = 0x04  # added to one of the above
+
+
+class Shape(enum.Enum):
+    MINUTE = "minute"
+    PERIOD = "period"
+    POINT = "point"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One stored value as the aggregates see it."""
+
+    time: datetime
+    value: float
+    count: int = 1
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def low(self) -> float:
+        return self.value if self.minimum is None else self.minimum
+
+    @property
+    def high(self) -> float:
+        return self.value if self.maximum is None else self.maximum
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One aggregate value: time stamp, value (None: no value) and StatusCode."""
+
+    time: datetime
+    value: float | None
+    status: int
+    #: The OPC UA type of the value (Count is Int32, everything else Double).
+    integer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """Samples of one node in time order, with what they mean."""
+
+    samples: Sequence[Sample]
+    shape: Shape
+    period: timedelta = MINUTE
+    stepped: bool = False
+
+    def span(self, s: Sample) -> tuple[datetime, datetime]:
+        """The time a sample covers."""
+        if self.shape is Shape.MINUTE:
+            return s.time, s.time + MINUTE
+        if self.shape is Shape.PERIOD:
+            return s.time - self.period, s.time
+        return s.time, s.time
+
+    def key(self, s: Sample) -> datetime:
+        """The instant that decides which interval a sample belongs to."""
+        return self.span(s)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The AggregateConfiguration in force (OPC 10000-13 §4.2.1.2)."""
+
+    percent_good: int = 100
+    percent_bad: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    start: datetime
+    end: datetime
+    partial: bool
+
+
+def intervals(
+    first: datetime, last: datetime, step: timedelta, now: datetime, *, reverse: bool = False, limit: int = 0
+) -> list[Interval]:
+    """The processing intervals from ``first`` towards ``last`` (``step`` 0: one interval).
+
+    Forward they are ``[first, first + step), ...``; in reverse (``first > last``) they
+    are laid from ``first`` backwards, ``[first - step, first), ...``. The interval
+    reaching ``last`` may be shorter than ``step``: it is Partial, as is any interval that
+    ends after ``now`` (data may still come). ``limit`` > 0 stops after that many.
+
+    A request whose ProcessingInterval spans its whole range is one interval: the caller
+    passes ``step`` 0 for it. (Deciding that here would lose the Partial bit of a short
+    last interval that a continuation point asks for on its own.)
+    """
+    out: list[Interval] = []
+    lo, hi = (last, first) if reverse else (first, last)
+    if step <= ZERO:
+        return [Interval(lo, hi, hi > now)] if hi > lo else []
+    t = first
+    while ((t > last) if reverse else (t < last)) and not (limit and len(out) >= limit):
+        a, b = (max(t - step, last), t) if reverse else (t, min(t + step, last))
+        out.append(Interval(a, b, b - a < step or b > now))
+        t = a if reverse else b
+    return out
+
+
+def _status(base: int, interval: Interval, covered: timedelta, config: Config, now: datetime) -> int:
+    length = min(interval.end, max(now, interval.start)) - interval.start
+    ratio = 1.0 if length <= ZERO else min(covered / length, 1.0)
+    code: int
+    if ratio * 100 >= config.percent_good:
+        code = ua.StatusCodes.Good
+    elif (1 - ratio) * 100 >= config.percent_bad:
+        code = ua.StatusCodes.BadNoData
+    else:
+        code = ua.StatusCodes.UncertainDataSubNormal
+    return code | base | (PARTIAL if interval.partial else 0)
+
+
+def value_at(series: Series, t: datetime, keys: Sequence[datetime] | None = None) -> Result:
+    """The value at ``t``: the stored one, or stepped / interpolated between neighbours.
+
+    Before the first sample there is no value (BadNoData). After the last one the last
+    value is held, Uncertain (no sloped extrapolation, OPC 10000-13 §3.1.8).
+    """
+    samples = series.samples
+    times = keys if keys is not None else [s.time for s in samples]
+    i = bisect.bisect_left(times, t)
+    if i < len(samples) and times[i] == t:
+        return Result(t, samples[i].value, ua.StatusCodes.Good | RAW)
+    if i == 0:
+        return Result(t, None, ua.StatusCodes.BadNoData)
+    before = samples[i - 1]
+    if i == len(samples):
+        return Result(t, before.value, ua.StatusCodes.UncertainDataSubNormal | INTERPOLATED)
+    if series.stepped:
+        return Result(t, before.value, ua.StatusCodes.Good | INTERPOLATED)
+    after = samples[i]
+    share = (t - before.time) / (after.time - before.time)
+    return Result(t, before.value + share * (after.value - before.value), ua.StatusCodes.Good | INTERPOLATED)
+
+
+AggregateFn = Callable[[Series, Sequence[Sample], Interval, Config, datetime, Sequence[datetime]], Result]
+
+
+def _covered(series: Series, inside: Sequence[Sample], iv: Interval) -> timedelta:
+    if series.shape is Shape.POINT:
+        return iv.end - iv.start if inside else ZERO
+    total = ZERO
+    for s in inside:
+        a, b = series.span(s)
+        total += max(ZERO, min(b, iv.end) - max(a, iv.start))
+    return total
+
+
+def _simple(fn: Callable[[Series, Sequence[Sample]], float], base: int) -> AggregateFn:
+    def run(
+        series: Series, inside: Sequence[Sample], iv: Interval, config: Config, now: datetime,
+        keys: Sequence[datetime],
+    ) -> Result:  # fmt: skip
+        if not inside:
+            return Result(iv.start, None, ua.StatusCodes.BadNoData)
+        status = _status(base, iv, _covered(series, inside, iv), config, now)
+        return Result(iv.start, fn(series, inside), status)
+
+    return run
+
+
+def _average(series: Series, inside: Sequence[Sample]) -> float:
+    return sum(s.value * s.count for s in inside) / sum(s.count for s in inside)
+
+
+def _total(series: Series, inside: Sequence[Sample]) -> float:
+    if series.shape is Shape.PERIOD:
+        return sum(s.value for s in inside)  # each period value is already its integral
+    # The time integral (OPC 10000-13 §5.4.3.7), value x seconds: each minute's mean
+    # stands for its whole minute.
+    return sum(s.value for s in inside) * MINUTE.total_seconds()
+
+
+_total_simple = _simple(_total, CALCULATED)
+
+
+def _total_of(
+    series: Series,
+    inside: Sequence[Sample],
+    iv: Interval,
+    config: Config,
+    now: datetime,
+    keys: Sequence[datetime],
+) -> Result:
+    if series.shape is Shape.POINT:
+        # The time integral of a counter means nothing; its interval energy is DeltaBounds.
+        return Result(iv.start, None, ua.StatusCodes.BadAggregateInvalidInputs)
+    return _total_simple(series, inside, iv, config, now, keys)
+
+
+def _count(
+    series: Series,
+    inside: Sequence[Sample],
+    iv: Interval,
+    config: Config,
+    now: datetime,
+    keys: Sequence[datetime],
+) -> Result:
+    """The number of samples (1-second samples for minute records); 0 when there are none."""
+    partial = PARTIAL if iv.partial else 0
+    if not inside:
+        return Result(iv.start, 0.0, ua.StatusCodes.Good | CALCULATED | partial, integer=True)
+    status = _status(CALCULATED, iv, _covered(series, inside, iv), config, now)
+    return Result(iv.start, float(sum(s.count for s in inside)), status, integer=True)
+
+
+def _edge(last: bool) -> AggregateFn:
+    def run(
+        series: Series, inside: Sequence[Sample], iv: Interval, config: Config, now: datetime,
+        keys: Sequence[datetime],
+    ) -> Result:  # fmt: skip
+        if not inside:
+            return Result(iv.start, None, ua.StatusCodes.BadNoData)
+        s = inside[-1] if last else inside[0]
+        return Result(s.time, s.value, _status(RAW, iv, _covered(series, inside, iv), config, now))
+
+    return run
+
+
+def _delta(
+    series: Series,
+    inside: Sequence[Sample],
+    iv: Interval,
+    config: Config,
+    now: datetime,
+    keys: Sequence[datetime],
+) -> Result:
+    """Last minus first value in the interval (OPC 10000-13 §5.4.3.30)."""
+    if not inside:
+        return Result(iv.start, None, ua.StatusCodes.BadNoData)
+    status = _status(CALCULATED, iv, _covered(series, inside, iv), config, now)
+    return Result(iv.start, inside[-1].value - inside[0].value, status)
+
+
+def _delta_bounds(
+    series: Series,
+    inside: Sequence[Sample],
+    iv: Interval,
+    config: Config,
+    now: datetime,
+    keys: Sequence[datetime],
+) -> Result:
+    """EndBound - StartBound: the values at the interval's edges, stepped or interpolated,
+    so the deltas of consecutive intervals add up to the whole range's (§5.4.3.38)."""
+    first = value_at(series, iv.start, keys)
+    last = value_at(series, iv.end, keys)
+    if first.value is None or last.value is None:
+        return Result(iv.start, None, ua.StatusCodes.BadNoData)
+    good = all(r.status & 0xC0000000 == 0 for r in (first, last))
+    code = ua.StatusCodes.Good if good else ua.StatusCodes.UncertainDataSubNormal
+    return Result(iv.start, last.value - first.value, code | CALCULATED | (PARTIAL if iv.partial else 0))
+
+
+def _lowest(series: Series, inside: Sequence[Sample]) -> float:
+    return min(s.low for s in inside)
+
+
+def _highest(series: Series, inside: Sequence[Sample]) -> float:
+    return max(s.high for s in inside)
+
+
+def _range(series: Series, inside: Sequence[Sample]) -> float:
+    return _highest(series, inside) - _lowest(series, inside)
+
+
+#: Supported aggregate functions: standard NodeId (namespace 0) -> computation.
+AGGREGATES: dict[int, AggregateFn] = {
+    ua.ObjectIds.AggregateFunction_Average: _simple(_average, CALCULATED),
+    ua.ObjectIds.AggregateFunction_Minimum: _simple(_lowest, RAW),
+    ua.ObjectIds.AggregateFunction_Maximum: _simple(_highest, RAW),
+    ua.ObjectIds.AggregateFunction_Range: _simple(_range, CALCULATED),
+    ua.ObjectIds.AggregateFunction_Count: _count,
+    ua.ObjectIds.AggregateFunction_Total: _total_of,
+    ua.ObjectIds.AggregateFunction_Delta: _delta,
+    ua.ObjectIds.AggregateFunction_DeltaBounds: _delta_bounds,
+    ua.ObjectIds.AggregateFunction_Start: _edge(last=False),
+    ua.ObjectIds.AggregateFunction_End: _edge(last=True),
+}
+
+
+def compute(
+    aggregate: int,
+    series: Series,
+    periods: Sequence[Interval],
+    now: datetime,
+    config: Config = Config(),
+) -> list[Result]:
+    """One result per processing interval, stamped at the interval's (earlier) start."""
+    fn = AGGREGATES[aggregate]
+    keys = [s.time for s in series.samples]
+    starts = [series.key(s) for s in series.samples]
+    out = []
+    for iv in periods:
+        lo = bisect.bisect_left(starts, iv.start)
+        hi = bisect.bisect_left(starts, iv.end)
+        out.append(fn(series, series.samples[lo:hi], iv, config, now, keys))
+    return out

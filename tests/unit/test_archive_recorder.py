@@ -1,0 +1,164 @@
+"""The archive recorder: what the poller publishes lands in the day files, off the
+poller's path; a full disk is reported, live data goes on, and writing resumes by itself.
+
+The full disk is real: a 64 KiB tmpfs mounted for the test (root only; CI runs as root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.archive.files import ArchiveReader, AsyncArchive
+from gateway.archive.recorder import RETRY_S, ArchiveRecorder, ArchiveStatus
+from gateway.clock import ManualClock
+from gateway.config import ArchiveConfig, MeterConfig
+from gateway.meter.model import (
+    Diagnostics,
+    EventRecord,
+    ProfileData,
+    ProfileEntry,
+    Quality,
+    Reading,
+    Snapshot,
+)
+from gateway.obis import CATALOGUE, Obis, Refresh
+
+T0 = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
+METER = MeterConfig(id="meter1", url="socket://127.0.0.1:1", protocol="dlms")
+VOLTAGE = Obis.parse("1-0:32.7.0")
+IMPORT = Obis.parse("1-0:1.8.0")
+
+
+def snapshot(at: datetime, volts: float, kwh: float) -> Snapshot:
+    readings = {info.obis: Reading(info.obis, None, info.unit, None, Quality.WAITING) for info in CATALOGUE}
+    readings[VOLTAGE] = Reading(VOLTAGE, volts, "V", at, Quality.GOOD)
+    readings[IMPORT] = Reading(IMPORT, kwh, "kWh", at, Quality.GOOD)
+    return Snapshot("meter1", at, readings, Diagnostics())
+
+
+def profile(ends: list[datetime]) -> ProfileData:
+    channels = tuple((Obis.parse(f"1-0:{c}.29.0"), "kWh") for c in (1, 2, 3, 4))
+    entries = tuple(ProfileEntry(t, 0, (0.25, 0.0, 0.1, 0.0)) for t in ends)
+    return ProfileData("P.01", channels, 900, entries)
+
+
+async def feed(recorder: ArchiveRecorder, clock: ManualClock, seconds: int, first: int = 0) -> None:
+    """One snapshot per second for seconds ``first`` .. ``first + seconds - 1`` after T0."""
+    for k in range(first, first + seconds):
+        clock.set(T0 + timedelta(seconds=k))
+        await recorder.on_snapshot(snapshot(clock.now(), 230.0 + k % 3, 100.0 + k / 3600))
+
+
+async def test_minutes_registers_profiles_and_events_land_in_their_streams(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    statuses: list[ArchiveStatus] = []
+
+    async def seen(status: ArchiveStatus) -> None:
+        statuses.append(status)
+
+    recorder = ArchiveRecorder(AsyncArchive(tmp_path, "meter1"), METER, ArchiveConfig(), clock, seen)
+    await feed(recorder, clock, 125)  # two whole minutes and a bit
+    await recorder.on_profile("meter1", profile([T0 + timedelta(minutes=15), T0 + timedelta(minutes=30)]))
+    await recorder.on_events("meter1", [EventRecord(T0 + timedelta(seconds=5), 40, 0),
+                                        EventRecord(T0 + timedelta(seconds=5), 41, 0)])  # fmt: skip
+    await recorder.write_pending()
+    reader = ArchiveReader(tmp_path, "meter1")
+    minutes = list(reader.read_columns("minute", [(str(VOLTAGE), "mean"), (str(VOLTAGE), "count")]))
+    assert [(t, values) for t, _, values in minutes] == [
+        (T0, (231.0, 60.0)),
+        (T0 + timedelta(minutes=1), (231.0, 60.0)),
+    ]
+    registers = list(reader.read_columns("registers", [(str(IMPORT), "")]))
+    # One sample per minute: the minute's last read, at its own time stamp.
+    assert [t for t, _, _ in registers] == [T0 + timedelta(seconds=59), T0 + timedelta(seconds=119)]
+    assert [t for t, _, _ in reader.read_columns("lp1", [("1-0:1.29.0", "")])] == [
+        T0 + timedelta(minutes=15),
+        T0 + timedelta(minutes=30),
+    ]
+    # Two events in one second are both kept.
+    assert [v for _, _, (v,) in reader.read_columns("events", [("0-0:99.98.0", "code")])] == [40.0, 41.0]
+    assert statuses[-1] == ArchiveStatus(state="ok", records_written=2 + 2 + 2 + 2)
+    await recorder.close()
+    # The minute in progress at shutdown is written too, incomplete but true.
+    tail = list(reader.read_columns("minute", [(str(VOLTAGE), "count")]))[-1]
+    assert tail[0] == T0 + timedelta(minutes=2)
+    assert tail[2] == (5.0,)
+
+
+@contextlib.contextmanager
+def tiny_disk(path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a 64 KiB tmpfs to fill needs root (CI runs as root)")
+    path.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)], capture_output=True
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+async def test_full_disk_is_reported_nothing_stored_is_damaged_and_writing_resumes(tmp_path: Path) -> None:
+    with tiny_disk(tmp_path / "disk") as disk:
+        clock = ManualClock(T0)
+        statuses: list[ArchiveStatus] = []
+
+        async def seen(status: ArchiveStatus) -> None:
+            statuses.append(status)
+
+        recorder = ArchiveRecorder(AsyncArchive(disk, "meter1"), METER, ArchiveConfig(), clock, seen)
+        await feed(recorder, clock, 61)
+        await recorder.write_pending()
+        minute_file = disk / "meter1" / "minute" / "2026-03-29.csv"
+        before = minute_file.read_bytes()
+        # Fill the disk to the last byte.
+        filler = disk / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * 512)
+        finally:
+            os.close(fd)
+        # Half an hour with the disk full: appends that fit the file's last page still
+        # succeed (tmpfs), the first that needs a new page fails.
+        for minute in range(1, 31):
+            await feed(recorder, clock, 60, first=minute * 60)
+            await recorder.write_pending()
+        assert statuses[-1].state == "disk-full"
+        assert "No space left" in statuses[-1].last_error
+        assert statuses[-1].backlog > 0
+        during = minute_file.read_bytes()
+        assert during.startswith(before)  # nothing stored was touched
+        assert during.endswith(b"\n")  # the failed append was cut back, no torn line
+        # Space returns; the next snapshot after the retry pause writes the backlog.
+        filler.unlink()
+        clock.advance(RETRY_S)
+        await recorder.on_snapshot(snapshot(clock.now(), 230.0, 100.1))
+        await recorder.write_pending()
+        assert statuses[-1].state == "ok"
+        assert statuses[-1].backlog == 0
+        times = [
+            t for t, _, _ in ArchiveReader(disk, "meter1").read_columns("minute", [(str(VOLTAGE), "mean")])
+        ]
+        assert times == [T0 + timedelta(minutes=m) for m in range(len(times))]
+        assert len(times) == 31  # every minute, none twice
+        await recorder.close()
+
+
+async def test_register_columns_follow_the_configured_values(tmp_path: Path) -> None:
+    meter = MeterConfig(id="meter1", url="socket://x:1", values=(VOLTAGE, IMPORT))
+    recorder = ArchiveRecorder(AsyncArchive(tmp_path, "meter1"), meter, ArchiveConfig(), ManualClock(T0))
+    assert [c.heading for c in recorder.registers.columns] == ["1-0:1.8.0 [kWh]"]
+    assert [i.obis for i in recorder.minutes.objects] == [VOLTAGE]
+    assert all(i.refresh is Refresh.REGISTER for i in recorder.registers.objects)
