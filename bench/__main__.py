@@ -8,11 +8,14 @@ transport, protocol cores, session, poller) and reports what the line carried:
 2. one day of load profile 1 against the pure wire time of the bytes exchanged;
 3. one simulated hour of DLMS polling with the load-profile and event-log readouts
    interleaved, in virtual time (``bench/virtual_time.py``): every cycle must carry the
-   whole 1-second set.
+   whole 1-second set;
+4. history (``bench/history.py``): a year of one load-profile channel read over OPC UA
+   from the SMX archive and from asyncua's HistorySQLite, and the archive's write CPU.
 
-Results are printed as tables and written to bench/results/latest.json.
+Results are printed as tables and written to bench/results/latest.json
+(``python -m bench history`` runs only part 4 and writes bench/results/history.json).
 
-    python -m bench [--seconds 10] [--hour-minutes 60]
+    python -m bench [all | history] [--seconds 10] [--hour-minutes 60]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.history import READS, measure_history
 from bench.virtual_time import run_virtual
 from gateway.app import Gateway, dlms_settings, link_factory
 from gateway.clock import Clock, LoopClock, ManualClock
@@ -272,25 +276,49 @@ async def measure(seconds: float) -> dict[str, list[dict[str, Any]]]:
     return {"cycles": cycles, "profiles": profiles}
 
 
-def main(seconds: float, hour_minutes: float) -> None:
+def print_history(results: dict[str, list[dict[str, Any]]]) -> None:
+    title = f"History read: 1 year of LP1 channel 1 over OPC UA ({READS} reads each)"
+    print(table(title, results["history_reads"]))
+    print()
+    print(table("Archive write cost (minute records of the 1-second set)", results["history_writes"]))
+    print()
+    print(table("History stores filled (notes, not compared)", results["history_fills"]))
+
+
+def main(seconds: float, hour_minutes: float, part: str = "all") -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("asyncua").setLevel(logging.ERROR)
+    RESULTS.mkdir(exist_ok=True)
+    if part == "history":
+        history = asyncio.run(measure_history())
+        print_history(history)
+        out = RESULTS / "history.json"
+        out.write_text(json.dumps(history, indent=2))
+        print(f"\nwritten to {out}")
+        return
     results = asyncio.run(measure(seconds))
     results["hours"] = [hour_row(label, 9600, 0.02, hour_minutes) for label in ("DLMS LN", "DLMS SN")]
+    results.update(asyncio.run(measure_history()))
     print(table("1-second cycle (IEC: one R5 per value; DLMS: one request for the set)", results["cycles"]))
     print()
     print(table("One day of load profile 1 (96 periods, 4 channels + status)", results["profiles"]))
     print()
     print(table("Simulated hour, profile and event readouts interleaved (18-value set)", results["hours"]))
-    RESULTS.mkdir(exist_ok=True)
+    print()
+    print_history(results)
     out = RESULTS / "latest.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {out}")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "part", nargs="?", choices=("all", "history"), default="all", help="run everything, or only history"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="steady-state seconds per row")
     parser.add_argument("--hour-minutes", type=float, default=60.0, help="simulated minutes of the hour rows")
     args = parser.parse_args()
-    main(args.seconds, args.hour_minutes)
+    main(args.seconds, args.hour_minutes, args.part)

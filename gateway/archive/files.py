@@ -346,12 +346,15 @@ class ArchiveReader:
             check_lo = lo is not None and day == lo.date()
             check_hi = hi is not None and day == hi.date()
             single = index[0] if len(index) == 1 else None
+            # Split no further than the last wanted column; cells stay bytes (float() and
+            # int() read ASCII bytes), only the time is decoded.
+            splits = max(i for i in index if i is not None) + 1
             for line in lines:
                 if not line or line[0] == 0x23:  # "#"
                     continue
                 try:
-                    fields = line.decode("ascii").split(",")
-                    t = fromisoformat(fields[0])
+                    fields = line.split(b",", splits)
+                    t = fromisoformat(fields[0].decode("ascii"))
                     if t.tzinfo is None:
                         raise ValueError("time without zone")
                     if check_lo and t < lo:  # type: ignore[operator]  # lo is set when check_lo
@@ -363,7 +366,7 @@ class ArchiveReader:
                             continue
                         return
                     if single is not None:
-                        cell = fields[single] if single < len(fields) else ""
+                        cell = fields[single] if single < len(fields) else b""
                         if not cell:
                             continue
                         cells: tuple[float | None, ...] = (float(cell),)

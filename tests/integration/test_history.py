@@ -724,6 +724,7 @@ async def test_history_capabilities_and_aggregate_functions(gw: Running) -> None
         return gw.client.get_node(ua.NodeId(getattr(ua.ObjectIds, f"HistoryServerCapabilities_{name}")))
 
     assert await cap("AccessHistoryDataCapability").read_value() is True
+    assert await cap("ServerTimestampSupported").read_value() is False
     assert await cap("AccessHistoryEventsCapability").read_value() is True
     assert await cap("MaxReturnDataValues").read_value() == PAGE_LIMIT
     assert await cap("InsertDataCapability").read_value() is False
@@ -782,6 +783,16 @@ async def test_one_request_for_several_nodes_and_the_time_stamps_asked_for(gw: R
     assert status(diag) == ua.StatusCodes.BadHistoryOperationUnsupported
     assert pairs(reg.HistoryData.DataValues) == window(REG, lambda t: start <= t < end)
     assert all(v.ServerTimestamp is None for v in [*lp.HistoryData.DataValues, *reg.HistoryData.DataValues])
+
+    # The archive keeps the meter's time only: "Both" gets it as the source stamp, and
+    # a server stamp alone is not offered (ServerTimestampSupported is false).
+    params.TimestampsToReturn = ua.TimestampsToReturn.Both
+    lp, _diag, _reg = await gw.client.uaclient.history_read(params)
+    assert pairs(lp.HistoryData.DataValues) == window(LP1, lambda t: start <= t < end)
+    assert all(v.ServerTimestamp is None for v in lp.HistoryData.DataValues)
+    params.TimestampsToReturn = ua.TimestampsToReturn.Server
+    results = await gw.client.uaclient.history_read(params)
+    assert [status(r) for r in results] == [ua.StatusCodes.BadTimestampNotSupported] * 3
 
     params.TimestampsToReturn = ua.TimestampsToReturn.Neither
     results = await gw.client.uaclient.history_read(params)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.archive.files import ArchiveReader, AsyncArchive
+from gateway.archive.files import ArchiveReader, AsyncArchive, Column, Record
 from gateway.archive.recorder import RETRY_S, ArchiveRecorder, ArchiveStatus
 from gateway.clock import ManualClock
 from gateway.config import ArchiveConfig, MeterConfig
@@ -162,3 +162,16 @@ async def test_register_columns_follow_the_configured_values(tmp_path: Path) -> 
     assert [c.heading for c in recorder.registers.columns] == ["1-0:1.8.0 [kWh]"]
     assert [i.obis for i in recorder.minutes.objects] == [VOLTAGE]
     assert all(i.refresh is Refresh.REGISTER for i in recorder.registers.objects)
+
+
+async def test_retention_deletes_whole_old_day_files_once_a_day(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    archive = AsyncArchive(tmp_path, "meter1")
+    old = [T0 - timedelta(days=d) for d in (5, 4, 3)]
+    await archive.append("lp1", (Column("1-0:1.29.0", "kWh"),), [Record(t, 0, (1.0,)) for t in old])
+    config = ArchiveConfig(keep_days=(("lp1", 4),))  # today and the 3 days before
+    recorder = ArchiveRecorder(archive, METER, config, clock)
+    await recorder.write_pending()
+    assert [str(d) for d in archive.reader.days("lp1")] == ["2026-03-26"]  # 03-24 and 03-25 deleted
+    assert archive.reader.days("minute") == []  # other streams keep their defaults
+    await recorder.close()
