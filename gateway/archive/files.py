@@ -249,6 +249,17 @@ class ArchiveReader:
                     continue
         return sorted(found)
 
+    def _days_between(
+        self, stream: str, lo: datetime | None, hi: datetime | None, reverse: bool
+    ) -> list[date]:
+        """The day files that can hold records from ``lo`` to ``hi``, in reading order."""
+        days = [
+            d for d in self.days(stream) if (lo is None or d >= lo.date()) and (hi is None or d <= hi.date())
+        ]
+        if reverse:
+            days.reverse()
+        return days
+
     def read(
         self,
         stream: str,
@@ -264,11 +275,7 @@ class ArchiveReader:
         """
         lo = _utc(start) if start is not None else None
         hi = _utc(end) if end is not None else None
-        days = [
-            d for d in self.days(stream) if (lo is None or d >= lo.date()) and (hi is None or d <= hi.date())
-        ]
-        if reverse:
-            days.reverse()
+        days = self._days_between(stream, lo, hi, reverse)
         for day in days:
             for rec in self._read_day(self.path(stream, day), reverse):
                 if lo is not None and rec.time < lo:
@@ -315,11 +322,7 @@ class ArchiveReader:
         """
         lo = _utc(start) if start is not None else None
         hi = _utc(end) if end is not None else None
-        days = [
-            d for d in self.days(stream) if (lo is None or d >= lo.date()) and (hi is None or d <= hi.date())
-        ]
-        if reverse:
-            days.reverse()
+        days = self._days_between(stream, lo, hi, reverse)
         for day in days:
             path = self.path(stream, day)
             try:

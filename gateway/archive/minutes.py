@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from gateway.archive.files import Column, Record
 from gateway.meter.model import Quality, Snapshot
-from gateway.obis import ObisInfo
+from gateway.obis import Obis, ObisInfo
 
 MINUTE = timedelta(minutes=1)
 STREAM = "minute"
@@ -48,15 +48,87 @@ class _Accumulator:
         return (self.total / self.count, self.minimum, self.maximum, float(self.count))
 
 
+def _fresh(
+    snapshot: Snapshot, keys: Sequence[Obis], seen: list[datetime | None]
+) -> list[tuple[datetime, int, float]]:
+    """(SourceTimestamp, position, value) of the Good readings of ``keys`` read since the
+    last snapshot; ``seen`` remembers each one's last time stamp (updated here)."""
+    fresh: list[tuple[datetime, int, float]] = []
+    readings = snapshot.readings
+    for n, obis in enumerate(keys):
+        reading = readings.get(obis)
+        if reading is None or reading.quality is not Quality.GOOD:
+            continue
+        value, stamp = reading.value, reading.source_time
+        if value is None or stamp is None or seen[n] == stamp:
+            continue  # no value, or not read again since the last snapshot
+        seen[n] = stamp
+        fresh.append((stamp, n, value))
+    return fresh
+
+
 def _minute_of(t: datetime) -> datetime:
     return t.replace(second=0, microsecond=0)
 
 
-class MinuteAggregator:
-    """Folds the 1-second readings of ``objects`` into one record per UTC minute."""
+class _PerMinute:
+    """What both folders share: each new Good reading once, in read order, into the UTC
+    minute of its SourceTimestamp; a minute is handed over when a later one starts or the
+    gateway's clock has passed it. Late samples of a minute already handed over are
+    dropped, never rewritten."""
 
     def __init__(self, objects: Sequence[ObisInfo]) -> None:
         self.objects = tuple(objects)
+        self._minute: datetime | None = None
+        # Lists by position, not dicts by OBIS: this runs every second for every value on
+        # a slow core, and an Obis hash is a tuple hash each time.
+        self._keys = tuple(info.obis for info in self.objects)
+        self._seen: list[datetime | None] = [None] * len(self.objects)
+
+    def add(self, snapshot: Snapshot) -> list[Record]:
+        """Take a snapshot's new Good readings; return the records of minutes now complete."""
+        done: list[Record] = []
+        fresh = _fresh(snapshot, self._keys, self._seen)
+        if len(fresh) > 1 and any(f[0] != fresh[0][0] for f in fresh):
+            fresh.sort(key=lambda f: f[0])  # in read order: a cycle across a minute fills both
+        stamp_of_minute: datetime | None = None
+        minute = self._minute
+        for stamp, n, value in fresh:
+            if stamp is not stamp_of_minute:
+                stamp_of_minute, minute = stamp, _minute_of(stamp)
+            assert minute is not None
+            if self._minute is not None and minute < self._minute:
+                continue
+            if self._minute is not None and minute > self._minute:
+                done += self._hand_over()
+            self._minute = minute
+            self._take(n, stamp, value)
+        # A minute is over once the gateway's own clock has passed it, even if the meter
+        # went silent in the middle of it.
+        if self._minute is not None and _minute_of(snapshot.time) > self._minute:
+            done += self._hand_over()
+        return done
+
+    def flush(self) -> list[Record]:
+        """The record of the minute in progress (at shutdown); it is incomplete, but true."""
+        return self._hand_over()
+
+    def _hand_over(self) -> list[Record]:
+        minute, self._minute = self._minute, None
+        return [] if minute is None else self._records(minute)
+
+    def _take(self, n: int, stamp: datetime, value: float) -> None:
+        raise NotImplementedError
+
+    def _records(self, minute: datetime) -> list[Record]:
+        raise NotImplementedError
+
+
+class MinuteAggregator(_PerMinute):
+    """Folds the 1-second readings of ``objects`` into one record per UTC minute."""
+
+    def __init__(self, objects: Sequence[ObisInfo]) -> None:
+        super().__init__(objects)
         self.columns = tuple(
             Column(str(info.obis), unit, qualifier)
             for info in self.objects
@@ -67,55 +139,13 @@ class MinuteAggregator:
                 ("count", ""),
             )
         )
-        self._minute: datetime | None = None
-        # Lists by position, not dicts by OBIS: this runs every second for every value on
-        # a slow core, and an Obis hash is a tuple hash each time.
-        self._keys = tuple(info.obis for info in self.objects)
         self._acc = [_Accumulator() for _ in self.objects]
-        self._seen: list[datetime | None] = [None] * len(self.objects)
 
-    def add(self, snapshot: Snapshot) -> list[Record]:
-        """Take a snapshot's new Good readings; return the records of minutes now complete."""
-        done: list[Record] = []
-        fresh: list[tuple[datetime, int, float]] = []
-        readings = snapshot.readings
-        seen = self._seen
-        for n, obis in enumerate(self._keys):
-            reading = readings.get(obis)
-            if reading is None or reading.quality is not Quality.GOOD:
-                continue
-            value, stamp = reading.value, reading.source_time
-            if value is None or stamp is None or seen[n] == stamp:
-                continue  # no value, or not read again since the last snapshot
-            seen[n] = stamp
-            fresh.append((stamp, n, value))
-        if len(fresh) > 1 and any(f[0] != fresh[0][0] for f in fresh):
-            fresh.sort(key=lambda f: f[0])  # in read order: a cycle across a minute fills both
-        stamp_of_minute: datetime | None = None
-        minute = self._minute
-        for stamp, n, value in fresh:
-            if stamp is not stamp_of_minute:
-                stamp_of_minute, minute = stamp, _minute_of(stamp)
-            assert minute is not None
-            if self._minute is not None and minute < self._minute:
-                continue  # late sample of a minute already written: dropped, never rewritten
-            if self._minute is not None and minute > self._minute:
-                done += self._close()
-            self._minute = minute
-            self._acc[n].add(value)
-        # A minute is over once the gateway's own clock has passed it, even if the meter
-        # went silent in the middle of it.
-        if self._minute is not None and _minute_of(snapshot.time) > self._minute:
-            done += self._close()
-        return done
+    def _take(self, n: int, stamp: datetime, value: float) -> None:
+        self._acc[n].add(value)
 
-    def flush(self) -> list[Record]:
-        """The record of the minute in progress (at shutdown); it is incomplete, but true."""
-        return self._close()
-
-    def _close(self) -> list[Record]:
-        minute, self._minute = self._minute, None
-        if minute is None or not any(a.count for a in self._acc):
+    def _records(self, minute: datetime) -> list[Record]:
+        if not any(a.count for a in self._acc):
             return []
         values = tuple(v for acc in self._acc for v in acc.values())
         self._acc = [_Accumulator() for _ in self.objects]
@@ -125,7 +155,7 @@ class MinuteAggregator:
 REGISTER_STREAM = "registers"
 
 
-class RegisterSampler:
+class RegisterSampler(_PerMinute):
     """Samples of the energy registers, at most one per register and UTC minute.
 
     A register is a counter: its history is the value at known instants, not a mean.
@@ -137,40 +167,14 @@ class RegisterSampler:
     """
 
     def __init__(self, objects: Sequence[ObisInfo]) -> None:
-        self.objects = tuple(objects)
+        super().__init__(objects)
         self.columns = tuple(Column(str(info.obis), info.unit) for info in self.objects)
-        self._minute: datetime | None = None
         self._latest: dict[int, tuple[datetime, float]] = {}
-        self._seen: dict[object, datetime] = {}
 
-    def add(self, snapshot: Snapshot) -> list[Record]:
-        """Take a snapshot's new Good register reads; return the lines of minutes now over."""
-        done: list[Record] = []
-        for n, info in enumerate(self.objects):
-            reading = snapshot.readings.get(info.obis)
-            if reading is None or reading.quality is not Quality.GOOD:
-                continue
-            if reading.value is None or reading.source_time is None:
-                continue
-            if self._seen.get(info.obis) == reading.source_time:
-                continue
-            self._seen[info.obis] = reading.source_time
-            minute = _minute_of(reading.source_time)
-            if self._minute is not None and minute < self._minute:
-                continue
-            if self._minute is not None and minute > self._minute:
-                done += self._close()
-            self._minute = minute
-            self._latest[n] = (reading.source_time, reading.value)
-        if self._minute is not None and _minute_of(snapshot.time) > self._minute:
-            done += self._close()
-        return done
+    def _take(self, n: int, stamp: datetime, value: float) -> None:
+        self._latest[n] = (stamp, value)
 
-    def flush(self) -> list[Record]:
-        return self._close()
-
-    def _close(self) -> list[Record]:
-        self._minute = None
+    def _records(self, minute: datetime) -> list[Record]:
         latest, self._latest = self._latest, {}
         lines: dict[datetime, list[float | None]] = {}
         for n, (t, value) in latest.items():

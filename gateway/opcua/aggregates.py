@@ -179,7 +179,24 @@ def value_at(series: Series, t: datetime, keys: Sequence[datetime] | None = None
     return Result(t, before.value + share * (after.value - before.value), ua.StatusCodes.Good | INTERPOLATED)
 
 
-AggregateFn = Callable[[Series, Sequence[Sample], Interval, Config, datetime, Sequence[datetime]], Result]
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One processing interval and what its aggregate needs besides the samples in it."""
+
+    series: Series
+    interval: Interval
+    config: Config
+    now: datetime
+    #: Times of all samples of the series (for bisecting to the interval's edges).
+    keys: Sequence[datetime]
+
+    def status(self, base: int, inside: Sequence[Sample]) -> int:
+        return _status(
+            base, self.interval, _covered(self.series, inside, self.interval), self.config, self.now
+        )
+
+
+AggregateFn = Callable[[Window, Sequence[Sample]], Result]
 
 
 def _covered(series: Series, inside: Sequence[Sample], iv: Interval) -> timedelta:
@@ -193,14 +210,12 @@ def _covered(series: Series, inside: Sequence[Sample], iv: Interval) -> timedelt
 
 
 def _simple(fn: Callable[[Series, Sequence[Sample]], float], base: int) -> AggregateFn:
-    def run(
-        series: Series, inside: Sequence[Sample], iv: Interval, config: Config, now: datetime,
-        keys: Sequence[datetime],
-    ) -> Result:  # fmt: skip
+    """An aggregate that is a function of the interval's samples; BadNoData without any."""
+
+    def run(w: Window, inside: Sequence[Sample]) -> Result:
         if not inside:
-            return Result(iv.start, None, ua.StatusCodes.BadNoData)
-        status = _status(base, iv, _covered(series, inside, iv), config, now)
-        return Result(iv.start, fn(series, inside), status)
+            return Result(w.interval.start, None, ua.StatusCodes.BadNoData)
+        return Result(w.interval.start, fn(w.series, inside), w.status(base, inside))
 
     return run
 
@@ -220,76 +235,48 @@ def _total(series: Series, inside: Sequence[Sample]) -> float:
 _total_simple = _simple(_total, CALCULATED)
 
 
-def _total_of(
-    series: Series,
-    inside: Sequence[Sample],
-    iv: Interval,
-    config: Config,
-    now: datetime,
-    keys: Sequence[datetime],
-) -> Result:
-    if series.shape is Shape.POINT:
+def _total_of(w: Window, inside: Sequence[Sample]) -> Result:
+    if w.series.shape is Shape.POINT:
         # The time integral of a counter means nothing; its interval energy is DeltaBounds.
-        return Result(iv.start, None, ua.StatusCodes.BadAggregateInvalidInputs)
-    return _total_simple(series, inside, iv, config, now, keys)
+        return Result(w.interval.start, None, ua.StatusCodes.BadAggregateInvalidInputs)
+    return _total_simple(w, inside)
 
 
-def _count(
-    series: Series,
-    inside: Sequence[Sample],
-    iv: Interval,
-    config: Config,
-    now: datetime,
-    keys: Sequence[datetime],
-) -> Result:
+def _count(w: Window, inside: Sequence[Sample]) -> Result:
     """The number of samples (1-second samples for minute records); 0 when there are none."""
-    partial = PARTIAL if iv.partial else 0
     if not inside:
-        return Result(iv.start, 0.0, ua.StatusCodes.Good | CALCULATED | partial, integer=True)
-    status = _status(CALCULATED, iv, _covered(series, inside, iv), config, now)
-    return Result(iv.start, float(sum(s.count for s in inside)), status, integer=True)
+        partial = PARTIAL if w.interval.partial else 0
+        return Result(w.interval.start, 0.0, ua.StatusCodes.Good | CALCULATED | partial, integer=True)
+    return Result(
+        w.interval.start, float(sum(s.count for s in inside)), w.status(CALCULATED, inside), integer=True
+    )
 
 
 def _edge(last: bool) -> AggregateFn:
-    def run(
-        series: Series, inside: Sequence[Sample], iv: Interval, config: Config, now: datetime,
-        keys: Sequence[datetime],
-    ) -> Result:  # fmt: skip
+    """Start / End: the first / last stored value in the interval, with its own time."""
+
+    def run(w: Window, inside: Sequence[Sample]) -> Result:
         if not inside:
-            return Result(iv.start, None, ua.StatusCodes.BadNoData)
+            return Result(w.interval.start, None, ua.StatusCodes.BadNoData)
         s = inside[-1] if last else inside[0]
-        return Result(s.time, s.value, _status(RAW, iv, _covered(series, inside, iv), config, now))
+        return Result(s.time, s.value, w.status(RAW, inside))
 
     return run
 
 
-def _delta(
-    series: Series,
-    inside: Sequence[Sample],
-    iv: Interval,
-    config: Config,
-    now: datetime,
-    keys: Sequence[datetime],
-) -> Result:
+def _delta(w: Window, inside: Sequence[Sample]) -> Result:
     """Last minus first value in the interval (OPC 10000-13 §5.4.3.30)."""
     if not inside:
-        return Result(iv.start, None, ua.StatusCodes.BadNoData)
-    status = _status(CALCULATED, iv, _covered(series, inside, iv), config, now)
-    return Result(iv.start, inside[-1].value - inside[0].value, status)
+        return Result(w.interval.start, None, ua.StatusCodes.BadNoData)
+    return Result(w.interval.start, inside[-1].value - inside[0].value, w.status(CALCULATED, inside))
 
 
-def _delta_bounds(
-    series: Series,
-    inside: Sequence[Sample],
-    iv: Interval,
-    config: Config,
-    now: datetime,
-    keys: Sequence[datetime],
-) -> Result:
+def _delta_bounds(w: Window, inside: Sequence[Sample]) -> Result:
     """EndBound - StartBound: the values at the interval's edges, stepped or interpolated,
     so the deltas of consecutive intervals add up to the whole range's (§5.4.3.38)."""
-    first = value_at(series, iv.start, keys)
-    last = value_at(series, iv.end, keys)
+    iv = w.interval
+    first = value_at(w.series, iv.start, w.keys)
+    last = value_at(w.series, iv.end, w.keys)
     if first.value is None or last.value is None:
         return Result(iv.start, None, ua.StatusCodes.BadNoData)
     good = all(r.status & 0xC0000000 == 0 for r in (first, last))
@@ -339,5 +326,5 @@ def compute(
     for iv in periods:
         lo = bisect.bisect_left(starts, iv.start)
         hi = bisect.bisect_left(starts, iv.end)
-        out.append(fn(series, series.samples[lo:hi], iv, config, now, keys))
+        out.append(fn(Window(series, iv, config, now, keys), series.samples[lo:hi]))
     return out
