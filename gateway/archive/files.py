@@ -22,6 +22,8 @@ An example ``meter1/lp1/2026-03-29.csv``::
   reader takes them once they are filtered out.
 * The first non-comment line is the column row: ``time``, ``status`` and one column per
   value, named ``<OBIS code>[ <qualifier>][ [<unit>]]`` (e.g. ``1-0:16.7.0 mean [kW]``).
+  A configuration change during the day adds ``# columns changed: ...`` and a new
+  column row; the records below a column row follow it.
 * Each further line is one record: the time in ISO 8601 UTC with ``Z`` (microseconds
   only when non-zero), the status as a decimal integer, the values with ``.`` as the
   decimal point in Python's shortest round-trip notation (``0.1``, ``1e-05``). An empty
@@ -335,56 +337,83 @@ class ArchiveReader:
             header = _split_header(data)
             if header is None:
                 continue
-            index = _column_index(header, wanted)
-            if all(i is None for i in index):
-                continue
             body = data[len(header) :]
             stop = body.rfind(b"\n")  # a torn last line is not a record
             lines = body[: stop + 1].split(b"\n")[:-1] if stop >= 0 else []
+            # A changed configuration continues the file below a new column row: each
+            # stretch of lines is read with the columns of the row above it.
+            segments: list[tuple[list[int | None], list[bytes]]] = [(_column_index(header, wanted), [])]
+            for line in lines:
+                if line.startswith(b"time,status"):
+                    segments.append((_column_index(line, wanted), []))
+                else:
+                    segments[-1][1].append(line)
             if reverse:
-                lines.reverse()
-            # Only the first and last day of the range need the time checks; a one-column
-            # read (every history read of a register or profile channel) skips the tuple
-            # building of the general case.
+                segments.reverse()
+            # Only the first and last day of the range need the time checks.
             check_lo = lo is not None and day == lo.date()
             check_hi = hi is not None and day == hi.date()
-            single = index[0] if len(index) == 1 else None
-            # Split no further than the last wanted column; cells stay bytes (float() and
-            # int() read ASCII bytes), only the time is decoded.
-            splits = max(i for i in index if i is not None) + 1
-            for line in lines:
-                if not line or line[0] == 0x23:  # "#"
+            for index, segment in segments:
+                if all(i is None for i in index):
                     continue
-                try:
-                    fields = line.split(b",", splits)
-                    t = fromisoformat(fields[0].decode("ascii"))
-                    if t.tzinfo is None:
-                        raise ValueError("time without zone")
-                    if check_lo and t < lo:  # type: ignore[operator]  # lo is set when check_lo
-                        if reverse:
-                            return
-                        continue
-                    if check_hi and t > hi:  # type: ignore[operator]
-                        if reverse:
-                            continue
+                if reverse:
+                    segment.reverse()
+                for row in self._rows(segment, index, lo if check_lo else None, hi if check_hi else None,
+                                      reverse, path):  # fmt: skip
+                    if row is None:
+                        return  # past the end of the range
+                    yield row
+
+    @staticmethod
+    def _rows(
+        lines: list[bytes],
+        index: list[int | None],
+        lo: datetime | None,
+        hi: datetime | None,
+        reverse: bool,
+        path: Path,
+    ) -> Iterator[tuple[datetime, int | None, tuple[float | None, ...]] | None]:
+        """The wanted cells of ``lines``; None once the range is left (the read is over)."""
+        # A one-column read (every history read of a register or profile channel) skips
+        # the tuple building of the general case; lines are split no further than the
+        # last wanted column, and cells stay bytes (float() and int() read ASCII).
+        single = index[0] if len(index) == 1 else None
+        splits = max(i for i in index if i is not None) + 1
+        for line in lines:
+            if not line or line[0] == 0x23:  # "#"
+                continue
+            try:
+                fields = line.split(b",", splits)
+                t = fromisoformat(fields[0].decode("ascii"))
+                if t.tzinfo is None:
+                    raise ValueError("time without zone")
+                if lo is not None and t < lo:
+                    if reverse:
+                        yield None
                         return
-                    if single is not None:
-                        cell = fields[single] if single < len(fields) else b""
-                        if not cell:
-                            continue
-                        cells: tuple[float | None, ...] = (float(cell),)
-                    else:
-                        cells = tuple(
-                            None if i is None or i >= len(fields) or not fields[i] else float(fields[i])
-                            for i in index
-                        )
-                        if all(c is None for c in cells):
-                            continue
-                    status = int(fields[1]) if fields[1] else None
-                except (ValueError, UnicodeDecodeError, IndexError) as err:
-                    log.warning("%s: skipping unreadable line %r (%s)", path, line[:80], err)
                     continue
-                yield t, status, cells
+                if hi is not None and t > hi:
+                    if reverse:
+                        continue
+                    yield None
+                    return
+                if single is not None:
+                    cell = fields[single] if single < len(fields) else b""
+                    if not cell:
+                        continue
+                    cells: tuple[float | None, ...] = (float(cell),)
+                else:
+                    cells = tuple(
+                        None if i is None or i >= len(fields) or not fields[i] else float(fields[i])
+                        for i in index
+                    )
+                    if all(c is None for c in cells):
+                        continue
+                status = int(fields[1]) if fields[1] else None
+            except (ValueError, UnicodeDecodeError, IndexError) as err:
+                log.warning("%s: skipping unreadable line %r (%s)", path, line[:80], err)
+                continue
+            yield t, status, cells
 
     def last_time(self, stream: str) -> datetime | None:
         """The newest record's time, reading only the tail of the newest non-empty day file."""
@@ -441,6 +470,8 @@ class _OpenFile:
     path: Path
     fd: int
     size: int
+    #: The header whose column row the file's records follow now.
+    header: bytes
 
 
 class ArchiveWriter:
@@ -521,6 +552,13 @@ class ArchiveWriter:
     def _file(self, stream: str, header: bytes, day: date) -> _OpenFile:
         f = self._open.get(stream)
         if f is not None and f.day == day:
+            if f.header != header:
+                try:
+                    f.size = self._continue_with_columns(f.fd, f.path, f.size, header)
+                except OSError as err:
+                    self._undo(stream, f)
+                    raise ArchiveError(f"cannot append to {f.path}: {err.strerror or err}") from err
+                f.header = header
             return f
         self._close(stream)
         path = self.reader.path(stream, day)
@@ -547,20 +585,33 @@ class ArchiveWriter:
                     self._set_aside(path)
                     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
                     size = 0
-                elif found != header:
-                    raise ArchiveError(
-                        f"{path} has other columns than this append ({found!r}); "
-                        "refusing to mix layouts in one file"
-                    )
                 else:
                     size = self._cut_torn_tail(fd, path, size)
+                    size = self._continue_with_columns(fd, path, size, header)
             if size == 0:
                 _fsync_dir(folder)
         except BaseException:
             if fd >= 0:
                 os.close(fd)
             raise
-        return _OpenFile(day, path, fd, size)
+        return _OpenFile(day, path, fd, size, header)
+
+    @staticmethod
+    def _continue_with_columns(fd: int, path: Path, size: int, header: bytes) -> int:
+        """Make the file's last column row this append's: after a configuration change
+        the day goes on in the same file below a new column row (a comment says why), so
+        nothing is set aside and readers take each stretch with its own columns."""
+        wanted = header[header.rstrip(b"\n").rfind(b"\n") + 1 :]
+        data = os.pread(fd, size, 0)
+        at = data.rfind(b"\ntime,status")
+        current = data[at + 1 : data.index(b"\n", at + 1) + 1]
+        if current == wanted:
+            return size
+        addition = b"# columns changed: the records below follow this column row\n" + wanted
+        os.write(fd, addition)
+        os.fsync(fd)
+        log.warning("%s: columns changed; the day continues below a new column row", path)
+        return size + len(addition)
 
     @staticmethod
     def _set_aside(path: Path) -> None:

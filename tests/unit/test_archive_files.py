@@ -165,12 +165,45 @@ def test_header_torn_while_creating_the_file_is_set_aside(tmp_path: Path) -> Non
     assert list(ArchiveReader(tmp_path, "meter1").read("lp1")) == lp_records(1)
 
 
-def test_other_columns_in_an_existing_file_are_refused(tmp_path: Path) -> None:
-    ArchiveWriter(tmp_path, "meter1").append("lp1", LP_COLUMNS, lp_records(1))
+def test_a_changed_configuration_continues_the_day_below_a_new_column_row(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = ArchiveWriter(tmp_path, "meter1")
+    writer.append("lp1", LP_COLUMNS, lp_records(2))
+    writer.close()
     before = day_file(tmp_path, "2026-03-28").read_bytes()
-    with pytest.raises(ArchiveError, match="other columns"):
-        ArchiveWriter(tmp_path, "meter1").append("lp1", LP_COLUMNS[:1], [(T0 + Q, None, (1.0,))])
-    assert day_file(tmp_path, "2026-03-28").read_bytes() == before
+    # The configuration changed: only A- now, and a new column R+.
+    columns = (Column("1-0:2.29.0", "kWh"), Column("1-0:3.29.0", "kvarh"))
+    with caplog.at_level(logging.WARNING, logger="gateway.archive.files"):
+        assert ArchiveWriter(tmp_path, "meter1").append("lp1", columns, [(T0 + 2 * Q, 0, (7.0, 8.0))]) == 1
+    after = day_file(tmp_path, "2026-03-28").read_bytes()
+    assert after.startswith(before)  # nothing stored was touched
+    assert after[len(before) :] == (
+        b"# columns changed: the records below follow this column row\n"
+        b"time,status,1-0:2.29.0 [kWh],1-0:3.29.0 [kvarh]\n"
+        b"2026-03-28T22:30:00Z,0,7.0,8.0\n"
+    )
+    assert any("columns changed" in m for m in caplog.messages)
+    reader = ArchiveReader(tmp_path, "meter1")
+    wanted = [("1-0:1.29.0", ""), ("1-0:2.29.0", ""), ("1-0:3.29.0", "")]
+    old = lp_records(2)
+    expected = [
+        (old[0].time, old[0].status, (old[0].values[0], old[0].values[1], None)),
+        (old[1].time, old[1].status, (old[1].values[0], old[1].values[1], None)),
+        (T0 + 2 * Q, 0, (None, 7.0, 8.0)),
+    ]
+    expected = [row for row in expected if any(v is not None for v in row[2])]
+    assert list(reader.read_columns("lp1", wanted)) == expected
+    assert list(reader.read_columns("lp1", wanted, reverse=True)) == expected[::-1]
+    # The same layout again needs no new row; the old one back gets one more.
+    writer = ArchiveWriter(tmp_path, "meter1")
+    writer.append("lp1", columns, [(T0 + 3 * Q, 0, (1.0, 2.0))])
+    writer.append("lp1", LP_COLUMNS, [(T0 + 4 * Q, 0, (3.0, 4.0))])
+    writer.close()
+    text = day_file(tmp_path, "2026-03-28").read_text()
+    assert text.count("# columns changed") == 2
+    assert reader.last_time("lp1") == T0 + 4 * Q
+    assert [t for t, _, _ in reader.read_columns("lp1", [("1-0:1.29.0", "")])][-1] == T0 + 4 * Q
 
 
 def test_duplicate_and_overlapping_appends_are_skipped(tmp_path: Path) -> None:
