@@ -51,4 +51,13 @@ class ArchiveError(GatewayError):
 
 
 class MarketInputError(GatewayError):
-    """A notified profile or an external value was rejected as invalid."""
+    """A notified profile or an external value was rejected as invalid.
+
+    ``out_of_range`` tells a value of the right kind outside what is allowed (a day in
+    the past, a number beyond a limit: OPC UA BadOutOfRange) from a malformed one (wrong
+    length, not a number: BadInvalidArgument).
+    """
+
+    def __init__(self, message: str, *, out_of_range: bool = False) -> None:
+        super().__init__(message)
+        self.out_of_range = out_of_range

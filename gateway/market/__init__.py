@@ -1,0 +1,7 @@
+"""Market services (DESIGN §6), pure logic that the OPC UA, REST and web adapters call.
+
+:mod:`~gateway.market.periods` lays settlement periods on market days (DST days
+included), :mod:`~gateway.market.profiles` validates notified profiles, and
+:mod:`~gateway.market.advice` computes the imbalance advice for the running period.
+Nothing here does I/O or reads a clock: callers pass the time and the register values.
+"""
