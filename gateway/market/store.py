@@ -1,0 +1,132 @@
+"""Durable notified profiles: one CSV file per delivery day, replaced only whole.
+
+``<root>/<meter>/notified/<delivery day>.csv``, in the archive's conventions (README
+"Archive and history") so a person or a spreadsheet reads it as it is::
+
+    # smx-archive 1 stream=notified meter=meter1
+    # delivery day 2026-06-02 (Europe/Vienna), 96 periods of 15 min, net import energy per period (kWh)
+    time,status,1-0:16.29.0 [kWh]
+    2026-06-01T22:00:00Z,1,0.25
+    2026-06-01T22:15:00Z,2,0.25
+
+``time`` is the period's start (UTC), ``status`` its number in the day, the value the
+notified net import energy (negative: net export). Unlike the meter's streams the file
+is named by the market's *delivery day* (local), as a notification is one whole day.
+
+A profile is written to a temporary file, synced, and renamed over the day's file (then
+the directory is synced): after a power cut the day holds the old profile or the new
+one, never a mix. A replaced profile is kept beside it as ``<day>.csv.replaced-<n>`` for
+the audit trail. Synchronous file code: the async adapters run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from gateway.errors import ArchiveError
+from gateway.market.periods import MarketCalendar
+from gateway.market.profiles import NotifiedProfile
+
+STREAM = "notified"
+#: Net active energy per period, import minus export (OBIS C=16 sum active, D=29 per period).
+COLUMN = "1-0:16.29.0 [kWh]"
+_DAY_FILE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.csv$")
+
+
+class ProfileStore:
+    """The notified profiles of one meter (one delivery point)."""
+
+    def __init__(self, root: Path | str, meter_id: str, calendar: MarketCalendar, zone_name: str) -> None:
+        self.folder = Path(root) / meter_id / STREAM
+        self.meter_id = meter_id
+        self.calendar = calendar
+        self.zone_name = zone_name
+
+    def path(self, day: date) -> Path:
+        return self.folder / f"{day.isoformat()}.csv"
+
+    def days(self) -> list[date]:
+        """Delivery days with a profile, oldest first."""
+        try:
+            names = os.listdir(self.folder)
+        except FileNotFoundError:
+            return []
+        days = []
+        for name in names:
+            m = _DAY_FILE.match(name)
+            if m:
+                days.append(date(int(m[1]), int(m[2]), int(m[3])))
+        return sorted(days)
+
+    def save(self, profile: NotifiedProfile, registered: datetime) -> None:
+        """Write ``profile`` whole (validated already: :func:`~gateway.market.profiles.make_profile`)."""
+        periods = self.calendar.periods(profile.day)
+        if len(periods) != len(profile.energy_kwh) or profile.period_minutes != self.calendar.period_minutes:
+            raise ValueError(f"profile for {profile.day} does not match the market's periods")
+        lines = [
+            f"# smx-archive 1 stream={STREAM} meter={self.meter_id}",
+            f"# delivery day {profile.day} ({self.zone_name}), {len(periods)} periods of "
+            f"{profile.period_minutes} min, net import energy per period (kWh); "
+            f"registered {registered.astimezone(UTC).replace(tzinfo=None).isoformat()}Z",
+            f"time,status,{COLUMN}",
+            *(
+                f"{p.start.replace(tzinfo=None).isoformat()}Z,{p.number},{value!r}"
+                for p, value in zip(periods, profile.energy_kwh, strict=True)
+            ),
+        ]
+        data = ("\n".join(lines) + "\n").encode("ascii")
+        target = self.path(profile.day)
+        tmp = target.with_name(target.name + ".tmp")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if target.exists():
+                os.link(target, self._aside(target))  # the replaced profile stays for the audit
+            os.replace(tmp, target)
+            dir_fd = os.open(self.folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise ArchiveError(f"cannot store the profile of {profile.day}: {err.strerror or err}") from err
+
+    @staticmethod
+    def _aside(path: Path) -> Path:
+        n = 1
+        while (aside := path.with_name(f"{path.name}.replaced-{n}")).exists():
+            n += 1
+        return aside
+
+    def load(self, day: date) -> NotifiedProfile | None:
+        """The profile of ``day``, or None if none was notified."""
+        try:
+            text = self.path(day).read_text(encoding="ascii")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ArchiveError(f"cannot read the profile of {day}: {err}") from err
+        values = []
+        for line in text.splitlines():
+            if not line or line.startswith(("#", "time,")):
+                continue
+            try:
+                values.append(float(line.split(",")[2]))
+            except (IndexError, ValueError) as err:
+                raise ArchiveError(f"{self.path(day)}: unreadable line {line!r}") from err
+        if len(values) != self.calendar.periods_in(day):
+            raise ArchiveError(
+                f"{self.path(day)}: {len(values)} values for {self.calendar.periods_in(day)} periods"
+            )
+        return NotifiedProfile(day, self.calendar.period_minutes, tuple(values))
