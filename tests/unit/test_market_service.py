@@ -1,0 +1,94 @@
+"""The market service fed with snapshots: measured energy from the registers (interpolated
+to the period start, advanced by the power between reads), advice, registration."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import MarketInputError
+from gateway.localtime import meter_zone
+from gateway.market.advice import AdviceState
+from gateway.market.periods import MarketCalendar
+from gateway.market.service import EXPORT_ENERGY, EXPORT_POWER, IMPORT_ENERGY, IMPORT_POWER, MarketService
+from gateway.market.store import ProfileStore
+from gateway.meter.model import Diagnostics, Quality, Reading, Snapshot
+
+VIENNA = meter_zone("Europe/Vienna")
+assert VIENNA is not None
+Q15 = MarketCalendar(VIENNA, 15)
+DAY = date(2026, 6, 1)
+START = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)  # a period start (12:00 CEST)
+
+
+def snapshot(t: datetime, kw: float, kwh: float | None, read_at: datetime) -> Snapshot:
+    """Net import ``kw`` now; registers ``kwh`` (import) read at ``read_at``; no export."""
+    readings = {
+        IMPORT_POWER: Reading(IMPORT_POWER, kw, "kW", t, Quality.GOOD),
+        EXPORT_POWER: Reading(EXPORT_POWER, 0.0, "kW", t, Quality.GOOD),
+    }
+    if kwh is not None:
+        readings[IMPORT_ENERGY] = Reading(IMPORT_ENERGY, kwh, "kWh", read_at, Quality.GOOD)
+        readings[EXPORT_ENERGY] = Reading(EXPORT_ENERGY, 3.0, "kWh", read_at, Quality.GOOD)
+    return Snapshot("meter1", t, readings, Diagnostics())
+
+
+def service(tmp_path: Path) -> MarketService:
+    return MarketService(Q15, ProfileStore(tmp_path, "meter1", Q15, "Europe/Vienna"))
+
+
+def run(svc: MarketService, first: datetime, seconds: int, kw: float = 2.0) -> None:
+    """Constant ``kw`` from ``first``; the registers (A+ from 100 kWh at START) read every 5 s."""
+    for s in range(seconds):
+        t = first + timedelta(seconds=s)
+        read_at = t - timedelta(seconds=(t - START).total_seconds() % 5)
+        kwh = 100.0 + kw * (read_at - START).total_seconds() / 3600
+        svc.on_snapshot(snapshot(t, kw, kwh, read_at))
+
+
+def test_advice_from_registers_interpolated_to_the_start_and_advanced_by_the_power(tmp_path: Path) -> None:
+    svc = service(tmp_path)
+    values: list[object] = [0.0] * 96
+    number = Q15.period_at(START).number
+    values[number - 1] = 0.6
+    svc.register(DAY, values, "kWh", now=START - timedelta(hours=1))
+    run(svc, START - timedelta(seconds=62), 62 + 300 + 1)  # until 10:05:00
+    advice = svc.advice
+    assert advice is not None
+    assert advice.state is AdviceState.ADVISED
+    assert advice.measured_kwh == pytest.approx(2.0 * 5 / 60)  # 2 kW for 5 minutes
+    assert advice.required_kw == pytest.approx((0.6 - 2.0 * 5 / 60) / (10 / 60))  # 2.6 kW
+    assert advice.text == "increase by 0.6 kW to 2.6 kW for the remaining 10 minutes"
+
+
+def test_started_mid_period_has_no_measurement_until_the_next_period(tmp_path: Path) -> None:
+    svc = service(tmp_path)
+    svc.register(DAY, [0.5] * 96, "kWh", now=START - timedelta(hours=1))
+    run(svc, START + timedelta(minutes=3), 60)
+    assert svc.advice is not None
+    assert svc.advice.state is AdviceState.NO_MEASUREMENT
+    assert svc.advice.text == "no measurement for this period yet"
+    run(svc, START + timedelta(minutes=14, seconds=50), 20)  # across 10:15
+    assert svc.advice.state is AdviceState.ADVISED
+    assert svc.advice.measured_kwh == pytest.approx(2.0 * 9 / 3600)  # 10:15:00 to 10:15:09
+
+
+def test_no_profile_is_no_notification(tmp_path: Path) -> None:
+    svc = service(tmp_path)
+    run(svc, START - timedelta(seconds=10), 20)
+    assert svc.advice is not None
+    assert svc.advice.state is AdviceState.NO_NOTIFICATION
+
+
+def test_a_refused_profile_stores_nothing_and_a_stored_one_survives_a_restart(tmp_path: Path) -> None:
+    svc = service(tmp_path)
+    with pytest.raises(MarketInputError, match="96 settlement periods"):
+        svc.register(DAY, [0.5] * 95, "kWh", now=START - timedelta(hours=1))
+    assert svc.store.days() == []
+    stored = svc.register(DAY, [2.0] * 96, "kW", now=START - timedelta(hours=1))
+    with pytest.raises(MarketInputError, match="already notified"):
+        svc.register(DAY, [1.0] * 96, "kW", now=START - timedelta(hours=1))
+    assert service(tmp_path).profile(DAY) == stored  # a new service reads it back from disk
+    assert stored.energy_kwh == (0.5,) * 96
