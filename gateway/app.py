@@ -150,7 +150,7 @@ class Gateway:
         for meter in meters:
             nodes = await self.space.add_meter(meter, history=root is not None)
             if root is not None:
-                await self._add_archive(server, root, meter, nodes)
+                await self._add_archive(root, meter, nodes)
         if self.history is not None:
             await install(server, self.history)
         publisher = OpcUaPublisher(self.space)
@@ -190,7 +190,7 @@ class Gateway:
                     log.exception("closing the archive of %s failed", recorder.meter_id)
             await server.stop()
 
-    async def _add_archive(self, server: object, root: Path, meter: MeterConfig, nodes: MeterNodes) -> None:
+    async def _add_archive(self, root: Path, meter: MeterConfig, nodes: MeterNodes) -> None:
         """The meter's recorder, and its nodes' history read from the same files."""
         assert self.space is not None
         assert self.history is not None

@@ -165,12 +165,16 @@ class ArchiveRecorder:
             self.status = replace(self.status, dropped=self.status.dropped + dropped)
 
     async def repair(self) -> None:
-        """Cut torn last lines left by a power cut, before anything else reads or writes."""
+        """Cut torn last lines left by a power cut, before anything else reads or writes;
+        then publish the status, so the diagnostics show the archive from the start."""
         for stream in STREAMS:
             try:
                 await self.archive.repair(stream)
             except ArchiveError as err:
                 log.error("archive of %s: %s", self.meter_id, err)
+                self._failing = True  # "ok" again after the next pass that writes
+                self.status = replace(self.status, state="error", last_error=str(err))
+        await self._publish()
 
     async def run(self) -> None:
         """Write the backlog whenever there is some; only cancellation ends it."""

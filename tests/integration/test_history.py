@@ -849,3 +849,10 @@ async def test_processed_honours_the_clients_aggregate_configuration(gw: Running
     )
     result = await read(node, details)
     assert status(result) == ua.StatusCodes.BadAggregateConfigurationRejected
+
+
+async def test_archive_diagnostics_are_published_from_the_start(gw: Running) -> None:
+    """The meter's diagnostics show the archive's state before its first minute is written."""
+    assert await gw.node("meter1.Diagnostics.ArchiveState").read_value() == "ok"
+    assert await gw.node("meter1.Diagnostics.ArchiveLastError").read_value() == ""
+    assert await gw.node("meter1.Diagnostics.ArchiveBacklog").read_value() == 0
