@@ -86,20 +86,6 @@ def _words(required: float, current: float, remaining_s: float) -> str:
     return f"{verb} by {abs(correction):.1f} kW to {required:.1f} kW {left}"
 
 
-def _without(
-    state: AdviceState,
-    period: SettlementPeriod,
-    at: datetime,
-    notified: float | None,
-    measured: float | None,
-    remaining_s: float,
-    current_kw: float | None,
-    text: str,
-) -> Advice:
-    """An advice that asks for no power (no notification, no measurement, closing)."""
-    return Advice(state, period, at, notified, measured, remaining_s, current_kw, None, None, None, text)
-
-
 def compute_advice(
     calendar: MarketCalendar,
     profile: NotifiedProfile | None,
@@ -120,48 +106,28 @@ def compute_advice(
         if net_energy_at_start_kwh is None or net_energy_now_kwh is None
         else net_energy_now_kwh - net_energy_at_start_kwh
     )
+    # What every state shares; each state below fills in what it knows.
+    advice = Advice(AdviceState.NO_NOTIFICATION, period, at, None, measured, remaining_s, current_kw,
+                    None, None, None, "no notification for this period")  # fmt: skip
     if profile is None or profile.day != period.day or profile.period_minutes != calendar.period_minutes:
-        return _without(
-            AdviceState.NO_NOTIFICATION,
-            period,
-            at,
-            None,
-            measured,
-            remaining_s,
-            current_kw,
-            "no notification for this period",
-        )
+        return advice
     notified = profile.energy_of(period.number)
     if measured is None or current_kw is None:
-        return _without(
-            AdviceState.NO_MEASUREMENT,
-            period,
-            at,
-            notified,
-            measured,
-            remaining_s,
-            current_kw,
-            "no measurement for this period yet",
-        )
+        return replace(advice, state=AdviceState.NO_MEASUREMENT, notified_kwh=notified,
+                       text="no measurement for this period yet")  # fmt: skip
     remaining_h = remaining_s / 3600
     projected = measured + current_kw * remaining_h - notified
     if remaining_s < CLOSING_S:
         text = f"period closing; expected imbalance {projected:+.3f} kWh"
-        return replace(
-            _without(AdviceState.CLOSING, period, at, notified, measured, remaining_s, current_kw, text),
-            projected_imbalance_kwh=projected,
-        )
+        return replace(advice, state=AdviceState.CLOSING, notified_kwh=notified,
+                       projected_imbalance_kwh=projected, text=text)  # fmt: skip
     required = (notified - measured) / remaining_h
-    return Advice(
-        AdviceState.ADVISED,
-        period,
-        at,
-        notified,
-        measured,
-        remaining_s,
-        current_kw,
-        required,
-        projected,
-        required - current_kw,
-        _words(required, current_kw, remaining_s),
+    return replace(
+        advice,
+        state=AdviceState.ADVISED,
+        notified_kwh=notified,
+        required_kw=required,
+        projected_imbalance_kwh=projected,
+        correction_kw=required - current_kw,
+        text=_words(required, current_kw, remaining_s),
     )

@@ -459,7 +459,6 @@ class ArchiveHistoryManager(HistoryManager):  # type: ignore[misc]  # asyncua is
         self._ahead: OrderedDict[tuple[str, str, int, bytes], asyncio.Future[ua.HistoryReadResult]] = (
             OrderedDict()
         )
-        self.archive = storage
 
     async def read_history(self, params: ua.HistoryReadParameters) -> list[ua.HistoryReadResult]:
         details = params.HistoryReadDetails
@@ -530,13 +529,13 @@ class ArchiveHistoryManager(HistoryManager):  # type: ignore[misc]  # asyncua is
         if isinstance(details, ua.ReadRawModifiedDetails):
             if details.IsReadModified:
                 raise HistoryFault(ua.StatusCodes.BadHistoryOperationUnsupported)  # nothing is ever modified
-            values, cont = self.archive.read_raw(rv.NodeId, details, point)
+            values, cont = self.storage.read_raw(rv.NodeId, details, point)
         elif isinstance(details, ua.ReadProcessedDetails):
-            values, cont = self.archive.read_processed(rv.NodeId, details, details.AggregateType[n], point)
+            values, cont = self.storage.read_processed(rv.NodeId, details, details.AggregateType[n], point)
         elif isinstance(details, ua.ReadAtTimeDetails):
-            values, cont = self.archive.read_at_time(rv.NodeId, details, point)
+            values, cont = self.storage.read_at_time(rv.NodeId, details, point)
         elif isinstance(details, ua.ReadEventDetails):
-            events, cont = self.archive.read_events(rv.NodeId, details, point)
+            events, cont = self.storage.read_events(rv.NodeId, details, point)
             result.HistoryData = ua.HistoryEvent(Events=events)
             result.ContinuationPoint = cont
             return result

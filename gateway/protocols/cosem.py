@@ -197,15 +197,20 @@ def clock_time(data: Data, *, default_deviation: int | None = None, zone: tzinfo
     """
     cdt = _date_time(data, "clock time")
     if cdt.deviation is None and zone is not None:
+        if cdt.year is None or cdt.month is None or cdt.day is None or cdt.hour is None or cdt.minute is None:
+            raise RemoteProtocolError(f"clock time {cdt} leaves date or time unspecified")
         try:
             naive = datetime(
-                cdt.year or 0, cdt.month or 0, cdt.day or 0, cdt.hour or 0, cdt.minute or 0, cdt.second or 0,
+                cdt.year,
+                cdt.month,
+                cdt.day,
+                cdt.hour,
+                cdt.minute,
+                cdt.second or 0,
                 (cdt.hundredths or 0) * 10_000,
-            )  # fmt: skip
+            )
         except ValueError as err:
             raise RemoteProtocolError(f"clock time {cdt} is not a valid local time: {err}") from err
-        if None in (cdt.year, cdt.month, cdt.day, cdt.hour, cdt.minute):
-            raise RemoteProtocolError(f"clock time {cdt} leaves date or time unspecified")
         dst = None if cdt.status is None else bool(cdt.status & ClockStatus.DAYLIGHT_SAVING_ACTIVE)
         status = None if cdt.status is None else ClockStatus(cdt.status)
         return ClockTime(local_to_utc(naive, zone, dst), status)

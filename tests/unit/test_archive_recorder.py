@@ -108,6 +108,19 @@ def tiny_disk(path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=True)
 
 
+def fill(disk: Path) -> Path:
+    """Fill the disk to the last byte; return the file that holds the space."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 512)
+    finally:
+        os.close(fd)
+    return filler
+
+
 async def test_full_disk_is_reported_nothing_stored_is_damaged_and_writing_resumes(tmp_path: Path) -> None:
     with tiny_disk(tmp_path / "disk") as disk:
         clock = ManualClock(T0)
@@ -121,15 +134,7 @@ async def test_full_disk_is_reported_nothing_stored_is_damaged_and_writing_resum
         await recorder.write_pending()
         minute_file = disk / "meter1" / "minute" / "2026-03-29.csv"
         before = minute_file.read_bytes()
-        # Fill the disk to the last byte.
-        filler = disk / "filler"
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-        try:
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, b"\0" * 512)
-        finally:
-            os.close(fd)
+        filler = fill(disk)
         # Half an hour with the disk full: appends that fit the file's last page still
         # succeed (tmpfs), the first that needs a new page fails.
         for minute in range(1, 31):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
 from datetime import UTC, date, datetime
@@ -15,7 +14,7 @@ from gateway.localtime import meter_zone
 from gateway.market.periods import MarketCalendar
 from gateway.market.profiles import NotifiedProfile, make_profile
 from gateway.market.store import ProfileStore
-from tests.unit.test_archive_recorder import tiny_disk
+from tests.unit.test_archive_recorder import fill, tiny_disk
 
 VIENNA = meter_zone("Europe/Vienna")
 assert VIENNA is not None
@@ -62,13 +61,7 @@ def test_full_disk_leaves_the_stored_profile_intact(tmp_path: Path) -> None:
         day = date(2026, 6, 2)
         first = NotifiedProfile(day, 15, (1.0,) * 96)
         profiles.save(first, registered=NOW)
-        fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
-        try:
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, b"\0" * 512)
-        finally:
-            os.close(fd)
+        fill(disk)
         with pytest.raises(ArchiveError, match="cannot store the profile of 2026-06-02: No space left"):
             profiles.save(NotifiedProfile(day, 15, (123456.789,) * 96), registered=NOW)
         assert profiles.load(day) == first
