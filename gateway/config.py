@@ -159,10 +159,63 @@ class ArchiveConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketConfig:
+    """Settlement periods and notified profiles (``[market]``, DESIGN §6)."""
+
+    #: Length of a settlement period, minutes (15 or 60).
+    period_minutes: int = 15
+    #: The market's local time zone: delivery days start at its midnight. "CET" is the
+    #: IANA zone of Central European Time with the EU's summer time rules.
+    timezone: str = "CET"
+    #: Accept a profile for a delivery day that is already over (corrections, tests).
+    allow_past: bool = False
+    #: Refuse profiles whose average power exceeds this in either direction (kW); 0 = no limit.
+    limit_kw: float = 0.0
+
+
+#: What an external value's name may look like (it is a REST path segment and a BrowseName).
+EXTERNAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalConfig:
+    """One external energy value (``[[external]]``): a price, a renewable share, a forecast."""
+
+    name: str
+    unit: str = ""
+    description: str = ""
+    #: The value is stale this many seconds after its time (its source time, or when received).
+    fresh_s: float = 3600.0
+    #: "" = pushed (REST PUT, OPC UA write); ``http://``/``https://`` URL or a file path = pulled.
+    source: str = ""
+    #: Pull period of a source, seconds.
+    pull_s: float = 300.0
+    #: Where the value is in the source's JSON document: dotted keys / list indexes ("data.0.price").
+    field: str = "value"
+    #: Where the value's time (ISO 8601) is in the document; "" = the time it was pulled.
+    time_field: str = ""
+    #: Values outside [low, high] are refused (None: no bound).
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """The local web page and REST API (``[web]``)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     meters: tuple[MeterConfig, ...]
     opcua: OpcUaConfig = field(default_factory=OpcUaConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    market: MarketConfig = field(default_factory=MarketConfig)
+    external: tuple[ExternalConfig, ...] = ()
+    web: WebConfig = field(default_factory=WebConfig)
     log_level: str = "INFO"
     source: str = "<built-in demo>"
 
@@ -181,6 +234,25 @@ def demo_config() -> GatewayConfig:
                 referencing="ln",
                 baudrate=9600,
                 simulator=SimulatorConfig(hdlc_baudrate=9600),
+            ),
+        ),
+        # Fed by REST PUT or an OPC UA write until a source is configured (README "External data").
+        external=(
+            ExternalConfig(
+                "spot_price",
+                "EUR/MWh",
+                "Day-ahead price of the running hour",
+                fresh_s=3600.0,
+                low=-500,
+                high=4000,
+            ),
+            ExternalConfig(
+                "renewable_share",
+                "%",
+                "Share of renewables in the grid mix now",
+                fresh_s=900.0,
+                low=0,
+                high=100,
             ),
         ),
     )
@@ -375,6 +447,14 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
         )
         opc_sec.done()
     archive = _archive(top.table("archive"))
+    market = _market(top.table("market"))
+    web = _web(top.table("web"))
+    raw_external = top.get("external", list, [])
+    external = tuple(_external(_Section(source, f"external[{n}]", e)) for n, e in enumerate(raw_external))
+    names = [e.name for e in external]
+    for n, name in enumerate(names):
+        if name in names[:n]:
+            raise ConfigError(f"{source}: external[{n}].name: expected a unique name, got duplicate {name!r}")
     raw_meters = top.get("meters", list, [])
     if not raw_meters:
         raise top.fail("meters", "at least one [[meters]] table", None)
@@ -385,7 +465,72 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
             raise ConfigError(f"{source}: meters[{n}].id: expected a unique id, got duplicate {m.id!r}")
         seen.add(m.id)
     top.done()
-    return GatewayConfig(meters=meters, opcua=opcua, archive=archive, log_level=log_level, source=source)
+    return GatewayConfig(
+        meters=meters, opcua=opcua, archive=archive, market=market, external=external, web=web,
+        log_level=log_level, source=source,
+    )  # fmt: skip
+
+
+def _market(sec: _Section | None) -> MarketConfig:
+    d = MarketConfig()
+    if sec is None:
+        return d
+    cfg = MarketConfig(
+        period_minutes=sec.get("period_minutes", int, d.period_minutes, _one_of((15, 60))),
+        timezone=sec.get("timezone", str, d.timezone, _market_zone),
+        allow_past=sec.get("allow_past", bool, d.allow_past),
+        limit_kw=sec.get("limit_kw", float, d.limit_kw, _non_negative),
+    )
+    sec.done()
+    return cfg
+
+
+def _market_zone(value: str) -> str | None:
+    return "an IANA time zone name like 'CET' or 'Europe/Vienna'" if not value or _zone(value) else None
+
+
+def _web(sec: _Section | None) -> WebConfig:
+    d = WebConfig()
+    if sec is None:
+        return d
+    cfg = WebConfig(
+        enabled=sec.get("enabled", bool, d.enabled),
+        host=sec.get("host", str, d.host),
+        port=sec.get("port", int, d.port, _port),
+    )
+    sec.done()
+    return cfg
+
+
+def _source(value: str) -> str | None:
+    if value.startswith(("http://", "https://")) or (value and "://" not in value):
+        return None
+    return "an http(s):// URL or a file path"
+
+
+def _external(sec: _Section) -> ExternalConfig:
+    name = sec.get("name", str, "", lambda v: None if EXTERNAL_NAME.match(v) else "a name like spot_price")
+    if not name:
+        raise sec.fail("name", "a name like spot_price", None)
+    d = ExternalConfig(name)
+    low = sec.get("low", float, float("-inf"))
+    high = sec.get("high", float, float("inf"))
+    if low > high:
+        raise sec.fail("high", f"a number >= low ({low:g})", high)
+    cfg = ExternalConfig(
+        name=name,
+        unit=sec.get("unit", str, d.unit),
+        description=sec.get("description", str, d.description),
+        fresh_s=sec.get("fresh_s", float, d.fresh_s, _positive),
+        source=sec.get("source", str, d.source, lambda v: None if not v else _source(v)),
+        pull_s=sec.get("pull_s", float, d.pull_s, _positive),
+        field=sec.get("field", str, d.field, lambda v: None if v else "a key like value or data.0.price"),
+        time_field=sec.get("time_field", str, d.time_field),
+        low=None if low == float("-inf") else low,
+        high=None if high == float("inf") else high,
+    )
+    sec.done()
+    return cfg
 
 
 def _archive(sec: _Section | None) -> ArchiveConfig:

@@ -56,8 +56,12 @@ class MarketInputError(GatewayError):
     ``out_of_range`` tells a value of the right kind outside what is allowed (a day in
     the past, a number beyond a limit: OPC UA BadOutOfRange) from a malformed one (wrong
     length, not a number: BadInvalidArgument).
+
+    ``field`` names the input at fault ("day", "values", "unit", "replace", "time",
+    "value"), so an adapter can point at it (an OPC UA argument, a form field).
     """
 
-    def __init__(self, message: str, *, out_of_range: bool = False) -> None:
+    def __init__(self, message: str, *, out_of_range: bool = False, field: str = "") -> None:
         super().__init__(message)
         self.out_of_range = out_of_range
+        self.field = field

@@ -20,6 +20,7 @@ ALIASES = {
     "UInt16": "i=5",
     "UInt32": "i=7",
     "Double": "i=11",
+    "Argument": "i=296",
     "String": "i=12",
     "DateTime": "i=13",
     "UtcTime": "i=294",
@@ -59,6 +60,49 @@ DIAGNOSTICS = (
         "UInt32",
         "Records waiting to be written to the archive (non-zero while writing fails).",
     ),
+)
+#: Live advice of the running settlement period (DESIGN §6): name, type, unit, description.
+ADVICE = (
+    ("State", "String", "", "advised, no-notification (no profile for this period), closing (last seconds) or "
+     "no-measurement (energy at the period start not known, e.g. started mid-period)."),
+    ("Recommendation", "String", "", "The advice in plain words, e.g. 'reduce by 1.8 kW to 4.2 kW for the "
+     "remaining 12 minutes'."),
+    ("PeriodStart", "UtcTime", "", "Start of the running settlement period."),
+    ("PeriodEnd", "UtcTime", "", "End of the running settlement period."),
+    ("NotifiedEnergy", "Double", "kWh", "Notified net import energy of the period (negative: net export)."),
+    ("MeasuredEnergy", "Double", "kWh", "Net import energy measured since the period start (A+ minus A-)."),
+    ("RemainingTime", "Double", "s", "Time left in the period."),
+    ("RequiredPower", "Double", "kW", "Average net import power to hold for the rest of the period to land "
+     "on the notified energy."),
+    ("CurrentPower", "Double", "kW", "Net import power now (P+ minus P-)."),
+    ("ProjectedImbalance", "Double", "kWh", "Measured minus notified energy at the period end if the current "
+     "power is held (positive: more drawn than notified)."),
+    ("CorrectionPower", "Double", "kW", "Required minus current power: positive = draw more or feed in less."),
+)  # fmt: skip
+#: Method arguments: name, type, value rank (-1 scalar, 1 array), description.
+REGISTER_IN = (
+    ("Day", "String", -1, "Delivery day in the market's local time, YYYY-MM-DD."),
+    ("Values", "Double", 1, "One value per settlement period of the day (92/96/100 quarter hours or 23/24/25 "
+     "hours), net import: positive = drawn from the grid, negative = fed in."),
+    ("Unit", "String", -1, "'kWh' (energy per period) or 'kW' (average power per period); stored as kWh."),
+    ("Replace", "Boolean", -1, "Replace a profile already notified for the day (otherwise refused)."),
+)  # fmt: skip
+REGISTER_OUT = (
+    ("Periods", "UInt32", -1, "Number of settlement periods stored."),
+    ("TotalEnergy", "Double", -1, "Sum of the stored profile, kWh."),
+)
+ADVICE_IN = (
+    ("Time", "UtcTime", -1, "Instant of the running period to advise for, assuming the current power is held "
+     "until then; null (DateTime.MinValue) = now."),
+)  # fmt: skip
+ADVICE_OUT = tuple(
+    (name, data_type, -1, f"{desc} NaN when the state has no such value." if data_type == "Double" else desc)
+    for name, data_type, _unit, desc in ADVICE
+)
+READ_IN = (("Day", "String", -1, "Delivery day, YYYY-MM-DD."),)
+READ_OUT = (
+    ("PeriodStarts", "UtcTime", 1, "Start of each settlement period of the day."),
+    ("Energy", "Double", 1, "Notified net import energy per period, kWh."),
 )
 IDENTITY = (
     ("Manufacturer", "Manufacturer (FLAG id from the identification message, e.g. LGZ)."),
@@ -105,10 +149,12 @@ class NodeSet:
         *,
         prop: bool = False,
         rule: str = MANDATORY,
+        array: bool = False,
     ) -> None:
+        rank = ' ValueRank="1"' if array else ""
         attrs = (
             f'NodeId="ns=1;i={i}" BrowseName="1:{name}" ParentNodeId="ns=1;i={parent}" '
-            f'DataType="{data_type}" AccessLevel="1" UserAccessLevel="1"'
+            f'DataType="{data_type}"{rank} AccessLevel="1" UserAccessLevel="1"'
         )
         refs = [
             ("HasTypeDefinition", PROPERTY if prop else BASE_VARIABLE, True),
@@ -125,6 +171,47 @@ class NodeSet:
             ("HasComponent", f"ns=1;i={parent}", False),
         ]
         self._node("UAObject", attrs, name, desc, refs)
+
+    def method(
+        self,
+        i: int,
+        name: str,
+        parent: int,
+        desc: str,
+        inputs: tuple[tuple[str, str, int, str], ...],
+        outputs: tuple[tuple[str, str, int, str], ...],
+    ) -> None:
+        """A method with InputArguments (i+1) and OutputArguments (i+2) properties (OPC 10000-3 §5.7)."""
+        attrs = f'NodeId="ns=1;i={i}" BrowseName="1:{name}" ParentNodeId="ns=1;i={parent}"'
+        refs = [
+            ("HasProperty", f"ns=1;i={i + 1}", True),
+            ("HasProperty", f"ns=1;i={i + 2}", True),
+            ("HasModellingRule", MANDATORY, True),
+            ("HasComponent", f"ns=1;i={parent}", False),
+        ]
+        self._node("UAMethod", attrs, name, desc, refs)
+        for n, (prop, arguments) in enumerate((("InputArguments", inputs), ("OutputArguments", outputs))):
+            attrs = (
+                f'NodeId="ns=1;i={i + 1 + n}" BrowseName="{prop}" ParentNodeId="ns=1;i={i}" DataType="Argument" '
+                f'ValueRank="1" ArrayDimensions="{len(arguments)}"'
+            )
+            refs = [
+                ("HasTypeDefinition", PROPERTY, True),
+                ("HasModellingRule", MANDATORY, True),
+                ("HasProperty", f"ns=1;i={i}", False),
+            ]
+            self._node("UAVariable", attrs, prop, f"{prop} of {name}.", refs)
+            body = "".join(
+                "\n        <uax:ExtensionObject><uax:TypeId><uax:Identifier>i=297</uax:Identifier></uax:TypeId>"
+                f"<uax:Body><uax:Argument><uax:Name>{arg}</uax:Name><uax:DataType><uax:Identifier>"
+                f"{ALIASES[data_type]}</uax:Identifier></uax:DataType><uax:ValueRank>{rank}</uax:ValueRank>"
+                "<uax:ArrayDimensions /><uax:Description>"
+                f"<uax:Text>{escape(text)}"
+                "</uax:Text></uax:Description></uax:Argument></uax:Body></uax:ExtensionObject>"
+                for arg, data_type, rank, text in arguments
+            )
+            value = f"    <Value>\n      <uax:ListOfExtensionObject>{body}\n      </uax:ListOfExtensionObject>\n    </Value>"
+            self.out[-1] = self.out[-1].replace("\n  </UAVariable>", f"\n{value}\n  </UAVariable>")
 
     def render(self) -> str:
         aliases = "\n".join(f'    <Alias Alias="{k}">{v}</Alias>' for k, v in ALIASES.items())
@@ -162,6 +249,8 @@ def build() -> str:
     )
     ns.object(1002, "Meters", 1001, FOLDER, "One MeterType object per configured meter.")
     ns.variable(1003, "SoftwareVersion", 1001, "String", "Version of the SMX gateway software.", prop=True)
+    external = "External energy data (prices, renewable shares): one ExternalValueType variable per value."
+    ns.object(1004, "ExternalData", 1001, FOLDER, external)
 
     ns.object_type(1010, "MeterType", BASE_OBJECT, "An electricity meter read over its serial interface.")
     for n, (name, desc) in enumerate(IDENTITY):
@@ -180,6 +269,8 @@ def build() -> str:
     profile_2 = "Load profile 2: mean voltages and currents per capture period."
     ns.object(1033, "LoadProfile2", 1010, "ns=1;i=1080", profile_2, rule=OPTIONAL)
     ns.object(1034, "EventLog", 1010, "ns=1;i=1090", "The meter's event log.", rule=OPTIONAL)
+    market = "Market services of the meter's delivery point: notified profiles and imbalance advice."
+    ns.object(1035, "Market", 1010, "ns=1;i=1200", market, rule=OPTIONAL)
 
     ns.object_type(1050, "MeterDiagnosticsType", BASE_OBJECT, "Diagnostics of a meter poller.")
     for n, (name, data_type, desc) in enumerate(DIAGNOSTICS):
@@ -224,6 +315,54 @@ def build() -> str:
     ns.variable(1111, "ObisCode", 1110, "String", "OBIS code (IEC 62056-61), A-B:C.D.E*F.", prop=True)
     refresh = "Measured time between two reads of this value, seconds."
     ns.variable(1112, "RefreshPeriod", 1110, "Double", refresh, prop=True, rule=OPTIONAL)
+
+    ns.object_type(
+        1200,
+        "MarketServicesType",
+        BASE_OBJECT,
+        "Market services of one delivery point (DESIGN §6): notified profiles of net import energy per "
+        "settlement period, and the imbalance advice for the running period, recomputed every second.",
+    )
+    for n, (name, data_type, unit, desc) in enumerate(ADVICE):
+        ns.variable(1201 + n, name, 1200, data_type, f"{desc} ({unit})" if unit else desc)
+    ns.variable(
+        1215, "PeriodMinutes", 1200, "UInt32", "Settlement period length, minutes (15 or 60).", prop=True
+    )
+    ns.variable(
+        1216,
+        "NotifiedDays",
+        1200,
+        "String",
+        "Delivery days with a notified profile (YYYY-MM-DD).",
+        array=True,
+    )
+    ns.method(
+        1220, "RegisterProfile", 1200,
+        "Notify a profile for a delivery day. Refused with BadInvalidArgument (wrong length, not a number, a day "
+        "already notified without Replace) or BadOutOfRange (infinite, beyond the limit, a past day); the "
+        "message is in the argument's diagnostic info. Nothing stored changes when refused.",
+        REGISTER_IN, REGISTER_OUT,
+    )  # fmt: skip
+    ns.method(
+        1225, "ComputeAdvice", 1200,
+        "The imbalance advice now, or at a later instant of the running period if the current power is held.",
+        ADVICE_IN, ADVICE_OUT,
+    )  # fmt: skip
+    ns.method(1230, "ReadProfile", 1200, "The notified profile of a delivery day.", READ_IN, READ_OUT)
+
+    ns.variable_type(
+        1250,
+        "ExternalValueType",
+        BASE_VARIABLE,
+        "Double",
+        "An external value fed by a write, REST PUT or a configured source. SourceTimestamp is the value's "
+        "time; the status turns UncertainLastUsableValue once it is older than FreshFor, and is "
+        "BadWaitingForInitialData until a first value arrives.",
+    )
+    ns.variable(1251, "FreshFor", 1250, "Double", "Seconds a value stays fresh after its time.", prop=True)
+    ns.variable(
+        1252, "Origin", 1250, "String", "Where the value came from: rest, opcua or the source.", prop=True
+    )
     return ns.render()
 
 

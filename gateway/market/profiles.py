@@ -58,37 +58,43 @@ def make_profile(
     beyond ``limit_kw`` in either direction.
     """
     if unit not in UNITS:
-        raise MarketInputError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
+        raise MarketInputError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}", field="unit")
     expected = calendar.periods_in(day)
     if len(values) != expected:
         minutes = calendar.period_minutes
         raise MarketInputError(
-            f"{day} has {expected} settlement periods of {minutes} min, got {len(values)} values"
+            f"{day} has {expected} settlement periods of {minutes} min, got {len(values)} values",
+            field="values",
         )
     hours = calendar.period_minutes / 60
     energy: list[float] = []
     for number, value in enumerate(values, start=1):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise MarketInputError(
-                f"period {number}: expected a number, got {type(value).__name__} {value!r}"
+                f"period {number}: expected a number, got {type(value).__name__} {value!r}", field="values"
             )
         number_value = float(value)
         if math.isnan(number_value):
-            raise MarketInputError(f"period {number}: NaN is not a value")
+            raise MarketInputError(f"period {number}: NaN is not a value", field="values")
         if math.isinf(number_value):
             raise MarketInputError(
-                f"period {number}: {number_value} is not a finite value", out_of_range=True
+                f"period {number}: {number_value} is not a finite value", out_of_range=True, field="values"
             )
         kwh = number_value if unit == "kWh" else number_value * hours
         if limit_kw is not None and abs(kwh / hours) > limit_kw:
             raise MarketInputError(
                 f"period {number}: {kwh / hours:g} kW average is beyond the limit of ±{limit_kw:g} kW",
                 out_of_range=True,
+                field="values",
             )
         energy.append(kwh)
     _start, end = calendar.day_bounds(day)
     if end <= now and not allow_past:
-        raise MarketInputError(f"{day} is over; a past day is only accepted on purpose", out_of_range=True)
+        raise MarketInputError(
+            f"{day} is over; a past day is only accepted on purpose", out_of_range=True, field="day"
+        )
     if existing is not None and not replace:
-        raise MarketInputError(f"{day} is already notified; replacing it needs the replace flag")
+        raise MarketInputError(
+            f"{day} is already notified; replacing it needs the replace flag", field="replace"
+        )
     return NotifiedProfile(day, calendar.period_minutes, tuple(energy))

@@ -14,6 +14,9 @@ Fed with the poller's snapshots, it keeps what the advice needs from the meter:
 When the gateway starts in the middle of a period, the energy at its start is unknown
 and the advice says so (``no-measurement``) until the next period begins: a guess would
 steer the plant wrongly. Readings that are not Good are not used.
+
+Profiles are kept per delivery day as the async front (:mod:`gateway.market.desk`)
+loads and stores them: this class does no I/O, so it can run in the event loop.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from gateway.errors import MarketInputError
 from gateway.market.advice import Advice, compute_advice
 from gateway.market.periods import MarketCalendar, SettlementPeriod
 from gateway.market.profiles import NotifiedProfile, make_profile
-from gateway.market.store import ProfileStore
 from gateway.meter.model import Quality, Snapshot
 from gateway.obis import Obis
 
@@ -54,45 +56,54 @@ def _good(snapshot: Snapshot, obis: Obis) -> tuple[float, datetime] | None:
 
 
 class MarketService:
-    """Notified profiles and the imbalance advice of one meter."""
+    """Notified profiles and the imbalance advice of one meter (one delivery point)."""
 
-    def __init__(self, calendar: MarketCalendar, store: ProfileStore) -> None:
+    def __init__(
+        self, calendar: MarketCalendar, *, allow_past: bool = False, limit_kw: float | None = None
+    ) -> None:
         self.calendar = calendar
-        self.store = store
+        self.allow_past = allow_past
+        self.limit_kw = limit_kw
         self._profiles: dict[date, NotifiedProfile | None] = {}
         self._last_read: _Read | None = None
         self._period: SettlementPeriod | None = None
         self._at_start: float | None = None
         self._power_kw: float | None = None
+        self._last_time: datetime | None = None
         self.advice: Advice | None = None
 
     # -- profiles -----------------------------------------------------------------------
 
-    def profile(self, day: date) -> NotifiedProfile | None:
-        if day not in self._profiles:
-            self._profiles[day] = self.store.load(day)
-        return self._profiles[day]
+    def loaded(self, day: date) -> bool:
+        """Whether ``day``'s profile (or its absence) is known here."""
+        return day in self._profiles
 
-    def register(
-        self,
-        day: date,
-        values: list[object],
-        unit: str,
-        *,
-        now: datetime,
-        replace: bool = False,
-        allow_past: bool = False,
-    ) -> NotifiedProfile:
-        """Validate and store a profile; raise MarketInputError and store nothing if it is bad."""
-        if not isinstance(day, date) or isinstance(day, datetime):
-            raise MarketInputError(f"day must be a date, got {day!r}")
-        profile = make_profile(
-            self.calendar, day, values, unit, now=now, existing=self.profile(day), replace=replace,
-            allow_past=allow_past,
-        )  # fmt: skip
-        self.store.save(profile, registered=now)
+    def remember(self, day: date, profile: NotifiedProfile | None) -> None:
+        """Keep ``day``'s stored profile (None: none notified); days long past are forgotten."""
         self._profiles[day] = profile
-        return profile
+        if len(self._profiles) > 8:
+            for old in sorted(self._profiles)[:-8]:
+                del self._profiles[old]
+
+    def profile(self, day: date) -> NotifiedProfile | None:
+        """The profile of ``day`` as remembered (None: none notified, or not loaded)."""
+        return self._profiles.get(day)
+
+    def prepare(
+        self, day: object, values: list[object], unit: str, *, now: datetime, replace: bool = False
+    ) -> NotifiedProfile:
+        """Validate a profile for ``day`` against what is stored; raise MarketInputError if bad.
+
+        The day's stored profile must be :meth:`loaded`: "already notified" is decided on it.
+        """
+        if not isinstance(day, date) or isinstance(day, datetime):
+            raise MarketInputError(f"day must be a date, got {day!r}", field="day")
+        if not self.loaded(day):
+            raise LookupError(f"the stored profile of {day} was not loaded")
+        return make_profile(
+            self.calendar, day, values, unit, now=now, existing=self._profiles[day], replace=replace,
+            allow_past=self.allow_past, limit_kw=self.limit_kw,
+        )  # fmt: skip
 
     # -- advice -------------------------------------------------------------------------
 
@@ -122,15 +133,38 @@ class MarketService:
                 share = 0.0 if span <= 0 else (period.start - before.time).total_seconds() / span
                 self._at_start = before.net_kwh + share * (read.net_kwh - before.net_kwh)
             self._last_read = read
-        self.advice = compute_advice(
+        self._last_time = now
+        self.advice = self._advise(now)
+        return self.advice
+
+    def advice_at(self, at: datetime) -> Advice:
+        """The advice at ``at``: now or later in the running period, the current power held until then.
+
+        Raises MarketInputError (out of range) for an instant before the last snapshot or
+        beyond the running period: the measurement of another period is not known here.
+        """
+        if at.tzinfo is None:
+            raise MarketInputError(f"the time must say its offset, got {at.isoformat()}", field="time")
+        last, period = self._last_time, self._period
+        if last is not None and period is not None and not last <= at < period.end:
+            raise MarketInputError(
+                f"{at.isoformat()} is not in the rest of the running period "
+                f"[{last.isoformat()}, {period.end.isoformat()})",
+                out_of_range=True,
+                field="time",
+            )
+        return self._advise(at)
+
+    def _advise(self, at: datetime) -> Advice:
+        period = self.calendar.period_at(at)
+        return compute_advice(
             self.calendar,
             self.profile(period.day),
-            now,
-            net_energy_at_start_kwh=self._at_start,
-            net_energy_now_kwh=self._energy_now(now),
+            at,
+            net_energy_at_start_kwh=self._at_start if period == self._period else None,
+            net_energy_now_kwh=self._energy_now(at),
             current_kw=self._power_kw,
         )
-        return self.advice
 
     def _energy_now(self, now: datetime) -> float | None:
         last = self._last_read

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from gateway.clock import Clock
+from gateway.config import MarketConfig
 from gateway.errors import MarketInputError
 from gateway.localtime import meter_zone
 from gateway.market.advice import AdviceState
+from gateway.market.desk import MarketDesk
 from gateway.market.periods import MarketCalendar
 from gateway.market.service import EXPORT_ENERGY, EXPORT_POWER, IMPORT_ENERGY, IMPORT_POWER, MarketService
-from gateway.market.store import ProfileStore
 from gateway.meter.model import Diagnostics, Quality, Reading, Snapshot
 
 VIENNA = meter_zone("Europe/Vienna")
@@ -36,7 +38,13 @@ def snapshot(t: datetime, kw: float, kwh: float | None, read_at: datetime) -> Sn
 
 
 def service(tmp_path: Path) -> MarketService:
-    return MarketService(Q15, ProfileStore(tmp_path, "meter1", Q15, "Europe/Vienna"))
+    svc = MarketService(Q15)
+    svc.remember(DAY, None)
+    return svc
+
+
+def register(svc: MarketService, values: list[object], unit: str = "kWh") -> None:
+    svc.remember(DAY, svc.prepare(DAY, values, unit, now=START - timedelta(hours=1)))
 
 
 def run(svc: MarketService, first: datetime, seconds: int, kw: float = 2.0) -> None:
@@ -53,7 +61,7 @@ def test_advice_from_registers_interpolated_to_the_start_and_advanced_by_the_pow
     values: list[object] = [0.0] * 96
     number = Q15.period_at(START).number
     values[number - 1] = 0.6
-    svc.register(DAY, values, "kWh", now=START - timedelta(hours=1))
+    register(svc, values)
     run(svc, START - timedelta(seconds=62), 62 + 300 + 1)  # until 10:05:00
     advice = svc.advice
     assert advice is not None
@@ -65,7 +73,7 @@ def test_advice_from_registers_interpolated_to_the_start_and_advanced_by_the_pow
 
 def test_started_mid_period_has_no_measurement_until_the_next_period(tmp_path: Path) -> None:
     svc = service(tmp_path)
-    svc.register(DAY, [0.5] * 96, "kWh", now=START - timedelta(hours=1))
+    register(svc, [0.5] * 96)
     run(svc, START + timedelta(minutes=3), 60)
     assert svc.advice is not None
     assert svc.advice.state is AdviceState.NO_MEASUREMENT
@@ -82,13 +90,45 @@ def test_no_profile_is_no_notification(tmp_path: Path) -> None:
     assert svc.advice.state is AdviceState.NO_NOTIFICATION
 
 
-def test_a_refused_profile_stores_nothing_and_a_stored_one_survives_a_restart(tmp_path: Path) -> None:
-    svc = service(tmp_path)
-    with pytest.raises(MarketInputError, match="96 settlement periods"):
-        svc.register(DAY, [0.5] * 95, "kWh", now=START - timedelta(hours=1))
-    assert svc.store.days() == []
-    stored = svc.register(DAY, [2.0] * 96, "kW", now=START - timedelta(hours=1))
+class FixedClock(Clock):
+    def __init__(self, now: datetime) -> None:
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return 0.0
+
+    async def sleep(self, seconds: float) -> None:
+        raise AssertionError("not used")
+
+
+async def test_a_refused_profile_stores_nothing_and_a_stored_one_survives_a_restart(tmp_path: Path) -> None:
+    config = MarketConfig(period_minutes=15, timezone="Europe/Vienna")
+    desk = MarketDesk(config, tmp_path, ["meter1"], FixedClock(START - timedelta(hours=1)))
+    with pytest.raises(MarketInputError, match="96 settlement periods") as refused:
+        await desk.register("meter1", DAY, [0.5] * 95, "kWh")
+    assert refused.value.field == "values"
+    assert await desk.days("meter1") == []
+    stored = await desk.register("meter1", DAY, [2.0] * 96, "kW")
     with pytest.raises(MarketInputError, match="already notified"):
-        svc.register(DAY, [1.0] * 96, "kW", now=START - timedelta(hours=1))
-    assert service(tmp_path).profile(DAY) == stored  # a new service reads it back from disk
+        await desk.register("meter1", DAY, [1.0] * 96, "kW")
+    again = MarketDesk(config, tmp_path, ["meter1"], FixedClock(START))  # a restart reads it from disk
+    assert await again.load("meter1", DAY) == stored
     assert stored.energy_kwh == (0.5,) * 96
+    assert await again.days("meter1") == [DAY]
+
+
+async def test_advice_at_a_later_instant_holds_the_current_power(tmp_path: Path) -> None:
+    svc = service(tmp_path)
+    register(svc, [0.6] * 96)
+    run(svc, START - timedelta(seconds=62), 62 + 300 + 1)  # 2 kW until 10:05:00
+    later = svc.advice_at(START + timedelta(minutes=10))
+    assert later.measured_kwh == pytest.approx(2.0 * 10 / 60)
+    assert later.required_kw == pytest.approx((0.6 - 2.0 * 10 / 60) / (5 / 60))
+    with pytest.raises(MarketInputError, match="not in the rest of the running period") as err:
+        svc.advice_at(START + timedelta(minutes=15))
+    assert err.value.out_of_range
+    with pytest.raises(MarketInputError, match="not in the rest"):
+        svc.advice_at(START + timedelta(minutes=4))
