@@ -21,6 +21,8 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, MeterConfig
 from gateway.errors import GatewayError
 from gateway.localtime import meter_zone
+from gateway.market.desk import MarketDesk
+from gateway.market.external import ExternalData
 from gateway.meter.dlms import DlmsMeter, DlmsSession, DlmsSettings, Referencing
 from gateway.meter.iec21 import Iec21Meter, Iec21Session
 from gateway.meter.model import EventRecord, ProfileData, Snapshot
@@ -28,6 +30,7 @@ from gateway.meter.poller import MeterLink, Poller, PollerListener
 from gateway.opcua.address_space import METER_EVENT_TYPE, AddressSpace, MeterNodes
 from gateway.opcua.aggregates import Shape
 from gateway.opcua.history import ArchiveHistory, EventSource, NodeHistory, install
+from gateway.opcua.market import MarketNodes
 from gateway.opcua.server import build_server
 from gateway.protocols.hdlc import HdlcAddress
 from gateway.simulator.server import SimulatedMeter, simulator_from_config
@@ -43,6 +46,8 @@ PROFILE_PERIOD = timedelta(minutes=15)
 MeterLinkFactory = Callable[[], Awaitable[MeterLink]]
 #: Pause before a crashed poller is restarted (clock seconds).
 RESTART_S = 5.0
+#: Where notified profiles go when no archive is configured (they must be durable).
+DEFAULT_ARCHIVE = "var/archive"
 
 
 class OpcUaPublisher:
@@ -120,6 +125,10 @@ class Gateway:
         self.space: AddressSpace | None = None
         self.recorders: dict[str, ArchiveRecorder] = {}
         self.history: ArchiveHistory | None = None
+        self.desk: MarketDesk | None = None
+        self.external = ExternalData(config.external)
+        self.market_nodes: MarketNodes | None = None
+        self.meter_nodes: dict[str, MeterNodes] = {}
         self.endpoint = ""
         self.ready = asyncio.Event()
 
@@ -147,10 +156,19 @@ class Gateway:
         root = Path(self.config.archive.path) if self.config.archive.path else None
         if root is not None:
             self.history = ArchiveHistory(self.clock)
+        self.desk = MarketDesk(
+            self.config.market, root or DEFAULT_ARCHIVE, [m.id for m in meters], self.clock
+        )
+        self.market_nodes = MarketNodes(self.space, self.desk, self.external, self.clock)
         for meter in meters:
             nodes = await self.space.add_meter(meter, history=root is not None)
+            self.meter_nodes[meter.id] = nodes
             if root is not None:
                 await self._add_archive(root, meter, nodes)
+            await self.market_nodes.add_market(meter.id)
+        await self.market_nodes.add_external()
+        self.desk.advice_listeners.append(self.market_nodes.write_advice)
+        self.desk.profile_listeners.append(self.market_nodes.on_profile)
         if self.history is not None:
             await install(server, self.history)
         publisher = OpcUaPublisher(self.space)
@@ -163,7 +181,9 @@ class Gateway:
             self.endpoint = _endpoint_of(server, self.config.opcua.path)
             for meter in meters:
                 recorder = self.recorders.get(meter.id)
-                listeners: list[PollerListener] = [publisher, *([recorder] if recorder else [])]
+                listeners: list[PollerListener] = [
+                    publisher, *([recorder] if recorder else []), self.desk.listener(meter.id)
+                ]  # fmt: skip
                 poller = Poller(
                     meter, link_factory(meter), self.clock, listeners,
                     initial_span=timedelta(days=self.config.archive.initial_backfill_days),
@@ -182,6 +202,7 @@ class Gateway:
                     tasks.create_task(self._supervise(poller), name=f"poller-{poller.config.id}")
                 for mid, recorder in self.recorders.items():
                     tasks.create_task(recorder.run(), name=f"archive-{mid}")
+                tasks.create_task(self._watch_external(), name="external-data")
         finally:
             for recorder in self.recorders.values():
                 try:
@@ -211,6 +232,13 @@ class Gateway:
             )
         source = EventSource(archive.reader, meter.id, space.nid_type(METER_EVENT_TYPE))
         await self.history.add_event_source(space.server, nodes.meter, source)
+
+    async def _watch_external(self) -> None:
+        """Once a second, show external values that turned stale (or were put) in OPC UA."""
+        assert self.market_nodes is not None
+        while True:
+            await self.market_nodes.refresh_external()
+            await self.clock.sleep(1.0)
 
     async def _supervise(self, poller: Poller) -> None:
         """Keep a poller running: a bug in one meter's path must not stop the others or OPC UA."""

@@ -84,7 +84,13 @@ def check_schema(schema: Any) -> None:
 
 
 def validate(instance: Any, schema: Any, document: Any) -> list[str]:
-    """Error messages for ``instance`` against ``schema`` (``$ref`` resolved in ``document``); [] = valid."""
+    """Error messages for ``instance`` against ``schema`` (``$ref`` resolved in ``document``); [] = valid.
+
+    ``ValueError`` if the schema, or any schema it references, is unsupported or has a broken ``$ref``.
+    """
+    problems = list(_schema_problems(schema, "schema", document, set()))
+    if problems:
+        raise ValueError("; ".join(problems))
     validator = _Validator(document)
     validator.run(instance, schema, "$", frozenset())
     return validator.errors
@@ -104,7 +110,6 @@ class _Validator:
         return sub.errors
 
     def run(self, value: Any, schema: Any, path: str, refs: _Refs) -> None:
-        check_schema(schema)
         if schema is True:
             return
         if schema is False:
@@ -245,7 +250,7 @@ def _operation_problems(document: Any) -> list[str]:
             for parameter in [*item.get("parameters", []), *operation.get("parameters", [])]:
                 parameter = _deref(document, parameter)
                 if parameter.get("in") == "path":
-                    declared[parameter.get("name")] = parameter
+                    declared[str(parameter.get("name"))] = parameter
             for name in names:
                 if name not in declared:
                     problems.append(f"{where}: path parameter {name!r} is not declared")
@@ -262,6 +267,7 @@ def response_schema(
     """The JSON schema documented for a response: exact status, then its ``4XX`` range, then ``default``.
 
     None when that response has no JSON content (e.g. 204); ``KeyError`` when it is not documented.
+    A response ``$ref`` that does not resolve counts as no content (``check_document`` reports it).
     """
     operation = document.get("paths", {}).get(path_template, {}).get(method.lower())
     if not isinstance(operation, dict):
@@ -270,7 +276,7 @@ def response_schema(
     code = str(status)
     for key in (code, f"{code[:1]}XX", "default"):
         if key in responses:
-            content = resolve_refs(document, responses[key]).get("content") or {}
+            content = _deref(document, responses[key]).get("content") or {}
             json_types = [media for media in content if media.split(";")[0].endswith(("/json", "+json"))]
             return content[json_types[0]].get("schema") if json_types else None
     documented = ", ".join(responses) or "none"
@@ -301,22 +307,18 @@ def match_path(document: Any, concrete_path: str) -> tuple[str, dict[str, str]] 
     return None if best is None else (best[1], best[2])
 
 
-def resolve_refs(document: Any, node: Any) -> Any:
-    """Follow ``$ref`` (a Reference Object) until a non-reference; ``ValueError`` if one does not resolve."""
+def _deref(document: Any, node: Any) -> dict[str, Any]:
+    """Follow Reference Objects (``{"$ref": ...}``); {} where that fails (``check_document`` reports it)."""
     for _ in range(64):
-        if not (isinstance(node, dict) and isinstance(node.get("$ref"), str)):
+        if not isinstance(node, dict):
+            return {}
+        if not isinstance(node.get("$ref"), str):
             return node
-        node = resolve(document, node["$ref"])
-    raise ValueError("$ref chain too long (a cycle?)")
-
-
-def _deref(document: Any, node: Any) -> Any:
-    """Like ``resolve_refs``, but {} where it fails (``check_document`` reports broken refs on their own)."""
-    try:
-        node = resolve_refs(document, node)
-    except ValueError:
-        return {}
-    return node if isinstance(node, dict) else {}
+        try:
+            node = resolve(document, node["$ref"])
+        except ValueError:
+            return {}
+    return {}  # a cycle
 
 
 def _refs(node: Any, where: str) -> Iterator[tuple[str, str]]:
@@ -342,7 +344,10 @@ def _schemas(node: Any, where: str) -> Iterator[tuple[str, Any]]:
             yield from _schemas(value, here)
 
 
-def _schema_problems(schema: Any, where: str) -> Iterator[str]:
+def _schema_problems(
+    schema: Any, where: str, document: Any = None, seen: set[str] | None = None
+) -> Iterator[str]:
+    """Problems of a schema and its subschemas; with a ``document``, of the schemas it references too."""
     try:
         check_schema(schema)
     except ValueError as error:
@@ -350,14 +355,23 @@ def _schema_problems(schema: Any, where: str) -> Iterator[str]:
         return
     if isinstance(schema, bool):
         return
+    ref = schema.get("$ref")
+    if seen is not None and isinstance(ref, str) and ref not in seen:
+        seen.add(ref)
+        try:
+            target = resolve(document, ref)
+        except ValueError as error:
+            yield f"{where}: {error}"
+        else:
+            yield from _schema_problems(target, ref, document, seen)
     for name, sub in schema.get("properties", {}).items():
-        yield from _schema_problems(sub, f"{where}/properties/{_escape(name)}")
+        yield from _schema_problems(sub, f"{where}/properties/{_escape(name)}", document, seen)
     for key in ("additionalProperties", "items", "not"):
         if key in schema:
-            yield from _schema_problems(schema[key], f"{where}/{key}")
+            yield from _schema_problems(schema[key], f"{where}/{key}", document, seen)
     for key in ("prefixItems", "allOf", "anyOf", "oneOf"):
         for index, sub in enumerate(schema.get(key, [])):
-            yield from _schema_problems(sub, f"{where}/{key}/{index}")
+            yield from _schema_problems(sub, f"{where}/{key}/{index}", document, seen)
 
 
 def _has_type(value: Any, name: str) -> bool:

@@ -2,10 +2,12 @@
 
 asyncua's defaults offer every security policy including None, accept every client
 certificate and let a built-in "admin" in. Here the endpoint, the policies, the identity
-tokens, the limits and the build information are all set on purpose. This issue ships
-the *demo* profile only: the None policy with anonymous, read-only access (every node the
-gateway creates is read-only). Certificates, users and the production profile are the
-security work (DESIGN §8).
+tokens, the limits and the build information are all set on purpose. Only the *demo*
+profile exists yet: the None policy with anonymous sessions that read, browse, subscribe
+and read history, call the market methods (which validate every argument) and write the
+external energy values (the only writable nodes; every other node is read-only).
+Certificates, users, roles and the production profile are the security work (DESIGN §8);
+the production profile will never offer the None policy or anonymous writes.
 """
 
 from __future__ import annotations
@@ -46,24 +48,25 @@ class AnonymousOnly(UserManager):  # type: ignore[misc]  # asyncua is untyped fo
         return User(role=UserRole.Anonymous)
 
 
-#: Services a viewer may use: read, browse, subscribe, history - no Write, no Call.
-VIEWER_SERVICES = frozenset(
+#: Services of the demo profile: read, browse, subscribe, history, Call and Write (Write
+#: reaches only nodes whose AccessLevel allows it: the external values).
+DEMO_SERVICES = frozenset(
     ua.NodeId(getattr(ua.ObjectIds, f"{name}Request_Encoding_DefaultBinary"))
     for name in (
         "CreateSession", "CloseSession", "ActivateSession", "Read", "Browse", "BrowseNext", "GetEndpoints",
         "FindServers", "TranslateBrowsePathsToNodeIds", "CreateSubscription", "ModifySubscription",
         "DeleteSubscriptions", "TransferSubscriptions", "CreateMonitoredItems", "ModifyMonitoredItems",
         "DeleteMonitoredItems", "HistoryRead", "Publish", "Republish", "CloseSecureChannel",
-        "SetMonitoringMode", "SetPublishingMode", "RegisterNodes", "UnregisterNodes",
+        "SetMonitoringMode", "SetPublishingMode", "RegisterNodes", "UnregisterNodes", "Call", "Write",
     )
 )  # fmt: skip
 
 
-class ViewerRuleset(PermissionRuleset):  # type: ignore[misc]  # asyncua is untyped for mypy
-    """The demo profile's rules: every session is a viewer (no Write, no Call, no node management)."""
+class DemoRuleset(PermissionRuleset):  # type: ignore[misc]  # asyncua is untyped for mypy
+    """The demo profile's rules: no node management, no history updates."""
 
     def check_validity(self, user: User, action_type_id: ua.NodeId, body: Any) -> bool:
-        return action_type_id in VIEWER_SERVICES
+        return action_type_id in DEMO_SERVICES
 
 
 async def build_server(config: OpcUaConfig) -> Server:
@@ -78,7 +81,7 @@ async def build_server(config: OpcUaConfig) -> Server:
     await server.set_build_info(
         PRODUCT_URI, MANUFACTURER, PRODUCT_NAME, __version__, __version__, datetime(2026, 11, 26, tzinfo=UTC)
     )
-    server.set_security_policy([ua.SecurityPolicyType.NoSecurity], permission_ruleset=ViewerRuleset())
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity], permission_ruleset=DemoRuleset())
     server.set_identity_tokens([ua.AnonymousIdentityToken])
     # Sessions of a vanished client are dropped after 60 s instead of asyncua's hour.
     server.default_timeout = 60_000

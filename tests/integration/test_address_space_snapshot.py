@@ -14,7 +14,10 @@ from typing import Any
 from asyncua import Node, ua
 
 from gateway.config import OpcUaConfig, demo_config
+from gateway.market.desk import MarketDesk
+from gateway.market.external import ExternalData
 from gateway.opcua.address_space import AddressSpace
+from gateway.opcua.market import MarketNodes
 from gateway.opcua.server import build_server
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "address_space.txt"
@@ -56,7 +59,12 @@ async def test_address_space_matches_snapshot() -> None:
     server = await build_server(OpcUaConfig(port=0))
     space = AddressSpace(server)
     await space.load_model()
-    await space.add_meter(demo_config().meters[0], history=True)
+    config = demo_config()
+    await space.add_meter(config.meters[0], history=True)
+    desk = MarketDesk(config.market, "var/archive", [config.meters[0].id], space.clock)
+    market = MarketNodes(space, desk, ExternalData(config.external), space.clock)
+    await market.add_market(config.meters[0].id)
+    await market.add_external()
     lines: list[str] = []
     await _describe(server.get_node(ua.NodeId("SMX", space.ns)), "Objects", lines)
     text = "\n".join(lines) + "\n"

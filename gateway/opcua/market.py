@@ -1,0 +1,438 @@
+"""The market services and external data in the address space (DESIGN §4, §6).
+
+Layout (browse path -> string NodeId)::
+
+    Objects/SMX/Meters/<meter>/Market    <meter>.Market            MarketServicesType
+      State, Recommendation, ...         <meter>.Market.State      live advice, every second
+      RegisterProfile(Day, Values, Unit, Replace) -> (Periods, TotalEnergy)
+      ComputeAdvice(Time) -> (State, Recommendation, PeriodStart, ...)
+      ReadProfile(Day) -> (PeriodStarts, Energy)
+    Objects/SMX/ExternalData/<name>      SMX.ExternalData.<name>   ExternalValueType (writable)
+
+Methods refuse bad arguments the way OPC 10000-4 §5.11.2 describes: the call's status is
+BadInvalidArgument (malformed: wrong length, NaN, wrong type, day already notified) or
+BadOutOfRange (infinite, beyond a limit, a past day), the offending argument's
+InputArgumentResults entry says why (BadTypeMismatch, BadInvalidArgument,
+BadOutOfRange) and its InputArgumentDiagnosticInfos entry carries the message as
+AdditionalInfo. Nothing is stored then.
+
+Writes to external values go through a gate in front of asyncua's attribute service, so
+a value is validated (finite, inside its bounds) before anything changes and lands with
+the same rules as a REST PUT; a refused write answers BadTypeMismatch or BadOutOfRange.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from asyncua import Server, ua
+from asyncua.common.instantiate_util import instantiate
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.address_space import AttributeService
+
+from gateway.clock import Clock
+from gateway.errors import ArchiveError, MarketInputError
+from gateway.market.advice import Advice
+from gateway.market.desk import MarketDesk
+from gateway.market.external import ExternalData, ExternalState, ExternalValue
+from gateway.market.profiles import NotifiedProfile
+from gateway.opcua.address_space import AddressSpace
+from gateway.units import UNECE_NAMESPACE, UNITS
+
+log = logging.getLogger(__name__)
+
+MARKET_SERVICES_TYPE = 1200
+EXTERNAL_VALUE_TYPE = 1250
+
+#: The live advice variables and the ComputeAdvice outputs, in the NodeSet's order:
+#: name, variant type, unit, how to take it from an Advice.
+ADVICE_FIELDS: tuple[tuple[str, ua.VariantType, str, Callable[[Advice], Any]], ...] = (
+    ("State", ua.VariantType.String, "", lambda a: a.state.value),
+    ("Recommendation", ua.VariantType.String, "", lambda a: a.text),
+    ("PeriodStart", ua.VariantType.DateTime, "", lambda a: a.period.start),
+    ("PeriodEnd", ua.VariantType.DateTime, "", lambda a: a.period.end),
+    ("NotifiedEnergy", ua.VariantType.Double, "kWh", lambda a: a.notified_kwh),
+    ("MeasuredEnergy", ua.VariantType.Double, "kWh", lambda a: a.measured_kwh),
+    ("RemainingTime", ua.VariantType.Double, "s", lambda a: a.remaining_s),
+    ("RequiredPower", ua.VariantType.Double, "kW", lambda a: a.required_kw),
+    ("CurrentPower", ua.VariantType.Double, "kW", lambda a: a.current_kw),
+    ("ProjectedImbalance", ua.VariantType.Double, "kWh", lambda a: a.projected_imbalance_kwh),
+    ("CorrectionPower", ua.VariantType.Double, "kW", lambda a: a.correction_kw),
+)
+REGISTER_ARGUMENTS = ("day", "values", "unit", "replace")
+#: Numeric variant types a client may send the profile's values as.
+_NUMBERS = frozenset(
+    {
+        ua.VariantType.Double, ua.VariantType.Float, ua.VariantType.SByte, ua.VariantType.Byte,
+        ua.VariantType.Int16, ua.VariantType.UInt16, ua.VariantType.Int32, ua.VariantType.UInt32,
+        ua.VariantType.Int64, ua.VariantType.UInt64,
+    }
+)  # fmt: skip
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: DateTime values a client sends for "no time": null, or OPC UA's minimum (1601-01-01).
+_NO_TIME_BEFORE = datetime(1602, 1, 1, tzinfo=UTC)
+
+
+class ArgumentError(Exception):
+    """A method argument is refused: which one, the status for it and the call, and why."""
+
+    def __init__(self, index: int, status: int, message: str, call_status: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.status = status
+        self.call_status = call_status or (
+            status if status == ua.StatusCodes.BadOutOfRange else ua.StatusCodes.BadInvalidArgument
+        )
+
+
+def _refused(err: ArgumentError, count: int) -> ua.CallMethodResult:
+    results = [ua.StatusCode() for _ in range(count)]
+    infos = [ua.DiagnosticInfo() for _ in range(count)]
+    if 0 <= err.index < count:
+        results[err.index] = ua.StatusCode(err.status)
+        infos[err.index] = ua.DiagnosticInfo(AdditionalInfo=str(err))
+    return ua.CallMethodResult(
+        StatusCode=ua.StatusCode(err.call_status),
+        InputArgumentResults=results,
+        InputArgumentDiagnosticInfos=infos,
+    )
+
+
+def _from_market_error(err: MarketInputError, fields: Sequence[str]) -> ArgumentError:
+    index = fields.index(err.field) if err.field in fields else 0
+    if err.out_of_range:
+        return ArgumentError(index, ua.StatusCodes.BadOutOfRange, str(err))
+    return ArgumentError(index, ua.StatusCodes.BadInvalidArgument, str(err))
+
+
+def _scalar(args: Sequence[ua.Variant], index: int, vtype: ua.VariantType, name: str) -> Any:
+    arg = args[index]
+    if arg.VariantType != vtype or isinstance(arg.Value, list):
+        got = f"an array of {arg.VariantType.name}" if isinstance(arg.Value, list) else arg.VariantType.name
+        raise ArgumentError(
+            index, ua.StatusCodes.BadTypeMismatch, f"{name}: expected a {vtype.name}, got {got}"
+        )
+    return arg.Value
+
+
+def _day(args: Sequence[ua.Variant], index: int) -> date:
+    text = _scalar(args, index, ua.VariantType.String, "Day")
+    try:
+        if not isinstance(text, str) or not _DAY.match(text):
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ArgumentError(
+            index, ua.StatusCodes.BadInvalidArgument, f"Day: expected a date YYYY-MM-DD, got {text!r}"
+        ) from None
+
+
+def _count(args: Sequence[ua.Variant], expected: int) -> None:
+    if len(args) < expected:
+        raise ArgumentError(
+            len(args), ua.StatusCodes.BadArgumentsMissing,
+            f"expected {expected} arguments, got {len(args)}", ua.StatusCodes.BadArgumentsMissing,
+        )  # fmt: skip
+    if len(args) > expected:
+        raise ArgumentError(
+            expected, ua.StatusCodes.BadTooManyArguments,
+            f"expected {expected} arguments, got {len(args)}", ua.StatusCodes.BadTooManyArguments,
+        )  # fmt: skip
+
+
+def _advice_variant(vtype: ua.VariantType, value: Any) -> ua.Variant:
+    """A ComputeAdvice output: a quantity the state does not have is NaN (outputs have no status)."""
+    return ua.Variant(math.nan if value is None else value, vtype)
+
+
+class MarketNodes:
+    """The market and external-data nodes, the methods behind them, and their updates."""
+
+    def __init__(self, space: AddressSpace, desk: MarketDesk, external: ExternalData, clock: Clock) -> None:
+        self.space = space
+        self.server: Server = space.server
+        self.desk = desk
+        self.external = external
+        self.clock = clock
+        #: Market object NodeId -> meter id (methods are called on the object).
+        self._meter_of: dict[ua.NodeId, str] = {}
+        self._external_nodes: dict[str, ua.NodeId] = {}
+        self._by_node: dict[ua.NodeId, str] = {}
+        self._stale: dict[str, bool | None] = {}
+
+    # -- building ----------------------------------------------------------------------------
+
+    async def add_market(self, meter_id: str) -> ua.NodeId:
+        """``<meter>/Market``: the live advice, the profile days and the three methods."""
+        space = self.space
+        meter = self.server.get_node(space.nid(meter_id))
+        market = await meter.add_object(
+            space.nid(f"{meter_id}.Market"), ua.QualifiedName("Market", space.ns),
+            objecttype=ua.NodeId(MARKET_SERVICES_TYPE, space.ns),
+        )  # fmt: skip
+        self._meter_of[market.nodeid] = meter_id
+        for name, _vtype, unit, _take in ADVICE_FIELDS:
+            node = self.server.get_node(space.nid(f"{meter_id}.Market.{name}"))
+            if unit:
+                await node.add_property(
+                    ua.NodeId(f"{meter_id}.Market.{name}.EngineeringUnits", space.ns),
+                    ua.QualifiedName("EngineeringUnits", 0), _eu(unit), datatype=ua.ObjectIds.EUInformation,
+                )  # fmt: skip
+            await node.write_value(ua.DataValue(ua.Variant(), StatusCode=_WAITING))
+        minutes = self.server.get_node(space.nid(f"{meter_id}.Market.PeriodMinutes"))
+        await minutes.write_value(ua.Variant(self.desk.calendar.period_minutes, ua.VariantType.UInt32))
+        await self.write_days(meter_id, await self.desk.days(meter_id))
+        for name, call in (
+            ("RegisterProfile", self._register),
+            ("ComputeAdvice", self._compute_advice),
+            ("ReadProfile", self._read_profile),
+        ):
+            self.server.link_method(self.server.get_node(space.nid(f"{meter_id}.Market.{name}")), call)
+        return market.nodeid
+
+    async def add_external(self) -> None:
+        """``SMX/ExternalData/<name>`` for each configured external value, writable."""
+        space = self.space
+        folder = self.server.get_node(space.nid("SMX.ExternalData"))
+        for name, config in self.external.configs.items():
+            nid = space.nid(f"SMX.ExternalData.{name}")
+            (created, *_children) = await instantiate(
+                folder, self.server.get_node(ua.NodeId(EXTERNAL_VALUE_TYPE, space.ns)), nid,
+                ua.QualifiedName(name, space.ns), ua.LocalizedText(name),
+            )  # fmt: skip
+            node = self.server.get_node(created.nodeid)
+            await node.write_attribute(
+                ua.AttributeIds.Description,
+                ua.DataValue(ua.Variant(ua.LocalizedText(config.description or name))),
+            )
+            access = ua.AccessLevel.CurrentRead.mask | ua.AccessLevel.CurrentWrite.mask
+            for attr in (ua.AttributeIds.AccessLevel, ua.AttributeIds.UserAccessLevel):
+                await node.write_attribute(attr, ua.DataValue(ua.Variant(access, ua.VariantType.Byte)))
+            eu_id = space.nid(f"SMX.ExternalData.{name}.EngineeringUnits")
+            await node.add_property(
+                eu_id,
+                ua.QualifiedName("EngineeringUnits", 0),
+                _eu(config.unit),
+                datatype=ua.ObjectIds.EUInformation,
+            )
+            fresh = self.server.get_node(space.nid(f"SMX.ExternalData.{name}.FreshFor"))
+            await fresh.write_value(ua.Variant(config.fresh_s, ua.VariantType.Double))
+            await node.write_value(ua.DataValue(ua.Variant(), StatusCode=_WAITING))
+            self._external_nodes[name] = nid
+            self._by_node[nid] = name
+            self._stale[name] = None
+        self.external.subscribe(self._on_external)
+        gate = _WriteGate(self.server.iserver.aspace, self._write_external)
+        self.server.iserver.attribute_service = gate
+
+    # -- updating ----------------------------------------------------------------------------
+
+    async def write_advice(self, meter_id: str, advice: Advice) -> None:
+        now = self.clock.now()
+        for name, vtype, _unit, take in ADVICE_FIELDS:
+            value = take(advice)
+            if value is None:
+                dv = ua.DataValue(
+                    ua.Variant(), StatusCode=_NO_DATA, SourceTimestamp=advice.at, ServerTimestamp=now
+                )
+            else:
+                dv = ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=advice.at, ServerTimestamp=now)
+            await self.server.write_attribute_value(self.space.nid(f"{meter_id}.Market.{name}"), dv)
+
+    async def write_days(self, meter_id: str, days: Sequence[date]) -> None:
+        texts = [d.isoformat() for d in days]
+        await self.server.write_attribute_value(
+            self.space.nid(f"{meter_id}.Market.NotifiedDays"),
+            ua.DataValue(ua.Variant(texts, ua.VariantType.String, is_array=True)),
+        )
+
+    async def on_profile(self, meter_id: str, profile: NotifiedProfile) -> None:
+        await self.write_days(meter_id, await self.desk.days(meter_id))
+
+    def _on_external(self, value: ExternalValue) -> None:
+        # Called inside ExternalData.put; the node is written by refresh_external right after.
+        self._stale[value.name] = None
+
+    async def refresh_external(self) -> None:
+        """Write each external value whose value or staleness changed since the last call."""
+        now = self.clock.now()
+        for state in self.external.states(now):
+            name = state.config.name
+            if state.value is None or self._stale.get(name) == state.stale:
+                continue
+            self._stale[name] = state.stale
+            await self._write_external_state(state, now)
+
+    async def _write_external_state(self, state: ExternalState, now: datetime) -> None:
+        assert state.value is not None
+        name = state.config.name
+        status = ua.StatusCode(
+            ua.StatusCodes.UncertainLastUsableValue if state.stale else ua.StatusCodes.Good
+        )
+        dv = ua.DataValue(
+            ua.Variant(state.value.value, ua.VariantType.Double),
+            StatusCode=status,
+            SourceTimestamp=state.value.time,
+            ServerTimestamp=now,
+        )
+        await self.server.write_attribute_value(self._external_nodes[name], dv)
+        origin = ua.Variant(state.value.origin, ua.VariantType.String)
+        await self.server.write_attribute_value(
+            self.space.nid(f"SMX.ExternalData.{name}.Origin"), ua.DataValue(origin)
+        )
+
+    async def _write_external(self, node_id: ua.NodeId, dv: ua.DataValue) -> ua.StatusCode | None:
+        """The gate's handler: None for nodes that are not external values."""
+        name = self._by_node.get(node_id)
+        if name is None:
+            return None
+        variant = dv.Value
+        if variant is None or variant.VariantType not in _NUMBERS or isinstance(variant.Value, list):
+            return ua.StatusCode(ua.StatusCodes.BadTypeMismatch)
+        now = self.clock.now()
+        try:
+            self.external.put(name, variant.Value, now=now, time=dv.SourceTimestamp, origin="opcua")
+        except MarketInputError as err:
+            log.info("write to external value %s refused: %s", name, err)
+            return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
+        await self.refresh_external()
+        return ua.StatusCode()
+
+    # -- methods -----------------------------------------------------------------------------
+
+    def _meter(self, parent: ua.NodeId) -> str:
+        meter_id = self._meter_of.get(parent)
+        if meter_id is None:
+            raise ArgumentError(-1, ua.StatusCodes.BadNodeIdInvalid, "not a Market object",
+                                ua.StatusCodes.BadNodeIdInvalid)  # fmt: skip
+        return meter_id
+
+    async def _register(self, parent: ua.NodeId, *args: ua.Variant) -> ua.CallMethodResult | list[ua.Variant]:
+        try:
+            meter_id = self._meter(parent)
+            _count(args, 4)
+            day = _day(args, 0)
+            values_arg = args[1]
+            if values_arg.VariantType not in _NUMBERS or not isinstance(values_arg.Value, list):
+                got = values_arg.VariantType.name + ("[]" if isinstance(values_arg.Value, list) else "")
+                raise ArgumentError(
+                    1, ua.StatusCodes.BadTypeMismatch, f"Values: expected an array of Double, got {got}"
+                )
+            unit = _scalar(args, 2, ua.VariantType.String, "Unit")
+            replace = _scalar(args, 3, ua.VariantType.Boolean, "Replace")
+            try:
+                profile = await self.desk.register(
+                    meter_id, day, list(values_arg.Value), unit, replace=replace
+                )
+            except MarketInputError as err:
+                raise _from_market_error(err, REGISTER_ARGUMENTS) from err
+            except ArchiveError as err:
+                raise ArgumentError(
+                    -1, ua.StatusCodes.BadResourceUnavailable, str(err), ua.StatusCodes.BadResourceUnavailable
+                ) from err
+        except ArgumentError as err:
+            log.info("RegisterProfile refused: %s", err)
+            return _refused(err, len(args))
+        return [
+            ua.Variant(len(profile.energy_kwh), ua.VariantType.UInt32),
+            ua.Variant(sum(profile.energy_kwh), ua.VariantType.Double),
+        ]
+
+    async def _compute_advice(
+        self, parent: ua.NodeId, *args: ua.Variant
+    ) -> ua.CallMethodResult | list[ua.Variant]:
+        try:
+            meter_id = self._meter(parent)
+            _count(args, 1)
+            if args[0].VariantType not in (ua.VariantType.DateTime, ua.VariantType.Null):
+                raise ArgumentError(
+                    0,
+                    ua.StatusCodes.BadTypeMismatch,
+                    f"Time: expected a DateTime, got {args[0].VariantType.name}",
+                )
+            at = args[0].Value
+            if at is not None and at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)  # asyncua decodes UtcTime naive
+            moment = None if at is None or at < _NO_TIME_BEFORE else at
+            try:
+                advice = await self.desk.advice_at(meter_id, moment)
+            except MarketInputError as err:
+                raise _from_market_error(err, ("time",)) from err
+        except ArgumentError as err:
+            return _refused(err, len(args))
+        return [_advice_variant(vtype, take(advice)) for _name, vtype, _unit, take in ADVICE_FIELDS]
+
+    async def _read_profile(
+        self, parent: ua.NodeId, *args: ua.Variant
+    ) -> ua.CallMethodResult | list[ua.Variant]:
+        try:
+            meter_id = self._meter(parent)
+            _count(args, 1)
+            day = _day(args, 0)
+            try:
+                profile = await self.desk.load(meter_id, day)
+            except ArchiveError as err:
+                raise ArgumentError(
+                    -1, ua.StatusCodes.BadResourceUnavailable, str(err), ua.StatusCodes.BadResourceUnavailable
+                ) from err
+            if profile is None:
+                raise ArgumentError(
+                    0, ua.StatusCodes.BadNoData, f"no profile notified for {day}", ua.StatusCodes.BadNoData
+                )
+        except ArgumentError as err:
+            return _refused(err, len(args))
+        starts = [p.start for p in self.desk.calendar.periods(day)]
+        return [
+            ua.Variant(starts, ua.VariantType.DateTime, is_array=True),
+            ua.Variant(list(profile.energy_kwh), ua.VariantType.Double, is_array=True),
+        ]
+
+
+_WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
+#: An advice quantity the state does not have (no notification, no measurement): not a zero.
+_NO_DATA = ua.StatusCode(ua.StatusCodes.BadNoData)
+
+
+def _eu(unit: str) -> ua.EUInformation:
+    """EngineeringUnits: the UNECE unit if there is one, else the text with UnitId -1 (OPC 10000-8 §5.6.3)."""
+    known = UNITS.get(unit)
+    if known is not None:
+        return ua.EUInformation(
+            NamespaceUri=UNECE_NAMESPACE, UnitId=known.unit_id, DisplayName=ua.LocalizedText(known.display),
+            Description=ua.LocalizedText(known.description),
+        )  # fmt: skip
+    return ua.EUInformation(
+        NamespaceUri=UNECE_NAMESPACE,
+        UnitId=-1,
+        DisplayName=ua.LocalizedText(unit),
+        Description=ua.LocalizedText(unit),
+    )
+
+
+#: asyncua's own default for writes without a session (the server itself).
+_SERVER_USER = User(role=UserRole.Admin)
+WriteHandler = Callable[[ua.NodeId, ua.DataValue], Awaitable["ua.StatusCode | None"]]
+
+
+class _WriteGate(AttributeService):  # type: ignore[misc]  # asyncua is untyped for mypy
+    """asyncua's attribute service with writes to external values routed through validation."""
+
+    def __init__(self, aspace: Any, handler: WriteHandler) -> None:
+        super().__init__(aspace)
+        self._handler = handler
+
+    async def write(self, params: ua.WriteParameters, user: User = _SERVER_USER) -> list[ua.StatusCode]:
+        results: list[ua.StatusCode] = []
+        for item in params.NodesToWrite:
+            status = None
+            if item.AttributeId == ua.AttributeIds.Value:
+                status = await self._handler(item.NodeId, item.Value)
+            if status is None:
+                status = (await super().write(ua.WriteParameters(NodesToWrite=[item]), user))[0]
+            results.append(status)
+        return results
