@@ -82,7 +82,9 @@ async def cycle_row(
     """Run the gateway against a meter of the given speed; measure steady cycles."""
     base = demo_config()
     meter = meter_config(label, baud, reaction, **overrides)
-    config = replace(base, meters=(meter,), opcua=replace(base.opcua, port=0))
+    config = replace(
+        base, meters=(meter,), opcua=replace(base.opcua, port=0), web=replace(base.web, enabled=False)
+    )
     gateway = Gateway(config)
     started = time.perf_counter()
     task = asyncio.create_task(gateway.run())

@@ -35,6 +35,8 @@ from gateway.opcua.server import build_server
 from gateway.protocols.hdlc import HdlcAddress
 from gateway.simulator.server import SimulatedMeter, simulator_from_config
 from gateway.transport import Framing, open_serial
+from gateway.web.api import WebApi, WebServer
+from gateway.web.sources import SourcePuller
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,9 @@ class Gateway:
         self.external = ExternalData(config.external)
         self.market_nodes: MarketNodes | None = None
         self.meter_nodes: dict[str, MeterNodes] = {}
+        self.web: WebServer | None = None
         self.endpoint = ""
+        self.web_url = ""
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -179,10 +183,20 @@ class Gateway:
             raise GatewayError(f"cannot serve OPC UA at {endpoint}: {err.strerror or err}") from err
         try:
             self.endpoint = _endpoint_of(server, self.config.opcua.path)
+            api = WebApi(self) if self.config.web.enabled else None
+            if api is not None:
+                api.on_external.append(self.market_nodes.refresh_external)
+                self.web = WebServer(api, self.config.web.host, self.config.web.port)
+                try:
+                    await self.web.start()
+                except OSError as err:
+                    raise GatewayError(str(err.strerror or err)) from err
+                self.web_url = self.web.url
             for meter in meters:
                 recorder = self.recorders.get(meter.id)
                 listeners: list[PollerListener] = [
-                    publisher, *([recorder] if recorder else []), self.desk.listener(meter.id)
+                    publisher, *([recorder] if recorder else []), self.desk.listener(meter.id),
+                    *([api.hub] if api else []),
                 ]  # fmt: skip
                 poller = Poller(
                     meter, link_factory(meter), self.clock, listeners,
@@ -203,7 +217,10 @@ class Gateway:
                 for mid, recorder in self.recorders.items():
                     tasks.create_task(recorder.run(), name=f"archive-{mid}")
                 tasks.create_task(self._watch_external(), name="external-data")
+                tasks.create_task(SourcePuller(self.external, self.clock).run(), name="external-sources")
         finally:
+            if self.web is not None:
+                await self.web.stop()
             for recorder in self.recorders.values():
                 try:
                     await recorder.close()  # the minute in progress is true, if incomplete

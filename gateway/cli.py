@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--port", type=_port, help="OPC UA port, 0 for any free one (overrides the configuration)"
     )
+    run.add_argument(
+        "--web-port",
+        type=_port,
+        help="web page and REST API port, 0 for any free one (overrides the configuration)",
+    )
 
     sim = sub.add_parser(
         "simulate",
@@ -76,6 +81,8 @@ async def _run(args: argparse.Namespace) -> None:
     config = load_config(args.config) if args.config else demo_config()
     if args.port is not None:
         config = replace(config, opcua=replace(config.opcua, port=args.port))
+    if args.web_port is not None:
+        config = replace(config, web=replace(config.web, port=args.web_port))
     logging.getLogger().setLevel(args.log_level or config.log_level)
     gateway = Gateway(config)
     task = asyncio.create_task(gateway.run())
@@ -87,6 +94,11 @@ async def _run(args: argparse.Namespace) -> None:
             sim = gateway.simulators.get(meter.id)
             source = f"simulated meter on {sim.url}" if sim else meter.url
             print(f"  meter {meter.id!r}: {source}; browse Objects/SMX/Meters/{meter.id}", flush=True)
+        if gateway.web_url:
+            print(
+                f"  web page and REST API: {gateway.web_url} (OpenAPI: {gateway.web_url}api/openapi.json)",
+                flush=True,
+            )
         if config.archive.path:
             where = _absolute(config.archive.path)
             print(f"  archive: {where} (day files per meter and stream; OPC UA HistoryRead)", flush=True)

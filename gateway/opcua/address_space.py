@@ -292,7 +292,7 @@ class AddressSpace:
         item.NodeAttributes = attrs
         return item
 
-    def _variable(
+    def variable_item(
         self,
         parent: ua.NodeId,
         node_id: ua.NodeId,
@@ -305,6 +305,7 @@ class AddressSpace:
         display: str | None = None,
         description: str = "",
         historizing: bool = False,
+        writable: bool = False,
     ) -> ua.AddNodesItem:
         item = ua.AddNodesItem()
         item.RequestedNewNodeId = node_id
@@ -322,6 +323,8 @@ class AddressSpace:
         access = ua.AccessLevel.CurrentRead.mask
         if historizing:
             access |= ua.AccessLevel.HistoryRead.mask
+        if writable:
+            access |= ua.AccessLevel.CurrentWrite.mask
         attrs.AccessLevel = access
         attrs.UserAccessLevel = access
         attrs.Historizing = historizing
@@ -334,7 +337,7 @@ class AddressSpace:
         prop_type = ua.NodeId(ua.ObjectIds.PropertyType)
         key = node_id.Identifier
         items = [
-            self._variable(
+            self.variable_item(
                 parent,
                 node_id,
                 info.browse_name,
@@ -345,7 +348,7 @@ class AddressSpace:
                 description=f"{info.description} (OBIS {info.obis})",
                 historizing=historizing,
             ),
-            self._variable(
+            self.variable_item(
                 node_id,
                 self.nid(f"{key}.EngineeringUnits"),
                 "EngineeringUnits",
@@ -354,7 +357,7 @@ class AddressSpace:
                 type_def=prop_type,
                 prop=True,
             ),
-            self._variable(
+            self.variable_item(
                 node_id,
                 self.nid(f"{key}.EURange"),
                 "EURange",
@@ -363,7 +366,7 @@ class AddressSpace:
                 type_def=prop_type,
                 prop=True,
             ),
-            self._variable(
+            self.variable_item(
                 node_id,
                 self.nid(f"{key}.ObisCode"),
                 "ObisCode",
@@ -375,7 +378,7 @@ class AddressSpace:
         ]
         if refresh:
             items.append(
-                self._variable(
+                self.variable_item(
                     node_id,
                     self.nid(f"{key}.RefreshPeriod"),
                     "RefreshPeriod",
@@ -392,7 +395,7 @@ class AddressSpace:
         self, parent: ua.NodeId, prefix: str, spec: Sequence[tuple[str, ua.VariantType]]
     ) -> list[ua.AddNodesItem]:
         return [
-            self._variable(
+            self.variable_item(
                 parent,
                 self.nid(f"{prefix}.{name}"),
                 name,

@@ -31,7 +31,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from asyncua import Server, ua
-from asyncua.common.instantiate_util import instantiate
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.address_space import AttributeService
 
@@ -201,27 +200,35 @@ class MarketNodes:
         folder = self.server.get_node(space.nid("SMX.ExternalData"))
         for name, config in self.external.configs.items():
             nid = space.nid(f"SMX.ExternalData.{name}")
-            (created, *_children) = await instantiate(
-                folder, self.server.get_node(ua.NodeId(EXTERNAL_VALUE_TYPE, space.ns)), nid,
-                ua.QualifiedName(name, space.ns), ua.LocalizedText(name),
-            )  # fmt: skip
-            node = self.server.get_node(created.nodeid)
-            await node.write_attribute(
-                ua.AttributeIds.Description,
-                ua.DataValue(ua.Variant(ua.LocalizedText(config.description or name))),
-            )
-            access = ua.AccessLevel.CurrentRead.mask | ua.AccessLevel.CurrentWrite.mask
-            for attr in (ua.AttributeIds.AccessLevel, ua.AttributeIds.UserAccessLevel):
-                await node.write_attribute(attr, ua.DataValue(ua.Variant(access, ua.VariantType.Byte)))
-            eu_id = space.nid(f"SMX.ExternalData.{name}.EngineeringUnits")
-            await node.add_property(
-                eu_id,
-                ua.QualifiedName("EngineeringUnits", 0),
-                _eu(config.unit),
-                datatype=ua.ObjectIds.EUInformation,
-            )
-            fresh = self.server.get_node(space.nid(f"SMX.ExternalData.{name}.FreshFor"))
-            await fresh.write_value(ua.Variant(config.fresh_s, ua.VariantType.Double))
+            prop = ua.NodeId(ua.ObjectIds.PropertyType)
+            key = f"SMX.ExternalData.{name}"
+            items = [
+                space.variable_item(
+                    folder.nodeid, nid, name, ua.Variant(), data_type=ua.ObjectIds.Double,
+                    type_def=ua.NodeId(EXTERNAL_VALUE_TYPE, space.ns), description=config.description or name,
+                    writable=True,
+                ),
+                space.variable_item(
+                    nid, space.nid(f"{key}.EngineeringUnits"), "EngineeringUnits",
+                    ua.Variant(_eu(config.unit)), data_type=ua.ObjectIds.EUInformation, type_def=prop,
+                    prop=True,
+                ),
+                space.variable_item(
+                    nid, space.nid(f"{key}.FreshFor"), "FreshFor",
+                    ua.Variant(config.fresh_s, ua.VariantType.Double), data_type=ua.ObjectIds.Double,
+                    type_def=prop, prop=True,
+                    description="Seconds a value stays fresh after its time.",
+                ),
+                space.variable_item(
+                    nid, space.nid(f"{key}.Origin"), "Origin", ua.Variant("", ua.VariantType.String),
+                    data_type=ua.ObjectIds.String, type_def=prop, prop=True,
+                    description="Where the value came from: rest, opcua or the source.",
+                ),
+            ]  # fmt: skip
+            for item, result in zip(items, await self.server.iserver.isession.add_nodes(items), strict=True):
+                if not result.StatusCode.is_good():
+                    raise RuntimeError(f"adding {item.BrowseName} failed: {result.StatusCode}")
+            node = self.server.get_node(nid)
             await node.write_value(ua.DataValue(ua.Variant(), StatusCode=_WAITING))
             self._external_nodes[name] = nid
             self._by_node[nid] = name

@@ -56,7 +56,8 @@ def demo(mode: str = "ln", **meter_overrides: Any) -> GatewayConfig:
 
 @contextlib.asynccontextmanager
 async def running_gateway(config: GatewayConfig, clock: Clock | None = None) -> AsyncIterator[Running]:
-    gateway = Gateway(config, clock)
+    # Every gateway of the tests serves its web page on a port the OS picks.
+    gateway = Gateway(replace(config, web=replace(config.web, port=0)), clock)
     task = asyncio.create_task(gateway.run())
     try:
         async with asyncio.timeout(30):

@@ -55,6 +55,9 @@ def config_text(archive: Path) -> str:
     return f"""\
 log_level = "INFO"
 
+[web]
+port = 0
+
 [opcua]
 host = "127.0.0.1"
 port = 0

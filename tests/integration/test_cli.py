@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def test_run_prints_endpoint_serves_values_and_stops_on_sigint() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "run", "--port", "0",
+        sys.executable, "-m", "gateway", "run", "--port", "0", "--web-port", "0",
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None

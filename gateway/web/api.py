@@ -1,0 +1,657 @@
+"""The REST API and the local web page (aiohttp, in the gateway's event loop; DESIGN §7).
+
+Every route is declared in :mod:`gateway.web.openapi` (served at ``/api/openapi.json``)
+and a contract test checks each response against it. Errors are JSON,
+``{"status": 422, "error": "<precise message>", "field": "values"}``, with the right 4xx:
+400 for a request that cannot be understood (not JSON, wrong shape, a bad query
+parameter), 404 for what does not exist, 409 for a day already notified without
+``replace``, 413 for a body too large, 422 for a well-formed value the market refuses
+(wrong length, NaN, a past day, out of bounds). Nothing stored changes on an error.
+
+File I/O (archive reads, profile files) runs in worker threads; archive downloads are
+aiohttp's ``FileResponse`` (sendfile, HTTP Range and conditional requests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from asyncua import ua
+
+from gateway import __version__
+from gateway.archive.recorder import EVENT_LOG_OBIS, EVENT_STREAM, STREAMS
+from gateway.errors import ArchiveError, MarketInputError
+from gateway.events import describe
+from gateway.market.store import STREAM as NOTIFIED_STREAM
+from gateway.obis import Obis
+from gateway.opcua.history import HistoryFault
+from gateway.web import views
+from gateway.web.live import LiveHub
+from gateway.web.openapi import document
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+#: Largest request body: a 100-period profile is ~2 KB of JSON.
+MAX_BODY = 64 * 1024
+#: Most values or events in one page of a history or event read (as over OPC UA).
+PAGE_LIMIT = 2_000
+AGGREGATES = {
+    "average": ua.ObjectIds.AggregateFunction_Average,
+    "minimum": ua.ObjectIds.AggregateFunction_Minimum,
+    "maximum": ua.ObjectIds.AggregateFunction_Maximum,
+    "range": ua.ObjectIds.AggregateFunction_Range,
+    "count": ua.ObjectIds.AggregateFunction_Count,
+    "total": ua.ObjectIds.AggregateFunction_Total,
+    "delta": ua.ObjectIds.AggregateFunction_Delta,
+    "delta_bounds": ua.ObjectIds.AggregateFunction_DeltaBounds,
+    "start": ua.ObjectIds.AggregateFunction_Start,
+    "end": ua.ObjectIds.AggregateFunction_End,
+}
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ARCHIVE_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.csv$")
+_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+ARCHIVE_STREAMS = (*STREAMS, NOTIFIED_STREAM)
+
+
+class ApiError(Exception):
+    """An answer with a 4xx status and a JSON error body."""
+
+    def __init__(self, status: int, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+def error_body(status: int, message: str, field: str = "") -> dict[str, Any]:
+    body: dict[str, Any] = {"status": status, "error": message}
+    if field:
+        body["field"] = field
+    return body
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, allow_nan=False, separators=(",", ":"))
+
+
+@web.middleware
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as err:
+        return _json(error_body(err.status, str(err), err.field), err.status)
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        reason = err.text if err.text and not err.text.startswith(str(err.status)) else err.reason
+        if err.status == 413:
+            reason = f"request body too large (at most {MAX_BODY} bytes)"
+        return _json(error_body(err.status, reason), err.status)
+    except ArchiveError as err:
+        log.error("%s %s: %s", request.method, request.path, err)
+        return _json(error_body(503, str(err)), 503)
+
+
+# -- request parsing ---------------------------------------------------------------------
+
+
+def _time(text: str, name: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        raise ApiError(
+            400, f"{name}: expected an ISO 8601 time like 2026-11-26T14:00:00Z, got {text!r}", name
+        ) from None
+    if t.tzinfo is None:
+        raise ApiError(400, f"{name}: the time must say its offset (Z or +01:00), got {text!r}", name)
+    return t.astimezone(UTC)
+
+
+def _query_time(request: web.Request, name: str, default: datetime | None = None) -> datetime | None:
+    text = request.query.get(name)
+    return default if text is None else _time(text, name)
+
+
+def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ApiError(400, f"{name}: expected an integer {low}..{high}, got {text!r}", name)
+    return int(text)
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    text = request.query.get(name, "false")
+    if text not in ("true", "false"):
+        raise ApiError(400, f"{name}: expected true or false, got {text!r}", name)
+    return text == "true"
+
+
+def _duration(text: str, name: str) -> timedelta:
+    """An ISO 8601 duration (PT15M, P1D) or seconds (900)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        m = _DURATION.match(text)
+        if not m or text in ("P", "PT"):
+            raise ApiError(
+                400, f"{name}: expected an ISO 8601 duration like PT15M or seconds, got {text!r}", name
+            ) from None
+        d, h, mi, s = m.groups()
+        seconds = int(d or 0) * 86400 + int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ApiError(400, f"{name}: expected a positive duration, got {text!r}", name)
+    return timedelta(seconds=seconds)
+
+
+def _day(text: str) -> date:
+    try:
+        if not _DAY.match(text):
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ApiError(400, f"day: expected a date YYYY-MM-DD, got {text!r}", "day") from None
+
+
+async def _body(
+    request: web.Request, allowed: dict[str, tuple[type, ...]], required: tuple[str, ...]
+) -> dict[str, Any]:
+    """The request's JSON object, its keys checked; NaN/Infinity literals come through as
+    numbers so the market's validation names the period that holds them."""
+    if request.content_type != "application/json":
+        raise ApiError(415, f"expected Content-Type application/json, got {request.content_type or 'none'}")
+    raw = await request.read()
+    try:
+        data = json.loads(raw, parse_constant=float)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ApiError(400, f"the body is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, f"the body must be a JSON object, got {type(data).__name__}")
+    for key in data:
+        if key not in allowed:
+            raise ApiError(400, f"unknown key {key!r} (expected: {', '.join(allowed)})", key)
+    for key in required:
+        if key not in data:
+            raise ApiError(400, f"missing key {key!r}", key)
+    for key, value in data.items():
+        kinds = allowed[key]
+        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+            names = " or ".join(_JSON_NAMES[k] for k in kinds)
+            raise ApiError(400, f"{key}: expected {names}, got {_json_name(value)}", key)
+    return data
+
+
+_JSON_NAMES = {list: "an array", str: "a string", bool: "true or false", int: "a number", float: "a number",
+               type(None): "null"}  # fmt: skip
+
+
+def _json_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number"}.get(
+        type(value), "null"
+    )
+
+
+def _cursor(point: bytes | None) -> str | None:
+    return None if point is None else base64.urlsafe_b64encode(point).decode("ascii").rstrip("=")
+
+
+def _point(request: web.Request) -> bytes | None:
+    text = request.query.get("cursor")
+    if text is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        raise ApiError(400, "cursor: not a cursor this API returned", "cursor") from None
+
+
+# -- the API -----------------------------------------------------------------------------
+
+
+class WebApi:
+    """Routes of the REST API and the page, bound to one running gateway."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        #: The live feed; a poller listener of every meter (after the market desk).
+        self.hub = LiveHub(self.render)
+        self.document = document()
+        app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
+        r = app.router
+        r.add_get("/", self.page)
+        r.add_static("/static", STATIC, append_version=True)
+        r.add_get("/api", self.index)
+        r.add_get("/api/openapi.json", self.openapi)
+        r.add_get("/api/live", self.live)
+        r.add_get("/api/meters", self.meters)
+        r.add_get("/api/meters/{meter}", self.meter)
+        r.add_get("/api/meters/{meter}/snapshot", self.snapshot)
+        r.add_get("/api/meters/{meter}/values/{obis}", self.value)
+        r.add_get("/api/meters/{meter}/history/{obis}", self.history)
+        r.add_get("/api/meters/{meter}/events", self.events)
+        r.add_get("/api/meters/{meter}/advice", self.advice)
+        r.add_get("/api/meters/{meter}/profiles", self.profiles)
+        r.add_get("/api/meters/{meter}/profiles/{day}", self.profile)
+        r.add_put("/api/meters/{meter}/profiles/{day}", self.put_profile)
+        r.add_get("/api/meters/{meter}/archive", self.archive)
+        r.add_get("/api/meters/{meter}/archive/{stream}/{name}", self.download)
+        r.add_get("/api/external", self.externals)
+        r.add_get("/api/external/{name}", self.external)
+        r.add_put("/api/external/{name}", self.put_external)
+        app.on_shutdown.append(self._closing)
+        self.app = app
+        self.on_external: list[Callable[[], Awaitable[None]]] = []
+
+    async def _closing(self, _app: web.Application) -> None:
+        self.hub.close()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _meter_id(self, request: web.Request) -> str:
+        mid = request.match_info["meter"]
+        if mid not in self.gw.meter_nodes:
+            known = ", ".join(self.gw.meter_nodes)
+            raise ApiError(404, f"no meter {mid!r} (known: {known})", "meter")
+        return mid
+
+    def _obis(self, request: web.Request) -> Obis:
+        text = request.match_info["obis"]
+        try:
+            return Obis.parse(text)
+        except ValueError as err:
+            raise ApiError(400, f"obis: {err}", "obis") from None
+
+    def _archive_root(self, meter_id: str) -> Path:
+        recorder = self.gw.recorders.get(meter_id)
+        if recorder is None:
+            raise ApiError(404, "no archive is configured ([archive] path is empty)")
+        return recorder.archive.reader.root
+
+    # -- page and index ---------------------------------------------------------------------
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def index(self, request: web.Request) -> web.Response:
+        return _json({
+            "product": "SMX gateway", "version": __version__, "opcua": self.gw.endpoint,
+            "meters": list(self.gw.meter_nodes), "openapi": "/api/openapi.json",
+            "market": {"period_minutes": self.gw.config.market.period_minutes,
+                       "timezone": self.gw.config.market.timezone},
+        })  # fmt: skip
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return _json(self.document)
+
+    # -- meters -----------------------------------------------------------------------------
+
+    def _meter_json(self, mid: str) -> dict[str, Any]:
+        config = next(m for m in self.gw.config.meters if m.id == mid)
+        latest = self.hub.latest.get(mid)
+        recorder = self.gw.recorders.get(mid)
+        body = views.identity(config, latest.info if latest else None)
+        diag = latest.diagnostics if latest else None
+        body["time"] = views.iso(latest.time) if latest else None
+        body["status"] = (
+            None if diag is None else views.diagnostics(diag, recorder.status if recorder else None)
+        )
+        return body
+
+    async def meters(self, request: web.Request) -> web.Response:
+        return _json([self._meter_json(mid) for mid in self.gw.meter_nodes])
+
+    async def meter(self, request: web.Request) -> web.Response:
+        return _json(self._meter_json(self._meter_id(request)))
+
+    def _latest(self, mid: str) -> Any:
+        latest = self.hub.latest.get(mid)
+        if latest is None:
+            raise ApiError(404, f"meter {mid!r} has not been read yet")
+        return latest
+
+    async def snapshot(self, request: web.Request) -> web.Response:
+        return _json(views.snapshot(self._latest(self._meter_id(request))))
+
+    async def value(self, request: web.Request) -> web.Response:
+        mid = self._meter_id(request)
+        obis = self._obis(request)
+        reading = self._latest(mid).readings.get(obis)
+        if reading is None:
+            raise ApiError(404, f"meter {mid!r} has no value {obis}", "obis")
+        return _json(views.reading(reading))
+
+    # -- history and events -----------------------------------------------------------------
+
+    async def history(self, request: web.Request) -> web.Response:
+        """Raw or aggregated history with the OPC UA semantics (the same code answers both)."""
+        mid = self._meter_id(request)
+        obis = self._obis(request)
+        storage = self.gw.history
+        if storage is None:
+            raise ApiError(404, "no archive is configured ([archive] path is empty)")
+        node = self._history_node(mid, obis)
+        now = self.gw.clock.now()
+        start = _query_time(request, "start")
+        if start is None:
+            raise ApiError(400, "start: required (ISO 8601 UTC time)", "start")
+        end = _query_time(request, "end", now)
+        assert end is not None
+        limit = _int(request, "limit", PAGE_LIMIT, 1, PAGE_LIMIT)
+        point = _point(request)
+        name = request.query.get("aggregate")
+        try:
+            if name is None:
+                details = ua.ReadRawModifiedDetails(
+                    StartTime=start,
+                    EndTime=end,
+                    NumValuesPerNode=limit,
+                    ReturnBounds=_flag(request, "bounds"),
+                )
+                results, more = await asyncio.to_thread(storage.read_raw, node, details, point)
+            else:
+                if name not in AGGREGATES:
+                    raise ApiError(
+                        400, f"aggregate: expected one of {', '.join(AGGREGATES)}, got {name!r}", "aggregate"
+                    )
+                text = request.query.get("interval")
+                if text is None:
+                    raise ApiError(400, "interval: required with aggregate (e.g. PT15M)", "interval")
+                step = _duration(text, "interval")
+                if (abs(end - start) / step) > 100_000:
+                    raise ApiError(
+                        400, "interval: more than 100000 intervals; choose a longer interval", "interval"
+                    )
+                details = ua.ReadProcessedDetails(
+                    StartTime=start, EndTime=end, ProcessingInterval=step.total_seconds() * 1000,
+                    AggregateConfiguration=ua.AggregateConfiguration(UseServerCapabilitiesDefaults=True),
+                )  # fmt: skip
+                aggregate = ua.NodeId(AGGREGATES[name])
+                results, more = await asyncio.to_thread(
+                    storage.read_processed, node, details, aggregate, point
+                )
+                results = results[:limit] if more is None else results
+        except HistoryFault as err:
+            status = ua.StatusCode(err.status)
+            message = {
+                ua.StatusCodes.BadContinuationPointInvalid: "cursor: not a cursor of this request",
+                ua.StatusCodes.BadHistoryOperationInvalid: "start and end must differ",
+            }.get(err.status, status.name)
+            raise ApiError(400, message, "cursor" if "cursor" in message else "") from None
+        unit = views.INFO[obis].unit if obis in views.INFO else ""
+        return _json({
+            "meter": mid, "obis": str(obis), "unit": unit, "aggregate": name,
+            "values": [
+                {"time": views.iso(r.time), "value": r.value, "status": ua.StatusCode(r.status).name}
+                for r in results
+            ],
+            "next": _cursor(more),
+        })  # fmt: skip
+
+    def _history_node(self, mid: str, obis: Obis) -> ua.NodeId:
+        nodes = self.gw.meter_nodes[mid]
+        by_obis = {o: n for n, (_stream, o) in nodes.history.items() if n in nodes.values.values()}
+        node = by_obis.get(obis) or next((n for n, (_s, o) in nodes.history.items() if o == obis), None)
+        if node is None:
+            raise ApiError(404, f"meter {mid!r} keeps no history of {obis}", "obis")
+        return node
+
+    async def events(self, request: web.Request) -> web.Response:
+        mid = self._meter_id(request)
+        reader = self.gw.recorders[mid].archive.reader if mid in self.gw.recorders else None
+        if reader is None:
+            raise ApiError(404, "no archive is configured ([archive] path is empty)")
+        start = _query_time(request, "start")
+        if start is None:
+            raise ApiError(400, "start: required (ISO 8601 UTC time)", "start")
+        end = _query_time(request, "end", self.gw.clock.now())
+        limit = _int(request, "limit", 500, 1, PAGE_LIMIT)
+        point = _point(request)
+        skip = 0
+        if point is not None:
+            try:
+                at, skip = (int(x) for x in point.decode("ascii").split(":"))
+                start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=at)
+            except ValueError:
+                raise ApiError(400, "cursor: not a cursor this API returned", "cursor") from None
+
+        def collect() -> tuple[list[dict[str, Any]], bytes | None]:
+            out: list[dict[str, Any]] = []
+            seen_at, seen = None, 0
+            rows = reader.read_columns(EVENT_STREAM, [(EVENT_LOG_OBIS, "code")], start, end)
+            for t, status, (code,) in rows:
+                seen = seen + 1 if t == seen_at else 1
+                seen_at = t
+                if t == start and seen <= skip:
+                    continue
+                if len(out) >= limit:
+                    micros = (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+                    return out, f"{micros}:{seen - 1}".encode("ascii")
+                info = describe(int(code or 0))
+                out.append({"time": views.iso(t), "code": int(code or 0), "name": info.name,
+                            "severity": info.severity, "status": status})  # fmt: skip
+            return out, None
+
+        found, more = await asyncio.to_thread(collect)
+        return _json({"meter": mid, "events": found, "next": _cursor(more)})
+
+    # -- market -----------------------------------------------------------------------------
+
+    async def advice(self, request: web.Request) -> web.Response:
+        mid = self._meter_id(request)
+        desk = self.gw.desk
+        assert desk is not None
+        at = _query_time(request, "at")
+        try:
+            found = await desk.advice_at(mid, at)
+        except MarketInputError as err:
+            raise ApiError(422, str(err), "at") from None
+        return _json(views.advice(mid, found))
+
+    async def profiles(self, request: web.Request) -> web.Response:
+        mid = self._meter_id(request)
+        desk = self.gw.desk
+        assert desk is not None
+        days = await desk.days(mid)
+        today = desk.calendar.day_of(self.gw.clock.now())
+        upcoming = [today + timedelta(days=n) for n in range(-1, 8)]
+        return _json({
+            "meter": mid, "period_minutes": desk.calendar.period_minutes,
+            "timezone": self.gw.config.market.timezone, "today": today.isoformat(),
+            "days": [d.isoformat() for d in days],
+            "upcoming": [{"day": d.isoformat(), "periods": desk.calendar.periods_in(d)} for d in upcoming],
+        })  # fmt: skip
+
+    async def profile(self, request: web.Request) -> web.Response:
+        mid = self._meter_id(request)
+        day = _day(request.match_info["day"])
+        desk = self.gw.desk
+        assert desk is not None
+        found = await desk.load(mid, day)
+        if found is None:
+            raise ApiError(404, f"no profile notified for {day}", "day")
+        return _json(views.profile(mid, found, desk.calendar))
+
+    async def put_profile(self, request: web.Request) -> web.Response:
+        mid = self._meter_id(request)
+        day = _day(request.match_info["day"])
+        body = await _body(request, {"values": (list,), "unit": (str,), "replace": (bool,)}, ("values",))
+        desk = self.gw.desk
+        assert desk is not None
+        existed = await desk.load(mid, day) is not None
+        try:
+            stored = await desk.register(mid, day, body["values"], body.get("unit", "kWh"),
+                                         replace=body.get("replace", False))  # fmt: skip
+        except MarketInputError as err:
+            status = 409 if err.field == "replace" else 422
+            raise ApiError(status, str(err), err.field) from None
+        return _json(views.profile(mid, stored, desk.calendar), 200 if existed else 201)
+
+    # -- external data ----------------------------------------------------------------------
+
+    async def externals(self, request: web.Request) -> web.Response:
+        now = self.gw.clock.now()
+        return _json([views.external(s) for s in self.gw.external.states(now)])
+
+    def _external_name(self, request: web.Request) -> str:
+        name = request.match_info["name"]
+        if name not in self.gw.external.configs:
+            known = ", ".join(self.gw.external.configs) or "none configured"
+            raise ApiError(404, f"no external value {name!r} (known: {known})", "name")
+        return name
+
+    async def external(self, request: web.Request) -> web.Response:
+        name = self._external_name(request)
+        return _json(views.external(self.gw.external.state(name, self.gw.clock.now())))
+
+    async def put_external(self, request: web.Request) -> web.Response:
+        name = self._external_name(request)
+        body = await _body(request, {"value": (int, float), "time": (str,)}, ("value",))
+        at = _time(body["time"], "time") if "time" in body else None
+        now = self.gw.clock.now()
+        try:
+            self.gw.external.put(name, body["value"], now=now, time=at, origin="rest")
+        except MarketInputError as err:
+            raise ApiError(422, str(err), err.field) from None
+        for changed in self.on_external:
+            await changed()
+        return _json(views.external(self.gw.external.state(name, now)))
+
+    # -- archive files ----------------------------------------------------------------------
+
+    async def archive(self, request: web.Request) -> web.Response:
+        mid = self._meter_id(request)
+        root = self._archive_root(mid)
+
+        def listing() -> list[dict[str, Any]]:
+            files = []
+            for stream in ARCHIVE_STREAMS:
+                folder = root / mid / stream
+                try:
+                    names = sorted(n for n in os.listdir(folder) if _ARCHIVE_FILE.match(n))
+                except FileNotFoundError:
+                    continue
+                for name in names:
+                    try:
+                        st = os.stat(folder / name)
+                    except FileNotFoundError:
+                        continue  # pruned meanwhile
+                    files.append({
+                        "stream": stream, "day": name[:10], "name": name, "size": st.st_size,
+                        "modified": views.iso(datetime.fromtimestamp(st.st_mtime, UTC)),
+                        "url": f"/api/meters/{mid}/archive/{stream}/{name}",
+                    })  # fmt: skip
+            return files
+
+        return _json({"meter": mid, "files": await asyncio.to_thread(listing)})
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        mid = self._meter_id(request)
+        root = self._archive_root(mid)
+        stream, name = request.match_info["stream"], request.match_info["name"]
+        if stream not in ARCHIVE_STREAMS:
+            raise ApiError(
+                404, f"no archive stream {stream!r} (known: {', '.join(ARCHIVE_STREAMS)})", "stream"
+            )
+        if not _ARCHIVE_FILE.match(name):
+            raise ApiError(404, f"no archive file {name!r} (names are YYYY-MM-DD.csv)", "name")
+        path = root / mid / stream / name
+        if not await asyncio.to_thread(path.is_file):
+            raise ApiError(404, f"no archive file {stream}/{name}", "name")
+        headers = {"Content-Disposition": f'attachment; filename="{mid}-{stream}-{name}"'}
+        return web.FileResponse(path, headers=headers)
+
+    # -- live feed --------------------------------------------------------------------------
+
+    async def live(self, request: web.Request) -> web.StreamResponse:
+        """Server-Sent Events: ``snapshot`` (values, advice, external data) per meter and second."""
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+        })  # fmt: skip
+        await response.prepare(request)
+        queue = self.hub.listen()
+        try:
+            # The newest state at once, so a page does not wait a second for its first values.
+            for snap in list(self.hub.latest.values()):
+                await response.write(_event("snapshot", self.render(snap)))
+            while True:
+                message = await queue.get()
+                if self.hub.closed(message):
+                    break
+                await response.write(_event(message["event"], message["data"]))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.hub.leave(queue)
+        return response
+
+    def render(self, snap: Any) -> dict[str, Any]:
+        """One live message: the snapshot, the meter's status and advice, the external data."""
+        mid = snap.meter_id
+        desk = self.gw.desk
+        service = desk.services.get(mid) if desk else None
+        recorder = self.gw.recorders.get(mid)
+        now = self.gw.clock.now()
+        body = views.snapshot(snap)
+        body["status"] = views.diagnostics(snap.diagnostics, recorder.status if recorder else None)
+        body["advice"] = views.advice(mid, service.advice) if service and service.advice else None
+        body["external"] = [views.external(s) for s in self.gw.external.states(now)]
+        return body
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {_dumps(data)}\n\n".encode()
+
+
+class WebServer:
+    """Serves :class:`WebApi` on the configured address until stopped."""
+
+    def __init__(self, api: WebApi, host: str, port: int) -> None:
+        self.api = api
+        self.host = host
+        self.port = port
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        runner = web.AppRunner(self.api.app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError as err:
+            await runner.cleanup()
+            raise OSError(
+                err.errno, f"cannot serve the web page at {self.host}:{self.port}: {err.strerror}"
+            ) from err
+        self._runner = runner
+        addresses = runner.addresses
+        port = addresses[0][1] if addresses else self.port
+        self.url = f"http://{self.host}:{port}/"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,138 @@
+"""JSON forms of the gateway's values, shared by the REST API and the live feed.
+
+Conventions (README "REST API"): times are ISO 8601 UTC with a ``Z`` and milliseconds;
+every number says its unit in the key (``_kw``, ``_kwh``, ``_s``) or next to it
+(``unit``); a quantity that has no value in a state is ``null``, never ``0``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.archive.recorder import ArchiveStatus
+from gateway.config import MeterConfig
+from gateway.market.advice import Advice
+from gateway.market.external import ExternalState
+from gateway.market.periods import MarketCalendar
+from gateway.market.profiles import NotifiedProfile
+from gateway.meter.model import Diagnostics, MeterInfo, Reading, Snapshot
+from gateway.obis import CATALOGUE
+
+INFO = {i.obis: i for i in CATALOGUE}
+
+
+def iso(t: datetime | None) -> str | None:
+    """``2026-11-26T15:04:05.250Z`` (UTC), or None."""
+    if t is None:
+        return None
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def reading(r: Reading) -> dict[str, Any]:
+    info = INFO.get(r.obis)
+    return {
+        "obis": str(r.obis),
+        "name": info.name if info else str(r.obis),
+        "value": r.value,
+        "unit": r.unit or (info.unit if info else ""),
+        "quality": r.quality.value,
+        "time": iso(r.source_time),
+    }
+
+
+def diagnostics(d: Diagnostics, archive: ArchiveStatus | None) -> dict[str, Any]:
+    return {
+        "link": d.link.value,
+        "cycle_duration_s": d.cycle_duration_s,
+        "bytes_per_cycle": d.bytes_per_cycle,
+        "cycles": d.cycles,
+        "late_cycles": d.late_cycles,
+        "skipped_cycles": d.skipped_cycles,
+        "errors": d.errors,
+        "last_error": d.last_error,
+        "last_good_read": iso(d.last_good_read),
+        "clock_deviation_s": d.clock_deviation_s,
+        "baudrate": d.baudrate,
+        "archive": None if archive is None else {
+            "state": archive.state, "last_error": archive.last_error,
+            "records_written": archive.records_written, "backlog": archive.backlog,
+            "dropped": archive.dropped,
+        },
+    }  # fmt: skip
+
+
+def identity(config: MeterConfig, info: MeterInfo | None) -> dict[str, Any]:
+    info = info or MeterInfo()
+    return {
+        "id": config.id,
+        "name": config.display_name,
+        "protocol": config.protocol,
+        "manufacturer": info.manufacturer,
+        "model": info.model,
+        "serial_number": info.serial_number,
+        "firmware": info.firmware,
+    }
+
+
+def snapshot(s: Snapshot) -> dict[str, Any]:
+    return {
+        "meter": s.meter_id,
+        "time": iso(s.time),
+        "values": [reading(r) for r in s.readings.values()],
+    }
+
+
+def advice(meter_id: str, a: Advice) -> dict[str, Any]:
+    return {
+        "meter": meter_id,
+        "state": a.state.value,
+        "text": a.text,
+        "at": iso(a.at),
+        "period": {
+            "day": a.period.day.isoformat(),
+            "number": a.period.number,
+            "start": iso(a.period.start),
+            "end": iso(a.period.end),
+        },
+        "notified_kwh": a.notified_kwh,
+        "measured_kwh": a.measured_kwh,
+        "remaining_s": a.remaining_s,
+        "current_kw": a.current_kw,
+        "required_kw": a.required_kw,
+        "projected_imbalance_kwh": a.projected_imbalance_kwh,
+        "correction_kw": a.correction_kw,
+    }
+
+
+def external(state: ExternalState) -> dict[str, Any]:
+    c, v = state.config, state.value
+    return {
+        "name": c.name,
+        "unit": c.unit,
+        "description": c.description,
+        "fresh_s": c.fresh_s,
+        "source": c.source or None,
+        "value": None if v is None else v.value,
+        "time": None if v is None else iso(v.time),
+        "received": None if v is None else iso(v.received),
+        "origin": None if v is None else v.origin,
+        "age_s": state.age_s,
+        "stale": state.stale,
+        "source_error": state.source_error or None,
+    }
+
+
+def profile(meter_id: str, p: NotifiedProfile, calendar: MarketCalendar) -> dict[str, Any]:
+    periods = calendar.periods(p.day)
+    return {
+        "meter": meter_id,
+        "day": p.day.isoformat(),
+        "period_minutes": p.period_minutes,
+        "unit": "kWh",
+        "total_kwh": sum(p.energy_kwh),
+        "periods": [
+            {"number": q.number, "start": iso(q.start), "end": iso(q.end), "energy_kwh": e}
+            for q, e in zip(periods, p.energy_kwh, strict=True)
+        ],
+    }
