@@ -185,3 +185,47 @@ timezone = "Europe/Vienna"
     assert config.archive.keep("minute") == 0  # forever
     assert config.archive.keep("events") == 731  # default kept
     assert config.meters[0].timezone == "Europe/Vienna"
+
+
+def test_market_web_and_external_sections(tmp_path: Path) -> None:
+    config = load_config(ROOT / "smx.example.toml")
+    assert (config.market.period_minutes, config.market.timezone) == (15, "CET")
+    assert (config.web.host, config.web.port) == ("127.0.0.1", 8080)
+    assert [e.name for e in config.external] == ["spot_price", "renewable_share"]
+    assert (config.external[0].low, config.external[0].high) == (-500.0, 4000.0)
+    pulled = load_config(
+        write(
+            tmp_path,
+            '[[external]]\nname = "price"\nsource = "https://example.org/p.json"\nfield = "data.0.price"\n'
+            '[[meters]]\nid = "m"\nurl = "x"\n',
+        )
+    )
+    assert pulled.external[0].source == "https://example.org/p.json"
+    assert (pulled.external[0].low, pulled.external[0].high) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[market]\nperiod_minutes = 30\n", r"market.period_minutes: expected one of 15, 60, got 30"),
+        ('[market]\ntimezone = "Mars/Olympus"\n', r"market.timezone: expected an IANA time zone name"),
+        ("[web]\nport = 70000\n", r"web.port: expected a port number 0..65535, got 70000"),
+        ('[[external]]\nname = "Spot Price"\n', r"external\[0\].name: expected a name like spot_price"),
+        (
+            '[[external]]\nname = "a"\n[[external]]\nname = "a"\n',
+            r"external\[1\].name: expected a unique name",
+        ),
+        (
+            '[[external]]\nname = "a"\nsource = "ftp://x"\n',
+            r"external\[0\].source: expected an http\(s\):// URL",
+        ),
+        (
+            '[[external]]\nname = "a"\nlow = 5\nhigh = 1\n',
+            r"external\[0\].high: expected a number >= low \(5\)",
+        ),
+        ('[[external]]\nname = "a"\nfresh = 5\n', r"external\[0\].fresh: unknown key"),
+    ],
+)
+def test_market_web_and_external_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text + '[[meters]]\nid = "m"\nurl = "x"\n'))

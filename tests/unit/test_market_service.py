@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.clock import Clock
+from gateway.clock import ManualClock
 from gateway.config import MarketConfig
 from gateway.errors import MarketInputError
 from gateway.localtime import meter_zone
@@ -90,23 +90,9 @@ def test_no_profile_is_no_notification(tmp_path: Path) -> None:
     assert svc.advice.state is AdviceState.NO_NOTIFICATION
 
 
-class FixedClock(Clock):
-    def __init__(self, now: datetime) -> None:
-        self._now = now
-
-    def now(self) -> datetime:
-        return self._now
-
-    def monotonic(self) -> float:
-        return 0.0
-
-    async def sleep(self, seconds: float) -> None:
-        raise AssertionError("not used")
-
-
 async def test_a_refused_profile_stores_nothing_and_a_stored_one_survives_a_restart(tmp_path: Path) -> None:
     config = MarketConfig(period_minutes=15, timezone="Europe/Vienna")
-    desk = MarketDesk(config, tmp_path, ["meter1"], FixedClock(START - timedelta(hours=1)))
+    desk = MarketDesk(config, tmp_path, ["meter1"], ManualClock(START - timedelta(hours=1)))
     with pytest.raises(MarketInputError, match="96 settlement periods") as refused:
         await desk.register("meter1", DAY, [0.5] * 95, "kWh")
     assert refused.value.field == "values"
@@ -114,7 +100,7 @@ async def test_a_refused_profile_stores_nothing_and_a_stored_one_survives_a_rest
     stored = await desk.register("meter1", DAY, [2.0] * 96, "kW")
     with pytest.raises(MarketInputError, match="already notified"):
         await desk.register("meter1", DAY, [1.0] * 96, "kW")
-    again = MarketDesk(config, tmp_path, ["meter1"], FixedClock(START))  # a restart reads it from disk
+    again = MarketDesk(config, tmp_path, ["meter1"], ManualClock(START))  # a restart reads it from disk
     assert await again.load("meter1", DAY) == stored
     assert stored.energy_kwh == (0.5,) * 96
     assert await again.days("meter1") == [DAY]
