@@ -359,7 +359,6 @@ class WebApi:
             raise ApiError(400, "start: required (ISO 8601 UTC time)", "start")
         end = _query_time(request, "end", now)
         assert end is not None
-        limit = _int(request, "limit", PAGE_LIMIT, 1, PAGE_LIMIT)
         point = _point(request)
         name = request.query.get("aggregate")
         try:
@@ -367,7 +366,7 @@ class WebApi:
                 details = ua.ReadRawModifiedDetails(
                     StartTime=start,
                     EndTime=end,
-                    NumValuesPerNode=limit,
+                    NumValuesPerNode=_int(request, "limit", PAGE_LIMIT, 1, PAGE_LIMIT),
                     ReturnBounds=_flag(request, "bounds"),
                 )
                 results, more = await asyncio.to_thread(storage.read_raw, node, details, point)
@@ -392,7 +391,6 @@ class WebApi:
                 results, more = await asyncio.to_thread(
                     storage.read_processed, node, details, aggregate, point
                 )
-                results = results[:limit] if more is None else results
         except HistoryFault as err:
             status = ua.StatusCode(err.status)
             message = {

@@ -433,7 +433,12 @@ def document() -> dict[str, Any]:
                     _param(
                         "interval", "query", "Processing interval with an aggregate: PT15M, P1D or seconds."
                     ),
-                    _param("limit", "query", "Most values per page (1..2000).", {"type": "integer"}),
+                    _param(
+                        "limit",
+                        "query",
+                        "Raw: most values per page (1..2000); aggregates page by 2000 intervals.",
+                        {"type": "integer"},
+                    ),
                     _param("bounds", "query", "Raw: add the bounding values.", {"type": "boolean"}),
                     _CURSOR,
                 ),
