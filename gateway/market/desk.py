@@ -100,7 +100,8 @@ class MarketDesk:
         if moment.tzinfo is None:
             raise MarketInputError(f"the time must say its offset, got {moment.isoformat()}", field="time")
         await self.load(meter_id, self.calendar.day_of(moment))
-        return service.advice_at(moment)
+        # "Now" may already be in the next period before its first snapshot: that period's advice.
+        return service.advice_now(moment) if at is None else service.advice_at(moment)
 
     def listener(self, meter_id: str) -> _DeskListener:
         """The poller listener that feeds ``meter_id``'s snapshots to its service."""

@@ -155,6 +155,10 @@ class MarketService:
             )
         return self._advise(at)
 
+    def advice_now(self, now: datetime) -> Advice:
+        """The advice at ``now`` from what is known, whichever period ``now`` falls in."""
+        return self._advise(now)
+
     def _advise(self, at: datetime) -> Advice:
         period = self.calendar.period_at(at)
         return compute_advice(

@@ -31,7 +31,7 @@ from asyncua import ua
 
 from gateway import __version__
 from gateway.archive.recorder import EVENT_LOG_OBIS, EVENT_STREAM, STREAMS
-from gateway.errors import ArchiveError, MarketInputError
+from gateway.errors import ArchiveError, GatewayError, MarketInputError
 from gateway.events import describe
 from gateway.market.store import STREAM as NOTIFIED_STREAM
 from gateway.obis import Obis
@@ -223,9 +223,14 @@ def _point(request: web.Request) -> bytes | None:
     if text is None:
         return None
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        # validate=True: the lenient decoder drops foreign characters, so "!!!" would be an
+        # empty cursor, i.e. the first page again, and a client following cursors would loop.
+        point = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except ValueError:
-        raise ApiError(400, "cursor: not a cursor this API returned", "cursor") from None
+        point = b""
+    if not point:
+        raise ApiError(400, "cursor: not a cursor this API returned", "cursor")
+    return point
 
 
 # -- the API -----------------------------------------------------------------------------
@@ -281,7 +286,7 @@ class WebApi:
         text = request.match_info["obis"]
         try:
             return Obis.parse(text)
-        except ValueError as err:
+        except (ValueError, GatewayError) as err:
             raise ApiError(400, f"obis: {err}", "obis") from None
 
     def _archive_root(self, meter_id: str) -> Path:

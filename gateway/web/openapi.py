@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the REST API, served at ``/api/openapi.json``.
 
-Written as data next to the code it describes; ``tests/integration/test_rest_contract.py``
+Written as data next to the code it describes; ``tests/integration/test_rest_api.py``
 calls every operation and checks each answer (successes and errors) against it, and
 that every route the server has is documented and every documented one exists.
 """
