@@ -25,13 +25,18 @@ function fmt(value, digits = 2) {
 
 function age(seconds) {
   if (seconds === null || seconds === undefined) return "never";
+  if (seconds < 0) return `in ${age(-seconds)}`;  // a value for a time ahead (a forecast)
   if (seconds < 90) return `${Math.round(seconds)} s`;
   if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
-function localTime(iso) {
-  return iso ? new Date(iso).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit"}) : "–";
+// 24-hour clock in every locale: metering times are read as 17:00, never as 05:00 PM.
+function localTime(iso, seconds = true) {
+  if (!iso) return "–";
+  const options = {hour: "2-digit", minute: "2-digit", hourCycle: "h23"};
+  if (seconds) options.second = "2-digit";
+  return new Date(iso).toLocaleTimeString([], options);
 }
 
 async function api(path, options = {}) {
@@ -120,7 +125,7 @@ function renderAdvice(a) {
   text.textContent = a.text;
   text.dataset.state = a.state;
   const p = a.period;
-  $("advice-period").textContent = `period ${p.number}, ${localTime(p.start).slice(0, 5)}–${localTime(p.end).slice(0, 5)}`;
+  $("advice-period").textContent = `period ${p.number}, ${localTime(p.start, false)}–${localTime(p.end, false)}`;
   $("advice-notified").textContent = fmt(a.notified_kwh, 3);
   $("advice-measured").textContent = fmt(a.measured_kwh, 3);
   $("advice-remaining").textContent = `${Math.floor(a.remaining_s / 60)} min ${Math.floor(a.remaining_s % 60)} s`;
@@ -154,7 +159,7 @@ function renderExternal(items) {
     tr.cells[3].innerHTML = "";
     tr.cells[3].append(age(x.age_s));
     if (mark) tr.cells[3].insertAdjacentHTML("beforeend", mark);
-    if (x.source_error) tr.cells[3].title = `source: ${x.source_error}`;
+    tr.cells[3].title = x.source_error ? `source: ${x.source_error}` : "";
   }
 }
 
@@ -233,9 +238,13 @@ function drawPower() {
   const box = {left, y: (v) => bottom - ((v - range.lo) / (range.hi - range.lo)) * (bottom - top)};
   const x = (t) => left + ((t - (now - HOUR)) / HOUR) * (width - left - 4);
   axes(ctx, box, range, width);
-  ctx.textAlign = "center";
   ctx.textBaseline = "top";
-  for (let m = 60; m >= 0; m -= 15) ctx.fillText(m ? `−${m} min` : "now", x(now - m * 60e3), bottom + 5);
+  const every = width < 480 ? 30 : 15;  // a phone has room for fewer time labels
+  for (let m = 60; m >= 0; m -= every) {
+    // The outer labels align inwards so neither is cut by the canvas edge or meets the y labels.
+    ctx.textAlign = m === 60 ? "left" : m === 0 ? "right" : "center";
+    ctx.fillText(m ? `−${m} min` : "now", x(now - m * 60e3), bottom + 5);
+  }
   ctx.strokeStyle = "#0b6bcb";
   ctx.lineWidth = 1.5;
   ctx.beginPath();
@@ -349,7 +358,7 @@ async function loadArchive() {
     for (const [stream, files] of Object.entries(streams)) {
       const div = document.createElement("div");
       div.innerHTML = `<h3></h3><ul></ul>`;
-      div.querySelector("h3").textContent = `${stream} (${files.length} days)`;
+      div.querySelector("h3").textContent = `${stream} (${files.length} ${files.length === 1 ? "day" : "days"})`;
       for (const f of files.slice(-7).reverse()) {
         const li = document.createElement("li");
         const a = document.createElement("a");

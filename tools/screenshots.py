@@ -1,0 +1,214 @@
+"""Screenshots of the gateway's web page, at a desktop and a phone width.
+
+``take_screenshots(web_url, out_dir)`` opens the page of a running gateway in headless Chromium
+(tests/browser.py), waits until the live values, the advice and the notified profile are shown
+and writes ``web-desktop.png`` (1280 px wide) and ``web-phone.png`` (390 px at scale 2, so
+780 px), both of the whole page. The web-page tests call it; run as a script, it starts the
+demo gateway of ``make run`` itself::
+
+    python tools/screenshots.py docs/screenshots
+
+The demo gateway runs in a temporary working directory (its archive goes there), on ports
+the OS picks. Before the shots it gets a notified profile for the running delivery day, in
+the shape of a daily load curve, and the two external values of the demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: tools/ is on the path, the project is not
+    sys.path.insert(0, str(ROOT))
+
+from gateway.app import Gateway  # noqa: E402
+from gateway.archive.files import ArchiveWriter  # noqa: E402
+from gateway.archive.minutes import STREAM as MINUTE_STREAM  # noqa: E402
+from gateway.archive.minutes import MinuteAggregator  # noqa: E402
+from gateway.config import GatewayConfig, demo_config, one_second_set  # noqa: E402
+from gateway.obis import CATALOGUE  # noqa: E402
+from gateway.simulator.physics import HouseholdModel  # noqa: E402
+from tests.browser import Chromium, Page, find_chromium  # noqa: E402
+
+#: (file name, viewport width, height, mobile, device scale factor)
+SHOTS = (
+    ("web-desktop.png", 1280, 900, False, 1),
+    ("web-phone.png", 390, 844, True, 2),
+)
+
+#: The page is ready for a picture: live values in the table (the energy registers too, which
+#: are read every few seconds, not every second), the advice in words, the profile card filled
+#: in (day, number of periods), the archive list loaded and a few points of net power in the chart.
+READY = """
+(() => {
+  const voltage = document.querySelector('#values tr[data-obis="1-0:32.7.0"] .value');
+  const advice = document.querySelector("#advice-text");
+  const waiting = document.querySelectorAll('#values tr[data-quality="waiting"]').length;
+  return voltage !== null && /^\\d/.test(voltage.textContent) && waiting === 0
+    && advice.textContent.trim() !== "–" && advice.dataset.state !== undefined
+    && document.querySelector("#profile-day").textContent !== ""
+    && document.querySelector("#profile-periods").textContent !== ""
+    && document.querySelector("#archive-files").textContent !== ""
+    && state.power.length >= 3;
+})()
+"""
+
+
+async def take_screenshots(web_url: str, out_dir: Path, *, browser: Chromium | None = None) -> list[Path]:
+    """Write ``web-desktop.png`` and ``web-phone.png`` of the page at ``web_url`` into ``out_dir``;
+    returns their paths. Uses ``browser`` if given, else launches (and stops) one of its own."""
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
+    async with contextlib.AsyncExitStack() as stack:
+        if browser is None:
+            executable = find_chromium()
+            if executable is None:
+                raise FileNotFoundError("chromium not installed (apt-get install chromium)")
+            browser = await stack.enter_async_context(Chromium.launch(executable))
+        paths = []
+        for name, width, height, mobile, scale in SHOTS:
+            page = await browser.new_page(width, height, mobile=mobile, device_scale_factor=scale)
+            try:
+                paths.append(await _shoot(page, web_url, out_dir / name))
+            finally:
+                await page.close()
+        return paths
+
+
+async def _shoot(page: Page, web_url: str, path: Path) -> Path:
+    await page.goto(web_url)
+    await page.wait_for(READY, timeout=30)
+    if page.errors:
+        raise RuntimeError(f"the page at {web_url} threw: {page.errors}")
+    return await page.screenshot(path, full_page=True)
+
+
+# -- the demo gateway of the script ------------------------------------------------------------
+
+
+def load_curve(periods: int) -> list[float]:
+    """Net import energy per period (kWh) of a household-like day: a night base of 0.1 kWh, a
+    morning peak near 07:30 and a higher evening peak near 19:00 (at most 0.6 kWh per period)."""
+    values = []
+    for n in range(periods):
+        hour = (n + 0.5) * 24 / periods
+        morning = 0.30 * math.exp(-(((hour - 7.5) / 1.3) ** 2))
+        midday = 0.12 * math.exp(-(((hour - 12.5) / 2.0) ** 2))
+        evening = 0.50 * math.exp(-(((hour - 19.0) / 2.0) ** 2))
+        values.append(round(min(0.6, 0.1 + morning + midday + evening), 3))
+    return values
+
+
+async def feed_demo_data(web_url: str, meter: str = "meter1") -> None:
+    """A notified profile for the running delivery day and both demo external values, over REST."""
+    async with aiohttp.ClientSession(raise_for_status=True) as http:
+        async with http.get(f"{web_url}api/meters/{meter}/profiles") as response:
+            listing = await response.json()
+        today = listing["today"]
+        periods = next(u["periods"] for u in listing["upcoming"] if u["day"] == today)
+        profile = {"values": load_curve(periods), "unit": "kWh", "replace": True}
+        async with http.put(f"{web_url}api/meters/{meter}/profiles/{today}", json=profile):
+            pass
+        async with http.put(f"{web_url}api/external/spot_price", json={"value": 87.5}):
+            pass
+        ten_minutes_ago = (datetime.now(UTC) - timedelta(minutes=10)).isoformat().replace("+00:00", "Z")
+        share = {"value": 63.0, "time": ten_minutes_ago}
+        async with http.put(f"{web_url}api/external/renewable_share", json=share):
+            pass
+
+
+def archive_last_hour(config: GatewayConfig, now: datetime) -> None:
+    """Minute records of the hour before ``now`` from the simulated meter's own physics, so the
+    page's one-hour power chart shows what a gateway running for an hour would have recorded.
+    Only the active power columns are filled (mean, minimum, maximum of 5-second samples)."""
+    meter = config.meters[0]
+    assert meter.simulator is not None
+    model = HouseholdModel(seed=meter.simulator.seed)
+    by_obis = {i.obis: i for i in CATALOGUE}
+    minutes = MinuteAggregator([by_obis[o] for o in one_second_set(meter)])
+    first = now.replace(second=0, microsecond=0) - timedelta(hours=1)
+    rows = []
+    for k in range(60):
+        start = first + timedelta(minutes=k)
+        instants = [model.instant(start + timedelta(seconds=s)) for s in range(0, 60, 5)]
+        powers = {
+            "1-0:1.7.0": [i.active_import_kw for i in instants],
+            "1-0:2.7.0": [i.active_export_kw for i in instants],
+        }
+        values: list[float | None] = []
+        for column in minutes.columns:
+            samples = powers.get(column.obis)
+            if samples is None:
+                values.append(None)
+            else:
+                values.append({
+                    "mean": sum(samples) / len(samples), "min": min(samples), "max": max(samples),
+                    "count": float(len(samples)),
+                }[column.qualifier])  # fmt: skip
+        rows.append((start, None, tuple(values)))
+    writer = ArchiveWriter(config.archive.path, meter.id)
+    try:
+        writer.append(MINUTE_STREAM, minutes.columns, rows)
+    finally:
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def demo_gateway() -> AsyncIterator[Gateway]:
+    """The demo gateway (``make run``) on ports the OS picks, until the block ends."""
+    config = demo_config()
+    config = replace(config, web=replace(config.web, port=0), opcua=replace(config.opcua, port=0))
+    archive_last_hour(config, datetime.now(UTC))
+    gateway = Gateway(config)
+    task = asyncio.create_task(gateway.run(), name="gateway")
+    try:
+        ready = asyncio.create_task(gateway.ready.wait())
+        async with asyncio.timeout(60):
+            done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()  # raises what stopped the gateway
+        yield gateway
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def shoot_demo(out_dir: Path) -> list[Path]:
+    """Start the demo gateway, give it a profile and external values, and take the screenshots."""
+    async with demo_gateway() as gateway:
+        await feed_demo_data(gateway.web_url)
+        return await take_screenshots(gateway.web_url, out_dir)
+
+
+def main(out_dir: Path) -> list[Path]:
+    """`shoot_demo` in a temporary working directory (the demo's archive goes there)."""
+    out_dir = out_dir.resolve()
+    start = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="smx-screenshots-") as work:
+        os.chdir(work)
+        try:
+            return asyncio.run(shoot_demo(out_dir))
+        finally:
+            os.chdir(start)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", type=Path, help="where to write web-desktop.png and web-phone.png")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for written in main(args.out_dir):
+        print(f"wrote {written}")
