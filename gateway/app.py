@@ -205,6 +205,7 @@ class Gateway:
                 )  # fmt: skip
                 if recorder is not None:
                     await recorder.repair()
+                    await self.desk.resume(meter.id, recorder.archive.reader)
                     for code, stream in READOUT_STREAMS.items():
                         last = await recorder.archive.last_time(stream)
                         if last is not None:

@@ -36,17 +36,18 @@ if str(ROOT) not in sys.path:  # run as a script: tools/ is on the path, the pro
 
 from gateway.app import Gateway  # noqa: E402
 from gateway.archive.files import ArchiveWriter  # noqa: E402
+from gateway.archive.minutes import REGISTER_STREAM, MinuteAggregator, RegisterSampler  # noqa: E402
 from gateway.archive.minutes import STREAM as MINUTE_STREAM  # noqa: E402
-from gateway.archive.minutes import MinuteAggregator  # noqa: E402
 from gateway.config import GatewayConfig, demo_config, one_second_set  # noqa: E402
-from gateway.obis import CATALOGUE  # noqa: E402
+from gateway.obis import CATALOGUE, Refresh  # noqa: E402
 from gateway.simulator.physics import HouseholdModel  # noqa: E402
 from tests.browser import Chromium, Page, find_chromium  # noqa: E402
 
-#: (file name, viewport width, height, mobile, device scale factor)
+#: (file name, viewport width, height, mobile, device scale factor, whole page): the phone shows
+#: what fits its screen, the first cards (the whole page is six screens long).
 SHOTS = (
-    ("web-desktop.png", 1280, 900, False, 1),
-    ("web-phone.png", 390, 844, True, 2),
+    ("web-desktop.png", 1280, 900, False, 1, True),
+    ("web-phone.png", 390, 844, True, 2, False),
 )
 
 #: The page is ready for a picture: live values in the table (the energy registers too, which
@@ -78,21 +79,21 @@ async def take_screenshots(web_url: str, out_dir: Path, *, browser: Chromium | N
                 raise FileNotFoundError("chromium not installed (apt-get install chromium)")
             browser = await stack.enter_async_context(Chromium.launch(executable))
         paths = []
-        for name, width, height, mobile, scale in SHOTS:
+        for name, width, height, mobile, scale, whole in SHOTS:
             page = await browser.new_page(width, height, mobile=mobile, device_scale_factor=scale)
             try:
-                paths.append(await _shoot(page, web_url, out_dir / name))
+                paths.append(await _shoot(page, web_url, out_dir / name, whole))
             finally:
                 await page.close()
         return paths
 
 
-async def _shoot(page: Page, web_url: str, path: Path) -> Path:
+async def _shoot(page: Page, web_url: str, path: Path, whole: bool) -> Path:
     await page.goto(web_url)
     await page.wait_for(READY, timeout=30)
     if page.errors:
         raise RuntimeError(f"the page at {web_url} threw: {page.errors}")
-    return await page.screenshot(path, full_page=True)
+    return await page.screenshot(path, full_page=whole)
 
 
 # -- the demo gateway of the script ------------------------------------------------------------
@@ -130,26 +131,33 @@ async def feed_demo_data(web_url: str, meter: str = "meter1") -> None:
 
 
 def archive_last_hour(config: GatewayConfig, now: datetime) -> None:
-    """Minute records of the hour before ``now`` from the simulated meter's own physics, so the
-    page's one-hour power chart shows what a gateway running for an hour would have recorded.
-    Only the active power columns are filled (mean, minimum, maximum of 5-second samples)."""
+    """The archive of the hour before ``now`` as a gateway reading the simulated meter would have
+    written it, from the meter's own physics: minute records of the active powers (the page's
+    one-hour chart) and a register sample per minute (A+ and A- run back from the registers the
+    simulated meter starts with, 12345 and 2345 kWh), which let the advice start at once."""
     meter = config.meters[0]
     assert meter.simulator is not None
     model = HouseholdModel(seed=meter.simulator.seed)
     by_obis = {i.obis: i for i in CATALOGUE}
     minutes = MinuteAggregator([by_obis[o] for o in one_second_set(meter)])
+    registers = RegisterSampler([i for i in CATALOGUE if i.refresh is Refresh.REGISTER])
     first = now.replace(second=0, microsecond=0) - timedelta(hours=1)
-    rows = []
+    seconds = [first + timedelta(seconds=n) for n in range(int((now - first).total_seconds()))]
+    powers = [(model.instant(t).active_import_kw, model.instant(t).active_export_kw) for t in seconds]
+    # The registers at each second, integrated backwards from their value now.
+    a_plus, a_minus = [0.0] * len(seconds), [0.0] * len(seconds)
+    energy_in, energy_out = 12345.0, 2345.0
+    for n in range(len(seconds) - 1, -1, -1):
+        energy_in -= powers[n][0] / 3600
+        energy_out -= powers[n][1] / 3600
+        a_plus[n], a_minus[n] = energy_in, energy_out
+    minute_rows, register_rows = [], []
     for k in range(60):
-        start = first + timedelta(minutes=k)
-        instants = [model.instant(start + timedelta(seconds=s)) for s in range(0, 60, 5)]
-        powers = {
-            "1-0:1.7.0": [i.active_import_kw for i in instants],
-            "1-0:2.7.0": [i.active_export_kw for i in instants],
-        }
+        part = powers[k * 60 : (k + 1) * 60]
+        columns = {"1-0:1.7.0": [p[0] for p in part], "1-0:2.7.0": [p[1] for p in part]}
         values: list[float | None] = []
         for column in minutes.columns:
-            samples = powers.get(column.obis)
+            samples = columns.get(column.obis)
             if samples is None:
                 values.append(None)
             else:
@@ -157,10 +165,14 @@ def archive_last_hour(config: GatewayConfig, now: datetime) -> None:
                     "mean": sum(samples) / len(samples), "min": min(samples), "max": max(samples),
                     "count": float(len(samples)),
                 }[column.qualifier])  # fmt: skip
-        rows.append((start, None, tuple(values)))
+        minute_rows.append((seconds[k * 60], None, tuple(values)))
+        at = k * 60 + 30
+        sample = {"1-0:1.8.0": a_plus[at], "1-0:2.8.0": a_minus[at]}
+        register_rows.append((seconds[at], None, tuple(sample.get(c.obis) for c in registers.columns)))
     writer = ArchiveWriter(config.archive.path, meter.id)
     try:
-        writer.append(MINUTE_STREAM, minutes.columns, rows)
+        writer.append(MINUTE_STREAM, minutes.columns, minute_rows)
+        writer.append(REGISTER_STREAM, registers.columns, register_rows)
     finally:
         writer.close()
 

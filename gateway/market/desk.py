@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 
+from gateway.archive.files import ArchiveReader
+from gateway.archive.minutes import REGISTER_STREAM
 from gateway.clock import Clock
 from gateway.config import MarketConfig
 from gateway.errors import ArchiveError, MarketInputError
@@ -23,7 +25,7 @@ from gateway.localtime import meter_zone
 from gateway.market.advice import Advice
 from gateway.market.periods import MarketCalendar
 from gateway.market.profiles import NotifiedProfile
-from gateway.market.service import MarketService
+from gateway.market.service import EXPORT_ENERGY, IMPORT_ENERGY, MAX_GAP, MarketService
 from gateway.market.store import ProfileStore
 from gateway.meter.model import EventRecord, ProfileData, Snapshot
 
@@ -102,6 +104,23 @@ class MarketDesk:
         await self.load(meter_id, self.calendar.day_of(moment))
         # "Now" may already be in the next period before its first snapshot: that period's advice.
         return service.advice_now(moment) if at is None else service.advice_at(moment)
+
+    async def resume(self, meter_id: str, reader: ArchiveReader) -> int:
+        """Feed the register samples archived around the running period's start to the
+        service (see :meth:`MarketService.resume`); returns how many were found."""
+        service = self.service(meter_id)
+        now = self.clock.now()
+        period = self.calendar.period_at(now)
+        columns = [(str(IMPORT_ENERGY), ""), (str(EXPORT_ENERGY), "")]
+
+        def read() -> list[tuple[datetime, float]]:
+            rows = reader.read_columns(REGISTER_STREAM, columns, period.start - MAX_GAP, now)
+            return [(t, a_plus - a_minus) for t, _status, (a_plus, a_minus) in rows
+                    if a_plus is not None and a_minus is not None]  # fmt: skip
+
+        reads = await asyncio.to_thread(read)
+        service.resume(reads, now)
+        return len(reads)
 
     def listener(self, meter_id: str) -> _DeskListener:
         """The poller listener that feeds ``meter_id``'s snapshots to its service."""

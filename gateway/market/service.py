@@ -21,6 +21,7 @@ loads and stores them: this class does no I/O, so it can run in the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -117,25 +118,46 @@ class MarketService:
             read = _Read(max(imported[1], exported[1]), imported[0] - exported[0])
         p_in, p_out = _good(snapshot, IMPORT_POWER), _good(snapshot, EXPORT_POWER)
         self._power_kw = None if p_in is None or p_out is None else p_in[0] - p_out[0]
+        self._enter(period)
+        if read is not None:
+            self._take(read, period)
+        self._last_time = now
+        self.advice = self._advise(now)
+        return self.advice
+
+    def resume(self, reads: Sequence[tuple[datetime, float]], now: datetime) -> None:
+        """Take net register reads (time, kWh) archived before a restart, oldest first.
+
+        The running period's start value is then interpolated from them exactly as from
+        live reads, so after a short restart (a power cut of the box) the advice goes on at
+        once instead of saying no-measurement until the next period.
+        """
+        period = self.calendar.period_at(now)
+        self._enter(period)
+        for t, net_kwh in reads:
+            if t <= now:
+                self._take(_Read(t, net_kwh), period)
+
+    def _enter(self, period: SettlementPeriod) -> None:
         if period != self._period:
             # A new period: its start value is known once a read before and one after it exist.
             self._at_start = None
             self._period = period
-        if read is not None and (self._last_read is None or read.time > self._last_read.time):
-            before = self._last_read
-            if (
-                self._at_start is None
-                and before is not None
-                and before.time <= period.start <= read.time
-                and read.time - before.time <= MAX_GAP
-            ):
-                span = (read.time - before.time).total_seconds()
-                share = 0.0 if span <= 0 else (period.start - before.time).total_seconds() / span
-                self._at_start = before.net_kwh + share * (read.net_kwh - before.net_kwh)
-            self._last_read = read
-        self._last_time = now
-        self.advice = self._advise(now)
-        return self.advice
+
+    def _take(self, read: _Read, period: SettlementPeriod) -> None:
+        before = self._last_read
+        if before is not None and read.time <= before.time:
+            return
+        if (
+            self._at_start is None
+            and before is not None
+            and before.time <= period.start <= read.time
+            and read.time - before.time <= MAX_GAP
+        ):
+            span = (read.time - before.time).total_seconds()
+            share = 0.0 if span <= 0 else (period.start - before.time).total_seconds() / span
+            self._at_start = before.net_kwh + share * (read.net_kwh - before.net_kwh)
+        self._last_read = read
 
     def advice_at(self, at: datetime) -> Advice:
         """The advice at ``at``: now or later in the running period, the current power held until then.

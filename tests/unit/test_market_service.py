@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.archive.files import ArchiveReader, ArchiveWriter
+from gateway.archive.minutes import RegisterSampler
 from gateway.clock import ManualClock
 from gateway.config import MarketConfig
 from gateway.errors import MarketInputError
@@ -17,6 +19,7 @@ from gateway.market.desk import MarketDesk
 from gateway.market.periods import MarketCalendar
 from gateway.market.service import EXPORT_ENERGY, EXPORT_POWER, IMPORT_ENERGY, IMPORT_POWER, MarketService
 from gateway.meter.model import Diagnostics, Quality, Reading, Snapshot
+from gateway.obis import CATALOGUE, Refresh
 
 VIENNA = meter_zone("Europe/Vienna")
 assert VIENNA is not None
@@ -118,3 +121,33 @@ async def test_advice_at_a_later_instant_holds_the_current_power(tmp_path: Path)
     assert err.value.out_of_range
     with pytest.raises(MarketInputError, match="not in the rest"):
         svc.advice_at(START + timedelta(minutes=4))
+
+
+async def test_after_a_restart_the_archived_registers_give_the_period_start(tmp_path: Path) -> None:
+    """The box restarts at 10:07 (a power cut): the register samples it archived around
+    10:00 give the period's start value, so the advice goes on at once."""
+    columns = RegisterSampler([i for i in CATALOGUE if i.refresh is Refresh.REGISTER]).columns
+    assert [c.obis for c in columns][:2] == ["1-0:1.8.0", "1-0:2.8.0"]
+    # 2 kW net import since 09:50, A+ sampled each minute at :30 until 10:06:30.
+    samples = [START - timedelta(minutes=10, seconds=-30) + timedelta(minutes=k) for k in range(17)]
+    rows = [(t, 0, (100.0 + 2.0 * (t - START).total_seconds() / 3600, 3.0, 0.0, 0.0)) for t in samples]
+    writer = ArchiveWriter(tmp_path, "meter1")
+    writer.append("registers", columns, rows)
+    writer.close()
+    restart = START + timedelta(minutes=7)
+    config = MarketConfig(period_minutes=15, timezone="Europe/Vienna")
+    desk = MarketDesk(config, tmp_path, ["meter1"], ManualClock(restart))
+    await desk.register("meter1", DAY, [0.6] * 96)
+    assert await desk.resume("meter1", ArchiveReader(tmp_path, "meter1")) == 9  # 09:58:30 .. 10:06:30
+    svc = desk.service("meter1")
+    run(svc, restart, 1)  # the first snapshot after the restart
+    advice = svc.advice
+    assert advice is not None
+    assert advice.state is AdviceState.ADVISED
+    assert advice.measured_kwh == pytest.approx(2.0 * 7 / 60)
+    # Without the archive, the same start says no-measurement.
+    fresh = MarketDesk(config, tmp_path / "empty", ["meter1"], ManualClock(restart))
+    await fresh.register("meter1", DAY, [0.6] * 96)
+    run(fresh.service("meter1"), restart, 1)
+    assert fresh.service("meter1").advice is not None
+    assert fresh.service("meter1").advice.state is AdviceState.NO_MEASUREMENT
