@@ -34,6 +34,7 @@ from gateway.archive.recorder import EVENT_LOG_OBIS, EVENT_STREAM, STREAMS
 from gateway.errors import ArchiveError, GatewayError, MarketInputError
 from gateway.events import describe
 from gateway.market.store import STREAM as NOTIFIED_STREAM
+from gateway.meter.model import Snapshot
 from gateway.obis import Obis
 from gateway.opcua.history import HistoryFault
 from gateway.web import views
@@ -174,11 +175,10 @@ def _day(text: str) -> date:
         raise ApiError(400, f"day: expected a date YYYY-MM-DD, got {text!r}", "day") from None
 
 
-async def _body(
-    request: web.Request, allowed: dict[str, tuple[type, ...]], required: tuple[str, ...]
-) -> dict[str, Any]:
-    """The request's JSON object, its keys checked; NaN/Infinity literals come through as
-    numbers so the market's validation names the period that holds them."""
+async def _body(request: web.Request, allowed: dict[str, str], required: tuple[str, ...]) -> dict[str, Any]:
+    """The request's JSON object, its keys and their JSON types (``allowed``: key -> type)
+    checked; NaN/Infinity literals come through as numbers so the market's validation
+    names the period that holds them."""
     if request.content_type != "application/json":
         raise ApiError(415, f"expected Content-Type application/json, got {request.content_type or 'none'}")
     raw = await request.read()
@@ -187,7 +187,7 @@ async def _body(
     except (ValueError, UnicodeDecodeError) as err:
         raise ApiError(400, f"the body is not valid JSON: {err}") from None
     if not isinstance(data, dict):
-        raise ApiError(400, f"the body must be a JSON object, got {type(data).__name__}")
+        raise ApiError(400, f"the body must be a JSON object, got {_json_type(data)}")
     for key in data:
         if key not in allowed:
             raise ApiError(400, f"unknown key {key!r} (expected: {', '.join(allowed)})", key)
@@ -195,23 +195,22 @@ async def _body(
         if key not in data:
             raise ApiError(400, f"missing key {key!r}", key)
     for key, value in data.items():
-        kinds = allowed[key]
-        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
-            names = " or ".join(_JSON_NAMES[k] for k in kinds)
-            raise ApiError(400, f"{key}: expected {names}, got {_json_name(value)}", key)
+        if _json_type(value) != allowed[key]:
+            raise ApiError(400, f"{key}: expected {allowed[key]}, got {_json_type(value)}", key)
     return data
 
 
-_JSON_NAMES = {list: "an array", str: "a string", bool: "true or false", int: "a number", float: "a number",
-               type(None): "null"}  # fmt: skip
-
-
-def _json_name(value: Any) -> str:
+def _json_type(value: object) -> str:
+    """The JSON type of a parsed value (bool is not a number here)."""
     if isinstance(value, bool):
-        return "a boolean"
-    return {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number"}.get(
-        type(value), "null"
-    )
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "string" if isinstance(value, str) else "null"
 
 
 def _cursor(point: bytes | None) -> str | None:
@@ -331,7 +330,7 @@ class WebApi:
     async def meter(self, request: web.Request) -> web.Response:
         return _json(self._meter_json(self._meter_id(request)))
 
-    def _latest(self, mid: str) -> Any:
+    def _latest(self, mid: str) -> Snapshot:
         latest = self.hub.latest.get(mid)
         if latest is None:
             raise ApiError(404, f"meter {mid!r} has not been read yet")
@@ -500,7 +499,7 @@ class WebApi:
     async def put_profile(self, request: web.Request) -> web.Response:
         mid = self._meter_id(request)
         day = _day(request.match_info["day"])
-        body = await _body(request, {"values": (list,), "unit": (str,), "replace": (bool,)}, ("values",))
+        body = await _body(request, {"values": "array", "unit": "string", "replace": "boolean"}, ("values",))
         desk = self.gw.desk
         assert desk is not None
         existed = await desk.load(mid, day) is not None
@@ -531,7 +530,7 @@ class WebApi:
 
     async def put_external(self, request: web.Request) -> web.Response:
         name = self._external_name(request)
-        body = await _body(request, {"value": (int, float), "time": (str,)}, ("value",))
+        body = await _body(request, {"value": "number", "time": "string"}, ("value",))
         at = _time(body["time"], "time") if "time" in body else None
         now = self.gw.clock.now()
         try:
@@ -610,7 +609,7 @@ class WebApi:
             self.hub.leave(queue)
         return response
 
-    def render(self, snap: Any) -> dict[str, Any]:
+    def render(self, snap: Snapshot) -> dict[str, Any]:
         """One live message: the snapshot, the meter's status and advice, the external data."""
         mid = snap.meter_id
         desk = self.gw.desk
