@@ -16,6 +16,7 @@ from aiohttp import web
 
 from tests import browser as driver
 from tests.browser import CdpError, Chromium, Page, require_chromium
+from tests.loopback import serve
 
 # One browser and one server for the module: both live on the module's event loop.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -63,15 +64,8 @@ async def url() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/", index)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        await runner.cleanup()
+    async with serve(app) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from gateway.config import ExternalConfig
 from gateway.errors import MarketInputError
 from gateway.market.external import ExternalData
 from gateway.web.sources import SourceError, SourcePuller, parse, pick
+from tests.loopback import serve
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PRICE = ExternalConfig("spot_price", "EUR/MWh", "Day-ahead price", fresh_s=3600, low=-500, high=4000)
@@ -98,13 +99,8 @@ async def test_file_and_http_sources_are_pulled_and_failures_shown(tmp_path: Pat
 
     app = web.Application()
     app.router.add_get("/prices.json", prices)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        price = ExternalConfig(price.name, price.unit, source=f"http://127.0.0.1:{port}/prices.json",
+    async with serve(app) as base:
+        price = ExternalConfig(price.name, price.unit, source=f"{base}prices.json",
                                field=price.field, time_field=price.time_field)  # fmt: skip
         data = ExternalData((share, price))
         puller = SourcePuller(data, clock)
@@ -123,8 +119,6 @@ async def test_file_and_http_sources_are_pulled_and_failures_shown(tmp_path: Pat
             assert got.value is not None
             assert (got.value.value, got.value.time, got.age_s) == (81.2, NOW - timedelta(hours=1), 3600)
             assert got.value.origin.startswith("http://127.0.0.1")
-            bad = ExternalConfig("spot_price", source=f"http://127.0.0.1:{port}/missing.json")
+            bad = ExternalConfig("spot_price", source=f"{base}missing.json")
             assert not await puller.pull(session, bad)
             assert data.state("spot_price", NOW).source_error == "HTTP 404 Not Found"
-    finally:
-        await runner.cleanup()
