@@ -214,11 +214,15 @@ class Gateway:
             self.ready.set()
             async with asyncio.TaskGroup() as tasks:
                 for poller in self.pollers.values():
-                    tasks.create_task(self._supervise(poller), name=f"poller-{poller.config.id}")
+                    what = f"poller of meter {poller.config.id}"
+                    tasks.create_task(self._keep_running(what, poller.run), name=f"poller-{poller.config.id}")
                 for mid, recorder in self.recorders.items():
                     tasks.create_task(recorder.run(), name=f"archive-{mid}")
-                tasks.create_task(self._watch_external(), name="external-data")
-                tasks.create_task(SourcePuller(self.external, self.clock).run(), name="external-sources")
+                puller = SourcePuller(self.external, self.clock)
+                tasks.create_task(
+                    self._keep_running("external data", self._watch_external), name="external-data"
+                )
+                tasks.create_task(self._keep_running("external sources", puller.run), name="external-sources")
         finally:
             if self.web is not None:
                 await self.web.stop()
@@ -258,13 +262,15 @@ class Gateway:
             await self.market_nodes.refresh_external()
             await self.clock.sleep(1.0)
 
-    async def _supervise(self, poller: Poller) -> None:
-        """Keep a poller running: a bug in one meter's path must not stop the others or OPC UA."""
+    async def _keep_running(self, what: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run ``run`` again after a failure: a bug in one meter's path or in the external data
+        must not stop the other meters or OPC UA."""
         while True:
             try:
-                await poller.run()
+                await run()
+                return
             except Exception:
-                log.exception("poller of meter %s failed; restart in %.0f s", poller.config.id, RESTART_S)
+                log.exception("%s failed; restart in %.0f s", what, RESTART_S)
                 await self.clock.sleep(RESTART_S)
 
 

@@ -10,6 +10,7 @@ same process, reached through the real transport and protocol code.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -479,7 +480,9 @@ def _market(sec: _Section | None) -> MarketConfig:
         period_minutes=sec.get("period_minutes", int, d.period_minutes, _one_of((15, 60))),
         timezone=sec.get("timezone", str, d.timezone, _market_zone),
         allow_past=sec.get("allow_past", bool, d.allow_past),
-        limit_kw=sec.get("limit_kw", float, d.limit_kw, _non_negative),
+        limit_kw=sec.get(
+            "limit_kw", float, d.limit_kw, lambda v: None if v >= 0 else "a number >= 0 (0: no limit)"
+        ),
     )
     sec.done()
     return cfg
@@ -513,8 +516,8 @@ def _external(sec: _Section) -> ExternalConfig:
     if not name:
         raise sec.fail("name", "a name like spot_price", None)
     d = ExternalConfig(name)
-    low = sec.get("low", float, float("-inf"))
-    high = sec.get("high", float, float("inf"))
+    low = sec.get("low", float, float("-inf"), lambda v: "a number" if math.isnan(v) else None)
+    high = sec.get("high", float, float("inf"), lambda v: "a number" if math.isnan(v) else None)
     if low > high:
         raise sec.fail("high", f"a number >= low ({low:g})", high)
     cfg = ExternalConfig(

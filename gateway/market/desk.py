@@ -64,31 +64,37 @@ class MarketDesk:
             raise KeyError(f"no meter {meter_id!r} (known: {', '.join(self.services)})") from None
 
     async def load(self, meter_id: str, day: date) -> NotifiedProfile | None:
-        """The stored profile of ``day`` (read from disk once, then remembered)."""
+        """The stored profile of ``day``: remembered for the days around today, else read."""
         service = self.service(meter_id)
-        if not service.loaded(day):
-            profile = await asyncio.to_thread(self.stores[meter_id].load, day)
+        if service.loaded(day):
+            return service.profile(day)
+        profile = await asyncio.to_thread(self.stores[meter_id].load, day)
+        # A registration may have stored a newer profile while the file was being read.
+        if not service.loaded(day) and service.keeps(day, self.calendar.day_of(self.clock.now())):
             service.remember(day, profile)
-        return service.profile(day)
+        return profile
 
     async def register(
         self, meter_id: str, day: object, values: list[object], unit: str = "kWh", *, replace: bool = False
-    ) -> NotifiedProfile:
-        """Validate and store a profile; MarketInputError (nothing stored) if it is refused."""
+    ) -> tuple[NotifiedProfile, bool]:
+        """Validate and store a profile; MarketInputError (nothing stored) if it is refused.
+        Returns the stored profile and whether it replaced one."""
         service = self.service(meter_id)
         async with self._locks[meter_id]:
+            existing = None
             if isinstance(day, date) and not isinstance(day, datetime):
-                await self.load(meter_id, day)
+                existing = await self.load(meter_id, day)
             now = self.clock.now()
-            profile = service.prepare(day, values, unit, now=now, replace=replace)
+            profile = service.prepare(day, values, unit, now=now, existing=existing, replace=replace)
             await asyncio.to_thread(self.stores[meter_id].save, profile, now)
-            service.remember(profile.day, profile)
+            if service.loaded(profile.day) or service.keeps(profile.day, self.calendar.day_of(now)):
+                service.remember(profile.day, profile)
         log.info(
             "meter %s: profile for %s registered (%.3f kWh)", meter_id, profile.day, sum(profile.energy_kwh)
         )
         for listener in self.profile_listeners:
             await listener(meter_id, profile)
-        return profile
+        return profile, existing is not None
 
     async def days(self, meter_id: str) -> list[date]:
         """Delivery days with a stored profile, oldest first."""

@@ -14,6 +14,7 @@ start at its own local midnight.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
@@ -21,6 +22,25 @@ from gateway.errors import MarketInputError
 
 #: Settlement period lengths the market services accept, minutes.
 PERIOD_MINUTES = (15, 60)
+#: Delivery days the market services accept: far enough for any real schedule, and the
+#: day's bounds always fit in a datetime.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_day(text: object) -> date:
+    """A delivery day written ``YYYY-MM-DD``; MarketInputError (field ``day``) otherwise."""
+    try:
+        if not isinstance(text, str) or not _DAY.match(text):
+            raise ValueError
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise MarketInputError(f"day: expected a date YYYY-MM-DD, got {text!r}", field="day") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise MarketInputError(
+            f"day: expected a day in {FIRST_DAY.year}..{LAST_DAY.year}, got {text}", field="day"
+        )
+    return day
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,30 +79,41 @@ class MarketService:
         """Whether ``day``'s profile (or its absence) is known here."""
         return day in self._profiles
 
+    def keeps(self, day: date, today: date) -> bool:
+        """Whether ``day`` is worth keeping in memory: yesterday, today or tomorrow (the days
+        the advice can need). Others are read from disk when asked for, so a client asking
+        for many days does not grow the gateway's memory."""
+        return abs((day - today).days) <= 1
+
     def remember(self, day: date, profile: NotifiedProfile | None) -> None:
-        """Keep ``day``'s stored profile (None: none notified); days long past are forgotten."""
+        """Keep ``day``'s stored profile (None: none notified)."""
         self._profiles[day] = profile
-        if len(self._profiles) > 8:
-            for old in sorted(self._profiles)[:-8]:
-                del self._profiles[old]
+
+    def forget_before(self, day: date) -> None:
+        """Drop the profiles of days before ``day``."""
+        for old in [d for d in self._profiles if d < day]:
+            del self._profiles[old]
 
     def profile(self, day: date) -> NotifiedProfile | None:
         """The profile of ``day`` as remembered (None: none notified, or not loaded)."""
         return self._profiles.get(day)
 
     def prepare(
-        self, day: object, values: list[object], unit: str, *, now: datetime, replace: bool = False
+        self,
+        day: object,
+        values: list[object],
+        unit: str,
+        *,
+        now: datetime,
+        existing: NotifiedProfile | None,
+        replace: bool = False,
     ) -> NotifiedProfile:
-        """Validate a profile for ``day`` against what is stored; raise MarketInputError if bad.
-
-        The day's stored profile must be :meth:`loaded`: "already notified" is decided on it.
-        """
+        """Validate a profile for ``day`` against ``existing``, the one stored for that day;
+        raise MarketInputError if it is refused."""
         if not isinstance(day, date) or isinstance(day, datetime):
             raise MarketInputError(f"day must be a date, got {day!r}", field="day")
-        if not self.loaded(day):
-            raise LookupError(f"the stored profile of {day} was not loaded")
         return make_profile(
-            self.calendar, day, values, unit, now=now, existing=self._profiles[day], replace=replace,
+            self.calendar, day, values, unit, now=now, existing=existing, replace=replace,
             allow_past=self.allow_past, limit_kw=self.limit_kw,
         )  # fmt: skip
 
@@ -143,6 +154,7 @@ class MarketService:
             # A new period: its start value is known once a read before and one after it exist.
             self._at_start = None
             self._period = period
+            self.forget_before(period.day - timedelta(days=1))
 
     def _take(self, read: _Read, period: SettlementPeriod) -> None:
         before = self._last_read

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -39,6 +38,7 @@ from gateway.errors import ArchiveError, MarketInputError
 from gateway.market.advice import Advice
 from gateway.market.desk import MarketDesk
 from gateway.market.external import ExternalData, ExternalState, ExternalValue
+from gateway.market.periods import parse_day
 from gateway.market.profiles import NotifiedProfile
 from gateway.opcua.address_space import AddressSpace
 from gateway.units import UNECE_NAMESPACE, UNITS
@@ -72,7 +72,6 @@ _NUMBERS = frozenset(
         ua.VariantType.Int64, ua.VariantType.UInt64,
     }
 )  # fmt: skip
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 #: DateTime values a client sends for "no time": null, or OPC UA's minimum (1601-01-01).
 _NO_TIME_BEFORE = datetime(1602, 1, 1, tzinfo=UTC)
 
@@ -122,13 +121,9 @@ def _scalar(args: Sequence[ua.Variant], index: int, vtype: ua.VariantType, name:
 def _day(args: Sequence[ua.Variant], index: int) -> date:
     text = _scalar(args, index, ua.VariantType.String, "Day")
     try:
-        if not isinstance(text, str) or not _DAY.match(text):
-            raise ValueError
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ArgumentError(
-            index, ua.StatusCodes.BadInvalidArgument, f"Day: expected a date YYYY-MM-DD, got {text!r}"
-        ) from None
+        return parse_day(text)
+    except MarketInputError as err:
+        raise ArgumentError(index, ua.StatusCodes.BadInvalidArgument, str(err)) from None
 
 
 def _count(args: Sequence[ua.Variant], expected: int) -> None:
@@ -333,7 +328,7 @@ class MarketNodes:
             unit = _scalar(args, 2, ua.VariantType.String, "Unit")
             replace = _scalar(args, 3, ua.VariantType.Boolean, "Replace")
             try:
-                profile = await self.desk.register(
+                profile, _replaced = await self.desk.register(
                     meter_id, day, list(values_arg.Value), unit, replace=replace
                 )
             except MarketInputError as err:

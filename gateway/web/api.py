@@ -3,10 +3,13 @@
 Every route is declared in :mod:`gateway.web.openapi` (served at ``/api/openapi.json``)
 and a contract test checks each response against it. Errors are JSON,
 ``{"status": 422, "error": "<precise message>", "field": "values"}``, with the right 4xx:
-400 for a request that cannot be understood (not JSON, wrong shape, a bad query
-parameter), 404 for what does not exist, 409 for a day already notified without
-``replace``, 413 for a body too large, 422 for a well-formed value the market refuses
-(wrong length, NaN, a past day, out of bounds). Nothing stored changes on an error.
+400 for a request that cannot be understood (not JSON, a key missing, unknown or of the
+wrong JSON type, a bad path or query parameter), 404 for what does not exist, 409 for a
+day already notified without ``replace``, 413 for a body too large, 415 for a body that
+is not ``application/json``, 422 for a well-formed request the market refuses (wrong
+length, a value that is not a finite number, an unknown unit, a past day, out of
+bounds). 503 says the archive cannot be read or written (a full disk), 500 is our bug
+(JSON too, the traceback in the log). Nothing stored changes on an error.
 
 File I/O (archive reads, profile files) runs in worker threads; archive downloads are
 aiohttp's ``FileResponse`` (sendfile, HTTP Range and conditional requests).
@@ -30,16 +33,18 @@ from aiohttp import web
 from asyncua import ua
 
 from gateway import __version__
+from gateway.archive.files import ArchiveReader
 from gateway.archive.recorder import EVENT_LOG_OBIS, EVENT_STREAM, STREAMS
 from gateway.errors import ArchiveError, GatewayError, MarketInputError
 from gateway.events import describe
+from gateway.market.periods import parse_day
 from gateway.market.store import STREAM as NOTIFIED_STREAM
 from gateway.meter.model import Snapshot
 from gateway.obis import Obis
 from gateway.opcua.history import HistoryFault
 from gateway.web import views
 from gateway.web.live import LiveHub
-from gateway.web.openapi import document
+from gateway.web.openapi import AGGREGATE_NAMES, document
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -51,19 +56,13 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 64 * 1024
 #: Most values or events in one page of a history or event read (as over OPC UA).
 PAGE_LIMIT = 2_000
+#: Aggregate name -> OPC UA AggregateFunction NodeId ("delta_bounds" -> DeltaBounds).
 AGGREGATES = {
-    "average": ua.ObjectIds.AggregateFunction_Average,
-    "minimum": ua.ObjectIds.AggregateFunction_Minimum,
-    "maximum": ua.ObjectIds.AggregateFunction_Maximum,
-    "range": ua.ObjectIds.AggregateFunction_Range,
-    "count": ua.ObjectIds.AggregateFunction_Count,
-    "total": ua.ObjectIds.AggregateFunction_Total,
-    "delta": ua.ObjectIds.AggregateFunction_Delta,
-    "delta_bounds": ua.ObjectIds.AggregateFunction_DeltaBounds,
-    "start": ua.ObjectIds.AggregateFunction_Start,
-    "end": ua.ObjectIds.AggregateFunction_End,
+    name: getattr(ua.ObjectIds, "AggregateFunction_" + name.title().replace("_", ""))
+    for name in AGGREGATE_NAMES
 }
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+NO_ARCHIVE = "no archive is configured ([archive] path is empty)"
+MIN_INTERVAL_S, MAX_INTERVAL_S = 0.001, 100 * 366 * 86400.0
 _ARCHIVE_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.csv$")
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 ARCHIVE_STREAMS = (*STREAMS, NOTIFIED_STREAM)
@@ -111,21 +110,30 @@ async def _errors(
     except ArchiveError as err:
         log.error("%s %s: %s", request.method, request.path, err)
         return _json(error_body(503, str(err)), 503)
+    except Exception as err:
+        # Our bug: still a JSON answer, and the traceback in the log.
+        log.exception("%s %s failed", request.method, request.path)
+        return _json(error_body(500, f"internal error: {type(err).__name__}"), 500)
 
 
 # -- request parsing ---------------------------------------------------------------------
 
 
 def _time(text: str, name: str) -> datetime:
+    # A '+' in a URL query is a space: "+01:00" arrives as " 01:00" unless written %2B01:00.
+    hint = " (write a '+' in a query as %2B)" if " " in text else ""
     try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        t = datetime.fromisoformat(text)
     except ValueError:
         raise ApiError(
-            400, f"{name}: expected an ISO 8601 time like 2026-11-26T14:00:00Z, got {text!r}", name
+            400, f"{name}: expected an ISO 8601 time like 2026-11-26T14:00:00Z, got {text!r}{hint}", name
         ) from None
     if t.tzinfo is None:
         raise ApiError(400, f"{name}: the time must say its offset (Z or +01:00), got {text!r}", name)
-    return t.astimezone(UTC)
+    try:
+        return t.astimezone(UTC)
+    except OverflowError:
+        raise ApiError(400, f"{name}: {text!r} is out of range", name) from None
 
 
 def _query_time(request: web.Request, name: str, default: datetime | None = None) -> datetime | None:
@@ -137,7 +145,7 @@ def _int(request: web.Request, name: str, default: int, low: int, high: int) -> 
     text = request.query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not re.fullmatch(r"[0-9]{1,9}", text) or not low <= int(text) <= high:
         raise ApiError(400, f"{name}: expected an integer {low}..{high}, got {text!r}", name)
     return int(text)
 
@@ -161,18 +169,16 @@ def _duration(text: str, name: str) -> timedelta:
             ) from None
         d, h, mi, s = m.groups()
         seconds = int(d or 0) * 86400 + int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ApiError(400, f"{name}: expected a positive duration, got {text!r}", name)
+    if not math.isfinite(seconds) or not MIN_INTERVAL_S <= seconds <= MAX_INTERVAL_S:
+        raise ApiError(400, f"{name}: expected a duration from 1 ms to 100 years, got {text!r}", name)
     return timedelta(seconds=seconds)
 
 
 def _day(text: str) -> date:
     try:
-        if not _DAY.match(text):
-            raise ValueError
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ApiError(400, f"day: expected a date YYYY-MM-DD, got {text!r}", "day") from None
+        return parse_day(text)
+    except MarketInputError as err:
+        raise ApiError(400, str(err), "day") from None
 
 
 async def _body(request: web.Request, allowed: dict[str, str], required: tuple[str, ...]) -> dict[str, Any]:
@@ -288,11 +294,11 @@ class WebApi:
         except (ValueError, GatewayError) as err:
             raise ApiError(400, f"obis: {err}", "obis") from None
 
-    def _archive_root(self, meter_id: str) -> Path:
+    def _reader(self, meter_id: str) -> ArchiveReader:
         recorder = self.gw.recorders.get(meter_id)
         if recorder is None:
-            raise ApiError(404, "no archive is configured ([archive] path is empty)")
-        return recorder.archive.reader.root
+            raise ApiError(404, NO_ARCHIVE)
+        return recorder.archive.reader
 
     # -- page and index ---------------------------------------------------------------------
 
@@ -355,7 +361,7 @@ class WebApi:
         obis = self._obis(request)
         storage = self.gw.history
         if storage is None:
-            raise ApiError(404, "no archive is configured ([archive] path is empty)")
+            raise ApiError(404, NO_ARCHIVE)
         node = self._history_node(mid, obis)
         now = self.gw.clock.now()
         start = _query_time(request, "start")
@@ -422,9 +428,7 @@ class WebApi:
 
     async def events(self, request: web.Request) -> web.Response:
         mid = self._meter_id(request)
-        reader = self.gw.recorders[mid].archive.reader if mid in self.gw.recorders else None
-        if reader is None:
-            raise ApiError(404, "no archive is configured ([archive] path is empty)")
+        reader = self._reader(mid)
         start = _query_time(request, "start")
         if start is None:
             raise ApiError(400, "start: required (ISO 8601 UTC time)", "start")
@@ -436,7 +440,7 @@ class WebApi:
             try:
                 at, skip = (int(x) for x in point.decode("ascii").split(":"))
                 start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=at)
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise ApiError(400, "cursor: not a cursor this API returned", "cursor") from None
 
         def collect() -> tuple[list[dict[str, Any]], bytes | None]:
@@ -502,14 +506,13 @@ class WebApi:
         body = await _body(request, {"values": "array", "unit": "string", "replace": "boolean"}, ("values",))
         desk = self.gw.desk
         assert desk is not None
-        existed = await desk.load(mid, day) is not None
         try:
-            stored = await desk.register(mid, day, body["values"], body.get("unit", "kWh"),
-                                         replace=body.get("replace", False))  # fmt: skip
+            stored, replaced = await desk.register(mid, day, body["values"], body.get("unit", "kWh"),
+                                                   replace=body.get("replace", False))  # fmt: skip
         except MarketInputError as err:
             status = 409 if err.field == "replace" else 422
             raise ApiError(status, str(err), err.field) from None
-        return _json(views.profile(mid, stored, desk.calendar), 200 if existed else 201)
+        return _json(views.profile(mid, stored, desk.calendar), 200 if replaced else 201)
 
     # -- external data ----------------------------------------------------------------------
 
@@ -545,7 +548,7 @@ class WebApi:
 
     async def archive(self, request: web.Request) -> web.Response:
         mid = self._meter_id(request)
-        root = self._archive_root(mid)
+        root = self._reader(mid).root
 
         def listing() -> list[dict[str, Any]]:
             files = []
@@ -571,7 +574,7 @@ class WebApi:
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         mid = self._meter_id(request)
-        root = self._archive_root(mid)
+        root = self._reader(mid).root
         stream, name = request.match_info["stream"], request.match_info["name"]
         if stream not in ARCHIVE_STREAMS:
             raise ApiError(
@@ -603,8 +606,8 @@ class WebApi:
                 if self.hub.closed(message):
                     break
                 await response.write(_event(message["event"], message["data"]))
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the client went away
         finally:
             self.hub.leave(queue)
         return response

@@ -29,9 +29,12 @@ class LiveHub:
         self._render = render
         self.latest: dict[str, Snapshot] = {}
         self._clients: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._closed = False
 
     def listen(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE)
+        if self._closed:  # a client that arrives while the gateway stops ends at once
+            queue.put_nowait(_CLOSE)
         self._clients.add(queue)
         return queue
 
@@ -53,6 +56,7 @@ class LiveHub:
 
     def close(self) -> None:
         """End every client's stream (the gateway stops)."""
+        self._closed = True
         for queue in self._clients:
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):

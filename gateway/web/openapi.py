@@ -11,6 +11,10 @@ from typing import Any
 
 from gateway import __version__
 
+#: Aggregates of the history route (OPC UA Part 13 functions, snake_case).
+AGGREGATE_NAMES = (
+    "average", "minimum", "maximum", "range", "count", "total", "delta", "delta_bounds", "start", "end",
+)  # fmt: skip
 _NUM = {"type": "number"}
 _NUM_OR_NULL = {"type": ["number", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
@@ -122,20 +126,7 @@ SCHEMAS: dict[str, Any] = {
             "aggregate": {
                 "oneOf": [
                     {"type": "null"},
-                    {
-                        "enum": [
-                            "average",
-                            "minimum",
-                            "maximum",
-                            "range",
-                            "count",
-                            "total",
-                            "delta",
-                            "delta_bounds",
-                            "start",
-                            "end",
-                        ]
-                    },
+                    {"enum": list(AGGREGATE_NAMES)},
                 ]
             },
             "values": _array(
@@ -415,20 +406,7 @@ def document() -> dict[str, Any]:
                         "aggregate",
                         "query",
                         "Aggregate per interval (OPC UA Part 13 semantics); none = raw.",
-                        {
-                            "enum": [
-                                "average",
-                                "minimum",
-                                "maximum",
-                                "range",
-                                "count",
-                                "total",
-                                "delta",
-                                "delta_bounds",
-                                "start",
-                                "end",
-                            ]
-                        },
+                        {"enum": list(AGGREGATE_NAMES)},
                     ),
                     _param(
                         "interval", "query", "Processing interval with an aggregate: PT15M, P1D or seconds."
@@ -477,7 +455,7 @@ def document() -> dict[str, Any]:
                         _TIME,
                     ),
                 ),
-                errors=(400, 404, 422),
+                errors=(400, 404, 422, 503),
             )
         },
         "/api/meters/{meter}/profiles": {
@@ -494,7 +472,7 @@ def document() -> dict[str, Any]:
                 "The notified profile of a day",
                 _json_content(_ref("Profile")),
                 params=(_METER, _DAY),
-                errors=(400, 404),
+                errors=(400, 404, 503),
             ),
             "put": _op(
                 "putProfile",
@@ -533,7 +511,8 @@ def document() -> dict[str, Any]:
                     "206": {
                         "description": "Partial content (Range)",
                         "content": {"text/csv": {"schema": {"type": "string"}}},
-                    }
+                    },
+                    "416": {"description": "Range not satisfiable (the file is shorter)"},
                 },
             )
         },

@@ -65,7 +65,7 @@ def parse(config: ExternalConfig, raw: bytes) -> tuple[Any, datetime | None]:
     if not isinstance(text, str):
         raise SourceError(f"{config.time_field}: expected an ISO 8601 time, got {text!r}")
     try:
-        return value, datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        return value, datetime.fromisoformat(text)
     except ValueError as err:
         raise SourceError(f"{config.time_field}: {err}") from err
 
@@ -106,6 +106,10 @@ class SourcePuller:
         except (SourceError, MarketInputError) as err:
             self._failed(config, str(err))
             return False
+        except Exception as err:  # a source is foreign input: whatever it sends, the gateway runs on
+            log.debug("external %s: unexpected failure", name, exc_info=True)
+            self._failed(config, f"{type(err).__name__}: {err}")
+            return False
         if self._failing.get(name):
             log.info("external %s: source %s is back", name, config.source)
         self._failing[name] = False
@@ -125,7 +129,12 @@ class SourcePuller:
                 async with session.get(source) as response:
                     if response.status != 200:
                         raise SourceError(f"HTTP {response.status} {response.reason}")
-                    raw = await response.content.read(MAX_BYTES + 1)
+                    # read(n) returns what is buffered; a document comes in several chunks.
+                    raw = b""
+                    async for chunk in response.content.iter_chunked(64 * 1024):
+                        raw += chunk
+                        if len(raw) > MAX_BYTES:
+                            break
             except (aiohttp.ClientError, TimeoutError) as err:
                 raise SourceError(f"{type(err).__name__}: {err}") from err
         else:

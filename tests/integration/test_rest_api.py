@@ -22,6 +22,7 @@ move time to a period boundary; it runs last for that reason.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import math
@@ -620,6 +621,36 @@ async def test_history_garbage_cursor_is_400(api: Api, garbage: str) -> None:
     params = {"start": iso(now - timedelta(minutes=10)), "end": iso(now), "limit": "1", "cursor": garbage}
     bad = await api.call("GET", f"/api/meters/{METER}/history/1-0:1.8.0", params=params)
     assert "cursor" in bad.error(400, "cursor")
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "words"),
+    [
+        ({"aggregate": "average", "interval": "1e-9"}, "interval", "from 1 ms to 100 years"),
+        ({"aggregate": "average", "interval": "1e20"}, "interval", "from 1 ms to 100 years"),
+        ({"aggregate": "average", "interval": "PT0.0000001S"}, "interval", "from 1 ms to 100 years"),
+        ({"limit": "\u00b2"}, "limit", "expected an integer 1..2000"),
+        ({"start": "0001-01-01T00:00:00+01:00"}, "start", "out of range"),
+        ({"start": "2026-11-26T10:00:00 01:00"}, "start", "write a '+' in a query as %2B"),
+    ],
+)
+async def test_extreme_query_values_are_400_not_500(
+    api: Api, params: dict[str, str], field: str, words: str
+) -> None:
+    now = datetime.now(UTC)
+    query = {"start": iso(now - timedelta(minutes=10)), "end": iso(now), **params}
+    bad = await api.call("GET", f"/api/meters/{METER}/history/1-0:1.7.0", params=query)
+    assert words in bad.error(400, field)
+
+
+async def test_extreme_event_cursor_and_day_are_400(api: Api) -> None:
+    cursor = base64.urlsafe_b64encode(f"{-(10**18)}:0".encode()).decode().rstrip("=")
+    params = {"start": iso(datetime.now(UTC) - timedelta(days=1)), "cursor": cursor}
+    bad = await api.call("GET", f"/api/meters/{METER}/events", params=params)
+    bad.error(400, "cursor")
+    for day in ("0001-01-01", "9999-12-31"):
+        far = await api.call("PUT", f"/api/meters/{METER}/profiles/{day}", json={"values": [1.0] * 96})
+        assert "expected a day in 2000..2099" in far.error(400, "day")
 
 
 async def test_aggregated_history(api: Api) -> None:

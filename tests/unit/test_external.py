@@ -122,3 +122,37 @@ async def test_file_and_http_sources_are_pulled_and_failures_shown(tmp_path: Pat
             bad = ExternalConfig("spot_price", source=f"{base}missing.json")
             assert not await puller.pull(session, bad)
             assert data.state("spot_price", NOW).source_error == "HTTP 404 Not Found"
+
+
+async def test_a_source_sent_in_chunks_or_hostile_is_handled() -> None:
+    """A document that arrives in several chunks is read whole; one that breaks the JSON
+    parser (deep nesting) is a source error, not a stopped gateway."""
+    padding = " " * 200_000  # several TCP segments and chunks
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for part in ('{"value":', padding, " 42.5", padding, "}"):
+            await response.write(part.encode())
+        await response.write_eof()
+        return response
+
+    async def hostile(request: web.Request) -> web.Response:
+        return web.Response(text="[" * 100_000 + "]" * 100_000, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/chunked.json", chunked)
+    app.router.add_get("/hostile.json", hostile)
+    async with serve(app) as base:
+        good = ExternalConfig("spot_price", source=f"{base}chunked.json")
+        bad = ExternalConfig("renewable_share", source=f"{base}hostile.json")
+        data = ExternalData((good, bad))
+        puller = SourcePuller(data, ManualClock(NOW))
+        async with aiohttp.ClientSession() as session:
+            assert await puller.pull(session, good)
+            assert not await puller.pull(session, bad)
+        value = data.state("spot_price", NOW).value
+        assert value is not None
+        assert value.value == 42.5
+        assert "RecursionError" in data.state("renewable_share", NOW).source_error

@@ -47,7 +47,7 @@ def service(tmp_path: Path) -> MarketService:
 
 
 def register(svc: MarketService, values: list[object], unit: str = "kWh") -> None:
-    svc.remember(DAY, svc.prepare(DAY, values, unit, now=START - timedelta(hours=1)))
+    svc.remember(DAY, svc.prepare(DAY, values, unit, now=START - timedelta(hours=1), existing=None))
 
 
 def run(svc: MarketService, first: datetime, seconds: int, kw: float = 2.0) -> None:
@@ -100,7 +100,8 @@ async def test_a_refused_profile_stores_nothing_and_a_stored_one_survives_a_rest
         await desk.register("meter1", DAY, [0.5] * 95, "kWh")
     assert refused.value.field == "values"
     assert await desk.days("meter1") == []
-    stored = await desk.register("meter1", DAY, [2.0] * 96, "kW")
+    stored, replaced = await desk.register("meter1", DAY, [2.0] * 96, "kW")
+    assert not replaced
     with pytest.raises(MarketInputError, match="already notified"):
         await desk.register("meter1", DAY, [1.0] * 96, "kW")
     again = MarketDesk(config, tmp_path, ["meter1"], ManualClock(START))  # a restart reads it from disk
@@ -151,3 +152,21 @@ async def test_after_a_restart_the_archived_registers_give_the_period_start(tmp_
     run(fresh.service("meter1"), restart, 1)
     assert fresh.service("meter1").advice is not None
     assert fresh.service("meter1").advice.state is AdviceState.NO_MEASUREMENT
+
+
+async def test_reading_many_days_neither_forgets_today_nor_grows_the_cache(tmp_path: Path) -> None:
+    config = MarketConfig(period_minutes=15, timezone="Europe/Vienna")
+    desk = MarketDesk(config, tmp_path, ["meter1"], ManualClock(START - timedelta(hours=1)))
+    await desk.register("meter1", DAY, [0.6] * 96)
+    for n in range(1, 40):  # a client reads (or notifies) a month and more ahead
+        await desk.load("meter1", DAY + timedelta(days=n))
+    await desk.register("meter1", DAY + timedelta(days=20), [0.1] * 96)
+    svc = desk.service("meter1")
+    assert svc.profile(DAY) is not None
+    assert [d for d in (DAY + timedelta(days=n) for n in range(-1, 41)) if svc.loaded(d)] == [
+        DAY,
+        DAY + timedelta(days=1),
+    ]
+    run(svc, START - timedelta(seconds=62), 63)
+    assert svc.advice is not None
+    assert svc.advice.notified_kwh == 0.6

@@ -9,6 +9,7 @@ const state = {
   power: [],            // [{t: ms, kw}] net active power, last hour
   profileDay: null,     // the delivery day whose profile is drawn
   profile: null,        // that day's profile (REST Profile) or null
+  period: null,         // number of the running settlement period
   upcoming: {},         // day -> number of settlement periods
   lastSnapshot: 0,
 };
@@ -125,6 +126,7 @@ function renderAdvice(a) {
   text.textContent = a.text;
   text.dataset.state = a.state;
   const p = a.period;
+  state.period = p.number;
   $("advice-period").textContent = `period ${p.number}, ${localTime(p.start, false)}–${localTime(p.end, false)}`;
   $("advice-notified").textContent = fmt(a.notified_kwh, 3);
   $("advice-measured").textContent = fmt(a.measured_kwh, 3);
@@ -262,9 +264,8 @@ function drawProfile() {
   const box = {left, y: (v) => bottom - ((v - range.lo) / (range.hi - range.lo)) * (bottom - top)};
   axes(ctx, box, range, width);
   const w = (width - left - 4) / periods.length;
-  const current = $("advice-period").textContent.match(/period (\d+)/);
   periods.forEach((p, i) => {
-    ctx.fillStyle = current && Number(current[1]) === p.number ? "#b35900" : "#7fb0e6";
+    ctx.fillStyle = state.period === p.number && state.profileDay === state.profile.day ? "#b35900" : "#7fb0e6";
     const y0 = box.y(0), y1 = box.y(p.energy_kwh);
     ctx.fillRect(left + i * w + 0.5, Math.min(y0, y1), Math.max(1, w - 1), Math.abs(y1 - y0) || 1);
   });
