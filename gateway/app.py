@@ -1,9 +1,12 @@
 """Composition root: one TaskGroup owns every long-lived task (DESIGN §2).
 
 ``Gateway.run()`` starts, in order: the in-process simulated meters of the demo (if any),
-the OPC UA server with the SMX model and one MeterType object per meter, and one poller
-per meter. The pollers publish into the address space. Cancelling ``run()`` stops all of
-it; the OPC UA server is stopped last so clients see Bad values rather than a hang.
+the OPC UA server with the SMX model, one MeterType object (with its Market object) per
+meter and the external values, the web page and REST API, and one poller per meter with
+its archive recorder. Each snapshot goes to the address space, the archive, the market
+desk (advice) and the live page, in that order. Cancelling ``run()`` stops all of it; the
+web server and then the OPC UA server are stopped last so clients see Bad values rather
+than a hang.
 """
 
 from __future__ import annotations
