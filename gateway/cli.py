@@ -1,4 +1,4 @@
-"""Command line: ``smx-gateway run | simulate | check-config``. Entry only (DESIGN §2)."""
+"""Command line: ``smx-gateway run | simulate | check-config | certs | users``. Entry only (DESIGN §2)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 from gateway import __version__
+from gateway.admin import add_commands
+from gateway.admin import run as run_admin
 from gateway.clock import SystemClock
 from gateway.config import BAUDRATES, SimulatorConfig, demo_config, load_config
 from gateway.errors import ConfigError, GatewayError
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", type=Path)
+    add_commands(sub)
     return parser
 
 
@@ -147,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     # asyncua logs every session at INFO; keep the operator's log about the meter.
     logging.getLogger("asyncua").setLevel(logging.WARNING)
     try:
+        if args.command in ("certs", "users"):
+            return run_admin(args)
         if args.command == "check-config":
             config = load_config(args.config)
             print(f"{args.config}: OK, {len(config.meters)} meter(s)")
