@@ -23,8 +23,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check gateway tests bench tools
 	$(BIN)/mypy --strict gateway
 
+# Unit tests, then the integration tests in two processes (they wait on real time, not
+# the CPU; tools/parallel_tests.py). A subset: .venv/bin/pytest tests/unit/test_obis.py
 test: lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ARGS) tests/unit
+	$(BIN)/python tools/parallel_tests.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
