@@ -22,10 +22,11 @@ from gateway.archive.files import AsyncArchive
 from gateway.archive.recorder import READOUT_STREAMS, ArchiveRecorder, ArchiveStatus
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, MeterConfig
-from gateway.errors import GatewayError
+from gateway.errors import ArchiveError, GatewayError
 from gateway.localtime import meter_zone
 from gateway.market.desk import MarketDesk
 from gateway.market.external import ExternalData
+from gateway.market.store import ExternalStore
 from gateway.meter.dlms import DlmsMeter, DlmsSession, DlmsSettings, Referencing
 from gateway.meter.iec21 import Iec21Meter, Iec21Session
 from gateway.meter.model import EventRecord, ProfileData, Snapshot
@@ -166,6 +167,13 @@ class Gateway:
         self.desk = MarketDesk(
             self.config.market, root or DEFAULT_ARCHIVE, [m.id for m in meters], self.clock
         )
+        self.external_store = ExternalStore(root or DEFAULT_ARCHIVE)
+        try:
+            restored = self.external.restore(await asyncio.to_thread(self.external_store.load))
+            if restored:
+                log.info("%d external value(s) kept from before the restart", restored)
+        except ArchiveError as err:
+            log.error("%s; starting without them", err)
         self.market_nodes = MarketNodes(self.space, self.desk, self.external, self.clock)
         for meter in meters:
             nodes = await self.space.add_meter(meter, history=root is not None)
@@ -259,10 +267,19 @@ class Gateway:
         await self.history.add_event_source(space.server, nodes.meter, source)
 
     async def _watch_external(self) -> None:
-        """Once a second, show external values that turned stale (or were put) in OPC UA."""
+        """Once a second, show external values that turned stale (or were put) in OPC UA, and
+        keep the values that changed on disk (a pushed value survives a restart)."""
         assert self.market_nodes is not None
+        kept = {v.name: v for v in self.external.values()}
         while True:
             await self.market_nodes.refresh_external()
+            latest = {v.name: v for v in self.external.values()}
+            if latest != kept:
+                try:
+                    await asyncio.to_thread(self.external_store.save, list(latest.values()))
+                    kept = latest
+                except ArchiveError as err:
+                    log.error("%s", err)  # tried again at the next change; the values stay in memory
             await self.clock.sleep(1.0)
 
     async def _keep_running(self, what: str, run: Callable[[], Awaitable[None]]) -> None:

@@ -110,6 +110,26 @@ class ExternalData:
             listener(accepted)
         return accepted
 
+    def values(self) -> list[ExternalValue]:
+        """The latest accepted value of each quantity that has one."""
+        return list(self._values.values())
+
+    def restore(self, saved: list[ExternalValue]) -> int:
+        """Take values kept across a restart; those of names no longer configured, or that
+        the configuration's bounds now refuse, are dropped. Returns how many were taken."""
+        taken = 0
+        for value in saved:
+            config = self.configs.get(value.name)
+            if config is None or not math.isfinite(value.value):
+                continue
+            if (config.low is not None and value.value < config.low) or (
+                config.high is not None and value.value > config.high
+            ):
+                continue
+            self._values[value.name] = value
+            taken += 1
+        return taken
+
     def set_source_error(self, name: str, error: str) -> None:
         """Record (or with "" clear) the failure of ``name``'s configured source."""
         self._errors[name] = error

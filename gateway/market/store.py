@@ -16,17 +16,20 @@ is named by the market's *delivery day* (local), as a notification is one whole 
 A profile is written to a temporary file, synced, and renamed over the day's file (then
 the directory is synced): after a power cut the day holds the old profile or the new
 one, never a mix. A replaced profile is kept beside it as ``<day>.csv.replaced-<n>`` for
-the audit trail. Synchronous file code: the async adapters run it in a worker thread.
+the audit trail. :class:`ExternalStore` keeps the latest external values the same way.
+Synchronous file code: the async adapters run it in a worker thread.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from gateway.errors import ArchiveError
+from gateway.market.external import ExternalValue
 from gateway.market.periods import MarketCalendar
 from gateway.market.profiles import NotifiedProfile
 
@@ -130,3 +133,60 @@ class ProfileStore:
                 f"{self.path(day)}: {len(values)} values for {self.calendar.periods_in(day)} periods"
             )
         return NotifiedProfile(day, self.calendar.period_minutes, tuple(values))
+
+
+class ExternalStore:
+    """The latest external values, kept across a restart in one small JSON file.
+
+    ``<root>/external.json``, replaced whole (temporary file, fsync, rename): after a power
+    cut it holds the values before or after the last change, never a torn mix. A pushed
+    value (REST PUT, OPC UA write) is otherwise gone until the next push.
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.path = Path(root) / "external.json"
+
+    def load(self) -> list[ExternalValue]:
+        """The saved values; an unreadable file is an ArchiveError naming it."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return [
+                ExternalValue(
+                    name, float(v["value"]), _time(v["time"]), _time(v["received"]), str(v["origin"])
+                )
+                for name, v in data.items()
+            ]
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ArchiveError(f"{self.path}: unreadable external values: {err}") from err
+
+    def save(self, values: list[ExternalValue]) -> None:
+        data = {
+            v.name: {"value": v.value, "time": _iso(v.time), "received": _iso(v.received), "origin": v.origin}
+            for v in values
+        }
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, json.dumps(data, indent=1).encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise ArchiveError(f"cannot keep the external values: {err.strerror or err}") from err
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+
+
+def _time(text: str) -> datetime:
+    t = datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        raise ValueError(f"time without offset: {text!r}")
+    return t

@@ -25,12 +25,22 @@ async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]
 
     here = Path.cwd()
     os.chdir(tmp_path_factory.mktemp("market"))
+    keep_an_external_value(Path("var/archive"))
     try:
         async with running_gateway(demo()) as running:
             await running.gateway.pollers["meter1"].wait_snapshot()
             yield running
     finally:
         os.chdir(here)
+
+
+def keep_an_external_value(archive: Path) -> None:
+    """A value kept from before a restart (test_a_kept_external_value_is_shown_at_start)."""
+    archive.mkdir(parents=True)
+    (archive / "external.json").write_text(
+        '{"renewable_share": {"value": 11.0, "time": "2026-11-26T10:00:00Z", '
+        '"received": "2026-11-26T10:00:01Z", "origin": "rest"}}'
+    )
 
 
 def market_day(gw: Running, offset: int = 0) -> tuple[date, int]:
@@ -203,6 +213,15 @@ async def test_compute_advice_and_the_live_variables(gw: Running) -> None:
     refused = await call(gw, "ComputeAdvice", ua.Variant(later, ua.VariantType.DateTime))
     assert refused.StatusCode.name == "BadOutOfRange"
     assert "not in the rest of the running period" in message(refused, 0)
+
+
+async def test_a_kept_external_value_is_shown_at_start(gw: Running) -> None:
+    """A value pushed before a restart is there at once, with its own time (stale by now)."""
+    shown = await gw.node("SMX.ExternalData.renewable_share").read_data_value(raise_on_bad_status=False)
+    assert shown.Value.Value == 11.0
+    assert shown.SourceTimestamp.replace(tzinfo=UTC) == datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    assert shown.StatusCode.name == "UncertainLastUsableValue"
+    assert await gw.node("SMX.ExternalData.renewable_share.Origin").read_value() == "rest"
 
 
 async def test_external_values_are_written_validated_and_turn_stale(gw: Running) -> None:

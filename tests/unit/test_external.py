@@ -14,8 +14,9 @@ from aiohttp import web
 
 from gateway.clock import ManualClock
 from gateway.config import ExternalConfig
-from gateway.errors import MarketInputError
+from gateway.errors import ArchiveError, MarketInputError
 from gateway.market.external import ExternalData
+from gateway.market.store import ExternalStore
 from gateway.web.sources import SourceError, SourcePuller, parse, pick
 from tests.loopback import serve
 
@@ -156,3 +157,25 @@ async def test_a_source_sent_in_chunks_or_hostile_is_handled() -> None:
         assert value is not None
         assert value.value == 42.5
         assert "RecursionError" in data.state("renewable_share", NOW).source_error
+
+
+def test_values_survive_a_restart_and_the_new_configuration_is_respected(tmp_path: Path) -> None:
+    share = ExternalConfig("renewable_share", "%", low=0, high=100)
+    data = ExternalData((PRICE, share))
+    data.put("spot_price", 87.5, now=NOW, time=NOW - timedelta(minutes=5), origin="rest")
+    data.put("renewable_share", 63.0, now=NOW, origin="opcua")
+    store = ExternalStore(tmp_path)
+    store.save(data.values())
+    # After the restart the price's bounds were narrowed and renewable_share was removed.
+    narrowed = ExternalConfig("spot_price", "EUR/MWh", low=-500, high=80)
+    again = ExternalData((narrowed, ExternalConfig("co2", "g/kWh")))
+    assert again.restore(store.load()) == 0
+    again = ExternalData((PRICE,))
+    assert again.restore(store.load()) == 1
+    state = again.state("spot_price", NOW + timedelta(minutes=5))
+    assert state.value == data.state("spot_price", NOW).value  # value, times and origin
+    assert state.age_s == 600
+    (tmp_path / "external.json").write_text("{not json")
+    with pytest.raises(ArchiveError, match=r"external\.json: unreadable external values"):
+        store.load()
+    assert ExternalStore(tmp_path / "none").load() == []
