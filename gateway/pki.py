@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.errors import GatewayError
+from gateway.files import replace_file
 
 #: Key size of new certificates; OPC UA's Basic256Sha256 and Aes*_Sha256 policies take 2048..4096.
 KEY_BITS = 2048
@@ -149,14 +150,7 @@ def write_private_key(path: Path, key: rsa.RSAPrivateKey) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    replace_file(path, data, mode=0o600)
 
 
 @dataclass(frozen=True, slots=True)

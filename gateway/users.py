@@ -23,7 +23,6 @@ import base64
 import enum
 import hashlib
 import hmac
-import os
 import re
 import secrets
 from dataclasses import dataclass, replace
@@ -31,6 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from gateway.errors import ConfigError, GatewayError
+from gateway.files import replace_file
 
 #: scrypt cost (N, r, p): ~16 MiB and ~50 ms per hash on a Raspberry Pi class core.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 14, 8, 1
@@ -157,16 +157,7 @@ class UserDb:
     def save(self) -> None:
         lines = ["# SMX users: name:role:password-hash:certificate-thumbprint (smx-gateway users ...)"]
         lines += [f"{u.name}:{u.role}:{u.password_hash}:{u.certificate}" for u in self.users.values()]
-        data = ("\n".join(lines) + "\n").encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+        replace_file(self.path, ("\n".join(lines) + "\n").encode("utf-8"), mode=0o600)
 
     def add(self, name: str, role: Role, *, password: str = "", certificate: str = "") -> User:
         """Add or change a user (ValueError for a bad name, a short password or no credential)."""

@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from gateway.errors import ArchiveError
+from gateway.files import replace_file
 from gateway.market.external import ExternalValue
 from gateway.market.periods import MarketCalendar
 from gateway.market.profiles import NotifiedProfile
@@ -82,27 +83,14 @@ class ProfileStore:
         ]
         data = ("\n".join(lines) + "\n").encode("ascii")
         target = self.path(profile.day)
-        tmp = target.with_name(target.name + ".tmp")
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+
+        def keep_the_old_one() -> None:
             if target.exists():
                 os.link(target, self._aside(target))  # the replaced profile stays for the audit
-            os.replace(tmp, target)
-            dir_fd = os.open(self.folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+
+        try:
+            replace_file(target, data, before_replace=keep_the_old_one)
         except OSError as err:
-            tmp.unlink(missing_ok=True)
             raise ArchiveError(f"cannot store the profile of {profile.day}: {err.strerror or err}") from err
 
     @staticmethod
@@ -166,18 +154,9 @@ class ExternalStore:
             v.name: {"value": v.value, "time": _iso(v.time), "received": _iso(v.received), "origin": v.origin}
             for v in values
         }
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.write(fd, json.dumps(data, indent=1).encode("utf-8"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
+            replace_file(self.path, json.dumps(data, indent=1).encode("utf-8"))
         except OSError as err:
-            tmp.unlink(missing_ok=True)
             raise ArchiveError(f"cannot keep the external values: {err.strerror or err}") from err
 
 
