@@ -10,12 +10,14 @@ transport, protocol cores, session, poller) and reports what the line carried:
    interleaved, in virtual time (``bench/virtual_time.py``): every cycle must carry the
    whole 1-second set;
 4. history (``bench/history.py``): a year of one load-profile channel read over OPC UA
-   from the SMX archive and from asyncua's HistorySQLite, and the archive's write CPU.
+   from the SMX archive and from asyncua's HistorySQLite, and the archive's write CPU;
+5. web (``bench/web.py``): the gateway's CPU with 0, 1 and 10 live page feeds open, and
+   REST GET latencies.
 
 Results are printed as tables and written to bench/results/latest.json
 (``python -m bench history`` runs only part 4 and writes bench/results/history.json).
 
-    python -m bench [all | history] [--seconds 10] [--hour-minutes 60]
+    python -m bench [all | history | web] [--seconds 10] [--hour-minutes 60]
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 
 from bench.history import READS, measure_history
 from bench.virtual_time import run_virtual
+from bench.web import measure_web
 from gateway.app import Gateway, dlms_settings, link_factory
 from gateway.clock import Clock, LoopClock, ManualClock
 from gateway.config import MeterConfig, SimulatorConfig, demo_config
@@ -287,6 +290,13 @@ def print_history(results: dict[str, list[dict[str, Any]]]) -> None:
     print(table("History stores filled (notes, not compared)", results["history_fills"]))
 
 
+def print_web(results: dict[str, Any]) -> None:
+    print(table("Live page feeds: the gateway's CPU with 0, 1 and 10 open (demo, DLMS LN 9600 Bd)",
+                results["web_feeds"]))  # fmt: skip
+    print()
+    print(table("REST GETs, sequential, from another process", results["web_requests"]))
+
+
 def main(seconds: float, hour_minutes: float, part: str = "all") -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("asyncua").setLevel(logging.ERROR)
@@ -298,9 +308,17 @@ def main(seconds: float, hour_minutes: float, part: str = "all") -> None:
         out.write_text(json.dumps(history, indent=2))
         print(f"\nwritten to {out}")
         return
+    if part == "web":
+        web = asyncio.run(measure_web(seconds))
+        print_web(web)
+        out = RESULTS / "web.json"
+        out.write_text(json.dumps(web, indent=2))
+        print(f"\nwritten to {out}")
+        return
     results = asyncio.run(measure(seconds))
     results["hours"] = [hour_row(label, 9600, 0.02, hour_minutes) for label in ("DLMS LN", "DLMS SN")]
     results.update(asyncio.run(measure_history()))
+    results.update(asyncio.run(measure_web(seconds)))
     print(table("1-second cycle (IEC: one R5 per value; DLMS: one request for the set)", results["cycles"]))
     print()
     print(table("One day of load profile 1 (96 periods, 4 channels + status)", results["profiles"]))
@@ -308,6 +326,8 @@ def main(seconds: float, hour_minutes: float, part: str = "all") -> None:
     print(table("Simulated hour, profile and event readouts interleaved (18-value set)", results["hours"]))
     print()
     print_history(results)
+    print()
+    print_web(results)
     out = RESULTS / "latest.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {out}")
@@ -318,7 +338,11 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "part", nargs="?", choices=("all", "history"), default="all", help="run everything, or only history"
+        "part",
+        nargs="?",
+        choices=("all", "history", "web"),
+        default="all",
+        help="run everything, or only history or web",
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="steady-state seconds per row")
     parser.add_argument("--hour-minutes", type=float, default=60.0, help="simulated minutes of the hour rows")

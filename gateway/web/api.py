@@ -43,7 +43,7 @@ from gateway.meter.model import Snapshot
 from gateway.obis import Obis
 from gateway.opcua.history import HistoryFault
 from gateway.web import views
-from gateway.web.live import LiveHub
+from gateway.web.live import LiveHub, encode_event
 from gateway.web.openapi import AGGREGATE_NAMES, document
 
 if TYPE_CHECKING:
@@ -600,12 +600,12 @@ class WebApi:
         try:
             # The newest state at once, so a page does not wait a second for its first values.
             for snap in list(self.hub.latest.values()):
-                await response.write(_event("snapshot", self.render(snap)))
+                await response.write(encode_event("snapshot", self.render(snap)))
             while True:
                 message = await queue.get()
                 if self.hub.closed(message):
                     break
-                await response.write(_event(message["event"], message["data"]))
+                await response.write(message)
         except ConnectionResetError:
             pass  # the client went away
         finally:
@@ -624,10 +624,6 @@ class WebApi:
         body["advice"] = views.advice(mid, service.advice) if service and service.advice else None
         body["external"] = [views.external(s) for s in self.gw.external.states(now)]
         return body
-
-
-def _event(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {_dumps(data)}\n\n".encode()
 
 
 class WebServer:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from gateway.meter.model import EventRecord, ProfileData, Snapshot
 #: Messages a slow client may fall behind by before the oldest are dropped.
 QUEUE = 8
 #: Sentinel telling a client's stream to end (the gateway stops).
-_CLOSE: dict[str, Any] = {}
+_CLOSE = b""
 
 
 class LiveHub:
@@ -28,17 +29,17 @@ class LiveHub:
     def __init__(self, render: Callable[[Snapshot], dict[str, Any]]) -> None:
         self._render = render
         self.latest: dict[str, Snapshot] = {}
-        self._clients: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._clients: set[asyncio.Queue[bytes]] = set()
         self._closed = False
 
-    def listen(self) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE)
+    def listen(self) -> asyncio.Queue[bytes]:
+        queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE)
         if self._closed:  # a client that arrives while the gateway stops ends at once
             queue.put_nowait(_CLOSE)
         self._clients.add(queue)
         return queue
 
-    def leave(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    def leave(self, queue: asyncio.Queue[bytes]) -> None:
         self._clients.discard(queue)
 
     @property
@@ -46,8 +47,8 @@ class LiveHub:
         return len(self._clients)
 
     def publish(self, event: str, data: dict[str, Any]) -> None:
-        """Queue ``data`` as an event named ``event`` for every client."""
-        message = {"event": event, "data": data}
+        """Queue ``data`` as an event named ``event`` for every client (encoded once for all)."""
+        message = encode_event(event, data)
         for queue in self._clients:
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
@@ -64,7 +65,7 @@ class LiveHub:
             queue.put_nowait(_CLOSE)
 
     @staticmethod
-    def closed(message: dict[str, Any]) -> bool:
+    def closed(message: bytes) -> bool:
         return message is _CLOSE
 
     # -- poller listener ----------------------------------------------------------------
@@ -79,3 +80,8 @@ class LiveHub:
 
     async def on_events(self, meter_id: str, events: Sequence[EventRecord]) -> None:
         return None
+
+
+def encode_event(name: str, data: dict[str, Any]) -> bytes:
+    """One Server-Sent Event (``event:`` and one ``data:`` line of compact JSON)."""
+    return f"event: {name}\ndata: {json.dumps(data, allow_nan=False, separators=(',', ':'))}\n\n".encode()
