@@ -34,7 +34,7 @@ from gateway.config import MeterConfig
 from gateway.events import describe
 from gateway.meter.model import Diagnostics, EventRecord, MeterInfo, ProfileData, Quality, Reading, Snapshot
 from gateway.obis import CATALOGUE, LOAD_PROFILE_1, LOAD_PROFILE_2, Kind, Obis, ObisInfo, Refresh
-from gateway.units import UNECE_NAMESPACE, unit_for
+from gateway.units import UNECE_NAMESPACE, UNITS
 
 SMX_NAMESPACE = "http://smx-gateway.org/UA/"
 NODESET = Path(__file__).resolve().parents[2] / "nodesets" / "smx.xml"
@@ -92,8 +92,13 @@ IDENTITY = {
 }
 
 
-def _eu_information(unit_text: str) -> ua.EUInformation:
-    unit = unit_for(unit_text)
+def eu_information(unit_text: str) -> ua.EUInformation:
+    """EngineeringUnits: the UNECE unit if there is one, else the text with UnitId -1
+    (OPC 10000-8 §5.6.3; a price in EUR/MWh has no UNECE code)."""
+    unit = UNITS.get(unit_text)
+    if unit is None:
+        text = ua.LocalizedText(unit_text)
+        return ua.EUInformation(NamespaceUri=UNECE_NAMESPACE, UnitId=-1, DisplayName=text, Description=text)
     return ua.EUInformation(
         NamespaceUri=UNECE_NAMESPACE,
         UnitId=unit.unit_id,
@@ -352,7 +357,7 @@ class AddressSpace:
                 node_id,
                 self.nid(f"{key}.EngineeringUnits"),
                 "EngineeringUnits",
-                ua.Variant(_eu_information(info.unit)),
+                ua.Variant(eu_information(info.unit)),
                 data_type=ua.ObjectIds.EUInformation,
                 type_def=prop_type,
                 prop=True,

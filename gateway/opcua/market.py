@@ -40,8 +40,7 @@ from gateway.market.desk import MarketDesk
 from gateway.market.external import ExternalData, ExternalState, ExternalValue
 from gateway.market.periods import parse_day
 from gateway.market.profiles import NotifiedProfile
-from gateway.opcua.address_space import AddressSpace
-from gateway.units import UNECE_NAMESPACE, UNITS
+from gateway.opcua.address_space import AddressSpace, eu_information
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +174,8 @@ class MarketNodes:
             if unit:
                 await node.add_property(
                     ua.NodeId(f"{meter_id}.Market.{name}.EngineeringUnits", space.ns),
-                    ua.QualifiedName("EngineeringUnits", 0), _eu(unit), datatype=ua.ObjectIds.EUInformation,
+                    ua.QualifiedName("EngineeringUnits", 0), eu_information(unit),
+                    datatype=ua.ObjectIds.EUInformation,
                 )  # fmt: skip
             await node.write_value(ua.DataValue(ua.Variant(), StatusCode=_WAITING))
         minutes = self.server.get_node(space.nid(f"{meter_id}.Market.PeriodMinutes"))
@@ -205,8 +205,8 @@ class MarketNodes:
                 ),
                 space.variable_item(
                     nid, space.nid(f"{key}.EngineeringUnits"), "EngineeringUnits",
-                    ua.Variant(_eu(config.unit)), data_type=ua.ObjectIds.EUInformation, type_def=prop,
-                    prop=True,
+                    ua.Variant(eu_information(config.unit)), data_type=ua.ObjectIds.EUInformation,
+                    type_def=prop, prop=True,
                 ),
                 space.variable_item(
                     nid, space.nid(f"{key}.FreshFor"), "FreshFor",
@@ -398,22 +398,6 @@ class MarketNodes:
 _WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
 #: An advice quantity the state does not have (no notification, no measurement): not a zero.
 _NO_DATA = ua.StatusCode(ua.StatusCodes.BadNoData)
-
-
-def _eu(unit: str) -> ua.EUInformation:
-    """EngineeringUnits: the UNECE unit if there is one, else the text with UnitId -1 (OPC 10000-8 §5.6.3)."""
-    known = UNITS.get(unit)
-    if known is not None:
-        return ua.EUInformation(
-            NamespaceUri=UNECE_NAMESPACE, UnitId=known.unit_id, DisplayName=ua.LocalizedText(known.display),
-            Description=ua.LocalizedText(known.description),
-        )  # fmt: skip
-    return ua.EUInformation(
-        NamespaceUri=UNECE_NAMESPACE,
-        UnitId=-1,
-        DisplayName=ua.LocalizedText(unit),
-        Description=ua.LocalizedText(unit),
-    )
 
 
 #: asyncua's own default for writes without a session (the server itself).

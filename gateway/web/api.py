@@ -85,11 +85,7 @@ def error_body(status: int, message: str, field: str = "") -> dict[str, Any]:
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=_dumps)
-
-
-def _dumps(data: Any) -> str:
-    return json.dumps(data, allow_nan=False, separators=(",", ":"))
+    return web.json_response(data, status=status, dumps=views.dumps)
 
 
 @web.middleware

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.meter.model import EventRecord, ProfileData, Snapshot
+from gateway.web.views import dumps
 
 #: Messages a slow client may fall behind by before the oldest are dropped.
 QUEUE = 8
@@ -84,4 +84,4 @@ class LiveHub:
 
 def encode_event(name: str, data: dict[str, Any]) -> bytes:
     """One Server-Sent Event (``event:`` and one ``data:`` line of compact JSON)."""
-    return f"event: {name}\ndata: {json.dumps(data, allow_nan=False, separators=(',', ':'))}\n\n".encode()
+    return f"event: {name}\ndata: {dumps(data)}\n\n".encode()

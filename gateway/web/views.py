@@ -7,6 +7,7 @@ every number says its unit in the key (``_kw``, ``_kwh``, ``_s``) or next to it
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,11 @@ from gateway.meter.model import Diagnostics, MeterInfo, Reading, Snapshot
 from gateway.obis import CATALOGUE
 
 INFO = {i.obis: i for i in CATALOGUE}
+
+
+def dumps(data: Any) -> str:
+    """Compact JSON; NaN or infinity is our bug (a quantity without value is None)."""
+    return json.dumps(data, allow_nan=False, separators=(",", ":"))
 
 
 def iso(t: datetime | None) -> str | None:
