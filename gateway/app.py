@@ -20,6 +20,7 @@ from pathlib import Path
 
 from gateway.archive.files import AsyncArchive
 from gateway.archive.recorder import READOUT_STREAMS, ArchiveRecorder, ArchiveStatus
+from gateway.auth import UserDirectory
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, MeterConfig
 from gateway.errors import ArchiveError, GatewayError
@@ -36,6 +37,7 @@ from gateway.opcua.aggregates import Shape
 from gateway.opcua.history import ArchiveHistory, EventSource, NodeHistory, install
 from gateway.opcua.market import MarketNodes
 from gateway.opcua.server import build_server
+from gateway.pki import Pki
 from gateway.protocols.hdlc import HdlcAddress
 from gateway.simulator.server import SimulatedMeter, simulator_from_config
 from gateway.transport import Framing, open_serial
@@ -133,6 +135,8 @@ class Gateway:
         self.history: ArchiveHistory | None = None
         self.desk: MarketDesk | None = None
         self.external = ExternalData(config.external)
+        #: The users file, shared by OPC UA and the web (DESIGN §8).
+        self.users = UserDirectory(config.security.users, login_delay_s=config.security.login_delay_s)
         self.market_nodes: MarketNodes | None = None
         self.meter_nodes: dict[str, MeterNodes] = {}
         self.web: WebServer | None = None
@@ -158,7 +162,13 @@ class Gateway:
                 meter = replace(meter, url=sim.url)
                 log.info("simulated meter %s listening on %s", meter.id, sim.url)
             meters.append(meter)
-        server = await build_server(self.config.opcua)
+        server = await build_server(self.config.opcua, self.config.security, self.users)
+        if not await self.users.count():
+            log.warning(
+                "no users in %s: only %s; add one with: smx-gateway users add NAME --role operator",
+                self.config.security.users,
+                "anonymous read-only sessions" if self.config.security.anonymous else "nobody can log in",
+            )
         self.space = AddressSpace(server, self.clock)
         await self.space.load_model()
         root = Path(self.config.archive.path) if self.config.archive.path else None
@@ -197,7 +207,10 @@ class Gateway:
             api = WebApi(self) if self.config.web.enabled else None
             if api is not None:
                 api.on_external.append(self.market_nodes.refresh_external)
-                self.web = WebServer(api, self.config.web.host, self.config.web.port)
+                tls = None
+                if self.config.web.https:
+                    tls = await asyncio.to_thread(Pki(self.config.security.pki).tls_server_context)
+                self.web = WebServer(api, self.config.web.host, self.config.web.port, tls)
                 try:
                     await self.web.start()
                 except OSError as err:

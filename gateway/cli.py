@@ -1,4 +1,4 @@
-"""Command line: ``smx-gateway run | simulate | check-config | certs | users``. Entry only (DESIGN §2)."""
+"""Command line: ``smx-gateway run | simulate | check-config | certs | users | vpn`` (DESIGN §2)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from gateway.admin import run as run_admin
 from gateway.clock import SystemClock
 from gateway.config import BAUDRATES, SimulatorConfig, demo_config, load_config
 from gateway.errors import ConfigError, GatewayError
+from gateway.vpn import add_command as add_vpn_command
+from gateway.vpn import run as run_vpn
 
 log = logging.getLogger("gateway")
 
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", type=Path)
     add_commands(sub)
+    add_vpn_command(sub)
     return parser
 
 
@@ -152,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("certs", "users"):
             return run_admin(args)
+        if args.command == "vpn":
+            return run_vpn(args)
         if args.command == "check-config":
             config = load_config(args.config)
             print(f"{args.config}: OK, {len(config.meters)} meter(s)")

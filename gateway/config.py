@@ -207,6 +207,47 @@ class WebConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8080
+    #: Serve HTTPS with the gateway's own certificate (the OPC UA one, ``[security] pki``).
+    https: bool = False
+
+
+#: OPC UA security policies the gateway can offer (OPC 10000-7 profiles); ``None`` is demo-only.
+SECURE_POLICIES = ("Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss")
+SECURITY_MODES = ("Sign", "SignAndEncrypt")
+PROFILES = ("production", "demo")
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    """Certificates, users and what OPC UA offers (``[security]``, DESIGN §8).
+
+    The *production* profile (the default of every configuration file) offers only the
+    policies below with the modes below, never the None policy, and no anonymous session
+    unless ``anonymous`` is set (read-only even then). The *demo* profile (``make run``)
+    adds a None endpoint for browsing with anonymous, read-only sessions.
+    """
+
+    profile: str = "production"
+    #: PKI folders (own certificate, trusted/, issuers/, rejected/); created on first start.
+    pki: str = "certs"
+    #: The users file (``smx-gateway users add``); missing = no users yet.
+    users: str = "certs/users"
+    policies: tuple[str, ...] = SECURE_POLICIES
+    modes: tuple[str, ...] = ("SignAndEncrypt",)
+    #: Anonymous sessions (read, browse, subscribe, history; never write or call).
+    anonymous: bool = False
+    #: Open a None channel for GetEndpoints/FindServers only (clients that discover the
+    #: endpoints and the server certificate first, like UaExpert). Off: the client must be
+    #: given the gateway's certificate (``certs/own/certs/smx.der``).
+    discovery: bool = False
+    #: DNS names and IP addresses clients use for the box, put into a new certificate.
+    hostnames: tuple[str, ...] = ()
+    #: A refused login answers after this long (guessing costs time; see also the lockout).
+    login_delay_s: float = 1.0
+
+    @property
+    def demo(self) -> bool:
+        return self.profile == "demo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +258,7 @@ class GatewayConfig:
     market: MarketConfig = field(default_factory=MarketConfig)
     external: tuple[ExternalConfig, ...] = ()
     web: WebConfig = field(default_factory=WebConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     log_level: str = "INFO"
     source: str = "<built-in demo>"
 
@@ -224,6 +266,11 @@ class GatewayConfig:
 def demo_config() -> GatewayConfig:
     """The configuration of ``make run``: one in-process simulated meter over socket://."""
     return GatewayConfig(
+        # The demo profile: a None endpoint for browsing (read-only), the secure ones for users.
+        # Its certificates and users live in var/ with the demo's archive.
+        security=SecurityConfig(
+            profile="demo", anonymous=True, discovery=True, pki="var/certs", users="var/certs/users"
+        ),
         meters=(
             MeterConfig(
                 id="meter1",
@@ -450,6 +497,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
     archive = _archive(top.table("archive"))
     market = _market(top.table("market"))
     web = _web(top.table("web"))
+    security = _security(top.table("security"))
     raw_external = top.get("external", list, [])
     external = tuple(_external(_Section(source, f"external[{n}]", e)) for n, e in enumerate(raw_external))
     names = [e.name for e in external]
@@ -468,7 +516,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
     top.done()
     return GatewayConfig(
         meters=meters, opcua=opcua, archive=archive, market=market, external=external, web=web,
-        log_level=log_level, source=source,
+        security=security, log_level=log_level, source=source,
     )  # fmt: skip
 
 
@@ -500,6 +548,37 @@ def _web(sec: _Section | None) -> WebConfig:
         enabled=sec.get("enabled", bool, d.enabled),
         host=sec.get("host", str, d.host),
         port=sec.get("port", int, d.port, _port),
+        https=sec.get("https", bool, d.https),
+    )
+    sec.done()
+    return cfg
+
+
+def _security(sec: _Section | None) -> SecurityConfig:
+    d = SecurityConfig()
+    if sec is None:
+        return d
+    profile = sec.get("profile", str, d.profile, _one_of(PROFILES))
+
+    def names(key: str, options: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+        value = sec.get(key, list, list(default))
+        if not value or any(v not in options for v in value) or len(set(value)) != len(value):
+            raise sec.fail(key, f"a non-empty list of distinct names from {', '.join(options)}", value)
+        return tuple(value)
+
+    hostnames = sec.get("hostnames", list, [])
+    if not all(isinstance(h, str) and h and " " not in h for h in hostnames):
+        raise sec.fail("hostnames", "a list of DNS names or IP addresses", hostnames)
+    cfg = SecurityConfig(
+        profile=profile,
+        pki=sec.get("pki", str, d.pki, lambda v: None if v else "a folder"),
+        users=sec.get("users", str, d.users, lambda v: None if v else "a file path"),
+        policies=names("policies", SECURE_POLICIES, d.policies),
+        modes=names("modes", SECURITY_MODES, d.modes),
+        anonymous=sec.get("anonymous", bool, profile == "demo"),
+        discovery=sec.get("discovery", bool, profile == "demo"),
+        hostnames=tuple(hostnames),
+        login_delay_s=sec.get("login_delay_s", float, d.login_delay_s, _non_negative),
     )
     sec.done()
     return cfg

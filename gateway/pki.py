@@ -31,6 +31,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,7 @@ class CertificateError(GatewayError):
     def __init__(self, status: str, message: str) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
+        self.reason = message
 
 
 def thumbprint(cert: x509.Certificate) -> str:
@@ -216,6 +218,20 @@ class Pki:
         write_private_key(self.own_key, key)
         self.own_certificate.write_bytes(cert.public_bytes(serialization.Encoding.DER))
         return cert, True
+
+    def tls_server_context(self) -> ssl.SSLContext:
+        """A TLS 1.2+ server context with the own certificate (the web page's HTTPS).
+
+        ``ssl`` loads only files, so a PEM copy of the certificate is kept beside the DER one.
+        """
+        pem = self.own_certificate.with_suffix(".crt")
+        data = load_certificate(self.own_certificate.read_bytes()).public_bytes(serialization.Encoding.PEM)
+        if not pem.exists() or pem.read_bytes() != data:
+            replace_file(pem, data)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(pem, self.own_key)
+        return context
 
     # -- trust list ---------------------------------------------------------------------------
 

@@ -40,6 +40,10 @@ WEIGHTS = {
     "test_browser_driver.py": 7,
     "test_history.py": 3,
     "test_address_space_snapshot.py": 1,
+    "test_openvpn.py": 15,
+    "test_web_security.py": 12,
+    "test_node_opcua.py": 16,
+    "test_opcua_security.py": 16,
 }
 UNKNOWN = 30
 PROCESSES = 2

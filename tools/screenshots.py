@@ -21,6 +21,7 @@ import contextlib
 import logging
 import math
 import os
+import secrets
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -31,6 +32,8 @@ from pathlib import Path
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The operator the demo data is registered as (a fresh password each run, in a temporary folder).
+OPERATOR, PASSWORD = "screenshots", secrets.token_urlsafe(16)
 if str(ROOT) not in sys.path:  # run as a script: tools/ is on the path, the project is not
     sys.path.insert(0, str(ROOT))
 
@@ -41,6 +44,7 @@ from gateway.archive.minutes import STREAM as MINUTE_STREAM  # noqa: E402
 from gateway.config import GatewayConfig, demo_config, one_second_set  # noqa: E402
 from gateway.obis import CATALOGUE, Refresh  # noqa: E402
 from gateway.simulator.physics import HouseholdModel  # noqa: E402
+from gateway.users import Role, UserDb  # noqa: E402
 from tests.browser import Chromium, Page, find_chromium  # noqa: E402
 
 #: (file name, viewport width, height, mobile, device scale factor, whole page): the phone shows
@@ -112,9 +116,11 @@ def load_curve(periods: int) -> list[float]:
     return values
 
 
-async def feed_demo_data(web_url: str, meter: str = "meter1") -> None:
-    """A notified profile for the running delivery day and both demo external values, over REST."""
-    async with aiohttp.ClientSession(raise_for_status=True) as http:
+async def feed_demo_data(web_url: str, password: str, meter: str = "meter1") -> None:
+    """A notified profile for the running delivery day and both demo external values, over REST
+    as the operator ``screenshots`` (see :func:`demo_gateway`)."""
+    operator = {"Authorization": aiohttp.encode_basic_auth(OPERATOR, password)}
+    async with aiohttp.ClientSession(raise_for_status=True, headers=operator) as http:
         async with http.get(f"{web_url}api/meters/{meter}/profiles") as response:
             listing = await response.json()
         today = listing["today"]
@@ -183,6 +189,11 @@ async def demo_gateway() -> AsyncIterator[Gateway]:
     config = demo_config()
     config = replace(config, web=replace(config.web, port=0), opcua=replace(config.opcua, port=0))
     archive_last_hour(config, datetime.now(UTC))
+    # An operator to register the demo profile with, in this run's own users file.
+    users = UserDb.load(config.security.users)
+    users.add(OPERATOR, Role.OPERATOR, password=PASSWORD)
+    Path(config.security.users).parent.mkdir(parents=True, exist_ok=True)
+    users.save()
     gateway = Gateway(config)
     task = asyncio.create_task(gateway.run(), name="gateway")
     try:
@@ -201,7 +212,7 @@ async def demo_gateway() -> AsyncIterator[Gateway]:
 async def shoot_demo(out_dir: Path) -> list[Path]:
     """Start the demo gateway, give it a profile and external values, and take the screenshots."""
     async with demo_gateway() as gateway:
-        await feed_demo_data(gateway.web_url)
+        await feed_demo_data(gateway.web_url, PASSWORD)
         return await take_screenshots(gateway.web_url, out_dir)
 
 

@@ -41,6 +41,8 @@ from gateway.market.external import ExternalData, ExternalState, ExternalValue
 from gateway.market.periods import parse_day
 from gateway.market.profiles import NotifiedProfile
 from gateway.opcua.address_space import AddressSpace, eu_information
+from gateway.opcua.security import SessionUser, caller
+from gateway.users import Role
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,25 @@ class ArgumentError(Exception):
         self.call_status = call_status or (
             status if status == ua.StatusCodes.BadOutOfRange else ua.StatusCodes.BadInvalidArgument
         )
+
+
+#: The least role that may call each method (DESIGN §8); anonymous sessions call none.
+METHOD_ROLES = {"RegisterProfile": Role.OPERATOR, "ComputeAdvice": Role.VIEWER, "ReadProfile": Role.VIEWER}
+
+MethodCall = Callable[..., Awaitable[ua.CallMethodResult | list[ua.Variant]]]
+
+
+def _for_role(role: Role, what: str, call: MethodCall) -> MethodCall:
+    """``call`` for callers with at least ``role``; others get BadUserAccessDenied (logged)."""
+
+    async def checked(parent: ua.NodeId, *args: ua.Variant) -> ua.CallMethodResult | list[ua.Variant]:
+        user = caller()
+        if user.access is None or user.access < role:
+            log.warning("OPC UA call of %s refused to %s: needs the %s role", what, user, role)
+            return ua.CallMethodResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadUserAccessDenied))
+        return await call(parent, *args)
+
+    return checked
 
 
 def _refused(err: ArgumentError, count: int) -> ua.CallMethodResult:
@@ -186,7 +207,8 @@ class MarketNodes:
             ("ComputeAdvice", self._compute_advice),
             ("ReadProfile", self._read_profile),
         ):
-            self.server.link_method(self.server.get_node(space.nid(f"{meter_id}.Market.{name}")), call)
+            node = self.server.get_node(space.nid(f"{meter_id}.Market.{name}"))
+            self.server.link_method(node, _for_role(METHOD_ROLES[name], f"{meter_id}.Market.{name}", call))
         return market.nodeid
 
     async def add_external(self) -> None:
@@ -338,8 +360,9 @@ class MarketNodes:
                     -1, ua.StatusCodes.BadResourceUnavailable, str(err), ua.StatusCodes.BadResourceUnavailable
                 ) from err
         except ArgumentError as err:
-            log.info("RegisterProfile refused: %s", err)
+            log.info("RegisterProfile by %s refused: %s", caller(), err)
             return _refused(err, len(args))
+        log.info("RegisterProfile by %s: %s %s, %d periods", caller(), meter_id, day, len(profile.energy_kwh))
         return [
             ua.Variant(len(profile.energy_kwh), ua.VariantType.UInt32),
             ua.Variant(sum(profile.energy_kwh), ua.VariantType.Double),
@@ -416,7 +439,12 @@ class _WriteGate(AttributeService):  # type: ignore[misc]  # asyncua is untyped 
         results: list[ua.StatusCode] = []
         for item in params.NodesToWrite:
             status = None
-            if item.AttributeId == ua.AttributeIds.Value:
+            if isinstance(user, SessionUser) and (user.access is None or user.access < Role.OPERATOR):
+                # Only sessions reach here with a SessionUser; the role ruleset refuses the
+                # Write service below operator already, this keeps it true for every path.
+                log.warning("OPC UA write refused to %s: needs the operator role", user)
+                status = ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
+            elif item.AttributeId == ua.AttributeIds.Value:
                 status = await self._handler(item.NodeId, item.Value)
             if status is None:
                 status = (await super().write(ua.WriteParameters(NodesToWrite=[item]), user))[0]

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import re
+import ssl
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -40,9 +41,11 @@ from gateway.events import describe
 from gateway.market.periods import parse_day
 from gateway.market.store import STREAM as NOTIFIED_STREAM
 from gateway.meter.model import Snapshot
+from gateway.netbind import is_address, listening_socket
 from gateway.obis import Obis
 from gateway.opcua.history import HistoryFault
 from gateway.web import views
+from gateway.web.auth import Denied, WebSessions, WebUser
 from gateway.web.live import LiveHub, encode_event
 from gateway.web.openapi import AGGREGATE_NAMES, document
 
@@ -66,6 +69,8 @@ MIN_INTERVAL_S, MAX_INTERVAL_S = 0.001, 100 * 366 * 86400.0
 _ARCHIVE_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.csv$")
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 ARCHIVE_STREAMS = (*STREAMS, NOTIFIED_STREAM)
+#: The logged-in user of a request (None: anonymous), set by the access middleware.
+USER: web.RequestKey[WebUser | None] = web.RequestKey("user")
 
 
 class ApiError(Exception):
@@ -96,6 +101,11 @@ async def _errors(
         return await handler(request)
     except ApiError as err:
         return _json(error_body(err.status, str(err), err.field), err.status)
+    except Denied as err:
+        response = _json(error_body(err.status, str(err)), err.status)
+        if err.status == 401:
+            response.headers["WWW-Authenticate"] = 'SMX-Login realm="SMX gateway"'
+        return response
     except web.HTTPException as err:
         if err.status < 400:
             raise
@@ -245,12 +255,19 @@ class WebApi:
         #: The live feed; a poller listener of every meter (after the market desk).
         self.hub = LiveHub(self.render)
         self.document = document()
-        app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
+        security = gateway.config.security
+        self.sessions = WebSessions(
+            gateway.users, anonymous=security.anonymous, secure=gateway.config.web.https
+        )
+        app = web.Application(middlewares=[_errors, self._access], client_max_size=MAX_BODY)
         r = app.router
         r.add_get("/", self.page)
         r.add_static("/static", STATIC, append_version=True)
         r.add_get("/api", self.index)
         r.add_get("/api/openapi.json", self.openapi)
+        r.add_post("/api/login", self.login)
+        r.add_post("/api/logout", self.logout)
+        r.add_get("/api/session", self.session)
         r.add_get("/api/live", self.live)
         r.add_get("/api/meters", self.meters)
         r.add_get("/api/meters/{meter}", self.meter)
@@ -273,6 +290,39 @@ class WebApi:
 
     async def _closing(self, _app: web.Application) -> None:
         self.hub.close()
+
+    @web.middleware
+    async def _access(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        user: WebUser | None = await self.sessions.check(request)
+        request[USER] = user
+        return await handler(request)
+
+    # -- logins -----------------------------------------------------------------------------
+
+    async def login(self, request: web.Request) -> web.Response:
+        body = await _body(request, {"user": "string", "password": "string"}, ("user", "password"))
+        user, token = await self.sessions.login(request, body["user"], body["password"])
+        response = _json(self._session_json(user))
+        self.sessions.set_cookie(response, token)
+        return response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        self.sessions.logout(request)
+        response = _json(self._session_json(None))
+        self.sessions.clear_cookie(response)
+        return response
+
+    async def session(self, request: web.Request) -> web.Response:
+        return _json(self._session_json(request[USER]))
+
+    def _session_json(self, user: WebUser | None) -> dict[str, Any]:
+        return {
+            "user": user.name if user else None,
+            "role": str(user.role) if user else None,
+            "anonymous_read": self.sessions.anonymous,
+        }
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -625,18 +675,24 @@ class WebApi:
 class WebServer:
     """Serves :class:`WebApi` on the configured address until stopped."""
 
-    def __init__(self, api: WebApi, host: str, port: int) -> None:
+    def __init__(self, api: WebApi, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self.api = api
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
         self.url = ""
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         runner = web.AppRunner(self.api.app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
+        site: web.BaseSite
         try:
+            if is_address(self.host):  # bound with IP_FREEBIND: a tunnel address may come later
+                sock = listening_socket(self.host, self.port)
+                site = web.SockSite(runner, sock, ssl_context=self.ssl_context)
+            else:
+                site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context)
             await site.start()
         except OSError as err:
             await runner.cleanup()
@@ -646,7 +702,8 @@ class WebServer:
         self._runner = runner
         addresses = runner.addresses
         port = addresses[0][1] if addresses else self.port
-        self.url = f"http://{self.host}:{port}/"
+        scheme = "https" if self.ssl_context is not None else "http"
+        self.url = f"{scheme}://{self.host}:{port}/"
 
     async def stop(self) -> None:
         if self._runner is not None:

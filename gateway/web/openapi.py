@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import __version__
+from gateway.web.auth import COOKIE, PUBLIC
 
 #: Aggregates of the history route (OPC UA Part 13 functions, snake_case).
 AGGREGATE_NAMES = (
@@ -50,6 +51,14 @@ SCHEMAS: dict[str, Any] = {
         },
         {"field": _STR},
         description="Every error: the HTTP status, a precise message, and the input at fault if any.",
+    ),
+    "LoginInput": _obj({"user": _STR, "password": _STR}),
+    "Session": _obj(
+        {
+            "user": {"type": ["string", "null"]},
+            "role": {"enum": ["viewer", "operator", "admin", None]},
+            "anonymous_read": {"type": "boolean", "description": "Whether reading needs no login."},
+        }
     ),
     "Index": _obj(
         {
@@ -290,6 +299,8 @@ def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Malformed request",
+        401: "Not logged in (POST /api/login, or Basic authentication)",
+        403: "The user's role may not do this",
         404: "Not found",
         409: "Already notified (set replace)",
         413: "Body too large",
@@ -351,6 +362,31 @@ def _op(
 def document() -> dict[str, Any]:
     """The document (the server address is relative: it holds for any host)."""
     paths: dict[str, Any] = {
+        "/api/login": {
+            "post": _op(
+                "login",
+                "Log in: sets the session cookie",
+                _json_content(_ref("Session")),
+                body="LoginInput",
+                errors=(400, 401, 413, 415),
+                description="The same users and roles as OPC UA (smx-gateway users add). A refused login "
+                "answers after a delay; repeated failures lock the name for a minute.",
+            )
+        },
+        "/api/logout": {
+            "post": _op(
+                "logout", "Log out: forgets the session", _json_content(_ref("Session")), errors=(401,)
+            )
+        },
+        "/api/session": {
+            "get": _op(
+                "getSession",
+                "Who is logged in",
+                _json_content(_ref("Session")),
+                errors=(401,),
+                description="401 only for a malformed or wrong Authorization header.",
+            )
+        },
         "/api": {"get": _op("getIndex", "What this gateway serves", _json_content(_ref("Index")), errors=())},
         "/api/openapi.json": {
             "get": _op("getOpenApi", "This document", _json_content({"type": "object"}), errors=())
@@ -541,6 +577,14 @@ def document() -> dict[str, Any]:
             ),
         },
     }
+    for path, operations in paths.items():
+        if path in PUBLIC:
+            continue
+        for method, op in operations.items():
+            # Reads need a viewer (or nobody when anonymous reading is on), writes an operator.
+            op["security"] = [{"cookie": []}, {"basic": []}]
+            needs = [401] if method == "get" else [401, 403]
+            op["responses"].update(_errors(*needs))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -552,5 +596,11 @@ def document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "cookie": {"type": "apiKey", "in": "cookie", "name": COOKIE},
+                "basic": {"type": "http", "scheme": "basic"},
+            },
+        },
     }

@@ -6,17 +6,93 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from asyncua import Client, ua
+from cryptography.hazmat.primitives import serialization
 
 from gateway.app import Gateway
 from gateway.clock import Clock
 from gateway.config import GatewayConfig, MeterConfig, OpcUaConfig, SimulatorConfig, demo_config
 from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.pki import Pki, create_application_certificate, write_private_key
+from gateway.users import Role, UserDb
+
+#: The test client's ApplicationUri (its certificate is made for it).
+CLIENT_URI = "urn:smx:test-client"
+#: Password of the users ``running_gateway(login=...)`` creates.
+PASSWORD = "correct horse battery"
+_shared: Path | None = None
+
+
+def shared_pki() -> Path:
+    """One PKI for the tests of this process: the gateway's key pair and a trusted client's
+    are made once (RSA 2048 takes ~0.1 s), not for each of the hundreds of gateways started."""
+    global _shared
+    if _shared is None:
+        _shared = Path(tempfile.mkdtemp(prefix="smx-test-pki-"))
+        pki = Pki(_shared / "server")
+        pki.create_folders()
+        cert, key = create_application_certificate(
+            CLIENT_URI, common_name="SMX test client", organization="tests"
+        )
+        write_private_key(_shared / "client.pem", key)
+        der = cert.public_bytes(serialization.Encoding.DER)
+        (_shared / "client.der").write_bytes(der)
+        (pki.folder("trusted/certs") / "test-client.der").write_bytes(der)
+    return _shared
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_shared_pki() -> Iterator[None]:
+    yield
+    if _shared is not None:
+        shutil.rmtree(_shared, ignore_errors=True)
+
+
+async def secure_client(
+    endpoint: str,
+    user: str | None,
+    password: str = PASSWORD,
+    policy: str = "Basic256Sha256",
+    mode: str = "SignAndEncrypt",
+    server_certificate: Path | None = None,
+) -> Client:
+    """A client of the trusted test identity on a secure channel (not connected yet).
+
+    With ``server_certificate`` the client knows the gateway's certificate beforehand (a
+    production gateway opens no None channel to discover it); without, it asks GetEndpoints.
+    """
+    pki = shared_pki()
+    client = Client(endpoint, timeout=10)
+    client.application_uri = CLIENT_URI
+    known = f",{server_certificate}" if server_certificate is not None else ""
+    await client.set_security_string(f"{policy},{mode},{pki / 'client.der'},{pki / 'client.pem'}{known}")
+    if user is not None:
+        client.set_user(user)
+        client.set_password(password)
+    return client
+
+
+def trust_test_client(pki_root: str | Path) -> None:
+    """Put the test client's certificate into a PKI's trusted/ folder."""
+    pki = Pki(pki_root)
+    pki.create_folders()
+    shutil.copyfile(shared_pki() / "client.der", pki.folder("trusted/certs") / "test-client.der")
+
+
+def add_user(config: GatewayConfig, name: str, role: Role) -> None:
+    """A user in the configuration's users file, with :data:`PASSWORD`."""
+    db = UserDb.load(config.security.users)
+    db.add(name, role, password=PASSWORD)
+    Path(config.security.users).parent.mkdir(parents=True, exist_ok=True)
+    db.save()
 
 
 @pytest.fixture(autouse=True)
@@ -51,11 +127,20 @@ def demo(mode: str = "ln", **meter_overrides: Any) -> GatewayConfig:
     meter: MeterConfig = replace(config.meters[0], **{**MODES[mode], **meter_overrides})
     assert meter.simulator is not None
     meter = replace(meter, simulator=replace(meter.simulator, history_days=2.0))
-    return replace(config, meters=(meter,), opcua=replace(config.opcua, port=0))
+    security = replace(config.security, pki=str(shared_pki() / "server"), login_delay_s=0.05)
+    return replace(config, meters=(meter,), opcua=replace(config.opcua, port=0), security=security)
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(config: GatewayConfig, clock: Clock | None = None) -> AsyncIterator[Running]:
+async def running_gateway(
+    config: GatewayConfig, clock: Clock | None = None, *, login: Role | None = None
+) -> AsyncIterator[Running]:
+    """The gateway and a client: anonymous on the demo's None endpoint, or with ``login`` a
+    user of that role (named after it) on a Basic256Sha256 SignAndEncrypt channel."""
+    if login is not None:
+        add_user(config, str(login), login)
+        if not config.security.demo:  # the test client is trusted in the shared PKI only
+            trust_test_client(config.security.pki)
     # Every gateway of the tests serves its web page on a port the OS picks.
     gateway = Gateway(replace(config, web=replace(config.web, port=0)), clock)
     task = asyncio.create_task(gateway.run())
@@ -65,7 +150,11 @@ async def running_gateway(config: GatewayConfig, clock: Clock | None = None) -> 
             done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
             if task in done:
                 task.result()  # raises what stopped the gateway
-        client = Client(gateway.endpoint, timeout=10)
+        if login is None:
+            client = Client(gateway.endpoint, timeout=10)
+        else:
+            own = Pki(config.security.pki).own_certificate
+            client = await secure_client(gateway.endpoint, str(login), server_certificate=own)
         async with client:
             ns = await client.get_namespace_index(SMX_NAMESPACE)
             yield Running(gateway, client, ns)

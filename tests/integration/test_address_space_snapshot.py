@@ -8,17 +8,20 @@ tests/snapshots/address_space.txt; regenerate it on purpose with
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from asyncua import Node, ua
 
+from gateway.auth import UserDirectory
 from gateway.config import OpcUaConfig, demo_config
 from gateway.market.desk import MarketDesk
 from gateway.market.external import ExternalData
 from gateway.opcua.address_space import AddressSpace
 from gateway.opcua.market import MarketNodes
 from gateway.opcua.server import build_server
+from tests.integration.conftest import demo
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "address_space.txt"
 
@@ -56,7 +59,8 @@ async def _describe(node: Node, path: str, lines: list[str]) -> None:
 
 
 async def test_address_space_matches_snapshot() -> None:
-    server = await build_server(OpcUaConfig(port=0))
+    security = replace(demo().security, users="var/certs/users")
+    server = await build_server(OpcUaConfig(port=0), security, UserDirectory(security.users))
     space = AddressSpace(server)
     await space.load_model()
     config = demo_config()

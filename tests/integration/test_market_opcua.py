@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 from asyncua import ua
 
+from gateway.users import Role
 from tests.integration.conftest import Running, demo, running_gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -27,7 +28,7 @@ async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]
     os.chdir(tmp_path_factory.mktemp("market"))
     keep_an_external_value(Path("var/archive"))
     try:
-        async with running_gateway(demo()) as running:
+        async with running_gateway(demo(), login=Role.OPERATOR) as running:
             await running.gateway.pollers["meter1"].wait_snapshot()
             yield running
     finally:

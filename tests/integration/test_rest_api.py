@@ -44,9 +44,10 @@ from gateway.archive.minutes import MinuteAggregator, RegisterSampler
 from gateway.clock import ScaledClock
 from gateway.config import MeterConfig, one_second_set
 from gateway.obis import CATALOGUE, Refresh
+from gateway.users import Role
 from gateway.web.api import MAX_BODY
 from gateway.web.openapi import document
-from tests.integration.conftest import Running, demo, running_gateway
+from tests.integration.conftest import PASSWORD, Running, add_user, demo, running_gateway
 from tests.openapi_check import METHODS, check_document, match_path, resolve, response_schema, validate
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -223,19 +224,27 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     config = demo()
     started = datetime.now(UTC)
     recent = write_recent_archive(root, config.meters[0], started)
-    config = replace(config, archive=replace(config.archive, path=str(root)))
-    async with running_gateway(config, clock=ScaledClock(started)) as running:
+    users = str(root.parent.parent / "users")  # absolute: each test runs in its own directory
+    config = replace(config, archive=replace(config.archive, path=str(root)),
+                     security=replace(config.security, users=users))  # fmt: skip
+    add_user(config, "viewer", Role.VIEWER)
+    async with running_gateway(config, clock=ScaledClock(started), login=Role.OPERATOR) as running:
         poller = running.gateway.pollers[METER]
         async with asyncio.timeout(30):
             snapshot = await poller.wait_snapshot()
             while not all(r.quality.value == "good" for r in snapshot.readings.values()):
                 snapshot = await poller.wait_snapshot()
         base = running.gateway.web_url.rstrip("/")
-        async with aiohttp.ClientSession() as session:
+        # unsafe: aiohttp keeps no cookies of IP-address hosts otherwise (browsers do).
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
             async with session.get(base + "/api/openapi.json") as resp:
                 assert resp.status == 200
                 doc = await resp.json()
-            yield Api(running, session, doc, root, recent, base)
+            rest = Api(running, session, doc, root, recent, base)
+            # The module's requests are an operator's (the demo reads anonymously, writes need one).
+            answer = await rest.call("POST", "/api/login", json={"user": "operator", "password": PASSWORD})
+            assert answer.status == 200, answer.text
+            yield rest
 
 
 async def next_snapshot(api: Api) -> Any:
@@ -891,6 +900,67 @@ def live_schema(doc: dict[str, Any]) -> dict[str, Any]:
         "properties": {**snapshot["properties"], **extra},
         "required": [*snapshot["required"], *extra],
     }
+
+
+async def test_logins_roles_and_refusals(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    """The same users and roles as OPC UA: anonymous reads (demo), viewers read, operators write."""
+    tomorrow = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+    body = {"values": [0.1] * 100}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
+        guest = replace(api, session=other)
+        session = await guest.call("GET", "/api/session")
+        assert session.data == {"user": None, "role": None, "anonymous_read": True}
+        assert (await guest.call("GET", f"/api/meters/{METER}/snapshot")).status == 200
+        # Writing needs a login: 401 with a scheme browsers answer with no password dialog of their own.
+        refused = await guest.call("PUT", f"/api/meters/{METER}/profiles/{tomorrow}", json=body)
+        assert "log in" in refused.error(401)
+        assert refused.headers["WWW-Authenticate"].startswith("SMX-Login")
+        assert "log in" in (await guest.call("PUT", "/api/external/spot_price", json={"value": 1})).error(401)
+
+        # A wrong password: 401 after the configured delay, logged with who and why.
+        caplog.set_level("WARNING", logger="gateway.auth")
+        wrong = await guest.call("POST", "/api/login", json={"user": "viewer", "password": "not it at all"})
+        assert "wrong" in wrong.error(401)
+        assert "login of 'viewer' refused: wrong password" in caplog.text
+        assert "smx_session" not in {c.key for c in other.cookie_jar}
+
+        # A viewer reads but may not write (403 names the role needed); nothing is stored.
+        ok = await guest.call("POST", "/api/login", json={"user": "viewer", "password": PASSWORD})
+        assert ok.data == {"user": "viewer", "role": "viewer", "anonymous_read": True}
+        cookie = ok.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        assert "Path=/" in cookie
+        assert "Secure" not in cookie  # plain HTTP here; HTTPS sets it (test_web_security)
+        assert (await guest.call("GET", "/api/session")).data["user"] == "viewer"
+        forbidden = await guest.call("PUT", f"/api/meters/{METER}/profiles/{tomorrow}", json=body)
+        assert "needs the operator role" in forbidden.error(403)
+        assert (await guest.call("GET", f"/api/meters/{METER}/profiles/{tomorrow}")).status == 404
+        put = await guest.call("PUT", "/api/external/spot_price", json={"value": 1})
+        assert "needs the operator role" in put.error(403)
+
+        # Logged out: anonymous again, the old cookie is worth nothing.
+        out = await guest.call("POST", "/api/logout")
+        assert out.data["user"] is None
+        stale = await guest.call("PUT", "/api/external/spot_price", json={"value": 1},
+                                 cookies={"smx_session": cookie.split("=", 1)[1].split(";")[0]})  # fmt: skip
+        stale.error(401)
+
+    # Scripts may send Basic authentication (a header, never the URL) instead of the cookie.
+    async with aiohttp.ClientSession() as script:
+        basic = replace(api, session=script)
+        auth = {"Authorization": aiohttp.encode_basic_auth("operator", PASSWORD)}
+        answer = await basic.call("PUT", "/api/external/spot_price", json={"value": 77.5}, headers=auth)
+        assert answer.status == 200, answer.text
+        assert answer.data["value"] == 77.5
+        bad = {"Authorization": aiohttp.encode_basic_auth("operator", "wrong password!")}
+        (await basic.call("PUT", "/api/external/spot_price", json={"value": 1}, headers=bad)).error(401)
+        garbage = await basic.call("GET", "/api/session", headers={"Authorization": "Basic %%%"})
+        assert "malformed" in garbage.error(401)
+
+    # Login bodies are checked like every other body.
+    assert "password" in (await api.call("POST", "/api/login", json={"user": "x"})).error(400)
+    (await api.call("POST", "/api/login", data="user=x&password=y")).error(415)
 
 
 async def test_live_feed(api: Api) -> None:

@@ -23,8 +23,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from gateway.users import Role
 from tests.browser import Chromium, Page, require_chromium
-from tests.integration.conftest import Running, demo, running_gateway
+from tests.integration.conftest import PASSWORD, Running, add_user, demo, running_gateway
 
 # One gateway and one browser for the module: both live on the module's event loop.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -84,8 +85,11 @@ async def running(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run
     # after this module-wide gateway has started.
     archive = tmp_path_factory.mktemp("web-page") / "archive"
     config = demo()
-    config = replace(config, archive=replace(config.archive, path=str(archive)))
-    async with running_gateway(config) as running:
+    users = str(archive.parent / "users")  # absolute, as the archive
+    config = replace(config, archive=replace(config.archive, path=str(archive)),
+                     security=replace(config.security, users=users))  # fmt: skip
+    add_user(config, "operator", Role.OPERATOR)
+    async with running_gateway(config, login=Role.VIEWER) as running:
         yield running
 
 
@@ -97,7 +101,9 @@ def web_url(running: Running) -> str:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+    """The tests' own REST client: an operator (Basic authentication)."""
+    operator = {"Authorization": aiohttp.encode_basic_auth("operator", PASSWORD)}
+    async with aiohttp.ClientSession(headers=operator) as session:
         yield session
 
 
@@ -175,6 +181,17 @@ def png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
+async def log_in(page: Page, user: str = "operator") -> None:
+    """Log in through the page's own dialog."""
+    if not await page.evaluate("document.querySelector('#login').open"):
+        await page.click("#login-open")
+    await page.fill("#login-form input[name=user]", user)
+    await page.fill("#login-form input[name=password]", PASSWORD)
+    await page.click("#login-form button[type=submit]")
+    assert await page.wait_for(f"document.querySelector('#who').textContent === '{user} ({user})'")
+    assert await page.evaluate("document.querySelector('#login').open") is False
+
+
 def assert_clean(page: Page) -> None:
     assert page.errors == []
     assert [line for line in page.console if line.startswith(("error:", "warning:"))] == []
@@ -229,6 +246,22 @@ async def test_profile_registered_through_the_form(
     await page.fill("#profile-form textarea[name=values]", as_typed(values))
     await page.fill("#profile-form select[name=unit]", "kWh")
     assert await page.evaluate("document.querySelector('#profile-form').replace.checked") is False
+    # Not logged in: the server says 401, the page asks for an operator's login and keeps the form.
+    assert await page.text("#who") == "not logged in"
+    await page.click("#profile-submit")
+    assert await page.wait_for("document.querySelector('#login').open")
+    assert await page.text("#login-why") == "Registering a profile needs an operator."
+    assert await page.text("#profile-error") == "Log in as an operator to register profiles."
+    assert await get_json(http, f"{web_url}api/meters/{METER}/profiles/{day.day}") == (
+        404,
+        {"status": 404, "error": f"no profile notified for {day.day}", "field": "day"},
+    )
+    # A wrong password is shown in the dialog, which stays open.
+    await page.fill("#login-form input[name=user]", "operator")
+    await page.fill("#login-form input[name=password]", "not the password")
+    await page.click("#login-form button[type=submit]")
+    assert "wrong" in await page.wait_for(visible_text("#login-error"))
+    await log_in(page)
     await page.click("#profile-submit")
 
     ok = await page.wait_for(visible_text("#profile-ok"))
@@ -295,6 +328,7 @@ async def test_refused_profile_shows_why_and_changes_nothing(
 ) -> None:
     day = await running_day(http, web_url)
     before = await ensure_profile(http, web_url, day)
+    await log_in(page)
     assert await page.wait_for(FORM_READY) == day.day
     if typed == "<a whole day>":  # a valid profile, but the day has one and "replace" is not ticked
         typed = " ".join(["0.3"] * day.periods)
@@ -315,6 +349,7 @@ async def test_replace_checkbox_replaces_the_profile(
 ) -> None:
     day = await running_day(http, web_url)
     await ensure_profile(http, web_url, day)
+    await log_in(page)
     assert await page.wait_for(FORM_READY) == day.day
     await page.fill("#profile-form input[name=constant]", "0.2")
     await page.click("#fill-constant")

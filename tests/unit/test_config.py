@@ -229,3 +229,48 @@ def test_market_web_and_external_sections(tmp_path: Path) -> None:
 def test_market_web_and_external_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text + '[[meters]]\nid = "m"\nurl = "x"\n'))
+
+
+def test_a_configuration_file_is_production_unless_it_says_otherwise(tmp_path: Path) -> None:
+    bare = load_config(write(tmp_path, '[[meters]]\nid = "m"\nurl = "x"\n')).security
+    assert bare.profile == "production"
+    assert bare.policies == ("Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss")
+    assert bare.modes == ("SignAndEncrypt",)
+    assert bare.anonymous is False
+    assert (bare.pki, bare.users) == ("certs", "certs/users")
+    demo = demo_config().security
+    assert (demo.profile, demo.anonymous) == ("demo", True)
+    assert (demo.pki, demo.users) == ("var/certs", "var/certs/users")
+    tuned = load_config(
+        write(
+            tmp_path,
+            '[security]\nprofile = "demo"\nmodes = ["Sign", "SignAndEncrypt"]\n'
+            'policies = ["Basic256Sha256"]\n'
+            'hostnames = ["smx-17.example.net", "10.88.0.17"]\nlogin_delay_s = 2\n'
+            '[web]\nhttps = true\n[[meters]]\nid = "m"\nurl = "x"\n',
+        )
+    )
+    assert tuned.security.anonymous is True  # the demo's default
+    assert tuned.security.modes == ("Sign", "SignAndEncrypt")
+    assert tuned.security.hostnames == ("smx-17.example.net", "10.88.0.17")
+    assert tuned.security.login_delay_s == 2.0
+    assert tuned.web.https is True
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[security]\nprofile = "open"\n', r"security.profile: expected one of production, demo"),
+        ('[security]\npolicies = ["None"]\n', r"security.policies: expected a non-empty list of distinct"),
+        ('[security]\npolicies = ["Basic128Rsa15"]\n', r"security.policies: expected a non-empty list"),
+        ("[security]\npolicies = []\n", r"security.policies: expected a non-empty list"),
+        ('[security]\nmodes = ["None"]\n', r"security.modes: expected a non-empty list of distinct names"),
+        ('[security]\nanonymous = "yes"\n', r"security.anonymous: expected bool"),
+        ("[security]\nhostnames = [1]\n", r"security.hostnames: expected a list of DNS names"),
+        ("[security]\nlogin_delay_s = -1\n", r"security.login_delay_s: expected"),
+        ('[security]\npassword = "x"\n', r"security.password: unknown key"),
+    ],
+)
+def test_security_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text + '[[meters]]\nid = "m"\nurl = "x"\n'))

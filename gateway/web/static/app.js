@@ -41,7 +41,7 @@ function localTime(iso, seconds = true) {
 }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, options);
+  const response = await fetch(path, {credentials: "same-origin", ...options});
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     const message = body && body.error ? body.error : `${response.status} ${response.statusText}`;
@@ -330,8 +330,54 @@ async function submitProfile(event) {
     ok.hidden = false;
     if (stored.day === state.profileDay) loadProfile();
   } catch (err) {
-    showError(err.message);
+    if (err.status === 401) {
+      showError("Log in as an operator to register profiles.");
+      askLogin("Registering a profile needs an operator.");
+    } else {
+      showError(err.message);
+    }
   }
+}
+
+// -- login: the same users and roles as OPC UA -------------------------------------------
+
+let loggedIn = null;  // resolves the wait of start() when reading needs a login
+
+function renderSession(s) {
+  $("who").textContent = s.user ? `${s.user} (${s.role})` : "not logged in";
+  $("login-open").hidden = Boolean(s.user);
+  $("logout").hidden = !s.user;
+}
+
+function askLogin(why) {
+  $("login-why").textContent = why || "The gateway's users (smx-gateway users add).";
+  $("login-error").hidden = true;
+  const dialog = $("login");
+  if (!dialog.open) dialog.showModal();
+  $("login-form").user.focus();
+}
+
+async function submitLogin(event) {
+  event.preventDefault();
+  const form = event.target;
+  try {
+    const s = await api("/api/login", {
+      method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({user: form.user.value, password: form.password.value}),
+    });
+    form.password.value = "";
+    $("login").close();
+    renderSession(s);
+    if (loggedIn) { loggedIn(); loggedIn = null; }
+  } catch (err) {
+    $("login-error").textContent = err.message;
+    $("login-error").hidden = false;
+  }
+}
+
+async function logout() {
+  renderSession(await api("/api/logout", {method: "POST"}));
 }
 
 function showError(message) {
@@ -409,6 +455,16 @@ function connect() {
 }
 
 async function start() {
+  $("login-form").addEventListener("submit", submitLogin);
+  $("login-cancel").addEventListener("click", () => $("login").close());
+  $("login-open").addEventListener("click", () => askLogin());
+  $("logout").addEventListener("click", logout);
+  const session = await api("/api/session");
+  renderSession(session);
+  if (!session.user && !session.anonymous_read) {
+    // Reading needs a login here: wait for it before asking for anything else.
+    await new Promise((resolve) => { loggedIn = resolve; askLogin("This gateway shows its data to its users only."); });
+  }
   const index = await api("/api");
   state.market = index.market;
   $("version").textContent = `${index.product} ${index.version}`;

@@ -1,0 +1,579 @@
+"""An independent OPC UA stack against the gateway's production security profile (issue 6).
+
+node-opcua's client (Node.js, ``tests/node``; installed here with ``npm ci`` from its lock
+file) talks to the real gateway in the production profile: Basic256Sha256,
+Aes128_Sha256_RsaOaep and Aes256_Sha256_RsaPss with SignAndEncrypt only, no None endpoint,
+no anonymous session, no None channel even for discovery (the production default). Each
+side trusts the other through its own trust list: the node client's certificate (made
+with :func:`gateway.pki.create_application_certificate` for its ApplicationUri) is in the
+gateway's ``trusted/certs``, the gateway's ``own/certs/smx.der`` in node-opcua's
+``trusted/certs``.
+
+Over Basic256Sha256 and Aes256_Sha256_RsaPss, as an operator (UserName token), node-opcua
+browses Objects → SMX → Meters → meter1 → Instantaneous, reads and subscribes to the
+voltage L1, reads its minute history (raw and Average) and calls ComputeAdvice,
+RegisterProfile and ReadProfile. A viewer is refused RegisterProfile; a client
+certificate the gateway does not trust is refused and kept in ``rejected/``.
+
+Without a None channel a client cannot fetch the gateway's certificate with GetEndpoints,
+so node-opcua is given it as a file (as an administrator hands it out) and the script
+checks it against node-opcua's trust list first (node-opcua does not check a certificate
+it is given). node-opcua's usual way, GetEndpoints on a None channel and its own trust
+check, is exercised on a second gateway with ``[security] discovery = true``.
+
+All jobs run at once in one Node.js process, started while the gateways start (loading
+node-opcua takes seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from asyncua import ua
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from gateway.app import Gateway
+from gateway.archive.files import ArchiveWriter, Column
+from gateway.config import GatewayConfig
+from gateway.meter.model import Quality
+from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.pki import Pki, create_application_certificate, thumbprint, write_private_key
+from gateway.users import Role
+from tests.integration.conftest import PASSWORD, add_user, demo
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+NODE_DIR = Path(__file__).resolve().parents[1] / "node"
+#: The node client's ApplicationUri (its certificate is made for it).
+NODE_URI = "urn:smx:node-opcua-test-client"
+STRANGER_URI = "urn:smx:node-opcua-stranger"
+POLICIES = ("Basic256Sha256", "Aes256_Sha256_RsaPss")
+METER = "meter1"
+VOLTAGE = "1-0:32.7.0"
+#: Minute records of the voltage archived before the gateway starts (``archive_minutes``).
+MINUTES = 10
+AVERAGE_MINUTES = 5
+#: npm's words for a registry it could not reach (anything else fails the module).
+_UNREACHABLE = re.compile(
+    r"ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH|"
+    r"network request to .* failed|npm error network|code E(?:SOCKET|PROXY)"
+)
+
+
+# -- node-opcua ---------------------------------------------------------------------------
+
+
+async def run_process(*command: str, cwd: Path, timeout: float) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        *command, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, _ = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, out.decode(errors="replace")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def node() -> str:
+    """The ``node`` executable, with tests/node/node_modules installed from the lock file."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        reason = "node-opcua interoperability: Node.js (node and npm) is not installed"
+        print(reason)
+        pytest.skip(reason)
+    installed = NODE_DIR / "node_modules" / ".package-lock.json"  # written last by npm ci
+    lock = NODE_DIR / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        code, out = await run_process(npm, "ci", "--no-audit", "--no-fund", cwd=NODE_DIR, timeout=600)
+        if code != 0:
+            if _UNREACHABLE.search(out):
+                print(f"npm ci in {NODE_DIR} could not reach the registry:\n{out}")
+                lines = [line for line in out.splitlines() if _UNREACHABLE.search(line)]
+                why = next((line for line in lines if "request to" in line), lines[0])
+                pytest.skip(f"node-opcua interoperability: npm registry not reachable: {why.strip()}")
+            pytest.fail(f"npm ci in {NODE_DIR} failed ({code}):\n{out}")
+    return node
+
+
+# -- the gateways -------------------------------------------------------------------------
+
+
+class Records(logging.Handler):
+    """The gateway's security log (what it refused and why), kept for the assertions."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@dataclass
+class Setup:
+    #: The production gateway and the one that also answers GetEndpoints on a None channel.
+    gateway: Gateway
+    discovering: Gateway
+    tmp: Path
+    client_cert: Path
+    client_key: Path
+    #: A client the gateway does not trust: its certificate and files.
+    stranger: x509.Certificate
+    stranger_cert: Path
+    stranger_key: Path
+    #: (minute start, mean) of the archived voltage records, and the window read back.
+    minutes: list[tuple[datetime, float]]
+    window: tuple[datetime, datetime]
+    today: date
+    #: node-opcua, started early: it loads while the gateways start and waits for its jobs.
+    process: asyncio.subprocess.Process
+    log: Records
+
+    def pki(self, gateway: Gateway) -> Pki:
+        return Pki(gateway.config.security.pki)
+
+    def stored(self, day: date) -> Path:
+        return Path(self.gateway.config.archive.path) / METER / "notified" / f"{day}.csv"
+
+    def market_day(self, offset: int) -> tuple[date, list[float]]:
+        """A future delivery day and a profile for it (92, 96 or 100 values)."""
+        assert self.gateway.desk is not None
+        day = self.today + timedelta(days=offset)
+        n = self.gateway.desk.calendar.periods_in(day)
+        return day, [round(0.1 * offset + 0.01 * (i % 9), 3) for i in range(n)]
+
+
+def client_identity(tmp: Path, name: str, uri: str) -> tuple[Path, Path, x509.Certificate]:
+    """A client certificate and key for ``uri`` as PEM files."""
+    cert, key = create_application_certificate(
+        uri, common_name=f"SMX node-opcua {name}", organization="tests", hostnames=["localhost"]
+    )
+    cert_file, key_file = tmp / f"{name}.pem", tmp / f"{name}-key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_private_key(key_file, key)
+    return cert_file, key_file, cert
+
+
+def production(tmp: Path, client: x509.Certificate, *, discovery: bool) -> GatewayConfig:
+    """The demo meter behind a production security profile, with its own PKI and users."""
+    base = demo()
+    security = replace(
+        base.security,
+        profile="production",
+        anonymous=False,
+        discovery=discovery,
+        policies=("Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"),
+        modes=("SignAndEncrypt",),
+        pki=str(tmp / "pki"),
+        users=str(tmp / "users"),
+    )
+    config = replace(
+        base,
+        security=security,
+        archive=replace(base.archive, path=str(tmp / "archive")),
+        web=replace(base.web, port=0),
+    )
+    add_user(config, "operator", Role.OPERATOR)
+    add_user(config, "viewer", Role.VIEWER)
+    pki = Pki(security.pki)
+    pki.create_folders()
+    (pki.folder("trusted/certs") / "node-opcua-client.der").write_bytes(
+        client.public_bytes(serialization.Encoding.DER)
+    )
+    return config
+
+
+def archive_minutes(root: Path, now: datetime) -> list[tuple[datetime, float]]:
+    """Minute records of the voltage L1 for the minutes before the gateway starts.
+
+    The gateway writes a minute record when the minute is over, so a fresh one has no
+    history yet; these give the history reads known values (mean, min, max, count of
+    the 1-second samples, as the recorder writes them).
+    """
+    this_minute = now.replace(second=0, microsecond=0)
+    records = [(this_minute - timedelta(minutes=MINUTES + 1 - k), 228.0 + 0.25 * k) for k in range(MINUTES)]
+    columns = [
+        Column(VOLTAGE, unit, q) for q, unit in (("mean", "V"), ("min", "V"), ("max", "V"), ("count", ""))
+    ]
+    writer = ArchiveWriter(root, METER)
+    try:
+        writer.append("minute", columns, [(t, 0, (v, v - 1.5, v + 1.5, 60.0)) for t, v in records])
+    finally:
+        writer.close()
+    return records
+
+
+async def live(gateway: Gateway, task: asyncio.Task[None]) -> None:
+    """Until the gateway serves and has read the voltage from the meter."""
+    ready = asyncio.create_task(gateway.ready.wait())
+    done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        ready.cancel()
+        task.result()  # raises what stopped the gateway
+    while True:
+        snapshot = await gateway.pollers[METER].wait_snapshot()
+        if any(str(o) == VOLTAGE and r.quality is Quality.GOOD for o, r in snapshot.readings.items()):
+            return
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def setup(node: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Setup]:
+    tmp = tmp_path_factory.mktemp("node-opcua")
+    process = await asyncio.create_subprocess_exec(
+        node,
+        "client.mjs",
+        cwd=NODE_DIR,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    log = Records()
+    security_log = logging.getLogger("gateway.opcua.security")
+    security_log.addHandler(log)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        client_cert, client_key, client = client_identity(tmp, "client", NODE_URI)
+        stranger_cert, stranger_key, stranger = client_identity(tmp, "stranger", STRANGER_URI)
+        configs = [
+            production(tmp / name, client, discovery=name == "discovering")
+            for name in ("main", "discovering")
+        ]
+        minutes = archive_minutes(Path(configs[0].archive.path), datetime.now(UTC))
+        gateway, discovering = gateways = [Gateway(config) for config in configs]
+        tasks += [asyncio.create_task(g.run()) for g in gateways]
+        async with asyncio.timeout(30):
+            await asyncio.gather(*(live(g, t) for g, t in zip(gateways, tasks, strict=True)))
+        assert gateway.space is not None
+        assert gateway.desk is not None
+        endpoints = await gateway.space.server.get_endpoints()
+        assert {(e.SecurityPolicyUri.rsplit("#", 1)[1], e.SecurityMode) for e in endpoints} == {
+            (p, ua.MessageSecurityMode.SignAndEncrypt) for p in configs[0].security.policies
+        }, "a production profile: secure endpoints only"
+        yield Setup(
+            gateway=gateway,
+            discovering=discovering,
+            tmp=tmp,
+            client_cert=client_cert,
+            client_key=client_key,
+            stranger=stranger,
+            stranger_cert=stranger_cert,
+            stranger_key=stranger_key,
+            minutes=minutes,
+            window=(minutes[0][0], minutes[-1][0] + timedelta(minutes=1)),
+            today=gateway.desk.calendar.day_of(gateway.clock.now()),
+            process=process,
+            log=log,
+        )
+    finally:
+        security_log.removeHandler(log)
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+# -- the node client's jobs -------------------------------------------------------------------
+
+#: Full jobs by name: (policy, market day offset of the profile it registers).
+FULL_JOBS = {policy: (policy, offset) for offset, policy in enumerate(POLICIES, start=1)}
+VIEWER_DAY = 3
+
+
+def jobs(setup: Setup) -> dict[str, dict[str, Any]]:
+    """What node-opcua does: one client, secure channel and session per job, all at once."""
+    start, end = setup.window
+
+    def job(name: str, steps: list[str], *, gateway: Gateway | None = None, **options: Any) -> dict[str, Any]:
+        """A job as the operator over Basic256Sha256 against the production gateway,
+        trusting it and given its certificate, unless ``options`` say otherwise."""
+        gateway = gateway or setup.gateway
+        own = setup.pki(gateway).own_certificate
+        pki_root = setup.tmp / "node-pki" / name
+        (pki_root / "trusted" / "certs").mkdir(parents=True)
+        if options.pop("trust_gateway", True):
+            shutil.copy(own, pki_root / "trusted" / "certs" / own.name)
+        spec = {
+            "endpoint": gateway.endpoint,
+            "securityPolicy": "Basic256Sha256",
+            "securityMode": "SignAndEncrypt",
+            "applicationUri": NODE_URI,
+            "certificateFile": str(setup.client_cert),
+            "privateKeyFile": str(setup.client_key),
+            "pkiRoot": str(pki_root),
+            "serverCertificateFile": str(own),
+            "user": {"name": "operator", "password": PASSWORD},
+            "namespaceUri": SMX_NAMESPACE,
+            "meter": METER,
+            "voltage": VOLTAGE,
+            "notifications": 3,
+            "steps": steps,
+        }
+        return spec | options
+
+    result = {}
+    for name, (policy, offset) in FULL_JOBS.items():
+        day, values = setup.market_day(offset)
+        result[name] = job(
+            name,
+            ["browse", "read", "subscribe", "history", "advice", "register", "readProfile"],
+            securityPolicy=policy,
+            history={
+                "node": f"{METER}.{VOLTAGE}",
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "intervalMs": AVERAGE_MINUTES * 60_000,
+            },
+            register={"day": day.isoformat(), "values": values, "unit": "kWh", "replace": False},
+            readProfile={"day": day.isoformat()},
+        )
+    day, values = setup.market_day(VIEWER_DAY)
+    result["viewer"] = job(
+        "viewer",
+        ["register", "readProfile"],
+        user={"name": "viewer", "password": PASSWORD},
+        register={"day": day.isoformat(), "values": values, "unit": "kWh", "replace": False},
+        readProfile={"day": day.isoformat()},
+    )
+    result["stranger"] = job(
+        "stranger",
+        ["read"],
+        applicationUri=STRANGER_URI,
+        certificateFile=str(setup.stranger_cert),
+        privateKeyFile=str(setup.stranger_key),
+    )
+    result["Aes128_Sha256_RsaOaep"] = job(
+        "Aes128_Sha256_RsaOaep", ["read"], securityPolicy="Aes128_Sha256_RsaOaep"
+    )
+    result["untrusted_gateway"] = job("untrusted_gateway", ["read"], trust_gateway=False)
+    result["no_discovery"] = job("no_discovery", ["read"], serverCertificateFile=None)
+    result["discovery"] = job("discovery", ["read"], gateway=setup.discovering, serverCertificateFile=None)
+    result["discovery_untrusted"] = job(
+        "discovery_untrusted",
+        ["read"],
+        gateway=setup.discovering,
+        serverCertificateFile=None,
+        trust_gateway=False,
+    )
+    return result
+
+
+@dataclass
+class Report:
+    results: dict[str, dict[str, Any]]
+    #: node-opcua's warnings and errors.
+    stderr: str
+
+    def ok(self, name: str) -> dict[str, Any]:
+        result = self.results[name]
+        assert result["ok"], f"{name} stopped at {result['step']}: {result.get('error')}\n{self.stderr}"
+        return result
+
+    def refused(self, name: str) -> dict[str, Any]:
+        result = self.results[name]
+        assert not result["ok"], f"{name} was not refused"
+        return result
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def report(setup: Setup) -> Report:
+    """Every job's result, from the one run of tests/node/client.mjs."""
+    stdin = json.dumps({"jobs": jobs(setup)}).encode()
+    async with asyncio.timeout(60):
+        out, err = await setup.process.communicate(stdin)
+    lines = out.decode().strip().splitlines()
+    assert lines, f"client.mjs printed nothing (exit {setup.process.returncode}):\n{err.decode()}"
+    return Report(json.loads(lines[-1]), err.decode(errors="replace"))
+
+
+def when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def is_good(status: dict[str, Any]) -> bool:
+    return (int(status["value"]) & 0xC0000000) == 0
+
+
+# -- the tests ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_secure_session_browse_read_and_subscribe(report: Report, setup: Setup, policy: str) -> None:
+    result = report.ok(policy)
+    connect = result["connect"]
+    assert connect["securityPolicy"] == f"http://opcfoundation.org/UA/SecurityPolicy#{policy}"
+    assert connect["securityMode"] == "SignAndEncrypt"
+    server_der = setup.pki(setup.gateway).own_certificate.read_bytes()
+    assert connect["serverCertificateThumbprint"] == hashlib.sha1(server_der).hexdigest()
+    assert result["serverTrust"] == "Good"
+
+    # Browsed Objects -> SMX -> Meters -> meter1 -> Instantaneous -> the voltage L1.
+    browse = result["browse"]
+    ns = result["namespaceIndex"]
+    assert setup.gateway.space is not None
+    server_node = setup.gateway.space.server.get_node(ua.NodeId(f"{METER}.{VOLTAGE}", ns))
+    assert browse["nodeId"] == f"ns={ns};s={METER}.{VOLTAGE}"
+    assert browse["folderNodeId"] == f"ns={ns};s={METER}.Instantaneous"
+    assert browse["browseName"] == (await server_node.read_browse_name()).Name
+    assert browse["browseNamespace"] == ns
+    assert browse["displayName"] == "Voltage L1"
+    assert browse["nodeClass"] == ua.NodeClass.Variable
+    assert browse["children"] >= 10
+    assert browse["engineeringUnits"] == {"displayName": "V", "unitId": int.from_bytes(b"VLT", "big")}
+
+    read = result["read"]
+    assert read["statusCode"]["name"] == "Good"
+    assert 200.0 <= read["value"] <= 260.0
+    assert abs(when(read["sourceTimestamp"]) - datetime.now(UTC)) < timedelta(seconds=60)
+
+    notifications = result["subscription"]["notifications"]
+    assert all(n["statusCode"]["name"] == "Good" for n in notifications)
+    assert all(200.0 <= n["value"] <= 260.0 for n in notifications)
+    stamps = [when(n["sourceTimestamp"]) for n in notifications]
+    assert len(set(stamps)) >= 3, "the sample at creation and two new ones"
+    assert stamps == sorted(stamps)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_history_read_raw_and_processed(report: Report, setup: Setup, policy: str) -> None:
+    history = report.ok(policy)["history"]
+    raw = history["raw"]
+    assert raw["statusCode"]["name"] == "Good"
+    assert not raw["continuation"]
+    got = [(when(v["sourceTimestamp"]), v["value"]) for v in raw["values"]]
+    assert got == setup.minutes  # the minute means, stamped at the minute's start
+    assert all(v["statusCode"]["name"] == "Good" for v in raw["values"])
+
+    average = history["average"]
+    assert average["statusCode"]["name"] == "Good"
+    start, step = setup.window[0], timedelta(minutes=AVERAGE_MINUTES)
+    groups = [
+        [v for t, v in setup.minutes if start + i * step <= t < start + (i + 1) * step]
+        for i in range(MINUTES // AVERAGE_MINUTES)
+    ]
+    got_average = [(when(v["sourceTimestamp"]), v["value"]) for v in average["values"]]
+    assert [t for t, _ in got_average] == [start + i * step for i in range(len(groups))]
+    assert [v for _, v in got_average] == pytest.approx([sum(g) / len(g) for g in groups])
+    assert all(is_good(v["statusCode"]) for v in average["values"]), average["values"]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_market_methods(report: Report, setup: Setup, policy: str) -> None:
+    result = report.ok(policy)
+    methods = result["methods"]
+    assert setup.gateway.desk is not None
+    assert setup.gateway.space is not None
+    calendar = setup.gateway.desk.calendar
+
+    advice = methods["advice"]
+    assert advice["statusCode"]["name"] == "Good"
+    declared = await setup.gateway.space.server.get_node(
+        ua.NodeId(f"{METER}.Market.ComputeAdvice.OutputArguments", result["namespaceIndex"])
+    ).read_value()
+    out = advice["outputs"]
+    assert list(out) == [a.Name for a in declared]
+    assert when(out["PeriodEnd"]) - when(out["PeriodStart"]) == calendar.period
+    assert 0 < out["RemainingTime"] <= calendar.period.total_seconds()
+    # The net power now (NaN only if the last read of a power failed).
+    assert out["CurrentPower"] == "NaN" or abs(out["CurrentPower"]) < 100
+    # No profile for today: no numbers (NaN), not zeros.
+    assert out["State"] == "no-notification"
+    assert out["NotifiedEnergy"] == "NaN"
+
+    day, values = setup.market_day(FULL_JOBS[policy][1])
+    register = methods["register"]
+    assert register["statusCode"]["name"] == "Good", register
+    assert register["outputs"]["Periods"] == len(values) == calendar.periods_in(day)
+    assert register["outputs"]["TotalEnergy"] == pytest.approx(sum(values))
+    assert setup.stored(day).exists()
+
+    profile = methods["readProfile"]
+    assert profile["statusCode"]["name"] == "Good"
+    assert profile["outputs"]["Energy"] == pytest.approx(values)
+    assert [when(t) for t in profile["outputs"]["PeriodStarts"]] == [p.start for p in calendar.periods(day)]
+
+
+async def test_the_third_policy_serves_too(report: Report) -> None:
+    result = report.ok("Aes128_Sha256_RsaOaep")
+    assert result["connect"]["securityPolicy"].endswith("#Aes128_Sha256_RsaOaep")
+    assert result["read"]["statusCode"]["name"] == "Good"
+    assert 200.0 <= result["read"]["value"] <= 260.0
+
+
+async def test_a_viewer_may_not_register_a_profile(report: Report, setup: Setup) -> None:
+    methods = report.ok("viewer")["methods"]
+    assert methods["register"]["statusCode"]["name"] == "BadUserAccessDenied"
+    day, _values = setup.market_day(VIEWER_DAY)
+    assert not setup.stored(day).exists()
+    # Read-only methods are the viewer's: ReadProfile answers (nothing notified that day).
+    assert methods["readProfile"]["statusCode"]["name"] == "BadNoData"
+
+
+async def test_an_untrusted_client_certificate_is_refused_and_kept(report: Report, setup: Setup) -> None:
+    result = report.refused("stranger")
+    assert result["step"] == "connect"
+    assert "rejected by server" in result["error"]
+    stranger = thumbprint(setup.stranger)
+    assert any(
+        "secure channel refused, BadCertificateUntrusted" in m and stranger[:8] in m
+        for m in setup.log.messages
+    ), setup.log.messages
+    assert stranger in setup.pki(setup.gateway).certificates("rejected/certs")
+
+
+async def test_node_opcua_refuses_an_untrusted_gateway(report: Report, setup: Setup) -> None:
+    # Given the certificate: the script's trust-list check refuses it.
+    given = report.refused("untrusted_gateway")
+    assert given["step"] == "trust"
+    assert given["serverTrust"] == "BadCertificateUntrusted"
+    # Discovered with GetEndpoints: node-opcua's own check refuses it.
+    discovered = report.refused("discovery_untrusted")
+    assert discovered["step"] == "connect"
+    assert "BadCertificateUntrusted" in discovered["error"], discovered["error"]
+    for name in ("untrusted_gateway", "discovery_untrusted"):
+        rejected = setup.tmp / "node-pki" / name / "rejected"
+        assert any(p.is_file() for p in rejected.rglob("*")), (
+            f"{name}: node-opcua keeps the certificate it refused"
+        )
+
+
+async def test_production_serves_no_discovery_on_a_none_channel(report: Report, setup: Setup) -> None:
+    result = report.refused("no_discovery")
+    assert result["step"] == "connect"
+    assert any(
+        "secure channel refused, BadSecurityPolicyRejected" in m and "#None is not offered" in m
+        for m in setup.log.messages
+    ), setup.log.messages
+
+
+async def test_node_opcua_discovers_the_certificate_when_discovery_is_on(
+    report: Report, setup: Setup
+) -> None:
+    result = report.ok("discovery")
+    assert "serverTrust" not in result  # node-opcua fetched and checked the certificate itself
+    server_der = setup.pki(setup.discovering).own_certificate.read_bytes()
+    assert result["connect"]["serverCertificateThumbprint"] == hashlib.sha1(server_der).hexdigest()
+    assert result["read"]["statusCode"]["name"] == "Good"
+    assert 200.0 <= result["read"]["value"] <= 260.0

@@ -1,0 +1,841 @@
+"""Attacks on the gateway's OPC UA security (DESIGN §8), by real asyncua clients against the
+real running gateway: untrusted, expired and revoked certificates, policies and modes not
+offered, a session bound to another certificate than its channel, passwords on unsecured
+channels, password guessing, and every role trying what it may not do.
+
+Each refusal is checked twice: the status the client gets (OPC 10000-4) and the WARNING
+the gateway logs naming it. Three gateways serve the whole module, started together:
+
+- ``prod``: production profile as a configuration file has it by default: SignAndEncrypt
+  only, no anonymous sessions, no None channel at all (not even for discovery);
+- ``open``: production profile with Sign offered too, anonymous sessions allowed and a
+  None channel for discovery (GetEndpoints/FindServers only);
+- ``demo``: the demo profile of ``make run`` (None endpoint, anonymous read-only).
+
+Every certificate and key is made here with ``cryptography`` into the module's temporary
+directory (never committed). asyncua clients log CRITICAL/ERROR lines on refusals: expected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import math
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from asyncua import Client, ua
+from asyncua.crypto import security_policies
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from gateway.app import Gateway
+from gateway.config import GatewayConfig
+from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.pki import Pki, create_application_certificate, thumbprint, write_private_key
+from gateway.users import MAX_FAILURES, Role, User, UserDb, hash_password
+from tests.integration.conftest import PASSWORD, demo
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = REPO / ".venv" / "bin" / "smx-gateway"
+#: The loggers whose WARNINGs must name each refusal.
+GATEWAY_LOGGERS = ("gateway.opcua.security", "gateway.auth", "gateway.opcua.market")
+#: The refused-login delay of the production gateways (the lockout test measures it).
+LOGIN_DELAY_S = 0.3
+LIVE_VALUE = "meter1.1-0:32.7.0"
+PASSWORD_HASH = hash_password(PASSWORD)
+SE = "SignAndEncrypt"
+URI = {
+    "None": security_policies.SecurityPolicyNone.URI,
+    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256.URI,
+    "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep.URI,
+    "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss.URI,
+}
+#: Client-side policy classes by the names the configuration uses.
+POLICY = {
+    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
+    "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
+    "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
+    "Basic256": security_policies.SecurityPolicyBasic256,
+    "Basic128Rsa15": security_policies.SecurityPolicyBasic128Rsa15,
+}
+
+
+# -- certificates ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A certificate and its key, as files for asyncua and as objects for the checks."""
+
+    uri: str
+    cert: x509.Certificate
+    key: rsa.RSAPrivateKey
+    der_path: Path
+    key_path: Path
+
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def thumbprint(self) -> str:
+        return thumbprint(self.cert)
+
+
+def _save(folder: Path, name: str, uri: str, cert: x509.Certificate, key: rsa.RSAPrivateKey) -> Identity:
+    der_path = folder / f"{name}.der"
+    der_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    key_path = folder / f"{name}.pem"
+    write_private_key(key_path, key)
+    return Identity(uri, cert, key, der_path, key_path)
+
+
+def self_signed(folder: Path, name: str, *, now: dt.datetime | None = None, days: int = 30) -> Identity:
+    """A self-signed application instance certificate for ``urn:smx:test:<name>``."""
+    uri = f"urn:smx:test:{name}"
+    cert, key = create_application_certificate(
+        uri, common_name=f"attack {name}", organization="tests", now=now, lifetime=dt.timedelta(days=days)
+    )
+    return _save(folder, name, uri, cert, key)
+
+
+def authority(folder: Path, name: str) -> Identity:
+    """A CA: self-signed, may sign certificates and revocation lists."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"attack CA {name}")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_usage(ca=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return _save(folder, f"ca-{name}", "", cert, key)
+
+
+def issued(folder: Path, name: str, ca: Identity) -> Identity:
+    """An application instance certificate for ``urn:smx:test:<name>`` signed by ``ca``."""
+    uri = f"urn:smx:test:{name}"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"attack {name}")]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_usage(ca=False), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    return _save(folder, name, uri, cert, key)
+
+
+def _usage(*, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=not ca,
+        key_encipherment=not ca,
+        data_encipherment=not ca,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def revocation_list(ca: Identity, *revoked: Identity) -> bytes:
+    """``ca``'s CRL (DER) listing ``revoked``."""
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.cert.subject)
+        .last_update(now - dt.timedelta(hours=1))
+        .next_update(now + dt.timedelta(days=7))
+    )
+    for cert in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(cert.cert.serial_number)
+            .revocation_date(now - dt.timedelta(minutes=30))
+            .build()
+        )
+    return builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+# -- the gateways -----------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    gateway: Gateway
+    config: GatewayConfig
+
+    @property
+    def endpoint(self) -> str:
+        return self.gateway.endpoint
+
+    @property
+    def pki(self) -> Pki:
+        return Pki(self.config.security.pki)
+
+    @property
+    def users(self) -> Path:
+        return Path(self.config.security.users)
+
+    @property
+    def archive(self) -> Path:
+        return Path(self.config.archive.path)
+
+
+@dataclass
+class World:
+    prod: Served
+    open: Served
+    demo: Served
+    ids: dict[str, Identity]
+
+
+def gateway_config(
+    root: Path, *, profile: str, anonymous: bool, discovery: bool, modes: tuple[str, ...] = (SE,)
+) -> GatewayConfig:
+    """The demo configuration with the given security, every path absolute under ``root``."""
+    base = demo()
+    security = replace(
+        base.security,
+        profile=profile,
+        anonymous=anonymous,
+        discovery=discovery,
+        modes=modes,
+        pki=str(root / "pki") if profile != "demo" else base.security.pki,
+        users=str(root / "users"),
+        login_delay_s=LOGIN_DELAY_S if profile != "demo" else base.security.login_delay_s,
+    )
+    return replace(
+        base,
+        security=security,
+        archive=replace(base.archive, path=str(root / "archive")),
+        web=replace(base.web, enabled=False),
+    )
+
+
+def prepare(config: GatewayConfig, trusted: list[Identity], crls: tuple[bytes, ...] = ()) -> None:
+    """Trust list and users file before the gateway starts."""
+    pki = Pki(config.security.pki)
+    pki.create_folders()
+    for ident in trusted:
+        (pki.folder("trusted/certs") / ident.der_path.name).write_bytes(ident.der)
+    for n, crl in enumerate(crls):
+        (pki.folder("trusted/crl") / f"ca-{n}.crl").write_bytes(crl)
+    db = UserDb.load(config.security.users)
+    for name, role in (
+        ("operator", Role.OPERATOR),
+        ("viewer", Role.VIEWER),
+        ("guessed", Role.OPERATOR),
+        ("bystander", Role.OPERATOR),
+    ):
+        db.users[name] = User(name, role, PASSWORD_HASH)  # one scrypt hash for all (~0.2 s each)
+    db.save()
+
+
+async def start(configs: list[GatewayConfig]) -> tuple[list[Gateway], list[asyncio.Task[None]]]:
+    """Start the gateways together; each one ready (OPC UA serving) when this returns."""
+    gateways = [Gateway(c) for c in configs]
+    tasks = [asyncio.create_task(g.run()) for g in gateways]
+    async with asyncio.timeout(30):
+        for gateway, task in zip(gateways, tasks, strict=True):
+            ready = asyncio.create_task(gateway.ready.wait())
+            done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                ready.cancel()
+                task.result()  # raises what stopped the gateway
+    return gateways, tasks
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    root = tmp_path_factory.mktemp("opcua-security")
+    here = Path.cwd()
+    os.chdir(root)  # anything relative (the demo's users file, ...) stays in the temporary folder
+    ids_dir = root / "identities"
+    ids_dir.mkdir()
+    ids = {name: self_signed(ids_dir, name) for name in ("client", "other", "stranger", "user", "nobody")}
+    ids["user-untrusted"] = self_signed(ids_dir, "user-untrusted")
+    ids["expired"] = self_signed(
+        ids_dir, "expired", now=dt.datetime.now(dt.UTC) - dt.timedelta(days=30), days=2
+    )
+    ids["ca"] = authority(ids_dir, "with-crl")
+    ids["ca-no-crl"] = authority(ids_dir, "without-crl")
+    ids["revoked"] = issued(ids_dir, "revoked", ids["ca"])
+    ids["issued"] = issued(ids_dir, "issued", ids["ca"])
+    ids["orphan"] = issued(ids_dir, "orphan", ids["ca-no-crl"])
+    trusted = [ids[n] for n in ("client", "other", "user", "nobody", "expired", "ca", "ca-no-crl")]
+    prod = gateway_config(root / "prod", profile="production", anonymous=False, discovery=False)
+    prepare(prod, trusted, (revocation_list(ids["ca"], ids["revoked"]),))
+    opened = gateway_config(
+        root / "open", profile="production", anonymous=True, discovery=True, modes=(SE, "Sign")
+    )
+    prepare(opened, [ids["client"], ids["other"]])
+    demo_config = gateway_config(root / "demo", profile="demo", anonymous=True, discovery=True)
+    configs = [prod, opened, demo_config]
+    gateways, tasks = await start(configs)
+    try:
+        yield World(*(Served(g, c) for g, c in zip(gateways, configs, strict=True)), ids=ids)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        os.chdir(here)
+
+
+# -- clients and checks -----------------------------------------------------------------------
+
+
+async def secure(
+    served: Served,
+    ident: Identity,
+    *,
+    policy: str = "Basic256Sha256",
+    mode: str = SE,
+    user: str | None = None,
+    password: str = PASSWORD,
+) -> Client:
+    """A client of ``ident`` on a secure channel to ``served`` (server certificate known: the
+    production profile has no None channel to fetch it with GetEndpoints)."""
+    client = Client(served.endpoint, timeout=10)
+    client.application_uri = ident.uri
+    await client.set_security(
+        POLICY[policy],
+        str(ident.der_path),
+        str(ident.key_path),
+        server_certificate=str(served.pki.own_certificate),
+        mode=getattr(ua.MessageSecurityMode, mode),
+    )
+    if user is not None:
+        client.set_user(user)
+        client.set_password(password)
+    return client
+
+
+async def refused(client: Client, status: int) -> None:
+    """``client.connect()`` fails with ``status``."""
+    got = await status_of(client.connect())
+    if got == "Good":
+        await client.disconnect()
+    assert got == ua.StatusCode(status).name
+
+
+async def status_of(action: Any) -> str:
+    """The StatusCode name ``action`` (an awaitable) raises, or "Good"."""
+    try:
+        await action
+    except ua.UaStatusCodeError as err:
+        return ua.StatusCode(err.code).name
+    return "Good"
+
+
+def gateway_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        f"{r.name}: {r.getMessage()}"
+        for r in caplog.records
+        if r.name in GATEWAY_LOGGERS and r.levelno >= logging.WARNING
+    ]
+
+
+def logged(caplog: pytest.LogCaptureFixture, *needles: str) -> None:
+    """A WARNING of the gateway's security loggers contains every one of ``needles``."""
+    lines = gateway_warnings(caplog)
+    assert any(all(n in line for n in needles) for line in lines), (
+        f"no gateway WARNING with {needles}; the gateway warned: {lines}"
+    )
+
+
+def node(client: Client, ns: int, identifier: str) -> Any:
+    return client.get_node(ua.NodeId(identifier, ns))
+
+
+async def market_call(client: Client, method: str, *args: ua.Variant) -> str:
+    ns = await client.get_namespace_index(SMX_NAMESPACE)
+    market = node(client, ns, "meter1.Market")
+    return await status_of(market.call_method(node(client, ns, f"meter1.Market.{method}").nodeid, *args))
+
+
+def register_args(served: Served, offset: int, value: float = 0.2) -> tuple[dt.date, list[ua.Variant]]:
+    desk = served.gateway.desk
+    assert desk is not None
+    day = desk.calendar.day_of(served.gateway.clock.now()) + dt.timedelta(days=offset)
+    n = desk.calendar.periods_in(day)
+    return day, [
+        ua.Variant(day.isoformat(), ua.VariantType.String),
+        ua.Variant([value] * n, ua.VariantType.Double),
+        ua.Variant("kWh", ua.VariantType.String),
+        ua.Variant(True, ua.VariantType.Boolean),
+    ]
+
+
+NOW = ua.Variant(dt.datetime(1601, 1, 1, tzinfo=dt.UTC), ua.VariantType.DateTime)
+PRICE = ua.DataValue(ua.Variant(42.0, ua.VariantType.Double))
+#: What refused writes try to store (no accepted write uses it).
+REFUSED_PRICE_VALUE = 13.0
+REFUSED_PRICE = ua.DataValue(ua.Variant(REFUSED_PRICE_VALUE, ua.VariantType.Double))
+
+
+def spot_price(served: Served) -> float | None:
+    """The gateway's own idea of the external value ``spot_price``."""
+    state = served.gateway.external.state("spot_price", served.gateway.clock.now())
+    return None if state.value is None else state.value.value
+
+
+async def cli(*args: str) -> str:
+    """Run ``smx-gateway ARGS``; its standard output (fails on a non-zero exit)."""
+    process = await asyncio.create_subprocess_exec(
+        str(CLI), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+# -- 1. trust list ----------------------------------------------------------------------------
+
+
+async def test_untrusted_certificate_is_refused_kept_and_trusted_with_the_cli(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    stranger = world.ids["stranger"]
+    rejected = world.prod.pki.folder("rejected/certs")
+    await refused(await secure(world.prod, stranger, user="operator"), ua.StatusCodes.BadCertificateUntrusted)
+    logged(caplog, "secure channel refused", "BadCertificateUntrusted", stranger.thumbprint[:8])
+    kept = [p for p in rejected.iterdir() if stranger.thumbprint in p.name]
+    assert len(kept) == 1, list(rejected.iterdir())
+    assert kept[0].read_bytes() == stranger.der
+
+    out = await cli("certs", "--pki", str(world.prod.pki.root), "trust", stranger.thumbprint[:10])
+    assert "trusted/certs" in out
+    assert not kept[0].exists()
+    # The trust list is read again for each connection: no restart needed.
+    async with await secure(world.prod, stranger, user="operator") as client:
+        ns = await client.get_namespace_index(SMX_NAMESPACE)
+        assert ns > 0
+
+
+# -- 2. policies and modes --------------------------------------------------------------------
+
+
+def offered(endpoints: list[ua.EndpointDescription]) -> set[tuple[str, str]]:
+    return {(e.SecurityPolicyUri, e.SecurityMode.name) for e in endpoints}
+
+
+async def test_production_offers_only_the_secure_policies(world: World) -> None:
+    client = await secure(world.prod, world.ids["client"])
+    endpoints = await client.connect_and_get_server_endpoints()
+    assert offered(endpoints) == {
+        (URI[p], SE) for p in ("Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss")
+    }
+    for endpoint in endpoints:
+        tokens = {t.TokenType for t in endpoint.UserIdentityTokens}
+        assert tokens == {ua.UserTokenType.UserName, ua.UserTokenType.Certificate}, endpoint.SecurityPolicyUri
+    # With Sign configured, each policy is offered in both modes; still no None.
+    client = await secure(world.open, world.ids["client"])
+    endpoints = await client.connect_and_get_server_endpoints()
+    assert offered(endpoints) == {
+        (URI[p], m)
+        for p in ("Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss")
+        for m in (SE, "Sign")
+    }
+    for endpoint in endpoints:  # anonymous = true: offered on the secure endpoints
+        assert ua.UserTokenType.Anonymous in {t.TokenType for t in endpoint.UserIdentityTokens}
+    # The demo profile adds a None endpoint, where only anonymous sessions are offered.
+    endpoints = await Client(world.demo.endpoint, timeout=10).connect_and_get_server_endpoints()
+    (none,) = [e for e in endpoints if e.SecurityPolicyUri == URI["None"]]
+    assert [t.TokenType for t in none.UserIdentityTokens] == [ua.UserTokenType.Anonymous]
+
+
+async def test_production_refuses_the_none_policy(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    plain = Client(world.prod.endpoint, timeout=10)
+    await refused(plain, ua.StatusCodes.BadSecurityPolicyRejected)
+    logged(caplog, "secure channel refused", "BadSecurityPolicyRejected", URI["None"])
+    # Without [security] discovery not even GetEndpoints over None.
+    caplog.clear()
+    status = await status_of(Client(world.prod.endpoint, timeout=10).connect_and_get_server_endpoints())
+    assert status == "BadSecurityPolicyRejected"
+    logged(caplog, "secure channel refused", "BadSecurityPolicyRejected", URI["None"])
+
+
+async def test_a_discovery_channel_serves_no_session(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """With discovery on, a None channel answers GetEndpoints (no None endpoint in it) and
+    nothing else: a session over it is refused, even an anonymous one (anonymous = true)."""
+    endpoints = await Client(world.open.endpoint, timeout=10).connect_and_get_server_endpoints()
+    assert URI["None"] not in {e.SecurityPolicyUri for e in endpoints}
+    assert {e.SecurityPolicyUri for e in endpoints} == {
+        URI[p] for p in ("Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss")
+    }
+    await refused(Client(world.open.endpoint, timeout=10), ua.StatusCodes.BadSecurityPolicyRejected)
+    logged(caplog, "session refused", "BadSecurityPolicyRejected", "only GetEndpoints")
+
+
+async def test_a_mode_not_offered_is_refused(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    client = await secure(world.prod, world.ids["client"], mode="Sign", user="operator")
+    await refused(client, ua.StatusCodes.BadSecurityModeRejected)
+    logged(caplog, "secure channel refused", "BadSecurityModeRejected")
+
+
+@pytest.mark.parametrize("policy", ["Basic256", "Basic128Rsa15"])
+async def test_a_policy_not_offered_is_refused(
+    world: World, caplog: pytest.LogCaptureFixture, policy: str
+) -> None:
+    client = await secure(world.prod, world.ids["client"], policy=policy, user="operator")
+    await refused(client, ua.StatusCodes.BadSecurityPolicyRejected)
+    logged(caplog, "secure channel refused", "BadSecurityPolicyRejected", policy)
+
+
+# -- 3. demo profile: None endpoint -----------------------------------------------------------
+
+
+async def test_demo_none_endpoint_is_anonymous_and_refuses_user_tokens(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Client(world.demo.endpoint, timeout=10) as client:
+        ns = await client.get_namespace_index(SMX_NAMESPACE)
+        assert await node(client, ns, "meter1.Market.PeriodMinutes").read_value() == 15
+    caplog.clear()
+    with_password = Client(world.demo.endpoint, timeout=10)
+    with_password.set_user("operator")
+    with_password.set_password(PASSWORD)
+    await refused(with_password, ua.StatusCodes.BadIdentityTokenRejected)
+    logged(caplog, "session refused", "BadIdentityTokenRejected", "unsecured channel")
+
+
+async def test_a_password_in_clear_on_a_signed_channel_is_refused(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await secure(world.open, world.ids["client"], mode="Sign", user="operator")
+
+    def in_clear(token_type: ua.UserTokenType) -> ua.UserTokenPolicy:
+        # What a careless client does: ignore the endpoint's token policy and send the password as is.
+        return ua.UserTokenPolicy(PolicyId="username", TokenType=token_type, SecurityPolicyUri=URI["None"])
+
+    client.server_policy = in_clear  # type: ignore[method-assign]
+    await refused(client, ua.StatusCodes.BadIdentityTokenRejected)
+    logged(caplog, "session refused", "BadIdentityTokenRejected", "sent in clear")
+    # The same user with the password encrypted in the token (asyncua's default on Sign) gets in.
+    async with await secure(world.open, world.ids["client"], mode="Sign", user="operator") as client:
+        await client.get_namespace_index(SMX_NAMESPACE)
+
+
+# -- 4. session bound to the channel ----------------------------------------------------------
+
+
+async def test_create_session_with_another_certificate_than_the_channel(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await secure(world.prod, world.ids["client"], user="operator")
+    await client.connect_socket()
+    try:
+        await client.send_hello()
+        await client.open_secure_channel()
+        # The channel is signed with "client"; the session claims "other" (trusted too).
+        client.security_policy.host_certificate = world.ids["other"].der
+        assert await status_of(client.create_session()) == "BadSecurityChecksFailed"
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close_secure_channel()
+        client.disconnect_socket()
+    logged(caplog, "session refused", "BadSecurityChecksFailed", "differs from the secure channel")
+
+
+# -- 5. password guessing ---------------------------------------------------------------------
+
+
+async def test_wrong_passwords_are_slow_and_lock_the_name(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = world.ids["client"]
+    for attempt in range(1, MAX_FAILURES + 1):
+        guesser = await secure(world.prod, client, user="guessed", password=f"wrong guess {attempt}")
+        began = time.monotonic()
+        await refused(guesser, ua.StatusCodes.BadUserAccessDenied)
+        took = time.monotonic() - began
+        assert took >= LOGIN_DELAY_S, f"refusal {attempt} after {took:.3f} s"
+        logged(caplog, "login of 'guessed' refused: wrong password", f"({attempt} in a row)")
+    # Locked: the right password is refused too, and the log says so.
+    caplog.clear()
+    await refused(await secure(world.prod, client, user="guessed"), ua.StatusCodes.BadUserAccessDenied)
+    logged(caplog, "'guessed' is locked")
+    # Another name is not affected.
+    async with await secure(world.prod, client, user="bystander") as ok:
+        await ok.get_namespace_index(SMX_NAMESPACE)
+
+
+# -- 6. anonymous sessions --------------------------------------------------------------------
+
+
+async def anonymous_may_not_write_or_call(
+    served: Served, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    ns = await client.get_namespace_index(SMX_NAMESPACE)
+    assert await node(client, ns, "meter1.Market.PeriodMinutes").read_value() == 15
+    caplog.clear()
+    price = node(client, ns, "SMX.ExternalData.spot_price")
+    assert await status_of(price.write_value(REFUSED_PRICE)) == "BadUserAccessDenied"
+    assert await market_call(client, "ComputeAdvice", NOW) == "BadUserAccessDenied"
+    day, args = register_args(served, 1)
+    assert await market_call(client, "RegisterProfile", *args) == "BadUserAccessDenied"
+    assert not (served.archive / "meter1" / "notified" / f"{day}.csv").exists()
+    assert spot_price(served) != REFUSED_PRICE_VALUE
+    # Logged by the gateway, naming the caller and what was refused.
+    logged(caplog, "spot_price")
+    logged(caplog, "ComputeAdvice", "anonymous")
+    logged(caplog, "RegisterProfile", "anonymous")
+
+
+async def test_anonymous_on_the_demo_none_endpoint_may_not_write_or_call(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Client(world.demo.endpoint, timeout=10) as client:
+        await anonymous_may_not_write_or_call(world.demo, client, caplog)
+
+
+async def test_anonymous_on_a_secure_channel_may_not_write_or_call(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with await secure(world.open, world.ids["client"]) as client:
+        await anonymous_may_not_write_or_call(world.open, client, caplog)
+
+
+async def test_anonymous_is_refused_by_default_in_production(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    await refused(await secure(world.prod, world.ids["client"]), ua.StatusCodes.BadIdentityTokenRejected)
+    logged(caplog, "session refused", "BadIdentityTokenRejected", "anonymous sessions are not allowed")
+
+
+# -- 7. roles ---------------------------------------------------------------------------------
+
+
+class Changes:
+    def __init__(self) -> None:
+        self.got = asyncio.Event()
+
+    def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+        self.got.set()
+
+
+async def test_viewer_reads_browses_subscribes_and_calls_read_only_methods(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    served = world.prod
+    async with await secure(served, world.ids["client"], user="viewer") as client:
+        ns = await client.get_namespace_index(SMX_NAMESPACE)
+        meter = node(client, ns, "meter1")
+        names = {(await child.read_browse_name()).Name for child in await meter.get_children()}
+        assert {"Instantaneous", "Energy", "Market", "Diagnostics"} <= names
+        live = node(client, ns, LIVE_VALUE)
+        await live.read_data_value(raise_on_bad_status=False)
+        changes = Changes()
+        subscription = await client.create_subscription(200, changes)
+        await subscription.subscribe_data_change(live)
+        async with asyncio.timeout(10):
+            await changes.got.wait()
+        await subscription.delete()
+        now = dt.datetime.now(dt.UTC)
+        details = ua.ReadRawModifiedDetails(
+            IsReadModified=False, StartTime=now - dt.timedelta(hours=1), EndTime=now, NumValuesPerNode=10
+        )
+        history = await live.history_read(details)
+        assert history.StatusCode.is_good(), history.StatusCode
+        assert await market_call(client, "ComputeAdvice", NOW) == "Good"
+
+        caplog.clear()
+        day, args = register_args(served, 2)
+        assert await market_call(client, "RegisterProfile", *args) == "BadUserAccessDenied"
+        assert not (served.archive / "meter1" / "notified" / f"{day}.csv").exists()
+        price = node(client, ns, "SMX.ExternalData.spot_price")
+        assert await status_of(price.write_value(REFUSED_PRICE)) == "BadUserAccessDenied"
+        assert spot_price(served) != REFUSED_PRICE_VALUE
+    logged(caplog, "RegisterProfile refused to viewer", "operator role")
+    logged(caplog, "Write", "spot_price", "viewer")
+
+
+async def test_operator_registers_profiles_and_writes_external_values(world: World) -> None:
+    served = world.prod
+    async with await secure(served, world.ids["client"], user="operator") as client:
+        ns = await client.get_namespace_index(SMX_NAMESPACE)
+        day, args = register_args(served, 3)
+        assert await market_call(client, "RegisterProfile", *args) == "Good"
+        assert (served.archive / "meter1" / "notified" / f"{day}.csv").exists()
+        price = node(client, ns, "SMX.ExternalData.spot_price")
+        await price.write_value(PRICE)
+        assert await price.read_value() == 42.0
+        assert await market_call(client, "ComputeAdvice", NOW) == "Good"
+
+
+async def test_nobody_changes_the_address_space(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """AddNodes and DeleteNodes are refused to every role (the operator here), as is HistoryUpdate."""
+    served = world.prod
+    async with await secure(served, world.ids["client"], user="operator") as client:
+        ns = await client.get_namespace_index(SMX_NAMESPACE)
+        caplog.clear()
+        added = await status_of(client.nodes.objects.add_folder(ns, "Injected"))
+        assert added == "BadUserAccessDenied"
+        deleted = await status_of(client.delete_nodes([node(client, ns, LIVE_VALUE)]))
+        assert deleted == "BadUserAccessDenied"
+        live = node(client, ns, LIVE_VALUE)
+        now = dt.datetime.now(dt.UTC)
+        erase = ua.DeleteRawModifiedDetails(
+            NodeId=live.nodeid, IsDeleteModified=False, StartTime=now - dt.timedelta(days=1), EndTime=now
+        )
+        params = ua.HistoryUpdateParameters(HistoryUpdateDetails=[erase])
+        assert await status_of(client.uaclient.history_update(params)) == "BadUserAccessDenied"
+        await live.read_data_value(raise_on_bad_status=False)  # still there
+    logged(caplog, "AddNodes", "operator")
+    logged(caplog, "DeleteNodes", "operator")
+
+
+# -- 8. certificate validity and revocation ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "reason"),
+    [
+        ("expired", "BadCertificateTimeInvalid", "is valid from"),
+        ("revoked", "BadCertificateRevoked", "is revoked by"),
+        ("orphan", "BadCertificateRevocationUnknown", "no revocation list of"),
+    ],
+)
+async def test_invalid_client_certificates_are_refused(
+    world: World, caplog: pytest.LogCaptureFixture, name: str, status: str, reason: str
+) -> None:
+    ident = world.ids[name]
+    await refused(await secure(world.prod, ident, user="operator"), getattr(ua.StatusCodes, status))
+    logged(caplog, "secure channel refused", status, reason)
+
+
+async def test_a_certificate_of_a_trusted_ca_with_its_crl_is_accepted(world: World) -> None:
+    async with await secure(world.prod, world.ids["issued"], user="operator") as client:
+        await client.get_namespace_index(SMX_NAMESPACE)
+
+
+# -- 9. X.509 user tokens ---------------------------------------------------------------------
+
+
+async def x509_client(served: Served, user: Identity, channel: Identity) -> Client:
+    client = await secure(served, channel)
+    client.user_certificate = user.cert
+    client.user_private_key = user.key
+    return client
+
+
+async def test_a_mapped_user_certificate_logs_in_with_its_role(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.auth")
+    served = world.prod
+    user = world.ids["user"]
+    # Added with the real CLI while the gateway runs: the users file is read again.
+    await cli("users", "--file", str(served.users), "add", "certop", "--role", "operator",
+              "--certificate", user.thumbprint, "--no-password")  # fmt: skip
+    async with await x509_client(served, user, world.ids["client"]) as client:
+        ns = await client.get_namespace_index(SMX_NAMESPACE)
+        price = node(client, ns, "SMX.ExternalData.spot_price")
+        await price.write_value(ua.DataValue(ua.Variant(43.0, ua.VariantType.Double)))  # operator may
+    assert any("certop logged in by certificate as operator" in r.getMessage() for r in caplog.records)
+
+    caplog.clear()
+    await refused(
+        await x509_client(served, world.ids["nobody"], world.ids["client"]),
+        ua.StatusCodes.BadUserAccessDenied,
+    )
+    logged(caplog, "no user has the certificate", world.ids["nobody"].thumbprint)
+
+    caplog.clear()
+    untrusted = world.ids["user-untrusted"]
+    await refused(
+        await x509_client(served, untrusted, world.ids["client"]), ua.StatusCodes.BadIdentityTokenRejected
+    )
+    logged(caplog, "BadIdentityTokenRejected", "user certificate", untrusted.thumbprint[:8])
+
+
+# -- 10. the other policies -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["Aes256_Sha256_RsaPss", "Aes128_Sha256_RsaOaep", "Basic256Sha256"])
+async def test_every_offered_policy_serves_live_values(world: World, policy: str) -> None:
+    served = world.prod
+    poller = served.gateway.pollers["meter1"]
+    async with await secure(served, world.ids["client"], policy=policy, user="operator") as client:
+        ns = await client.get_namespace_index(SMX_NAMESPACE)
+        live = node(client, ns, LIVE_VALUE)
+        async with asyncio.timeout(20):
+            value = await live.read_data_value(raise_on_bad_status=False)
+            while not value.StatusCode.is_good():
+                await poller.wait_snapshot()
+                value = await live.read_data_value(raise_on_bad_status=False)
+        assert math.isfinite(value.Value.Value)
+        assert 180 < value.Value.Value < 280  # a phase voltage in V
+
+
+# -- 11. a session taken over from another channel --------------------------------------------
+
+
+async def test_a_session_cannot_be_taken_over_from_another_channel(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OPC 10000-4 §5.6.3: a session moves to another channel only with the same client
+    certificate and a new identity token. An anonymous client (trusted, read-only) that learnt
+    an operator's AuthenticationToken (sent in the clear on a Sign-only channel) must not get
+    the operator's rights by activating that session on its own channel."""
+    served = world.open
+    async with await secure(served, world.ids["client"], mode="Sign", user="operator") as victim:
+        token = victim.uaclient.protocol.authentication_token
+        attacker = await secure(served, world.ids["other"])
+        await attacker.connect_socket()
+        try:
+            await attacker.send_hello()
+            await attacker.open_secure_channel()
+            attacker.uaclient.protocol.authentication_token = token
+            activated = await status_of(attacker.activate_session())
+            assert activated != "Good"
+            ns = await victim.get_namespace_index(SMX_NAMESPACE)
+            price = attacker.get_node(ua.NodeId("SMX.ExternalData.spot_price", ns))
+            wrote = await status_of(price.write_value(ua.DataValue(ua.Variant(666.0, ua.VariantType.Double))))
+        finally:
+            with contextlib.suppress(Exception):
+                await attacker.close_secure_channel()
+            attacker.disconnect_socket()
+        assert spot_price(served) != 666.0, "the attacker wrote as the operator"
+        assert wrote != "Good", f"ActivateSession answered {activated}, then the write was accepted"
+    logged(caplog, "session refused")
