@@ -33,6 +33,7 @@ from gateway.meter.iec21 import Iec21Meter, Iec21Session
 from gateway.meter.model import EventRecord, ProfileData, Snapshot
 from gateway.meter.poller import MeterLink, Poller, PollerListener
 from gateway.opcua.address_space import METER_EVENT_TYPE, AddressSpace, MeterNodes
+from gateway.opcua.admin import AdminNodes
 from gateway.opcua.aggregates import Shape
 from gateway.opcua.history import ArchiveHistory, EventSource, NodeHistory, install
 from gateway.opcua.market import MarketNodes
@@ -192,6 +193,7 @@ class Gateway:
                 await self._add_archive(root, meter, nodes)
             await self.market_nodes.add_market(meter.id)
         await self.market_nodes.add_external()
+        await AdminNodes(self.space, Pki(self.config.security.pki)).add()
         self.desk.advice_listeners.append(self.market_nodes.write_advice)
         self.desk.profile_listeners.append(self.market_nodes.on_profile)
         if self.history is not None:

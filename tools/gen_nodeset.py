@@ -242,6 +242,14 @@ PublicationDate="2023-12-15T00:00:00Z"/>
         return "\n".join([head, *self.out, "</UANodeSet>"]) + "\n"
 
 
+THUMBPRINT_IN = (("Thumbprint", "String", -1, "SHA-1 thumbprint in hex, or a unique prefix of 8+ digits."),)
+SUBJECT_OUT = (("Subject", "String", -1, "Subject of the certificate moved."),)
+CERTIFICATES_OUT = (
+    ("Trusted", "String", 1, "Trusted client certificates: thumbprint, subject, valid until."),
+    ("Rejected", "String", 1, "Rejected (unknown) client certificates, kept for an administrator."),
+)
+
+
 def build() -> str:
     ns = NodeSet()
     ns.object_type(
@@ -349,6 +357,30 @@ def build() -> str:
         ADVICE_IN, ADVICE_OUT,
     )  # fmt: skip
     ns.method(1230, "ReadProfile", 1200, "The notified profile of a delivery day.", READ_IN, READ_OUT)
+
+    ns.object_type(
+        1300,
+        "AdministrationType",
+        BASE_OBJECT,
+        "Administration of the gateway (admin role only; every call is logged): the trust list of its OPC UA "
+        "clients, as `smx-gateway certs` on the box.",
+    )
+    ns.method(
+        1301, "ListCertificates", 1300,
+        "The trusted and the rejected client certificates: thumbprint, subject, end of validity.",
+        (), CERTIFICATES_OUT,
+    )  # fmt: skip
+    ns.method(
+        1305, "TrustCertificate", 1300,
+        "Trust a rejected client certificate (from rejected/ to trusted/); its client connects at its next "
+        "attempt. BadNotFound in the argument's result when no single rejected certificate matches.",
+        THUMBPRINT_IN, SUBJECT_OUT,
+    )  # fmt: skip
+    ns.method(
+        1310, "RejectCertificate", 1300,
+        "Stop trusting a client certificate (from trusted/ to rejected/); new connections with it are refused.",
+        THUMBPRINT_IN, SUBJECT_OUT,
+    )  # fmt: skip
 
     ns.variable_type(
         1250,

@@ -41,6 +41,7 @@ from gateway.market.external import ExternalData, ExternalState, ExternalValue
 from gateway.market.periods import parse_day
 from gateway.market.profiles import NotifiedProfile
 from gateway.opcua.address_space import AddressSpace, eu_information
+from gateway.opcua.methods import ArgumentError, count, for_role, refused, scalar
 from gateway.opcua.security import SessionUser, caller
 from gateway.users import Role
 
@@ -77,48 +78,8 @@ _NUMBERS = frozenset(
 _NO_TIME_BEFORE = datetime(1602, 1, 1, tzinfo=UTC)
 
 
-class ArgumentError(Exception):
-    """A method argument is refused: which one, the status for it and the call, and why."""
-
-    def __init__(self, index: int, status: int, message: str, call_status: int | None = None) -> None:
-        super().__init__(message)
-        self.index = index
-        self.status = status
-        self.call_status = call_status or (
-            status if status == ua.StatusCodes.BadOutOfRange else ua.StatusCodes.BadInvalidArgument
-        )
-
-
 #: The least role that may call each method (DESIGN §8); anonymous sessions call none.
 METHOD_ROLES = {"RegisterProfile": Role.OPERATOR, "ComputeAdvice": Role.VIEWER, "ReadProfile": Role.VIEWER}
-
-MethodCall = Callable[..., Awaitable[ua.CallMethodResult | list[ua.Variant]]]
-
-
-def _for_role(role: Role, what: str, call: MethodCall) -> MethodCall:
-    """``call`` for callers with at least ``role``; others get BadUserAccessDenied (logged)."""
-
-    async def checked(parent: ua.NodeId, *args: ua.Variant) -> ua.CallMethodResult | list[ua.Variant]:
-        user = caller()
-        if user.access is None or user.access < role:
-            log.warning("OPC UA call of %s refused to %s: needs the %s role", what, user, role)
-            return ua.CallMethodResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadUserAccessDenied))
-        return await call(parent, *args)
-
-    return checked
-
-
-def _refused(err: ArgumentError, count: int) -> ua.CallMethodResult:
-    results = [ua.StatusCode() for _ in range(count)]
-    infos = [ua.DiagnosticInfo() for _ in range(count)]
-    if 0 <= err.index < count:
-        results[err.index] = ua.StatusCode(err.status)
-        infos[err.index] = ua.DiagnosticInfo(AdditionalInfo=str(err))
-    return ua.CallMethodResult(
-        StatusCode=ua.StatusCode(err.call_status),
-        InputArgumentResults=results,
-        InputArgumentDiagnosticInfos=infos,
-    )
 
 
 def _from_market_error(err: MarketInputError, fields: Sequence[str]) -> ArgumentError:
@@ -128,35 +89,12 @@ def _from_market_error(err: MarketInputError, fields: Sequence[str]) -> Argument
     return ArgumentError(index, ua.StatusCodes.BadInvalidArgument, str(err))
 
 
-def _scalar(args: Sequence[ua.Variant], index: int, vtype: ua.VariantType, name: str) -> Any:
-    arg = args[index]
-    if arg.VariantType != vtype or isinstance(arg.Value, list):
-        got = f"an array of {arg.VariantType.name}" if isinstance(arg.Value, list) else arg.VariantType.name
-        raise ArgumentError(
-            index, ua.StatusCodes.BadTypeMismatch, f"{name}: expected a {vtype.name}, got {got}"
-        )
-    return arg.Value
-
-
 def _day(args: Sequence[ua.Variant], index: int) -> date:
-    text = _scalar(args, index, ua.VariantType.String, "Day")
+    text = scalar(args, index, ua.VariantType.String, "Day")
     try:
         return parse_day(text)
     except MarketInputError as err:
         raise ArgumentError(index, ua.StatusCodes.BadInvalidArgument, str(err)) from None
-
-
-def _count(args: Sequence[ua.Variant], expected: int) -> None:
-    if len(args) < expected:
-        raise ArgumentError(
-            len(args), ua.StatusCodes.BadArgumentsMissing,
-            f"expected {expected} arguments, got {len(args)}", ua.StatusCodes.BadArgumentsMissing,
-        )  # fmt: skip
-    if len(args) > expected:
-        raise ArgumentError(
-            expected, ua.StatusCodes.BadTooManyArguments,
-            f"expected {expected} arguments, got {len(args)}", ua.StatusCodes.BadTooManyArguments,
-        )  # fmt: skip
 
 
 def _advice_variant(vtype: ua.VariantType, value: Any) -> ua.Variant:
@@ -208,7 +146,7 @@ class MarketNodes:
             ("ReadProfile", self._read_profile),
         ):
             node = self.server.get_node(space.nid(f"{meter_id}.Market.{name}"))
-            self.server.link_method(node, _for_role(METHOD_ROLES[name], f"{meter_id}.Market.{name}", call))
+            self.server.link_method(node, for_role(METHOD_ROLES[name], f"{meter_id}.Market.{name}", call))
         return market.nodeid
 
     async def add_external(self) -> None:
@@ -339,7 +277,7 @@ class MarketNodes:
     async def _register(self, parent: ua.NodeId, *args: ua.Variant) -> ua.CallMethodResult | list[ua.Variant]:
         try:
             meter_id = self._meter(parent)
-            _count(args, 4)
+            count(args, 4)
             day = _day(args, 0)
             values_arg = args[1]
             if values_arg.VariantType not in _NUMBERS or not isinstance(values_arg.Value, list):
@@ -347,8 +285,8 @@ class MarketNodes:
                 raise ArgumentError(
                     1, ua.StatusCodes.BadTypeMismatch, f"Values: expected an array of Double, got {got}"
                 )
-            unit = _scalar(args, 2, ua.VariantType.String, "Unit")
-            replace = _scalar(args, 3, ua.VariantType.Boolean, "Replace")
+            unit = scalar(args, 2, ua.VariantType.String, "Unit")
+            replace = scalar(args, 3, ua.VariantType.Boolean, "Replace")
             try:
                 profile, _replaced = await self.desk.register(
                     meter_id, day, list(values_arg.Value), unit, replace=replace
@@ -361,7 +299,7 @@ class MarketNodes:
                 ) from err
         except ArgumentError as err:
             log.info("RegisterProfile by %s refused: %s", caller(), err)
-            return _refused(err, len(args))
+            return refused(err, len(args))
         log.info("RegisterProfile by %s: %s %s, %d periods", caller(), meter_id, day, len(profile.energy_kwh))
         return [
             ua.Variant(len(profile.energy_kwh), ua.VariantType.UInt32),
@@ -373,7 +311,7 @@ class MarketNodes:
     ) -> ua.CallMethodResult | list[ua.Variant]:
         try:
             meter_id = self._meter(parent)
-            _count(args, 1)
+            count(args, 1)
             if args[0].VariantType not in (ua.VariantType.DateTime, ua.VariantType.Null):
                 raise ArgumentError(
                     0,
@@ -389,7 +327,7 @@ class MarketNodes:
             except MarketInputError as err:
                 raise _from_market_error(err, ("time",)) from err
         except ArgumentError as err:
-            return _refused(err, len(args))
+            return refused(err, len(args))
         return [_advice_variant(vtype, take(advice)) for _name, vtype, _unit, take in ADVICE_FIELDS]
 
     async def _read_profile(
@@ -397,7 +335,7 @@ class MarketNodes:
     ) -> ua.CallMethodResult | list[ua.Variant]:
         try:
             meter_id = self._meter(parent)
-            _count(args, 1)
+            count(args, 1)
             day = _day(args, 0)
             try:
                 profile = await self.desk.load(meter_id, day)
@@ -410,7 +348,7 @@ class MarketNodes:
                     0, ua.StatusCodes.BadNoData, f"no profile notified for {day}", ua.StatusCodes.BadNoData
                 )
         except ArgumentError as err:
-            return _refused(err, len(args))
+            return refused(err, len(args))
         starts = [p.start for p in self.desk.calendar.periods(day)]
         return [
             ua.Variant(starts, ua.VariantType.DateTime, is_array=True),

@@ -19,8 +19,10 @@ from gateway.config import OpcUaConfig, demo_config
 from gateway.market.desk import MarketDesk
 from gateway.market.external import ExternalData
 from gateway.opcua.address_space import AddressSpace
+from gateway.opcua.admin import AdminNodes
 from gateway.opcua.market import MarketNodes
 from gateway.opcua.server import build_server
+from gateway.pki import Pki
 from tests.integration.conftest import demo
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "address_space.txt"
@@ -69,6 +71,7 @@ async def test_address_space_matches_snapshot() -> None:
     market = MarketNodes(space, desk, ExternalData(config.external), space.clock)
     await market.add_market(config.meters[0].id)
     await market.add_external()
+    await AdminNodes(space, Pki(security.pki)).add()
     lines: list[str] = []
     await _describe(server.get_node(ua.NodeId("SMX", space.ns)), "Objects", lines)
     text = "\n".join(lines) + "\n"

@@ -51,7 +51,13 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / ".venv" / "bin" / "smx-gateway"
 #: The loggers whose WARNINGs must name each refusal.
-GATEWAY_LOGGERS = ("gateway.opcua.security", "gateway.auth", "gateway.opcua.market")
+GATEWAY_LOGGERS = (
+    "gateway.opcua.security",
+    "gateway.auth",
+    "gateway.opcua.market",
+    "gateway.opcua.methods",
+    "gateway.opcua.admin",
+)
 #: The refused-login delay of the production gateways (the lockout test measures it).
 LOGIN_DELAY_S = 0.3
 LIVE_VALUE = "meter1.1-0:32.7.0"
@@ -264,6 +270,7 @@ def prepare(config: GatewayConfig, trusted: list[Identity], crls: tuple[bytes, .
         ("viewer", Role.VIEWER),
         ("guessed", Role.OPERATOR),
         ("bystander", Role.OPERATOR),
+        ("admin", Role.ADMIN),
     ):
         db.users[name] = User(name, role, PASSWORD_HASH)  # one scrypt hash for all (~0.2 s each)
     db.save()
@@ -290,7 +297,10 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     os.chdir(root)  # anything relative (the demo's users file, ...) stays in the temporary folder
     ids_dir = root / "identities"
     ids_dir.mkdir()
-    ids = {name: self_signed(ids_dir, name) for name in ("client", "other", "stranger", "user", "nobody")}
+    ids = {
+        name: self_signed(ids_dir, name)
+        for name in ("client", "other", "stranger", "newcomer", "user", "nobody")
+    }
     ids["user-untrusted"] = self_signed(ids_dir, "user-untrusted")
     ids["expired"] = self_signed(
         ids_dir, "expired", now=dt.datetime.now(dt.UTC) - dt.timedelta(days=30), days=2
@@ -450,6 +460,59 @@ async def test_untrusted_certificate_is_refused_kept_and_trusted_with_the_cli(
     async with await secure(world.prod, stranger, user="operator") as client:
         ns = await client.get_namespace_index(SMX_NAMESPACE)
         assert ns > 0
+
+
+async def admin_call(client: Client, method: str, *args: ua.Variant) -> ua.CallMethodResult:
+    """A call of ``SMX.Administration.<method>``, its whole result (statuses not raised)."""
+    ns = await client.get_namespace_index(SMX_NAMESPACE)
+    request = ua.CallMethodRequest(
+        ObjectId=ua.NodeId("SMX.Administration", ns),
+        MethodId=ua.NodeId(f"SMX.Administration.{method}", ns),
+        InputArguments=list(args),
+    )
+    (result,) = await client.uaclient.call([request])
+    return result
+
+
+def text(value: str) -> ua.Variant:
+    return ua.Variant(value, ua.VariantType.String)
+
+
+async def test_an_admin_manages_the_trust_list_over_opc_ua(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    newcomer = world.ids["newcomer"]
+    await refused(await secure(world.prod, newcomer, user="operator"), ua.StatusCodes.BadCertificateUntrusted)
+    client_id = world.ids["client"]
+    async with await secure(world.prod, client_id, user="operator") as operator:
+        denied = await admin_call(operator, "TrustCertificate", text(newcomer.thumbprint))
+        assert denied.StatusCode.name == "BadUserAccessDenied"
+        logged(caplog, "SMX.Administration.TrustCertificate", "operator", "needs the admin role")
+    async with await secure(world.prod, client_id, user="admin") as admin:
+        listing = await admin_call(admin, "ListCertificates")
+        assert listing.StatusCode.is_good()
+        trusted, rejected = (v.Value for v in listing.OutputArguments)
+        assert any(line.startswith(newcomer.thumbprint) and "CN=attack newcomer" in line for line in rejected)
+        assert any(line.startswith(client_id.thumbprint) for line in trusted)
+        # Too short a prefix, or one that names nothing: refused, the argument says why.
+        short = await admin_call(admin, "TrustCertificate", text(newcomer.thumbprint[:4]))
+        assert short.StatusCode.name == "BadInvalidArgument"
+        assert "at least 8 hex digits" in short.InputArgumentDiagnosticInfos[0].AdditionalInfo
+        unknown = await admin_call(admin, "TrustCertificate", text("00000000"))
+        assert unknown.StatusCode.name == "BadInvalidArgument"
+        assert unknown.InputArgumentResults[0].name == "BadNotFound"
+        wrong_type = await admin_call(admin, "TrustCertificate", ua.Variant(7, ua.VariantType.Int32))
+        assert wrong_type.InputArgumentResults[0].name == "BadTypeMismatch"
+        # Trusted: the newcomer connects at its next attempt, and is refused again once rejected.
+        moved = await admin_call(admin, "TrustCertificate", text(newcomer.thumbprint[:12]))
+        assert moved.StatusCode.is_good(), moved
+        assert [v.Value for v in moved.OutputArguments] == ["O=tests,CN=attack newcomer"]
+        logged(caplog, "trusted by admin", newcomer.thumbprint[:12])
+        async with await secure(world.prod, newcomer, user="operator") as welcomed:
+            assert await welcomed.get_namespace_index(SMX_NAMESPACE) > 0
+        back = await admin_call(admin, "RejectCertificate", text(newcomer.thumbprint[:12]))
+        assert back.StatusCode.is_good(), back
+    await refused(await secure(world.prod, newcomer, user="operator"), ua.StatusCodes.BadCertificateUntrusted)
 
 
 # -- 2. policies and modes --------------------------------------------------------------------
