@@ -12,12 +12,15 @@ transport, protocol cores, session, poller) and reports what the line carried:
 4. history (``bench/history.py``): a year of one load-profile channel read over OPC UA
    from the SMX archive and from asyncua's HistorySQLite, and the archive's write CPU;
 5. web (``bench/web.py``): the gateway's CPU with 0, 1 and 10 live page feeds open, and
-   REST GET latencies.
+   REST GET latencies;
+6. security (``bench/security.py``): OPC UA None against Basic256Sha256,
+   Aes128_Sha256_RsaOaep and Aes256_Sha256_RsaPss in SignAndEncrypt: connection time, read
+   latency and the server's CPU for one subscription, and the cost of a password check.
 
 Results are printed as tables and written to bench/results/latest.json
 (``python -m bench history`` runs only part 4 and writes bench/results/history.json).
 
-    python -m bench [all | history | web] [--seconds 10] [--hour-minutes 60]
+    python -m bench [all | history | web | security] [--seconds 10] [--hour-minutes 60]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.history import READS, measure_history
+from bench.security import measure_security
 from bench.virtual_time import run_virtual
 from bench.web import measure_web
 from gateway.app import Gateway, dlms_settings, link_factory
@@ -297,6 +301,13 @@ def print_web(results: dict[str, Any]) -> None:
     print(table("REST GETs, sequential, from another process", results["web_requests"]))
 
 
+def print_security(results: dict[str, Any]) -> None:
+    print(table("OPC UA security: one client process per policy (medians of 3 rounds)",
+                results["security_policies"]))  # fmt: skip
+    print()
+    print(table("Logins", results["security_login"]))
+
+
 def main(seconds: float, hour_minutes: float, part: str = "all") -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("asyncua").setLevel(logging.ERROR)
@@ -315,10 +326,18 @@ def main(seconds: float, hour_minutes: float, part: str = "all") -> None:
         out.write_text(json.dumps(web, indent=2))
         print(f"\nwritten to {out}")
         return
+    if part == "security":
+        security = asyncio.run(measure_security(seconds))
+        print_security(security)
+        out = RESULTS / "security.json"
+        out.write_text(json.dumps(security, indent=2))
+        print(f"\nwritten to {out}")
+        return
     results = asyncio.run(measure(seconds))
     results["hours"] = [hour_row(label, 9600, 0.02, hour_minutes) for label in ("DLMS LN", "DLMS SN")]
     results.update(asyncio.run(measure_history()))
     results.update(asyncio.run(measure_web(seconds)))
+    results.update(asyncio.run(measure_security(seconds)))
     print(table("1-second cycle (IEC: one R5 per value; DLMS: one request for the set)", results["cycles"]))
     print()
     print(table("One day of load profile 1 (96 periods, 4 channels + status)", results["profiles"]))
@@ -328,6 +347,8 @@ def main(seconds: float, hour_minutes: float, part: str = "all") -> None:
     print_history(results)
     print()
     print_web(results)
+    print()
+    print_security(results)
     out = RESULTS / "latest.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {out}")
@@ -340,9 +361,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "part",
         nargs="?",
-        choices=("all", "history", "web"),
+        choices=("all", "history", "web", "security"),
         default="all",
-        help="run everything, or only history or web",
+        help="run everything, or only one part",
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="steady-state seconds per row")
     parser.add_argument("--hour-minutes", type=float, default=60.0, help="simulated minutes of the hour rows")

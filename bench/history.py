@@ -59,7 +59,8 @@ from asyncua.server.history_sql import HistorySQLite
 from gateway.archive.files import ArchiveReader, ArchiveWriter, Column, Record
 from gateway.archive.minutes import STREAM as MINUTE_STREAM
 from gateway.archive.minutes import MinuteAggregator
-from gateway.config import OpcUaConfig, demo_config, one_second_set
+from gateway.auth import UserDirectory
+from gateway.config import OpcUaConfig, SecurityConfig, demo_config, one_second_set
 from gateway.meter.model import Diagnostics, Quality, Reading, Snapshot
 from gateway.obis import CATALOGUE, LOAD_PROFILE_1, Obis
 from gateway.opcua.aggregates import Shape
@@ -184,7 +185,13 @@ def minute_month(root: Path) -> WriteCost:
 @contextlib.asynccontextmanager
 async def smx_server(root: Path) -> AsyncIterator[tuple[str, ua.NodeId, ArchiveHistory]]:
     """The SMX OPC UA server with one historized LP1 channel read from the day files."""
-    server = await build_server(OpcUaConfig(host="127.0.0.1", port=0, path="/bench"))
+    # The demo profile: the client reads anonymously over None, as the bench measures history
+    # code, not encryption. Its certificate and (empty) users file live beside the archive.
+    security = SecurityConfig(profile="demo", anonymous=True, pki=str(root.parent / "pki"),
+                              users=str(root.parent / "users"))  # fmt: skip
+    server = await build_server(
+        OpcUaConfig(host="127.0.0.1", port=0, path="/bench"), security, UserDirectory(security.users)
+    )
     ns = await server.register_namespace("urn:smx:bench")
     node_id = ua.NodeId("meter1.lp1.A+", ns)
     var = await server.nodes.objects.add_variable(node_id, "A+ per period", 0.0, ua.VariantType.Double)
