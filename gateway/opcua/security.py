@@ -43,6 +43,7 @@ from asyncua.server.uaprocessor import UaProcessor
 from asyncua.server.user_managers import UserManager
 from asyncua.ua.ua_binary import struct_from_binary, uatcp_to_binary
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from gateway.auth import UserDirectory
 from gateway.netbind import is_address, listening_socket
@@ -242,18 +243,26 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
             try:
                 await self._check_open(header, body)
             except Refusal as refusal:
-                log.warning(
-                    "OPC UA %s: secure channel refused, %s: %s",
-                    _peer(self.name),
-                    ua.StatusCode(refusal.status).name,
-                    refusal.reason,
-                )
-                # The reason stays in our log: a client learns the status, not our file layout.
-                error = ua.ErrorMessage(ua.StatusCode(refusal.status), ua.StatusCode(refusal.status).name)
-                self._transport.write(uatcp_to_binary(ua.MessageType.Error, error))
-                return False
+                return self._refuse_channel(refusal)
+            try:
+                opened: bool = await super().process(header, body)
+            except (ValueError, InvalidSignature, ua.UaError) as err:
+                # Not decryptable with our key or a bad signature (a client holding another
+                # certificate of ours, or a forged request): asyncua would log a traceback and
+                # leave the client waiting; refuse it like any other failed check.
+                failed = f"request not decryptable or not verifiable ({type(err).__name__}: {err})"
+                return self._refuse_channel(Refusal(ua.StatusCodes.BadSecurityChecksFailed, failed))
+            return opened
         result: bool = await super().process(header, body)
         return result
+
+    def _refuse_channel(self, refusal: Refusal) -> bool:
+        log.warning("OPC UA %s: secure channel refused, %s: %s", _peer(self.name),
+                    ua.StatusCode(refusal.status).name, refusal.reason)  # fmt: skip
+        # The reason stays in our log: a client learns the status, not our file layout.
+        error = ua.ErrorMessage(ua.StatusCode(refusal.status), ua.StatusCode(refusal.status).name)
+        self._transport.write(uatcp_to_binary(ua.MessageType.Error, error))
+        return False
 
     async def _check_open(self, header: Any, body: Any) -> None:
         algorithm = struct_from_binary(ua.AsymmetricAlgorithmHeader, body.copy(header.body_size))

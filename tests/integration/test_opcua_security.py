@@ -515,6 +515,22 @@ async def test_an_admin_manages_the_trust_list_over_opc_ua(
     await refused(await secure(world.prod, newcomer, user="operator"), ua.StatusCodes.BadCertificateUntrusted)
 
 
+async def test_a_channel_encrypted_for_another_certificate_is_refused(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that holds another server certificate (an old one, a spoofed endpoint's) cannot
+    open a channel: the gateway cannot decrypt its request and says so instead of hanging."""
+    client_id = world.ids["client"]
+    client = Client(world.prod.endpoint, timeout=10)
+    client.application_uri = client_id.uri
+    await client.set_security(
+        POLICY["Basic256Sha256"], str(client_id.der_path), str(client_id.key_path),
+        server_certificate=str(world.ids["other"].der_path), mode=ua.MessageSecurityMode.SignAndEncrypt,
+    )  # fmt: skip
+    await refused(client, ua.StatusCodes.BadSecurityChecksFailed)
+    logged(caplog, "secure channel refused", "BadSecurityChecksFailed", "not decryptable")
+
+
 # -- 2. policies and modes --------------------------------------------------------------------
 
 
