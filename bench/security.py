@@ -63,7 +63,7 @@ async def measure_security(seconds: float) -> dict[str, list[dict[str, Any]]]:
                         policy,
                         str(client_cert),
                         str(client_key),
-                        str(pki.own_certificate),
+                        str(pki.own_certificate.resolve()),  # the client process runs in the repository
                     )
                     seen[policy].append(await _window(args, password, seconds, work))
             baseline = statistics.median(base)
