@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -78,4 +79,5 @@ async def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.ERROR)  # asyncua's warnings per connection are not results
     asyncio.run(main(sys.argv[1:]))

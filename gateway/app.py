@@ -210,6 +210,10 @@ class Gateway:
             if api is not None:
                 api.on_external.append(self.market_nodes.refresh_external)
                 tls = None
+                web_host = self.config.web.host
+                if not self.config.web.https and web_host not in ("127.0.0.1", "::1", "localhost"):
+                    log.warning("the web page is served over plain HTTP on %s: logins cross the network "
+                                "readable; set [web] https = true", web_host)  # fmt: skip
                 if self.config.web.https:
                     tls = await asyncio.to_thread(Pki(self.config.security.pki).tls_server_context)
                 self.web = WebServer(api, self.config.web.host, self.config.web.port, tls)

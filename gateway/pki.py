@@ -16,7 +16,7 @@ SubjectAltName plus the host's DNS names and IP addresses, keyUsage digitalSigna
 nonRepudiation, keyEncipherment, dataEncipherment and keyCertSign (self-signed),
 extendedKeyUsage serverAuth and clientAuth.
 
-:meth:`TrustList.validate` answers with the OPC UA StatusCode name a refused certificate
+:meth:`Pki.validate` answers with the OPC UA StatusCode name a refused certificate
 gets (``BadCertificateUntrusted``, ``BadCertificateTimeInvalid``, ``BadCertificateRevoked``,
 ...): a certificate is trusted if it is in ``trusted/`` itself, or if its chain through
 ``trusted/`` and ``issuers/`` ends in a trusted certificate; every CA of the chain must have
@@ -51,6 +51,8 @@ KEY_BITS = 2048
 LIFETIME = dt.timedelta(days=5 * 365)
 #: Warn this long before the own certificate expires.
 EXPIRY_WARNING = dt.timedelta(days=60)
+#: Rejected certificates kept for an administrator (the oldest are dropped beyond).
+MAX_REJECTED = 100
 _FOLDERS = ("own/certs", "own/private", "trusted/certs", "trusted/crl", "issuers/certs", "issuers/crl",
             "rejected/certs")  # fmt: skip
 
@@ -265,10 +267,18 @@ class Pki:
         return lists
 
     def reject(self, cert: x509.Certificate) -> Path:
-        """Keep an unknown client certificate in ``rejected/`` for an administrator."""
-        path = self.root / "rejected" / "certs" / f"{_file_name(cert)}.der"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Keep an unknown client certificate in ``rejected/`` for an administrator.
+
+        At most :data:`MAX_REJECTED` are kept (the oldest go): anybody can present a
+        certificate, so the folder must not grow without bound.
+        """
+        folder = self.root / "rejected" / "certs"
+        path = folder / f"{_file_name(cert)}.der"
+        folder.mkdir(parents=True, exist_ok=True)
         if not path.exists():
+            kept = sorted(folder.glob("*.der"), key=lambda p: p.stat().st_mtime)
+            for old in kept[: max(0, len(kept) - MAX_REJECTED + 1)]:
+                old.unlink(missing_ok=True)
             path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
         return path
 
@@ -368,8 +378,10 @@ def _verify(cert: x509.Certificate, issuer: x509.Certificate) -> None:
 
 
 def _issuer_of(cert: x509.Certificate, candidates: list[x509.Certificate]) -> x509.Certificate | None:
+    """The candidate that signed ``cert`` and may sign certificates at all (CA:true, keyCertSign):
+    a trusted application certificate must not be able to mint others."""
     for candidate in candidates:
-        if candidate.subject != cert.issuer or candidate is cert:
+        if candidate.subject != cert.issuer or candidate is cert or not _may_issue(candidate):
             continue
         try:
             _verify(cert, candidate)
@@ -391,12 +403,30 @@ def _check_revocation(
         raise CertificateError(
             "BadCertificateRevocationUnknown", f"no revocation list of {issuer.subject.rfc4514_string()}"
         )
+    # A list past its nextUpdate may miss later revocations: as good as none (RFC 5280 §6.3.3).
+    current = [c for c in own if c.next_update_utc is None or now <= c.next_update_utc]
+    if not current:
+        raise CertificateError(
+            "BadCertificateRevocationUnknown",
+            f"the revocation list of {issuer.subject.rfc4514_string()} is out of date "
+            f"(next update was due {max(c.next_update_utc for c in own if c.next_update_utc):%Y-%m-%d})",
+        )
+    own = current
     for crl in own:
         if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
             status = "BadCertificateRevoked" if not _is_ca(cert) else "BadCertificateIssuerRevoked"
             raise CertificateError(
                 status, f"{_describe(cert)} is revoked by {issuer.subject.rfc4514_string()}"
             )
+
+
+def _may_issue(cert: x509.Certificate) -> bool:
+    """A CA (basicConstraints CA:true) whose keyUsage, if present, has keyCertSign (RFC 5280 §4.2.1.3)."""
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return _is_ca(cert)
+    return _is_ca(cert) and usage.key_cert_sign
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

@@ -36,6 +36,8 @@ from gateway.files import replace_file
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 14, 8, 1
 MAX_FAILURES = 5
 LOCKOUT = timedelta(seconds=60)
+#: Names with failed logins remembered at most (beyond, those older than LOCKOUT are dropped).
+MAX_TRACKED = 10_000
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
 _THUMBPRINT = re.compile(r"^[0-9a-f]{40}$")
 
@@ -190,6 +192,8 @@ class UserDb:
         ok = verify_password(password, user.password_hash if user and user.password_hash else _DUMMY)
         if user is None or not user.password_hash or not ok:
             count = 1 if count >= MAX_FAILURES else count + 1  # a lockout that ran out starts over
+            if len(self._failures) >= MAX_TRACKED:  # made-up names must not fill the memory
+                self._failures = {n: f for n, f in self._failures.items() if now - f[1] < LOCKOUT}
             self._failures[name] = (count, now)
             why = (
                 "unknown user"

@@ -264,7 +264,9 @@ def server_conf(settings: Settings) -> str:
         # address (ifconfig-push), so the operator finds each gateway at a fixed address.
         client-config-dir ccd
         ccd-exclusive
-        # No client-to-client: a gateway must not reach another gateway through here.
+        # No client-to-client, so OpenVPN itself relays nothing between gateways. The kernel
+        # still routes tun-to-tun if this box forwards IP (ip_forward=1): then also drop it,
+        #   iptables -A FORWARD -i tun+ -o tun+ -j DROP
 
         # TLS with our own CA only: certificates with EKU clientAuth, none revoked.
         ca ca.crt
@@ -281,9 +283,9 @@ def server_conf(settings: Settings) -> str:
         # and the certificates are not shown to eavesdroppers.
         tls-crypt private/tls-crypt.key
 
-        # Data channel: AES-256-GCM only; both ends are ours, nothing older to negotiate.
+        # Data channel: AES-256-GCM only; both ends are ours, nothing older to negotiate (an AEAD
+        # cipher and tls-crypt authenticate by themselves: no "auth" digest is used).
         data-ciphers AES-256-GCM
-        auth SHA256
 
         # Ping every 10 s (keeps cellular NAT mappings open), restart a silent link after
         # 60 s (120 s on this side); pushed to the gateways.
@@ -333,7 +335,6 @@ def client_profile(
         verify-x509-name {settings.server_name} name
         tls-version-min 1.2
         data-ciphers AES-256-GCM
-        auth SHA256
         verb 3
         """)
     blocks = [("ca", ca_pem), ("cert", cert_pem), ("key", key_pem), ("tls-crypt", tls_crypt)]

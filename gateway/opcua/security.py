@@ -28,6 +28,7 @@ ask :func:`caller_role` (a ContextVar set for each request) and refuse below the
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -35,10 +36,12 @@ from typing import Any, NoReturn
 
 from asyncua import ua
 from asyncua.common.utils import ServiceError
+from asyncua.crypto import uacrypto
 from asyncua.crypto.permission_rules import PermissionRuleset, UserRole
 from asyncua.crypto.permission_rules import User as UaUser
 from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
 from asyncua.server.internal_server import InternalServer
+from asyncua.server.internal_session import SessionState
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.server.user_managers import UserManager
 from asyncua.ua.ua_binary import struct_from_binary, uatcp_to_binary
@@ -55,6 +58,11 @@ log = logging.getLogger(__name__)
 NONE_URI = "http://opcfoundation.org/UA/SecurityPolicy#None"
 #: RSA-PKCS#1 v1.5 password encryption is deprecated (OPC 10000-7, Basic128Rsa15): refused.
 _WEAK_TOKEN_ENCRYPTION = "http://www.w3.org/2001/04/xmlenc#rsa-1_5"
+#: Password encryptions accepted in UserName tokens (OPC 10000-7 security policies).
+_DECRYPT = {
+    "http://www.w3.org/2001/04/xmlenc#rsa-oaep": uacrypto.decrypt_rsa_oaep,
+    "http://opcfoundation.org/UA/security/rsa-oaep-sha2-256": uacrypto.decrypt_rsa_oaep_sha256,
+}
 
 
 @dataclass
@@ -76,13 +84,10 @@ _activating: ContextVar[SessionUser | None] = ContextVar("smx_opcua_activating",
 
 
 def caller() -> SessionUser:
-    """The user of the OPC UA request being served (the server itself: admin)."""
+    """The user of the OPC UA request being served; anonymous when no request sets one (fail
+    closed: asyncua runs synchronous callbacks in threads without the request's context)."""
     user = _caller.get()
-    return SERVER_SELF if user is None else user
-
-
-#: Calls made by the gateway's own code (no request): full rights.
-SERVER_SELF = SessionUser(role=UserRole.Admin, name="gateway", access=Role.ADMIN)
+    return ANONYMOUS if user is None else user
 
 
 def _services(*names: str) -> frozenset[ua.NodeId]:
@@ -90,6 +95,8 @@ def _services(*names: str) -> frozenset[ua.NodeId]:
 
 
 #: What every session may do: read, browse, subscribe, read history (no Call, no Write).
+#: TransferSubscriptions is not among them: asyncua would hand any session's subscription to
+#: any other (OPC 10000-4 §5.13.7 asks for the same user); clients create new ones instead.
 READ_SERVICES = _services(
     "CreateSession",
     "CloseSession",
@@ -103,7 +110,6 @@ READ_SERVICES = _services(
     "CreateSubscription",
     "ModifySubscription",
     "DeleteSubscriptions",
-    "TransferSubscriptions",
     "CreateMonitoredItems",
     "ModifyMonitoredItems",
     "DeleteMonitoredItems",
@@ -299,7 +305,17 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
         if self._discovery_only and typeid not in _DISCOVERY:
             self._refuse(ua.StatusCodes.BadSecurityPolicyRejected,
                          "a None channel serves only GetEndpoints and FindServers here")  # fmt: skip
+        if typeid in _REGISTER_SERVER:
+            self._refuse(
+                ua.StatusCodes.BadServiceUnsupported, "RegisterServer: this server is no discovery server"
+            )
+        if typeid in _SUBSCRIPTION_IDS and self.session is not None:
+            self._check_own_subscriptions(typeid, body)
         if typeid == _CREATE_SESSION:
+            if self.session is not None and self.session.state != SessionState.Closed:
+                if self.session.state == SessionState.Activated:
+                    self._refuse(ua.StatusCodes.BadTooManySessions, "a second session on one secure channel")
+                await self.session.close_session()  # never activated: not left behind
             self._check_create(struct_from_binary(ua.CreateSessionParameters, body.copy()))
             result = await super()._process_message(typeid, requesthdr, seqhdr, body)
             if self.session is not None:  # the channel a session belongs to, for reactivations
@@ -313,6 +329,18 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
             return await super()._process_message(typeid, requesthdr, seqhdr, body)
         finally:
             _caller.reset(token)
+
+    def _check_own_subscriptions(self, typeid: ua.NodeId, body: Any) -> None:
+        # asyncua looks subscriptions up by id alone (ids count up from a global counter), so
+        # any session could delete, mute or acknowledge another session's subscription.
+        params_type, ids_of = _SUBSCRIPTION_IDS[typeid]
+        ids = ids_of(struct_from_binary(params_type, body.copy()))
+        subscriptions = self.iserver.subscription_service.subscriptions
+        own = self.session.session_id
+        foreign = [i for i in ids if i in subscriptions and subscriptions[i].session_id != own]
+        if foreign:
+            self._refuse(ua.StatusCodes.BadSubscriptionIdInvalid,
+                         f"subscription(s) {foreign} belong to another session")  # fmt: skip
 
     async def _activate(self, typeid: ua.NodeId, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
         # A session may move to a new channel (OPC 10000-4 §5.6.3: reconnect), and asyncua
@@ -332,6 +360,11 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
         token = _activating.set(user)
         try:
             return await super()._process_message(typeid, requesthdr, seqhdr, body)
+        except InvalidSignature:
+            if moving:
+                self.session = None
+            self._refuse(ua.StatusCodes.BadApplicationSignatureInvalid,
+                         "client signature not over this session's nonce")  # fmt: skip
         except BaseException:
             if moving:
                 self.session = None
@@ -349,7 +382,7 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
             )
         claimed = params.ClientDescription.ApplicationUri if params.ClientDescription else None
         uri = application_uri_of(load_certificate(params.ClientCertificate))
-        if claimed and uri != claimed:
+        if uri is None or uri != claimed:  # the certificate must name the application (10000-4 §5.6.2)
             self._refuse(
                 ua.StatusCodes.BadCertificateUriInvalid,
                 f"client claims ApplicationUri {claimed!r}, its certificate says {uri!r}",
@@ -386,10 +419,7 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
                 self._refuse(
                     ua.StatusCodes.BadSecurityPolicyRejected, "password encrypted with RSA-PKCS#1 v1.5"
                 )
-            try:
-                name, password = self.iserver.decrypt_user_token(session, token)
-            except Exception as err:
-                self._refuse(ua.StatusCodes.BadIdentityTokenInvalid, f"password not decryptable: {err}")
+            name, password = self._password(session, token)
             try:
                 found = await self._guard.users.login(name, password, via=via)
             except AuthError:
@@ -412,6 +442,36 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
             return SessionUser(role=UserRole.User, name=found.name, access=found.role)
         self._refuse(ua.StatusCodes.BadIdentityTokenInvalid, f"unknown identity token {type(token).__name__}")
 
+    def _password(self, session: Any, token: ua.UserNameIdentityToken) -> tuple[str, str]:
+        """The user name and password of a token, the server nonce checked (OPC 10000-4 §7.41.2.2).
+
+        asyncua strips as many bytes as the nonce has without comparing them, so a token
+        encrypted once could be replayed into any later session: here the nonce must be the
+        one this session was given.
+        """
+        if not token.EncryptionAlgorithm:
+            secret = token.Password or b""
+            return token.UserName, secret.decode("utf-8") if isinstance(secret, bytes) else str(secret)
+        decrypt = _DECRYPT.get(token.EncryptionAlgorithm)
+        if decrypt is None:
+            self._refuse(ua.StatusCodes.BadIdentityTokenInvalid,
+                         f"password encryption {token.EncryptionAlgorithm} is not accepted")  # fmt: skip
+        nonce: bytes = session.nonce or b""
+        try:
+            plain = decrypt(self.iserver.private_key, token.Password)
+            length = int.from_bytes(plain[:4], "little")
+            secret = plain[4 : 4 + length]
+            ok = len(secret) == length >= len(nonce) and hmac.compare_digest(
+                secret[len(secret) - len(nonce) :], nonce
+            )
+            password = secret[: len(secret) - len(nonce)].decode("utf-8")
+        except (ValueError, UnicodeDecodeError) as err:
+            self._refuse(ua.StatusCodes.BadIdentityTokenInvalid, f"password not decryptable: {err}")
+        if not ok:
+            self._refuse(ua.StatusCodes.BadIdentityTokenInvalid,
+                         f"password of {token.UserName!r} encrypted for another session (nonce)")  # fmt: skip
+        return token.UserName, password
+
     def _refuse(self, status: int, reason: str) -> NoReturn:
         log.warning(
             "OPC UA %s: session refused, %s: %s", _peer(self.name), ua.StatusCode(status).name, reason
@@ -420,6 +480,32 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
 
 
 _DISCOVERY = _services("GetEndpoints", "FindServers", "CloseSecureChannel")
+_REGISTER_SERVER = _services("RegisterServer", "RegisterServer2")
+
+
+def _one(field: str) -> Any:
+    return lambda params: [getattr(params, field)]
+
+
+#: Requests naming subscriptions: their parameters and how to get the ids (OPC 10000-4 §5.13).
+_SUBSCRIPTION_IDS: dict[ua.NodeId, tuple[type, Any]] = {
+    ua.NodeId(getattr(ua.ObjectIds, f"{name}Request_Encoding_DefaultBinary")): (
+        getattr(ua, f"{name}Parameters"),
+        ids_of,
+    )
+    for name, ids_of in (
+        ("ModifySubscription", _one("SubscriptionId")),
+        ("SetPublishingMode", lambda p: list(p.SubscriptionIds)),
+        ("DeleteSubscriptions", lambda p: list(p.SubscriptionIds)),
+        ("CreateMonitoredItems", _one("SubscriptionId")),
+        ("ModifyMonitoredItems", _one("SubscriptionId")),
+        ("DeleteMonitoredItems", _one("SubscriptionId")),
+        ("SetMonitoringMode", _one("SubscriptionId")),
+        ("SetTriggering", _one("SubscriptionId")),
+        ("Republish", _one("SubscriptionId")),
+        ("Publish", lambda p: [a.SubscriptionId for a in p.SubscriptionAcknowledgements]),
+    )
+}
 _CREATE_SESSION = ua.NodeId(ua.ObjectIds.CreateSessionRequest_Encoding_DefaultBinary)
 _ACTIVATE_SESSION = ua.NodeId(ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary)
 

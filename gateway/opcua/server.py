@@ -42,7 +42,8 @@ MANUFACTURER = "SMX project"
 PRODUCT_NAME = "SMX Smart Meter eXtension gateway"
 ORGANIZATION = "SMX gateway"
 
-_MODES = {"Sign": ua.MessageSecurityMode.Sign, "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt}
+MAX_CONNECTIONS = 64
+MAX_SUBSCRIPTIONS = 256
 
 
 def policy_types(security: SecurityConfig) -> list[ua.SecurityPolicyType]:
@@ -162,8 +163,10 @@ async def build_server(opcua: OpcUaConfig, security: SecurityConfig, users: User
     guard.pki = await load_own_certificate(server, opcua, security)
     server.set_security_policy(types, permission_ruleset=RoleRuleset())
     server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken, ua.X509IdentityToken])
-    # Sessions of a vanished client are dropped after 60 s instead of asyncua's hour.
-    server.default_timeout = 60_000
+    # A gateway serves a handful of SCADA/VPP clients, not a thousand (asyncua's default):
+    # fewer connections and subscriptions bound what a misbehaving client can hold.
+    server.iserver.max_connections = MAX_CONNECTIONS
+    server.iserver.max_subscriptions = MAX_SUBSCRIPTIONS
     if security.demo:
         log.warning("demo security profile: a None endpoint for anonymous read-only browsing is on")
     return server

@@ -122,6 +122,14 @@ async def _errors(
         return _json(error_body(500, f"internal error: {type(err).__name__}"), 500)
 
 
+async def _private_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Answers about a meter are nobody's cache entry; no content sniffing, no framing."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+    if request.path.startswith("/api/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
 # -- request parsing ---------------------------------------------------------------------
 
 
@@ -285,6 +293,7 @@ class WebApi:
         r.add_get("/api/external/{name}", self.external)
         r.add_put("/api/external/{name}", self.put_external)
         app.on_shutdown.append(self._closing)
+        app.on_response_prepare.append(_private_headers)
         self.app = app
         self.on_external: list[Callable[[], Awaitable[None]]] = []
 
@@ -303,6 +312,7 @@ class WebApi:
 
     async def login(self, request: web.Request) -> web.Response:
         body = await _body(request, {"user": "string", "password": "string"}, ("user", "password"))
+        self.sessions.logout(request)  # a new login never keeps the old token alive
         user, token = await self.sessions.login(request, body["user"], body["password"])
         response = _json(self._session_json(user))
         self.sessions.set_cookie(response, token)

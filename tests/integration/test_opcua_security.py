@@ -656,6 +656,122 @@ async def test_create_session_with_another_certificate_than_the_channel(
     logged(caplog, "session refused", "BadSecurityChecksFailed", "differs from the secure channel")
 
 
+async def step_by_step(served: Served, ident: Identity, mode: str = SE) -> Client:
+    """A client on an open secure channel, no session yet (the caller closes it)."""
+    client = await secure(served, ident, user="operator", mode=mode)
+    await client.connect_socket()
+    await client.send_hello()
+    await client.open_secure_channel()
+    return client
+
+
+async def close(client: Client) -> None:
+    with contextlib.suppress(Exception):
+        await client.close_secure_channel()
+    client.disconnect_socket()
+
+
+async def test_a_password_encrypted_for_another_nonce_is_refused(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server nonce inside the encrypted password must be this session's: a token seen on
+    the wire (a Sign channel) cannot be replayed into another session."""
+    # On a Sign channel the password travels encrypted in the token, with the server's nonce.
+    client = await step_by_step(world.open, world.ids["client"], mode="Sign")
+    try:
+        await client.create_session()
+        client._server_nonce = os.urandom(32)  # what an earlier session was given
+        assert await status_of(client.activate_session("operator", PASSWORD)) == "BadIdentityTokenInvalid"
+    finally:
+        await close(client)
+    logged(caplog, "session refused", "BadIdentityTokenInvalid", "encrypted for another session")
+
+
+async def test_an_activation_signed_over_another_nonce_is_refused(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await step_by_step(world.prod, world.ids["client"])
+    try:
+        await client.create_session()
+        client._server_nonce = os.urandom(32)  # the client signature then covers a foreign nonce
+        status = await status_of(client.activate_session("operator", PASSWORD))
+        assert status == "BadApplicationSignatureInvalid"
+    finally:
+        await close(client)
+    logged(caplog, "session refused", "BadApplicationSignatureInvalid")
+
+
+async def test_one_session_per_channel(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    client = await step_by_step(world.prod, world.ids["client"])
+    try:
+        await client.create_session()
+        await client.create_session()  # the first was never activated: closed, not left behind
+        await client.activate_session("operator", PASSWORD)
+        assert await status_of(client.create_session()) == "BadTooManySessions"
+    finally:
+        await close(client)
+    logged(caplog, "session refused", "BadTooManySessions")
+
+
+async def test_register_server_is_refused(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """Nobody registers servers here: FindServers must not be poisoned with foreign entries."""
+    client = await step_by_step(world.prod, world.ids["client"])
+    try:
+        server = ua.RegisteredServer(ServerUri="urn:evil", DiscoveryUrls=["opc.tcp://evil.example:4840"],
+                                     IsOnline=True)  # fmt: skip
+        assert await status_of(client.uaclient.register_server(server)) == "BadServiceUnsupported"
+    finally:
+        await close(client)
+    logged(caplog, "session refused", "BadServiceUnsupported", "RegisterServer")
+
+
+class Counting:
+    """Counts data changes; ``reach(n)`` waits until n have come."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._more = asyncio.Event()
+
+    def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+        self.count += 1
+        self._more.set()
+
+    async def reach(self, n: int, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while self.count < n:
+                self._more.clear()
+                await self._more.wait()
+
+
+async def test_a_session_cannot_touch_another_sessions_subscription(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with await secure(world.prod, world.ids["client"], user="operator") as owner:
+        ns = await owner.get_namespace_index(SMX_NAMESPACE)
+        changes = Counting()
+        subscription = await owner.create_subscription(200, changes)
+        await subscription.subscribe_data_change(node(owner, ns, LIVE_VALUE))
+        sid = subscription.subscription_id
+        async with await secure(world.prod, world.ids["other"], user="viewer") as intruder:
+            for attempt in (
+                intruder.uaclient.delete_subscriptions([sid]),
+                intruder.uaclient.set_publishing_mode(
+                    ua.SetPublishingModeParameters(PublishingEnabled=False, SubscriptionIds=[sid])
+                ),
+                intruder.uaclient.delete_monitored_items(
+                    ua.DeleteMonitoredItemsParameters(SubscriptionId=sid, MonitoredItemIds=[1])
+                ),
+            ):
+                assert await status_of(attempt) == "BadSubscriptionIdInvalid"
+            transfer = ua.TransferSubscriptionsParameters(SubscriptionIds=[sid], SendInitialValues=True)
+            assert (
+                await status_of(intruder.uaclient.transfer_subscriptions(transfer)) == "BadUserAccessDenied"
+            )
+        logged(caplog, "BadSubscriptionIdInvalid", f"[{sid}] belong to another session")
+        # The owner's subscription lives on: new values keep coming.
+        await changes.reach(changes.count + 2, timeout=10)
+
+
 # -- 5. password guessing ---------------------------------------------------------------------
 
 

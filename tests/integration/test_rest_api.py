@@ -933,6 +933,15 @@ async def test_logins_roles_and_refusals(api: Api, caplog: pytest.LogCaptureFixt
         assert "Path=/" in cookie
         assert "Secure" not in cookie  # plain HTTP here; HTTPS sets it (test_web_security)
         assert (await guest.call("GET", "/api/session")).data["user"] == "viewer"
+        # API answers are nobody's cache entry.
+        assert ok.headers["Cache-Control"] == "no-store"
+        assert ok.headers["X-Content-Type-Options"] == "nosniff"
+        # A second login replaces the session: the first token is worth nothing afterwards.
+        first = cookie.split("=", 1)[1].split(";")[0]
+        again = await guest.call("POST", "/api/login", json={"user": "viewer", "password": PASSWORD})
+        assert again.status == 200
+        old = await guest.call("GET", "/api/session", cookies={"smx_session": first})
+        assert old.data["user"] is None
         forbidden = await guest.call("PUT", f"/api/meters/{METER}/profiles/{tomorrow}", json=body)
         assert "needs the operator role" in forbidden.error(403)
         assert (await guest.call("GET", f"/api/meters/{METER}/profiles/{tomorrow}")).status == 404
@@ -940,10 +949,11 @@ async def test_logins_roles_and_refusals(api: Api, caplog: pytest.LogCaptureFixt
         assert "needs the operator role" in put.error(403)
 
         # Logged out: anonymous again, the old cookie is worth nothing.
+        current = again.headers["Set-Cookie"].split("=", 1)[1].split(";")[0]
         out = await guest.call("POST", "/api/logout")
         assert out.data["user"] is None
         stale = await guest.call("PUT", "/api/external/spot_price", json={"value": 1},
-                                 cookies={"smx_session": cookie.split("=", 1)[1].split(";")[0]})  # fmt: skip
+                                 cookies={"smx_session": current})  # fmt: skip
         stale.error(401)
 
     # Scripts may send Basic authentication (a header, never the URL) instead of the cookie.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import stat
 from pathlib import Path
 
@@ -211,3 +212,62 @@ def test_a_forged_certificate_with_a_trusted_name_is_refused(tmp_path: Path) -> 
         pki.validate(forger.issue("operator"), NOW)
     (tmp_path / "rejected/certs/junk.der").write_bytes(b"not a certificate")
     assert pki.certificates("rejected/certs") == {}
+
+
+def test_a_trusted_application_certificate_cannot_issue_others(tmp_path: Path) -> None:
+    """Only a CA (CA:true, keyCertSign) vouches for other certificates, even with a CRL of its own."""
+    pki = Pki(tmp_path)
+    pki.create_folders()
+    app_key = key()
+    app = (
+        x509.CertificateBuilder().subject_name(name("trusted app")).issuer_name(name("trusted app"))
+        .public_key(app_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(app_key, hashes.SHA256())
+    )  # fmt: skip
+    (tmp_path / "trusted/certs/app.der").write_bytes(der(app))
+    minted = (
+        x509.CertificateBuilder().subject_name(name("minted")).issuer_name(name("trusted app"))
+        .public_key(key().public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=30))
+        .sign(app_key, hashes.SHA256())
+    )  # fmt: skip
+    crl = (
+        x509.CertificateRevocationListBuilder().issuer_name(name("trusted app"))
+        .last_update(NOW - dt.timedelta(days=1)).next_update(NOW + dt.timedelta(days=30))
+        .sign(app_key, hashes.SHA256())
+    )  # fmt: skip
+    (tmp_path / "trusted/crl/app.crl").write_bytes(crl.public_bytes(serialization.Encoding.DER))
+    with pytest.raises(CertificateError, match="BadCertificateUntrusted"):
+        pki.validate(minted, NOW)
+
+
+def test_an_out_of_date_revocation_list_is_as_good_as_none(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    pki.create_folders()
+    ca = Ca()
+    client = ca.issue("operator-1")
+    (tmp_path / "trusted/certs/ca.der").write_bytes(der(ca.cert))
+    (tmp_path / "trusted/crl/ca.crl").write_bytes(ca.crl())  # next update: NOW + 30 days
+    assert pki.validate(client, NOW).chain == (client, ca.cert)
+    with pytest.raises(CertificateError, match=r"BadCertificateRevocationUnknown.*out of date"):
+        pki.validate(client, NOW + dt.timedelta(days=31))
+
+
+def test_the_rejected_folder_keeps_at_most_the_newest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anybody can present a certificate: rejected/ must not grow without bound."""
+    monkeypatch.setattr("gateway.pki.MAX_REJECTED", 3)
+    pki = Pki(tmp_path)
+    pki.create_folders()
+    certs = [Ca(f"stranger {n}").issue(f"client {n}") for n in range(5)]
+    kept = []
+    for n, cert in enumerate(certs):
+        path = pki.reject(cert)
+        stamp = NOW.timestamp() + n  # distinct modification times, oldest first
+        os.utime(path, (stamp, stamp))
+        kept.append(path)
+    left = sorted(p.name for p in (tmp_path / "rejected/certs").iterdir())
+    assert left == sorted(p.name for p in kept[2:])
