@@ -32,7 +32,7 @@ import json
 import logging
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -308,47 +308,38 @@ def print_security(results: dict[str, Any]) -> None:
     print(table("Logins", results["security_login"]))
 
 
+#: The parts run alone by name: how to measure (given the window seconds) and how to print.
+PARTS: dict[str, tuple[Callable[[float], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], None]]] = {
+    "history": (lambda _seconds: measure_history(), print_history),
+    "web": (measure_web, print_web),
+    "security": (measure_security, print_security),
+}
+
+
 def main(seconds: float, hour_minutes: float, part: str = "all") -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("asyncua").setLevel(logging.ERROR)
     RESULTS.mkdir(exist_ok=True)
-    if part == "history":
-        history = asyncio.run(measure_history())
-        print_history(history)
-        out = RESULTS / "history.json"
-        out.write_text(json.dumps(history, indent=2))
-        print(f"\nwritten to {out}")
-        return
-    if part == "web":
-        web = asyncio.run(measure_web(seconds))
-        print_web(web)
-        out = RESULTS / "web.json"
-        out.write_text(json.dumps(web, indent=2))
-        print(f"\nwritten to {out}")
-        return
-    if part == "security":
-        security = asyncio.run(measure_security(seconds))
-        print_security(security)
-        out = RESULTS / "security.json"
-        out.write_text(json.dumps(security, indent=2))
+    if part != "all":
+        measure_part, show = PARTS[part]
+        found = asyncio.run(measure_part(seconds))
+        show(found)
+        out = RESULTS / f"{part}.json"
+        out.write_text(json.dumps(found, indent=2))
         print(f"\nwritten to {out}")
         return
     results = asyncio.run(measure(seconds))
     results["hours"] = [hour_row(label, 9600, 0.02, hour_minutes) for label in ("DLMS LN", "DLMS SN")]
-    results.update(asyncio.run(measure_history()))
-    results.update(asyncio.run(measure_web(seconds)))
-    results.update(asyncio.run(measure_security(seconds)))
+    for measure_part, _show in PARTS.values():
+        results.update(asyncio.run(measure_part(seconds)))
     print(table("1-second cycle (IEC: one R5 per value; DLMS: one request for the set)", results["cycles"]))
     print()
     print(table("One day of load profile 1 (96 periods, 4 channels + status)", results["profiles"]))
     print()
     print(table("Simulated hour, profile and event readouts interleaved (18-value set)", results["hours"]))
-    print()
-    print_history(results)
-    print()
-    print_web(results)
-    print()
-    print_security(results)
+    for _measure, show in PARTS.values():
+        print()
+        show(results)
     out = RESULTS / "latest.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {out}")
@@ -361,7 +352,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "part",
         nargs="?",
-        choices=("all", "history", "web", "security"),
+        choices=("all", *PARTS),
         default="all",
         help="run everything, or only one part",
     )

@@ -12,22 +12,19 @@ runs in each of :data:`ROUNDS` rounds; the table shows medians.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import secrets
 import statistics
 import sys
-import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from gateway.app import Gateway
-from gateway.config import GatewayConfig, demo_config
+from bench.demo import bench_config, settled_demo
+from gateway.config import GatewayConfig
 from gateway.pki import Pki, create_application_certificate, write_private_key
 from gateway.users import Role, UserDb, hash_password, verify_password
 
@@ -39,67 +36,47 @@ USER = "bench"
 
 async def measure_security(seconds: float) -> dict[str, list[dict[str, Any]]]:
     password = secrets.token_urlsafe(16)
-    start = Path.cwd()
-    with tempfile.TemporaryDirectory(prefix="smx-bench-security-") as work:
-        os.chdir(work)
-        config, client_cert, client_key = _prepare(Path(work), password)
-        pki = Pki(config.security.pki)
-        gateway = Gateway(config)
-        task = asyncio.create_task(gateway.run())
-        try:
-            await asyncio.wait_for(gateway.ready.wait(), 60)
-            poller = gateway.pollers["meter1"]
-            for _ in range(20):  # past the association, the first readings and most of the backfill
-                await poller.wait_snapshot()
-            base: list[float] = []
-            seen: dict[str, list[dict[str, Any]]] = {p: [] for p in POLICIES}
-            for _round in range(ROUNDS):
-                cpu0, wall0 = time.process_time(), time.monotonic()
-                await asyncio.sleep(seconds)  # the baseline window (the bench's own timing)
-                base.append(1000 * (time.process_time() - cpu0) / (time.monotonic() - wall0))
-                for policy in POLICIES:
-                    args = (
-                        gateway.endpoint,
-                        policy,
-                        str(client_cert),
-                        str(client_key),
-                        str(pki.own_certificate.resolve()),  # the client process runs in the repository
-                    )
-                    seen[policy].append(await _window(args, password, seconds, work))
-            baseline = statistics.median(base)
-            rows = []
+    async with settled_demo("smx-bench-security-", lambda work: _prepare(work, password)) as (gateway, work):
+        client_cert, client_key = work / "client.der", work / "client.pem"
+        # Absolute: the client process runs in the repository.
+        server_cert = Pki(gateway.config.security.pki).own_certificate.resolve()
+        base: list[float] = []
+        seen: dict[str, list[dict[str, Any]]] = {p: [] for p in POLICIES}
+        for _round in range(ROUNDS):
+            cpu0, wall0 = time.process_time(), time.monotonic()
+            await asyncio.sleep(seconds)  # the baseline window (the bench's own timing)
+            base.append(1000 * (time.process_time() - cpu0) / (time.monotonic() - wall0))
             for policy in POLICIES:
-                runs = seen[policy]
-                connects = [1000 * c for r in runs for c in r["connects"]]
-                reads = [1000 * c for r in runs for c in r["reads"]]
-                cpu = statistics.median(r["cpu"] for r in runs)
-                rows.append({
-                    "policy (SignAndEncrypt)": policy, "connect median ms": statistics.median(connects),
-                    "read median ms": statistics.median(reads),
-                    "values read": runs[0]["values"],
-                    "server CPU ms/s": cpu, "subscription ms/s": cpu - baseline,
-                    "changes/s": statistics.median(r["changes"] for r in runs) / seconds,
-                })  # fmt: skip
-            hashes = []
-            stored = hash_password(password)
-            for _ in range(5):
-                t0 = time.perf_counter()
-                verify_password(password, stored)
-                hashes.append(1000 * (time.perf_counter() - t0))
-            login = [{"check": "scrypt password (N=2^14, r=8, p=1)", "median ms": statistics.median(hashes),
-                      "baseline CPU ms/s": baseline}]  # fmt: skip
-            return {"security_policies": rows, "security_login": login}
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            os.chdir(start)
+                args = (gateway.endpoint, policy, str(client_cert), str(client_key), str(server_cert))
+                seen[policy].append(await _window(args, password, seconds, str(work)))
+    baseline = statistics.median(base)
+    rows = []
+    for policy in POLICIES:
+        runs = seen[policy]
+        connects = [1000 * c for r in runs for c in r["connects"]]
+        reads = [1000 * c for r in runs for c in r["reads"]]
+        cpu = statistics.median(r["cpu"] for r in runs)
+        rows.append({
+            "policy (SignAndEncrypt)": policy, "connect median ms": statistics.median(connects),
+            "read median ms": statistics.median(reads), "values read": runs[0]["values"],
+            "server CPU ms/s": cpu, "subscription ms/s": cpu - baseline,
+            "changes/s": statistics.median(r["changes"] for r in runs) / seconds,
+        })  # fmt: skip
+    hashes = []
+    stored = hash_password(password)
+    for _ in range(5):
+        t0 = time.perf_counter()
+        verify_password(password, stored)
+        hashes.append(1000 * (time.perf_counter() - t0))
+    login = [{"check": "scrypt password (N=2^14, r=8, p=1)", "median ms": statistics.median(hashes),
+              "baseline CPU ms/s": baseline}]  # fmt: skip
+    return {"security_policies": rows, "security_login": login}
 
 
-def _prepare(work: Path, password: str) -> tuple[GatewayConfig, Path, Path]:
-    """The demo configuration, a trusted client identity and a viewer (before the gateway starts)."""
-    config = demo_config()
-    config = replace(config, opcua=replace(config.opcua, port=0), web=replace(config.web, port=0))
+def _prepare(work: Path, password: str) -> GatewayConfig:
+    """The demo configuration, a trusted client identity (``client.der``/``client.pem`` in
+    ``work``) and a viewer, before the gateway starts."""
+    config = bench_config()
     pki = Pki(config.security.pki)
     pki.create_folders()
     cert, key = create_application_certificate("urn:smx:bench-client", common_name="bench", organization="b")
@@ -111,7 +88,7 @@ def _prepare(work: Path, password: str) -> tuple[GatewayConfig, Path, Path]:
     users = UserDb.load(config.security.users)
     users.add(USER, Role.VIEWER, password=password)
     users.save()
-    return config, client_cert, client_key
+    return config
 
 
 async def _window(args: tuple[str, ...], password: str, seconds: float, work: str) -> dict[str, Any]:

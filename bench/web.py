@@ -10,19 +10,14 @@ gateway reading the meter each second, archiving and serving OPC UA.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gateway.app import Gateway
-from gateway.config import demo_config
+from bench.demo import settled_demo
 
 FEEDS = (0, 1, 10)
 ROUNDS = 3
@@ -32,52 +27,36 @@ REQUESTS = 200
 
 async def measure_web(seconds: float) -> dict[str, list[dict[str, Any]]]:
     """Medians over :data:`ROUNDS` windows of ``seconds`` per feed count."""
-    config = demo_config()
-    config = replace(config, opcua=replace(config.opcua, port=0), web=replace(config.web, port=0))
-    start = Path.cwd()
-    with tempfile.TemporaryDirectory(prefix="smx-bench-web-") as work:
-        os.chdir(work)
-        gateway = Gateway(config)
-        task = asyncio.create_task(gateway.run())
-        try:
-            await asyncio.wait_for(gateway.ready.wait(), 60)
-            poller = gateway.pollers["meter1"]
-            for _ in range(20):  # past the association, the first readings and most of the backfill
-                await poller.wait_snapshot()
-            # Rounds of 0, 1 and 10 feeds, medians per count: the meter's own readouts (profiles
-            # every 15 minutes) land in some window, not in every window of one count.
-            cpu: dict[int, list[float]] = {n: [] for n in FEEDS}
-            seen: dict[int, dict[str, Any]] = {}
-            for _round in range(ROUNDS):
-                for n in FEEDS:
-                    result, used, wall = await _window(gateway.web_url, n, seconds, work)
-                    cpu[n].append(1000 * used / wall)
-                    seen[n] = result
-            base = statistics.median(cpu[0])
-            rows = []
+    async with settled_demo("smx-bench-web-") as (gateway, work):
+        # Rounds of 0, 1 and 10 feeds, medians per count: the meter's own readouts (profiles
+        # every 15 minutes) land in some window, not in every window of one count.
+        cpu: dict[int, list[float]] = {n: [] for n in FEEDS}
+        seen: dict[int, dict[str, Any]] = {}
+        for _round in range(ROUNDS):
             for n in FEEDS:
-                per_second = statistics.median(cpu[n])
-                feeds = seen[n]["feeds"]
-                rows.append({
-                    "live feeds": n,
-                    "server CPU ms/s": per_second,
-                    "per feed ms/s": (per_second - base) / n if n else 0.0,
-                    "events/s per feed": statistics.median(e for e, _s in feeds) / seconds if n else 0.0,
-                    "bytes/s per feed": statistics.median(s for _e, s in feeds) / seconds if n else 0.0,
-                })  # fmt: skip
-            latencies = []
-            for name in ("snapshot", "advice"):
-                ms = sorted(1000 * d for d in seen[0][name])
-                latencies.append({
-                    "GET": f"/api/meters/meter1/{name}", "requests": len(ms),
-                    "median ms": statistics.median(ms), "p95 ms": ms[int(0.95 * len(ms)) - 1],
-                })  # fmt: skip
-            return {"web_feeds": rows, "web_requests": latencies}
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            os.chdir(start)
+                result, used, wall = await _window(gateway.web_url, n, seconds, str(work))
+                cpu[n].append(1000 * used / wall)
+                seen[n] = result
+        base = statistics.median(cpu[0])
+        rows = []
+        for n in FEEDS:
+            per_second = statistics.median(cpu[n])
+            feeds = seen[n]["feeds"]
+            rows.append({
+                "live feeds": n,
+                "server CPU ms/s": per_second,
+                "per feed ms/s": (per_second - base) / n if n else 0.0,
+                "events/s per feed": statistics.median(e for e, _s in feeds) / seconds if n else 0.0,
+                "bytes/s per feed": statistics.median(s for _e, s in feeds) / seconds if n else 0.0,
+            })  # fmt: skip
+        latencies = []
+        for name in ("snapshot", "advice"):
+            ms = sorted(1000 * d for d in seen[0][name])
+            latencies.append({
+                "GET": f"/api/meters/meter1/{name}", "requests": len(ms),
+                "median ms": statistics.median(ms), "p95 ms": ms[int(0.95 * len(ms)) - 1],
+            })  # fmt: skip
+        return {"web_feeds": rows, "web_requests": latencies}
 
 
 async def _window(url: str, feeds: int, seconds: float, work: str) -> tuple[dict[str, Any], float, float]:
