@@ -32,6 +32,7 @@ import hmac
 import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from asyncua import ua
@@ -245,6 +246,21 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
     # -- 1. OpenSecureChannel ---------------------------------------------------------------
 
     async def process(self, header: Any, body: Any) -> bool:
+        if self._connection.is_open() and self._channel_policy != NONE_URI:
+            if header.MessageType == ua.MessageType.SecureOpen:
+                # A renewal: the certificate must still be trusted (an administrator may have
+                # rejected it since), so distrust ends a channel within one token lifetime.
+                try:
+                    await self._guard.check_certificate(
+                        self._channel_certificate or b"", "channel certificate"
+                    )
+                except Refusal as refusal:
+                    return self._refuse_channel(refusal)
+            elif token_expired(self._connection.security_token, datetime.now(UTC)):
+                # asyncua never checks the current token's age: a client that does not renew
+                # would keep its keys (and its certificate's trust) for ever.
+                return self._refuse_channel(Refusal(ua.StatusCodes.BadSecureChannelTokenUnknown,
+                                                    "security token expired without renewal"))  # fmt: skip
         if header.MessageType == ua.MessageType.SecureOpen and not self._connection.is_open():
             try:
                 await self._check_open(header, body)
@@ -288,8 +304,24 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
         self._channel_policy = uri
 
     def open_secure_channel(self, algohdr: Any, seqhdr: Any, body: Any) -> None:
+        # UaProcessor.open_secure_channel, with the requested token lifetime capped: renewals
+        # are when trust is checked again.
+        request = struct_from_binary(ua.OpenSecureChannelRequest, body)
+        params = request.Parameters
+        params.RequestedLifetime = min(
+            max(params.RequestedLifetime, MIN_TOKEN_LIFETIME_MS), MAX_TOKEN_LIFETIME_MS
+        )
         try:
-            super().open_secure_channel(algohdr, seqhdr, body)
+            if not self._connection.is_open():
+                self._connection.select_policy(
+                    algohdr.SecurityPolicyURI, algohdr.SenderCertificate, params.SecurityMode
+                )
+            channel = self._connection.open(params, self.iserver)
+            response = ua.OpenSecureChannelResponse()
+            response.Parameters = channel
+            self.send_response(
+                request.RequestHeader.RequestHandle, seqhdr, response, ua.MessageType.SecureOpen
+            )
         except ua.UaError as err:  # a mode we do not offer with this policy ("No matching policy")
             log.warning(
                 "OPC UA %s: secure channel refused, BadSecurityModeRejected: %s", _peer(self.name), err
@@ -477,6 +509,22 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
             "OPC UA %s: session refused, %s: %s", _peer(self.name), ua.StatusCode(status).name, reason
         )
         raise ServiceError(status)
+
+
+#: Security token lifetimes granted (OPC 10000-4 §5.5.2): trust is checked again at each renewal.
+MAX_TOKEN_LIFETIME_MS = 600_000
+MIN_TOKEN_LIFETIME_MS = 10_000
+
+
+def token_expired(token: ua.ChannelSecurityToken, now: datetime) -> bool:
+    """Past its lifetime and the 25 % grace OPC 10000-4 §5.5.2.1 gives late messages."""
+    created: datetime | None = token.CreatedAt
+    lifetime_ms = float(token.RevisedLifetime or 0)
+    if created is None or not lifetime_ms:
+        return False
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return now > created + timedelta(milliseconds=1.25 * lifetime_ms)
 
 
 _DISCOVERY = _services("GetEndpoints", "FindServers", "CloseSecureChannel")

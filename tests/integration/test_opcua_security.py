@@ -42,6 +42,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.opcua.security import MAX_TOKEN_LIFETIME_MS
 from gateway.pki import Pki, create_application_certificate, thumbprint, write_private_key
 from gateway.users import MAX_FAILURES, Role, User, UserDb, hash_password
 from tests.integration.conftest import PASSWORD, demo
@@ -529,6 +530,24 @@ async def test_a_channel_encrypted_for_another_certificate_is_refused(
     )  # fmt: skip
     await refused(client, ua.StatusCodes.BadSecurityChecksFailed)
     logged(caplog, "secure channel refused", "BadSecurityChecksFailed", "not decryptable")
+
+
+async def test_a_renewal_checks_the_trust_list_again_and_lifetimes_are_capped(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rejecting a certificate ends its channels at their next renewal, at most 10 min away."""
+    folder = Path(world.prod.config.security.pki).parent / "late"
+    folder.mkdir()
+    ident = self_signed(folder, "late-rejected")
+    (world.prod.pki.folder("trusted/certs") / ident.der_path.name).write_bytes(ident.der)
+    client = await secure(world.prod, ident, user="operator")
+    client.secure_channel_timeout = 3_600_000  # asks for an hour
+    async with client:
+        assert client.secure_channel_timeout == MAX_TOKEN_LIFETIME_MS  # granted: ten minutes
+        await client.open_secure_channel(renew=True)  # still trusted: renewed
+        await cli("certs", "--pki", str(world.prod.pki.root), "reject", ident.thumbprint[:12])
+        assert await status_of(client.open_secure_channel(renew=True)) == "BadCertificateUntrusted"
+    logged(caplog, "secure channel refused", "BadCertificateUntrusted", ident.thumbprint[:8])
 
 
 # -- 2. policies and modes --------------------------------------------------------------------
