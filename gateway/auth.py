@@ -13,12 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.users import AuthError, User, UserDb
+from gateway.users import AuthError, Role, User, UserDb
 
 log = logging.getLogger(__name__)
+
+#: How often a running session's user is looked up in the file again (seconds).
+RECHECK_S = 2.0
 
 
 class UserDirectory:
@@ -29,6 +33,7 @@ class UserDirectory:
         self.login_delay_s = login_delay_s
         self._db = UserDb(self.path)
         self._stamp: tuple[int, int] | None = None
+        self._checked = -RECHECK_S
         # One login at a time: the UserDb's failure counts are plain dicts, and a guesser
         # with many connections gets no more tries per second than with one.
         self._lock = asyncio.Lock()
@@ -50,6 +55,20 @@ class UserDirectory:
             fresh._failures = self._db._failures
             self._db, self._stamp = fresh, stamp
         return self._db
+
+    async def role_of(self, name: str) -> Role | None:
+        """The current role of a logged-in user, None once removed from the file.
+
+        Asked before privileged requests of a running session, so removing a user or
+        lowering a role takes effect within :data:`RECHECK_S`, not at the next login.
+        """
+        now = time.monotonic()
+        if now - self._checked >= RECHECK_S:
+            async with self._lock:
+                await asyncio.to_thread(self._refresh)
+            self._checked = now
+        user = self._db.users.get(name)
+        return user.role if user is not None else None
 
     async def count(self) -> int:
         async with self._lock:

@@ -356,11 +356,26 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
         if typeid == _ACTIVATE_SESSION:
             return await self._activate(typeid, requesthdr, seqhdr, body)
         session_user = self.session.user if self.session is not None else None
+        if typeid in CALL or typeid in WRITE:
+            session_user = await self._still(session_user)
         token = _caller.set(session_user if isinstance(session_user, SessionUser) else ANONYMOUS)
         try:
             return await super()._process_message(typeid, requesthdr, seqhdr, body)
         finally:
             _caller.reset(token)
+
+    async def _still(self, user: Any) -> Any:
+        """A named session user as the users file says now, before a write or a call: removing
+        a user or lowering a role takes effect at once for what changes things."""
+        if not isinstance(user, SessionUser) or user.name is None or user.access is None:
+            return user
+        role = await self._guard.users.role_of(user.name)
+        if role is None:
+            self._refuse(ua.StatusCodes.BadUserAccessDenied, f"user {user.name!r} was removed")
+        if role != user.access:
+            user = SessionUser(role=UserRole.User, name=user.name, access=role)
+            self.session.user = user
+        return user
 
     def _check_own_subscriptions(self, typeid: ua.NodeId, body: Any) -> None:
         # asyncua looks subscriptions up by id alone (ids count up from a global counter), so

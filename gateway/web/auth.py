@@ -87,8 +87,10 @@ class WebSessions:
             held = self._sessions.get(token)
             now = time.monotonic()
             if held is not None and now - held[1] < IDLE:
-                self._sessions[token] = (held[0], now)
-                return held[0]
+                current = await self._current(held[0])
+                if current is not None:
+                    self._sessions[token] = (current, now)
+                    return current
             self._sessions.pop(token, None)
         header = request.headers.get("Authorization", "")
         if header[:6].lower() == "basic ":
@@ -97,7 +99,10 @@ class WebSessions:
             key = hmac.new(self._key, header.encode("utf-8"), hashlib.sha256).hexdigest()
             held = self._basic.get(key)
             if held is not None and time.monotonic() - held[1] < BASIC_MEMORY:
-                return held[0]
+                current = await self._current(held[0])
+                if current is not None:
+                    return current
+                del self._basic[key]
             try:
                 name, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
             except (binascii.Error, UnicodeDecodeError):
@@ -108,6 +113,13 @@ class WebSessions:
             self._basic[key] = (user, time.monotonic())
             return user
         return None
+
+    async def _current(self, user: WebUser) -> WebUser | None:
+        """The user as the users file says now (role changed, or None: removed)."""
+        role = await self.users.role_of(user.name)
+        if role is None:
+            return None
+        return user if role == user.role else WebUser(user.name, role)
 
     async def check(self, request: web.Request) -> WebUser | None:
         """Raise Denied unless the request may go on; returns its user."""

@@ -791,6 +791,27 @@ async def test_a_session_cannot_touch_another_sessions_subscription(
         await changes.reach(changes.count + 2, timeout=10)
 
 
+async def test_removing_a_user_or_lowering_a_role_takes_effect_in_a_running_session(
+    world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.auth.RECHECK_S", 0.0)  # look at the file before every write
+    db = UserDb.load(world.prod.users)
+    db.users["temp"] = User("temp", Role.OPERATOR, PASSWORD_HASH)
+    db.save()
+    async with await secure(world.prod, world.ids["client"], user="temp") as client:
+        ns = await client.get_namespace_index(SMX_NAMESPACE)
+        price = node(client, ns, "SMX.ExternalData.spot_price")
+        assert await status_of(price.write_value(PRICE)) == "Good"
+        db.users["temp"] = User("temp", Role.VIEWER, PASSWORD_HASH)
+        db.save()
+        assert await status_of(price.write_value(REFUSED_PRICE)) == "BadUserAccessDenied"
+        del db.users["temp"]
+        db.save()
+        assert await market_call(client, "ComputeAdvice", NOW) == "BadUserAccessDenied"
+        assert spot_price(world.prod) != REFUSED_PRICE_VALUE
+    logged(caplog, "session refused", "BadUserAccessDenied", "'temp' was removed")
+
+
 # -- 5. password guessing ---------------------------------------------------------------------
 
 

@@ -44,7 +44,7 @@ from gateway.archive.minutes import MinuteAggregator, RegisterSampler
 from gateway.clock import ScaledClock
 from gateway.config import MeterConfig, one_second_set
 from gateway.obis import CATALOGUE, Refresh
-from gateway.users import Role
+from gateway.users import Role, UserDb
 from gateway.web.api import MAX_BODY
 from gateway.web.openapi import document
 from tests.integration.conftest import PASSWORD, Running, add_user, demo, running_gateway
@@ -971,6 +971,25 @@ async def test_logins_roles_and_refusals(api: Api, caplog: pytest.LogCaptureFixt
     # Login bodies are checked like every other body.
     assert "password" in (await api.call("POST", "/api/login", json={"user": "x"})).error(400)
     (await api.call("POST", "/api/login", data="user=x&password=y")).error(415)
+
+
+async def test_a_removed_user_is_logged_out(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gateway.auth.RECHECK_S", 0.0)  # look at the file before every request
+    users = api.gateway.config.security.users
+    add_user(api.gateway.config, "leaving", Role.OPERATOR)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
+        client = replace(api, session=other)
+        ok = await client.call("POST", "/api/login", json={"user": "leaving", "password": PASSWORD})
+        assert ok.data["role"] == "operator"
+        db = UserDb.load(users)
+        db.set_role("leaving", Role.VIEWER)
+        db.save()
+        assert (await client.call("GET", "/api/session")).data["role"] == "viewer"
+        (await client.call("PUT", "/api/external/spot_price", json={"value": 3})).error(403)
+        db.remove("leaving")
+        db.save()
+        assert (await client.call("GET", "/api/session")).data["user"] is None
+        (await client.call("PUT", "/api/external/spot_price", json={"value": 3})).error(401)
 
 
 async def test_live_feed(api: Api) -> None:
