@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -127,6 +128,11 @@ class Gateway:
     """The whole gateway for one configuration."""
 
     def __init__(self, config: GatewayConfig, clock: Clock | None = None) -> None:
+        # The PKI and the users file are found relative to the working directory at start,
+        # as documented, whatever the process does later.
+        security = config.security
+        security = replace(security, pki=os.path.abspath(security.pki), users=os.path.abspath(security.users))
+        config = replace(config, security=security)
         self.config = config
         self.clock = clock or SystemClock()
         self.simulators: dict[str, SimulatedMeter] = {}

@@ -29,7 +29,7 @@ class UserDirectory:
     """The users file as the running gateway sees it."""
 
     def __init__(self, path: Path | str, *, login_delay_s: float = 1.0) -> None:
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # relative to the working directory at start, as documented
         self.login_delay_s = login_delay_s
         self._db = UserDb(self.path)
         self._stamp: tuple[int, int] | None = None

@@ -109,3 +109,20 @@ async def test_certificate_users(tmp_path: Path) -> None:
     # A certificate-only user has no password to guess.
     with pytest.raises(AuthError, match="no password login"):
         await directory.login("scada", "", via="test")
+
+
+def test_relative_paths_are_taken_from_the_working_directory_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative users file or PKI folder means the one beside the gateway's start, even if the
+    process later works elsewhere (the tests do; a library the gateway uses might)."""
+    from gateway.app import Gateway
+    from gateway.config import demo_config
+
+    monkeypatch.chdir(tmp_path)
+    directory = UserDirectory("var/certs/users")
+    gateway = Gateway(demo_config())
+    monkeypatch.chdir("/")
+    assert directory.path == tmp_path / "var/certs/users"
+    assert Path(gateway.config.security.users) == tmp_path / "var/certs/users"
+    assert Path(gateway.config.security.pki) == tmp_path / "var/certs"
