@@ -172,9 +172,10 @@ class Gateway:
         server = await build_server(self.config.opcua, self.config.security, self.users)
         if not await self.users.count():
             log.warning(
-                "no users in %s: only %s; add one with: smx-gateway users add NAME --role operator",
+                "no users in %s: only %s; add one with: smx-gateway users --file %s add NAME --role operator",
                 self.config.security.users,
                 "anonymous read-only sessions" if self.config.security.anonymous else "nobody can log in",
+                os.path.relpath(self.config.security.users),
             )
         self.space = AddressSpace(server, self.clock)
         await self.space.load_model()
