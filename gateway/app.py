@@ -175,7 +175,7 @@ class Gateway:
                 "no users in %s: only %s; add one with: smx-gateway users --file %s add NAME --role operator",
                 self.config.security.users,
                 "anonymous read-only sessions" if self.config.security.anonymous else "nobody can log in",
-                os.path.relpath(self.config.security.users),
+                self.config.security.users,
             )
         self.space = AddressSpace(server, self.clock)
         await self.space.load_model()
