@@ -115,12 +115,36 @@ class MeterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OpcUaLimits:
+    """What OPC UA clients may take of a Raspberry Pi class box (``[opcua.limits]``).
+
+    Beyond a limit the client gets the Bad status OPC 10000-4 names for it; intervals and
+    sizes below a minimum are revised up, as the standard lets a server do.
+    """
+
+    #: Sessions at once (BadTooManySessions beyond).
+    max_sessions: int = 64
+    #: Subscriptions of one session (BadTooManySubscriptions beyond).
+    max_subscriptions_per_session: int = 8
+    #: Subscriptions of all sessions together (BadTooManySubscriptions beyond).
+    max_subscriptions: int = 256
+    #: Monitored items of one subscription (BadTooManyMonitoredItems beyond).
+    max_monitored_items: int = 1000
+    #: Publishing and sampling intervals are revised up to this (ms): the values change each second.
+    min_publishing_interval_ms: float = 100.0
+    min_sampling_interval_ms: float = 100.0
+    #: Largest request or response message (bytes; BadRequestTooLarge / BadResponseTooLarge beyond).
+    max_message_size: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class OpcUaConfig:
     host: str = "127.0.0.1"
     port: int = 4840
     path: str = "/smx"
     application_uri: str = "urn:smx:gateway"
     server_name: str = "SMX Gateway"
+    limits: OpcUaLimits = field(default_factory=OpcUaLimits)
 
     @property
     def endpoint(self) -> str:
@@ -492,6 +516,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
             ),
             application_uri=opc_sec.get("application_uri", str, opcua.application_uri),
             server_name=opc_sec.get("server_name", str, opcua.server_name),
+            limits=_limits(opc_sec.table("limits")),
         )
         opc_sec.done()
     archive = _archive(top.table("archive"))
@@ -518,6 +543,30 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
         meters=meters, opcua=opcua, archive=archive, market=market, external=external, web=web,
         security=security, log_level=log_level, source=source,
     )  # fmt: skip
+
+
+def _limits(sec: _Section | None) -> OpcUaLimits:
+    d = OpcUaLimits()
+    if sec is None:
+        return d
+    at_least_one = _range(1, 100_000)
+    cfg = OpcUaLimits(
+        max_sessions=sec.get("max_sessions", int, d.max_sessions, at_least_one),
+        max_subscriptions_per_session=sec.get(
+            "max_subscriptions_per_session", int, d.max_subscriptions_per_session, at_least_one
+        ),
+        max_subscriptions=sec.get("max_subscriptions", int, d.max_subscriptions, at_least_one),
+        max_monitored_items=sec.get("max_monitored_items", int, d.max_monitored_items, at_least_one),
+        min_publishing_interval_ms=sec.get(
+            "min_publishing_interval_ms", float, d.min_publishing_interval_ms, _non_negative
+        ),
+        min_sampling_interval_ms=sec.get(
+            "min_sampling_interval_ms", float, d.min_sampling_interval_ms, _non_negative
+        ),
+        max_message_size=sec.get("max_message_size", int, d.max_message_size, _range(65_536, 1 << 30)),
+    )
+    sec.done()
+    return cfg
 
 
 def _market(sec: _Section | None) -> MarketConfig:

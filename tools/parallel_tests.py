@@ -43,7 +43,8 @@ WEIGHTS = {
     "test_openvpn.py": 15,
     "test_web_security.py": 12,
     "test_node_opcua.py": 16,
-    "test_opcua_security.py": 16,
+    "test_opcua_security.py": 22,
+    "test_opcua_limits.py": 9,
 }
 UNKNOWN = 30
 PROCESSES = 2

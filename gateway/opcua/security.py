@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from asyncua import ua
-from asyncua.common.utils import ServiceError
+from asyncua.common.utils import Buffer, ServiceError
 from asyncua.crypto import uacrypto
 from asyncua.crypto.permission_rules import PermissionRuleset, UserRole
 from asyncua.crypto.permission_rules import User as UaUser
@@ -45,11 +45,12 @@ from asyncua.server.internal_server import InternalServer
 from asyncua.server.internal_session import SessionState
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.server.user_managers import UserManager
-from asyncua.ua.ua_binary import struct_from_binary, uatcp_to_binary
+from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary, uatcp_to_binary
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from gateway.auth import UserDirectory
+from gateway.config import OpcUaLimits
 from gateway.netbind import is_address, listening_socket
 from gateway.pki import CertificateError, Pki, application_uri_of, load_certificate, thumbprint
 from gateway.users import AuthError, Role
@@ -196,6 +197,7 @@ class Guard:
         anonymous: bool,
         anonymous_on_none: bool,
         discovery: bool = False,
+        limits: OpcUaLimits | None = None,
     ) -> None:
         self.pki = pki
         self.users = users
@@ -205,6 +207,7 @@ class Guard:
         self.anonymous_on_none = anonymous_on_none
         #: A None channel (not endpoint) for GetEndpoints/FindServers only (OPC 10000-4 §5.4).
         self.discovery = discovery
+        self.limits = limits or OpcUaLimits()
 
     def user_manager(self) -> UserManager:
         return _DecidedUsers()
@@ -343,7 +346,15 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
             )
         if typeid in _SUBSCRIPTION_IDS and self.session is not None:
             self._check_own_subscriptions(typeid, body)
+        if typeid in _LIMITED and self.session is not None:
+            body = self._within_limits(typeid, body)
         if typeid == _CREATE_SESSION:
+            open_sessions = [
+                x for x in self.iserver._external_sessions.values() if x.state != SessionState.Closed
+            ]
+            if len(open_sessions) >= self._guard.limits.max_sessions:
+                self._refuse(ua.StatusCodes.BadTooManySessions,
+                             f"{len(open_sessions)} sessions open, the limit (max_sessions)")  # fmt: skip
             if self.session is not None and self.session.state != SessionState.Closed:
                 if self.session.state == SessionState.Activated:
                     self._refuse(ua.StatusCodes.BadTooManySessions, "a second session on one secure channel")
@@ -376,6 +387,33 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
             user = SessionUser(role=UserRole.User, name=user.name, access=role)
             self.session.user = user
         return user
+
+    def _within_limits(self, typeid: ua.NodeId, body: Any) -> Any:
+        """Refuse what is beyond the limits, revise intervals below the minimum (a new body)."""
+        limits = self._guard.limits
+        params_type = _LIMITED[typeid]
+        params = struct_from_binary(params_type, body.copy())
+        subscriptions = self.iserver.subscription_service.subscriptions
+        if typeid == _CREATE_SUBSCRIPTION:
+            mine = sum(1 for x in subscriptions.values() if x.session_id == self.session.session_id)
+            if mine >= limits.max_subscriptions_per_session:
+                why = f"{mine} subscriptions in this session (max_subscriptions_per_session)"
+                self._refuse(ua.StatusCodes.BadTooManySubscriptions, why)
+        if typeid in (_CREATE_SUBSCRIPTION, _MODIFY_SUBSCRIPTION):
+            params.RequestedPublishingInterval = max(params.RequestedPublishingInterval,
+                                                     limits.min_publishing_interval_ms)  # fmt: skip
+        else:
+            items = params.ItemsToCreate if typeid == _CREATE_MONITORED_ITEMS else params.ItemsToModify
+            if typeid == _CREATE_MONITORED_ITEMS and params.SubscriptionId in subscriptions:
+                held = len(subscriptions[params.SubscriptionId].monitored_item_srv._monitored_items)
+                if held + len(items) > limits.max_monitored_items:
+                    why = f"{held} + {len(items)} monitored items > {limits.max_monitored_items}"
+                    self._refuse(ua.StatusCodes.BadTooManyMonitoredItems, why)
+            for item in items:
+                wanted = item.RequestedParameters.SamplingInterval
+                if wanted >= 0:  # -1: the publishing interval (already bounded)
+                    item.RequestedParameters.SamplingInterval = max(wanted, limits.min_sampling_interval_ms)
+        return Buffer(struct_to_binary(params))
 
     def _check_own_subscriptions(self, typeid: ua.NodeId, body: Any) -> None:
         # asyncua looks subscriptions up by id alone (ids count up from a global counter), so
@@ -541,6 +579,18 @@ def token_expired(token: ua.ChannelSecurityToken, now: datetime) -> bool:
         created = created.replace(tzinfo=UTC)
     return now > created + timedelta(milliseconds=1.25 * lifetime_ms)
 
+
+_CREATE_SUBSCRIPTION, _MODIFY_SUBSCRIPTION, _CREATE_MONITORED_ITEMS, _MODIFY_MONITORED_ITEMS = (
+    ua.NodeId(getattr(ua.ObjectIds, f"{name}Request_Encoding_DefaultBinary"))
+    for name in ("CreateSubscription", "ModifySubscription", "CreateMonitoredItems", "ModifyMonitoredItems")
+)
+#: Requests checked against the limits (OPC 10000-4 §5.13, §5.12), with their parameters.
+_LIMITED: dict[ua.NodeId, type] = {
+    _CREATE_SUBSCRIPTION: ua.CreateSubscriptionParameters,
+    _MODIFY_SUBSCRIPTION: ua.ModifySubscriptionParameters,
+    _CREATE_MONITORED_ITEMS: ua.CreateMonitoredItemsParameters,
+    _MODIFY_MONITORED_ITEMS: ua.ModifyMonitoredItemsParameters,
+}
 
 _DISCOVERY = _services("GetEndpoints", "FindServers", "CloseSecureChannel")
 _REGISTER_SERVER = _services("RegisterServer", "RegisterServer2")

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Server, ua
+from asyncua.common.connection import TransportLimits
 from asyncua.crypto import security_policies
 from cryptography.hazmat.primitives import serialization
 
@@ -42,8 +43,8 @@ MANUFACTURER = "SMX project"
 PRODUCT_NAME = "SMX Smart Meter eXtension gateway"
 ORGANIZATION = "SMX gateway"
 
-MAX_CONNECTIONS = 64
-MAX_SUBSCRIPTIONS = 256
+#: Connections beyond the sessions: discovery and clients between connecting and their session.
+DISCOVERY_CONNECTIONS = 8
 
 
 def policy_types(security: SecurityConfig) -> list[ua.SecurityPolicyType]:
@@ -147,7 +148,7 @@ async def build_server(opcua: OpcUaConfig, security: SecurityConfig, users: User
         offered.add((NONE_URI if policy is security_policies.SecurityPolicyNone else policy.URI, mode))
     guard = Guard(
         Pki(security.pki), users, offered=offered, anonymous=security.anonymous,
-        anonymous_on_none=security.demo, discovery=security.discovery,
+        anonymous_on_none=security.demo, discovery=security.discovery, limits=opcua.limits,
     )  # fmt: skip
     server = SmxServer(guard, security.anonymous)
     await server.init()
@@ -163,10 +164,16 @@ async def build_server(opcua: OpcUaConfig, security: SecurityConfig, users: User
     guard.pki = await load_own_certificate(server, opcua, security)
     server.set_security_policy(types, permission_ruleset=RoleRuleset())
     server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken, ua.X509IdentityToken])
-    # A gateway serves a handful of SCADA/VPP clients, not a thousand (asyncua's default):
-    # fewer connections and subscriptions bound what a misbehaving client can hold.
-    server.iserver.max_connections = MAX_CONNECTIONS
-    server.iserver.max_subscriptions = MAX_SUBSCRIPTIONS
+    # A gateway serves a handful of SCADA/VPP clients, not a thousand with 100 MB messages
+    # (asyncua's defaults): [opcua.limits] bounds what a client can hold (DESIGN §4).
+    limits = opcua.limits
+    server.iserver.max_connections = limits.max_sessions + DISCOVERY_CONNECTIONS
+    server.iserver.max_subscriptions = limits.max_subscriptions
+    chunk = TransportLimits.max_recv_buffer
+    server.limits = TransportLimits(
+        max_recv_buffer=chunk, max_send_buffer=chunk,
+        max_chunk_count=-(-limits.max_message_size // chunk), max_message_size=limits.max_message_size,
+    )  # fmt: skip
     if security.demo:
         log.warning("demo security profile: a None endpoint for anonymous read-only browsing is on")
     return server

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import MeterConfig, demo_config, load_config, one_second_set
+from gateway.config import MeterConfig, OpcUaLimits, demo_config, load_config, one_second_set
 from gateway.errors import ConfigError
 from gateway.obis import Obis
 
@@ -274,3 +274,24 @@ def test_a_configuration_file_is_production_unless_it_says_otherwise(tmp_path: P
 def test_security_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text + '[[meters]]\nid = "m"\nurl = "x"\n'))
+
+
+def test_opcua_limits(tmp_path: Path) -> None:
+    example = load_config(ROOT / "smx.example.toml").opcua.limits
+    assert example == OpcUaLimits()  # the example documents the defaults
+    tuned = load_config(
+        write(
+            tmp_path,
+            "[opcua.limits]\nmax_sessions = 5\nmin_publishing_interval_ms = 500\n"
+            '[[meters]]\nid = "m"\nurl = "x"\n',
+        )
+    ).opcua.limits
+    assert (tuned.max_sessions, tuned.min_publishing_interval_ms) == (5, 500.0)
+    for text, message in (
+        ("max_sessions = 0", r"opcua.limits.max_sessions: expected an integer 1..100000, got 0"),
+        ("max_message_size = 1000", r"opcua.limits.max_message_size: expected an integer 65536..1073741824"),
+        ("min_sampling_interval_ms = -1", r"opcua.limits.min_sampling_interval_ms: expected"),
+        ("max_items = 3", r"opcua.limits.max_items: unknown key"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_config(write(tmp_path, f'[opcua.limits]\n{text}\n[[meters]]\nid = "m"\nurl = "x"\n'))
