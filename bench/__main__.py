@@ -15,12 +15,14 @@ transport, protocol cores, session, poller) and reports what the line carried:
    REST GET latencies;
 6. security (``bench/security.py``): OPC UA None against Basic256Sha256,
    Aes128_Sha256_RsaOaep and Aes256_Sha256_RsaPss in SignAndEncrypt: connection time, read
-   latency and the server's CPU for one subscription, and the cost of a password check.
+   latency and the server's CPU for one subscription, and the cost of a password check;
+7. startup (``bench/startup.py``): from ``smx-gateway run`` to the first Good value over
+   OPC UA, first start (certificate created) and later ones, and the RSS then.
 
 Results are printed as tables and written to bench/results/latest.json
 (``python -m bench history`` runs only part 4 and writes bench/results/history.json).
 
-    python -m bench [all | history | web | security] [--seconds 10] [--hour-minutes 60]
+    python -m bench [all | history | web | security | startup] [--seconds 10] [--hour-minutes 60]
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from typing import Any
 
 from bench.history import READS, measure_history
 from bench.security import measure_security
+from bench.startup import measure_startup, print_startup
+from bench.tables import table
 from bench.virtual_time import run_virtual
 from bench.web import measure_web
 from gateway.app import Gateway, dlms_settings, link_factory
@@ -254,22 +258,6 @@ def hour_row(label: str, baud: int, reaction: float, minutes: float) -> dict[str
     return run_virtual(_hour(label, baud, reaction, minutes))
 
 
-def table(title: str, rows: list[dict[str, Any]]) -> str:
-    keys = list(rows[0])
-    cells = [[_fmt(r[k]) for k in keys] for r in rows]
-    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
-    lines = [title, "  ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
 async def measure(seconds: float) -> dict[str, list[dict[str, Any]]]:
     cycles = [
         await cycle_row("IEC 62056-21", baud, tr, seconds)
@@ -313,6 +301,7 @@ PARTS: dict[str, tuple[Callable[[float], Awaitable[dict[str, Any]]], Callable[[d
     "history": (lambda _seconds: measure_history(), print_history),
     "web": (measure_web, print_web),
     "security": (measure_security, print_security),
+    "startup": (measure_startup, print_startup),
 }
 
 
