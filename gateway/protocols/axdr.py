@@ -715,7 +715,10 @@ def _encode(data: Data, out: bytearray, depth: int) -> None:
     elif tag in _FLOAT_FORMATS:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _bad(data, "a float")
-        real = float(value)
+        try:
+            real = float(value)
+        except OverflowError:  # an int beyond the float64 range
+            raise _bad(data, "within the float64 range") from None
         if tag is DataTag.FLOAT32 and math.isfinite(real) and abs(real) > 3.4028234663852886e38:
             raise _bad(data, "within the float32 range")
         out += struct.pack(_FLOAT_FORMATS[tag], real)

@@ -213,7 +213,10 @@ def clock_time(data: Data, *, default_deviation: int | None = None, zone: tzinfo
             raise RemoteProtocolError(f"clock time {cdt} is not a valid local time: {err}") from err
         dst = None if cdt.status is None else bool(cdt.status & ClockStatus.DAYLIGHT_SAVING_ACTIVE)
         status = None if cdt.status is None else ClockStatus(cdt.status)
-        return ClockTime(local_to_utc(naive, zone, dst), status)
+        try:
+            return ClockTime(local_to_utc(naive, zone, dst), status)
+        except OverflowError as err:  # local 0001-01-01 east of UTC, 9999-12-31 west of it
+            raise RemoteProtocolError(f"clock time {cdt} is outside the representable range") from err
     if cdt.deviation is None:
         if default_deviation is None:
             raise RemoteProtocolError(f"clock time {cdt} has no deviation (time zone unknown)")

@@ -55,7 +55,8 @@ after the peer's RR). Methods:
 
 Events: :class:`Connected`, :class:`Disconnected`, :class:`FrameRejected`,
 :class:`SegmentReceived` (reply = RR), :class:`DataReceived` (the reassembled APDU, LLC
-checked and stripped), :class:`PeerReady`, :class:`PeerBusy`.
+checked and stripped), :class:`PeerReady`, :class:`PeerBusy`. Segments that add up to more
+than the largest xDLMS APDU (65535 bytes) raise :class:`RemoteProtocolError` and are dropped.
 
 Theory of operation
 -------------------
@@ -121,6 +122,9 @@ LLC_RESPONSE: Final = b"\xe6\xe7\x00"
 _MAX_FRAME_LENGTH: Final = 0x7FF
 #: Largest information field we ever put in one frame (fits a 4-byte address header).
 _MAX_INFO: Final = 2030
+#: Longest APDU a peer may send in segments: the largest xDLMS PDU (max_receive_pdu_size
+#: is 16 bits); with the LLC header this bounds what a receiver reassembles.
+_MAX_APDU: Final = 0xFFFF
 
 
 def _crc_table() -> tuple[int, ...]:
@@ -639,6 +643,7 @@ class HdlcConnection:
         self._vs = 0  # send state variable V(S)
         self._vr = 0  # receive state variable V(R)
         self._rx_parts: list[bytes] = []
+        self._rx_size = 0  # bytes in _rx_parts
         self._tx_queue: list[bytes] = []  # information fields still to send
         self._proposal = DEFAULT_PARAMETERS
         if role is Role.CLIENT:
@@ -685,6 +690,7 @@ class HdlcConnection:
         self._move(FrameKind.DISC)
         self._tx_queue.clear()
         self._rx_parts.clear()
+        self._rx_size = 0
         return self._frame(FrameKind.DISC)
 
     def send_data(self, apdu: bytes) -> list[bytes]:
@@ -783,10 +789,16 @@ class HdlcConnection:
             raise RemoteProtocolError("I-frame received while our segmented APDU is unfinished")
         self._vr = (self._vr + 1) % 8
         self._rx_parts.append(frame.information)
+        self._rx_size += len(frame.information)
+        if self._rx_size > len(self._llc_in) + _MAX_APDU:
+            self._rx_parts.clear()
+            self._rx_size = 0
+            raise RemoteProtocolError(f"segmented APDU longer than {_MAX_APDU} bytes: dropped")
         if frame.segmented:
             return SegmentReceived(self._frame(FrameKind.RR, nr=self._vr) if frame.poll_final else b"")
         data = b"".join(self._rx_parts)
         self._rx_parts.clear()
+        self._rx_size = 0
         if data[:3] != self._llc_in:
             raise RemoteProtocolError(f"LLC header {data[:3].hex(' ')}, expected {self._llc_in.hex(' ')}")
         return DataReceived(data[3:])
@@ -795,4 +807,5 @@ class HdlcConnection:
         self.parameters = parameters
         self._vs = self._vr = 0
         self._rx_parts.clear()
+        self._rx_size = 0
         self._tx_queue.clear()

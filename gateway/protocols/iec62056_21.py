@@ -1037,8 +1037,16 @@ class ProfileBlock:
     rows: tuple[tuple[str, ...], ...] = ()
 
     def row_time(self, index: int) -> datetime:
-        """Time the meter gives row ``index``: header time + index periods (naive)."""
-        return self.start.naive + timedelta(minutes=self.period_minutes * index)
+        """Time the meter gives row ``index``: header time + index periods (naive).
+
+        RemoteProtocolError when the meter's period puts it beyond the year 9999.
+        """
+        try:
+            return self.start.naive + timedelta(minutes=self.period_minutes * index)
+        except OverflowError as err:
+            raise RemoteProtocolError(
+                f"{self.code} row {index} lies beyond 9999 (period {self.period_minutes} min)"
+            ) from err
 
 
 def _is_error_text(groups: list[str]) -> bool:
@@ -1102,6 +1110,12 @@ def parse_profile(text: str) -> list[ProfileBlock]:
     return blocks
 
 
+def _header_number(text: str) -> int | None:
+    """A header count or period: plain digits, at most 9 of them (longer is no count, and
+    ``int()`` refuses more than 4300 digits with ValueError); None otherwise."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
+
+
 def _parse_header(code: str, groups: list[str], lineno: int) -> ProfileBlock:
     if len(groups) < 4:
         raise RemoteProtocolError(
@@ -1109,14 +1123,14 @@ def _parse_header(code: str, groups: list[str], lineno: int) -> ProfileBlock:
         )
     stamp_text, status, period_text, count_text = groups[:4]
     start = parse_profile_time(stamp_text)
-    if not (count_text.isascii() and count_text.isdigit()):
+    count = _header_number(count_text)
+    if count is None:
         raise RemoteProtocolError(f"line {lineno}: {code} channel count {count_text!r} is not a number")
-    count = int(count_text)
+    period = _header_number(period_text)
     if period_text == "":
         period = 0  # logbook: no capture period, values on this line
         expected = 4 + 3 * count
-    elif period_text.isascii() and period_text.isdigit() and int(period_text) > 0:
-        period = int(period_text)
+    elif period:
         expected = 4 + 2 * count
     else:
         raise RemoteProtocolError(f"line {lineno}: {code} period {period_text!r} is not a number of minutes")
