@@ -17,12 +17,15 @@ transport, protocol cores, session, poller) and reports what the line carried:
    Aes128_Sha256_RsaOaep and Aes256_Sha256_RsaPss in SignAndEncrypt: connection time, read
    latency and the server's CPU for one subscription, and the cost of a password check;
 7. startup (``bench/startup.py``): from ``smx-gateway run`` to the first Good value over
-   OPC UA, first start (certificate created) and later ones, and the RSS then.
+   OPC UA, first start (certificate created) and later ones, and the RSS then;
+8. fuzz (``bench/fuzz.py``): every protocol core in both roles fed mutated real and own
+   frames for ``--seconds`` per core (``python -m bench.fuzz --inputs 1000000`` for the
+   long run): inputs/s and exceptions escaped (must be 0).
 
 Results are printed as tables and written to bench/results/latest.json
 (``python -m bench history`` runs only part 4 and writes bench/results/history.json).
 
-    python -m bench [all | history | web | security | startup] [--seconds 10] [--hour-minutes 60]
+    python -m bench [all | history | web | security | startup | fuzz] [--seconds 10] [--hour-minutes 60]
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.fuzz import measure_fuzz, print_fuzz
 from bench.history import READS, measure_history
 from bench.security import measure_security
 from bench.startup import measure_startup, print_startup
@@ -302,6 +306,7 @@ PARTS: dict[str, tuple[Callable[[float], Awaitable[dict[str, Any]]], Callable[[d
     "web": (measure_web, print_web),
     "security": (measure_security, print_security),
     "startup": (measure_startup, print_startup),
+    "fuzz": (measure_fuzz, print_fuzz),
 }
 
 

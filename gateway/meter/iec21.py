@@ -352,14 +352,19 @@ class Iec21Meter:
             first = _profile_time_utc(block.start, self.zone)
             period = timedelta(minutes=block.period_minutes)
             status = _field(block.status, f"{code} status", 16)
-            entries = tuple(
-                ProfileEntry(
-                    end=first + k * period,
-                    status=status,
-                    values=tuple(_value(v, code) for v in row),
+            try:
+                entries = tuple(
+                    ProfileEntry(
+                        end=first + k * period,
+                        status=status,
+                        values=tuple(_value(v, code) for v in row),
+                    )
+                    for k, row in enumerate(block.rows)
                 )
-                for k, row in enumerate(block.rows)
-            )
+            except OverflowError as err:  # a meter's period that puts rows beyond the year 9999
+                raise RemoteProtocolError(
+                    f"{code}: rows beyond 9999 with a period of {block.period_minutes} min"
+                ) from err
             result.append(ProfileData(code, channels, block.period_minutes * 60, entries))
         return result
 
