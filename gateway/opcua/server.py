@@ -113,9 +113,10 @@ def _split_hosts(names: tuple[str, ...], bind_host: str) -> tuple[list[str], lis
     return dns, ips
 
 
-async def load_own_certificate(server: Server, opcua: OpcUaConfig, security: SecurityConfig) -> Pki:
+async def load_own_certificate(
+    server: Server, pki: Pki, opcua: OpcUaConfig, security: SecurityConfig
+) -> None:
     """The application instance certificate, created on first start (worker thread)."""
-    pki = Pki(security.pki)
     dns, ips = _split_hosts(security.hostnames, opcua.host)
 
     def load() -> tuple[Any, Any, bool]:
@@ -136,7 +137,6 @@ async def load_own_certificate(server: Server, opcua: OpcUaConfig, security: Sec
                     pki.own_certificate, f"{cert.not_valid_after_utc:%Y-%m-%d}")  # fmt: skip
     server.iserver.certificate = cert
     server.iserver.private_key = key
-    return pki
 
 
 async def build_server(opcua: OpcUaConfig, security: SecurityConfig, users: UserDirectory) -> SmxServer:
@@ -146,8 +146,9 @@ async def build_server(opcua: OpcUaConfig, security: SecurityConfig, users: User
     for t in types:
         policy, mode, _level = security_policies.SECURITY_POLICY_TYPE_MAP[t]
         offered.add((NONE_URI if policy is security_policies.SecurityPolicyNone else policy.URI, mode))
+    pki = Pki(security.pki)
     guard = Guard(
-        Pki(security.pki), users, offered=offered, anonymous=security.anonymous,
+        pki, users, offered=offered, anonymous=security.anonymous,
         anonymous_on_none=security.demo, discovery=security.discovery, limits=opcua.limits,
     )  # fmt: skip
     server = SmxServer(guard, security.anonymous)
@@ -161,7 +162,7 @@ async def build_server(opcua: OpcUaConfig, security: SecurityConfig, users: User
     await server.set_build_info(
         PRODUCT_URI, MANUFACTURER, PRODUCT_NAME, __version__, __version__, datetime(2026, 11, 26, tzinfo=UTC)
     )
-    guard.pki = await load_own_certificate(server, opcua, security)
+    await load_own_certificate(server, pki, opcua, security)
     server.set_security_policy(types, permission_ruleset=RoleRuleset())
     server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken, ua.X509IdentityToken])
     # A gateway serves a handful of SCADA/VPP clients, not a thousand with 100 MB messages

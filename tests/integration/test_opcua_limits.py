@@ -20,6 +20,7 @@ from asyncua import Client, ua
 from gateway.config import OpcUaLimits
 from gateway.opcua.address_space import SMX_NAMESPACE
 from tests.integration.conftest import Running, demo, running_gateway
+from tests.integration.test_opcua_security import status_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -46,14 +47,6 @@ async def running() -> AsyncIterator[Running]:
         yield running
 
 
-async def status_of(action: Any) -> str:
-    try:
-        await action
-    except ua.UaStatusCodeError as err:
-        return ua.StatusCode(err.code).name
-    return "Good"
-
-
 async def still_serving(running: Running) -> None:
     value = await running.node("meter1.1-0:32.7.0").read_data_value()
     assert value.StatusCode.is_good()
@@ -62,6 +55,13 @@ async def still_serving(running: Running) -> None:
 
 async def ignore(_result: Any) -> None:
     """Publish results of the low-level subscriptions below are not looked at."""
+
+
+def subscription(interval_ms: float) -> ua.CreateSubscriptionParameters:
+    return ua.CreateSubscriptionParameters(
+        RequestedPublishingInterval=interval_ms, RequestedLifetimeCount=300, RequestedMaxKeepAliveCount=10,
+        MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0,
+    )  # fmt: skip
 
 
 def sampling(node_id: ua.NodeId, interval: float, handle: int) -> ua.MonitoredItemCreateRequest:
@@ -94,10 +94,7 @@ async def test_sessions_beyond_the_limit_are_refused_and_the_others_go_on(
 
 async def test_subscriptions_per_session_and_the_minimum_publishing_interval(running: Running) -> None:
     uaclient = running.client.uaclient
-    params = ua.CreateSubscriptionParameters(
-        RequestedPublishingInterval=10.0, RequestedLifetimeCount=300, RequestedMaxKeepAliveCount=10,
-        MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0,
-    )  # fmt: skip
+    params = subscription(10.0)
     first = await uaclient.create_subscription(params, ignore)
     assert first.RevisedPublishingInterval == LIMITS.min_publishing_interval_ms  # 10 ms asked
     slow = replace(params, RequestedPublishingInterval=1000.0)
@@ -119,10 +116,7 @@ async def test_subscriptions_per_session_and_the_minimum_publishing_interval(run
 
 async def test_monitored_items_per_subscription_and_the_minimum_sampling_interval(running: Running) -> None:
     uaclient = running.client.uaclient
-    params = ua.CreateSubscriptionParameters(
-        RequestedPublishingInterval=10.0, RequestedLifetimeCount=300, RequestedMaxKeepAliveCount=10,
-        MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0,
-    )  # fmt: skip
+    params = subscription(10.0)
     sub = await uaclient.create_subscription(params, ignore)
     try:
         nodes = [ua.NodeId(v, running.ns) for v in VALUES]
