@@ -132,7 +132,10 @@ class Gateway:
         # as documented, whatever the process does later.
         security = config.security
         security = replace(security, pki=os.path.abspath(security.pki), users=os.path.abspath(security.users))
-        config = replace(config, security=security)
+        opcua = config.opcua
+        if opcua.node_cache:
+            opcua = replace(opcua, node_cache=os.path.abspath(opcua.node_cache))
+        config = replace(config, security=security, opcua=opcua)
         self.config = config
         self.clock = clock or SystemClock()
         self.simulators: dict[str, SimulatedMeter] = {}

@@ -144,6 +144,9 @@ class OpcUaConfig:
     path: str = "/smx"
     application_uri: str = "urn:smx:gateway"
     server_name: str = "SMX Gateway"
+    #: The standard OPC UA nodes on disk, read on demand (gateway/opcua/node_cache.py):
+    #: ~50 MiB less memory and ~2 s faster starts after the first; "" keeps them in memory.
+    node_cache: str = "var/cache"
     limits: OpcUaLimits = field(default_factory=OpcUaLimits)
 
     @property
@@ -516,6 +519,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
             ),
             application_uri=opc_sec.get("application_uri", str, opcua.application_uri),
             server_name=opc_sec.get("server_name", str, opcua.server_name),
+            node_cache=opc_sec.get("node_cache", str, opcua.node_cache),
             limits=_limits(opc_sec.table("limits")),
         )
         opc_sec.done()

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from gateway import __version__
 from gateway.auth import UserDirectory
 from gateway.config import OpcUaConfig, SecurityConfig
+from gateway.opcua.node_cache import init_server
 from gateway.opcua.security import NONE_URI, Guard, GuardedBinaryServer, RoleRuleset
 from gateway.pki import EXPIRY_WARNING, Pki
 
@@ -152,7 +153,7 @@ async def build_server(opcua: OpcUaConfig, security: SecurityConfig, users: User
         anonymous_on_none=security.demo, discovery=security.discovery, limits=opcua.limits,
     )  # fmt: skip
     server = SmxServer(guard, security.anonymous)
-    await server.init()
+    await init_server(server, opcua.node_cache)
     server.set_endpoint(opcua.endpoint)
     server.set_server_name(opcua.server_name)
     server.product_uri = PRODUCT_URI

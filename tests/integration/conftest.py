@@ -33,7 +33,8 @@ _shared: Path | None = None
 
 def shared_pki() -> Path:
     """One PKI for the tests of this process: the gateway's key pair and a trusted client's
-    are made once (RSA 2048 takes ~0.1 s), not for each of the hundreds of gateways started."""
+    are made once (RSA 2048 takes ~0.1 s), not for each of the hundreds of gateways started;
+    beside it the OPC UA node cache (``node-cache``), made by the first gateway."""
     global _shared
     if _shared is None:
         _shared = Path(tempfile.mkdtemp(prefix="smx-test-pki-"))
@@ -128,7 +129,8 @@ def demo(mode: str = "ln", **meter_overrides: Any) -> GatewayConfig:
     assert meter.simulator is not None
     meter = replace(meter, simulator=replace(meter.simulator, history_days=2.0))
     security = replace(config.security, pki=str(shared_pki() / "server"), login_delay_s=0.05)
-    return replace(config, meters=(meter,), opcua=replace(config.opcua, port=0), security=security)
+    opcua = replace(config.opcua, port=0, node_cache=str(shared_pki() / "node-cache"))
+    return replace(config, meters=(meter,), opcua=opcua, security=security)
 
 
 @contextlib.asynccontextmanager

@@ -295,3 +295,11 @@ def test_opcua_limits(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError, match=message):
             load_config(write(tmp_path, f'[opcua.limits]\n{text}\n[[meters]]\nid = "m"\nurl = "x"\n'))
+
+
+def test_opcua_node_cache(tmp_path: Path) -> None:
+    assert load_config(ROOT / "smx.example.toml").opcua.node_cache == "var/cache"  # the default, documented
+    text = '[opcua]\nnode_cache = ""\n[[meters]]\nid = "m"\nurl = "x"\n'
+    assert load_config(write(tmp_path, text)).opcua.node_cache == ""  # kept in memory
+    with pytest.raises(ConfigError, match=r"opcua.node_cache: expected"):
+        load_config(write(tmp_path, '[opcua]\nnode_cache = 5\n[[meters]]\nid = "m"\nurl = "x"\n'))
