@@ -197,6 +197,37 @@ async def test_slow_line_keeps_priorities_every_second_and_rotates_the_rest(cloc
     assert last.diagnostics.late_cycles == 0
 
 
+@dataclass
+class SlowSubscribers(Recorder):
+    """Publishing a snapshot costs ``cost`` clock seconds (notifications to many clients)."""
+
+    clock: ManualClock | None = None
+    cost: float = 0.25
+
+    async def on_snapshot(self, snapshot: Snapshot) -> None:
+        assert self.clock is not None
+        self.clock.advance(self.cost)
+        await asyncio.sleep(0)  # a real publish yields to the loop
+        await super().on_snapshot(snapshot)
+
+
+async def test_publishing_time_is_kept_out_of_the_reading_budget_so_no_cycle_is_late(
+    clock: ManualClock,
+) -> None:
+    # A line that fills 0.9 s of each cycle (27 values x 0.04 s, plus profiles and
+    # registers) and subscribers that take 0.25 s to notify: without the reserve every
+    # full cycle would end at 1.15 s.
+    link, rec = FakeLink(clock, cost=0.04), SlowSubscribers(clock=clock)
+    poller = Poller(config(), lambda: _ready(link), clock, [rec])
+    task = await started(poller)
+    await run_for(clock, 120)
+    await stop(task)
+    last = rec.snapshots[-1]
+    assert last.diagnostics.late_cycles <= 1  # the first publish, before its cost is known
+    assert last.readings[FAST[0]].refresh_s == pytest.approx(1.0, abs=0.01)
+    assert all(last.readings[o].quality is Quality.GOOD for o in FAST)
+
+
 async def test_lost_meter_is_uncertain_then_bad_logged_once_and_recovers(
     clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
