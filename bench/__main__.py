@@ -7,7 +7,7 @@ transport, protocol cores, session, poller) and reports what the line carried:
    standard 18-value set in one GET-WITH-LIST / SN multi-read), real time;
 2. one day of load profile 1 against the pure wire time of the bytes exchanged;
 3. one simulated hour of DLMS polling with the load-profile and event-log readouts
-   interleaved, in virtual time (``bench/virtual_time.py``): every cycle must carry the
+   interleaved, in virtual time (``tests/virtual_time.py``): every cycle must carry the
    whole 1-second set;
 4. history (``bench/history.py``): a year of one load-profile channel read over OPC UA
    from the SMX archive and from asyncua's HistorySQLite, and the archive's write CPU;
@@ -43,12 +43,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.clients import measure_clients, print_clients
 from bench.fuzz import measure_fuzz, print_fuzz
 from bench.history import READS, measure_history
 from bench.security import measure_security
 from bench.startup import measure_startup, print_startup
 from bench.tables import table
-from bench.virtual_time import run_virtual
 from bench.web import measure_web
 from gateway.app import Gateway, dlms_settings, link_factory
 from gateway.clock import Clock, LoopClock, ManualClock
@@ -61,6 +61,7 @@ from gateway.obis import CATALOGUE, Refresh
 from gateway.simulator.physics import HouseholdModel, MeterPhysics
 from gateway.simulator.server import SimulatedMeter, simulator_from_config
 from gateway.transport import Framing, open_serial
+from tests.virtual_time import run_virtual
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -302,6 +303,7 @@ def print_security(results: dict[str, Any]) -> None:
 
 #: The parts run alone by name: how to measure (given the window seconds) and how to print.
 PARTS: dict[str, tuple[Callable[[float], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], None]]] = {
+    "clients": (measure_clients, print_clients),
     "history": (lambda _seconds: measure_history(), print_history),
     "web": (measure_web, print_web),
     "security": (measure_security, print_security),

@@ -3,7 +3,8 @@
 The integration tests spend their time waiting on real time — a simulated meter answering
 at 9600 Bd, subscriptions over 30 s, a gateway killed and restarted twenty times — not on
 the CPU (a whole run uses under a quarter of one core). Two processes halve the wall time
-on a two-core box. The files are split by their measured durations (``WEIGHTS``, seconds;
+on a two-core box (files that load the CPU themselves, :data:`EXCLUSIVE`, run alone
+afterwards). The files are split by their measured durations (``WEIGHTS``, seconds;
 a new file counts :data:`UNKNOWN` until measured) so the two halves end together. Each
 process's output is printed whole when it ends; the exit status is the worse of the two.
 
@@ -48,6 +49,10 @@ WEIGHTS = {
 }
 UNKNOWN = 30
 PROCESSES = 2
+#: Files that load the CPU themselves (their own client processes, a virtual-time week):
+#: run after the two halves, alone, so that they neither slow the others' real-time waits
+#: nor are slowed by them.
+EXCLUSIVE = ("test_load.py", "test_soak.py")
 
 
 def split(files: list[Path], n: int = PROCESSES) -> list[list[Path]]:
@@ -62,7 +67,7 @@ def split(files: list[Path], n: int = PROCESSES) -> list[list[Path]]:
 
 
 def main(pytest_args: list[str]) -> int:
-    files = sorted(INTEGRATION.glob("test_*.py"))
+    files = sorted(p for p in INTEGRATION.glob("test_*.py") if p.name not in EXCLUSIVE)
     started = time.monotonic()
     worst = 0
     with contextlib.ExitStack() as stack:
@@ -83,6 +88,12 @@ def main(pytest_args: list[str]) -> int:
             sys.stdout.write(log.read())
             sys.stdout.flush()
             worst = max(worst, code)
+    alone = [str(p.relative_to(ROOT)) for p in sorted(INTEGRATION.glob("test_*.py")) if p.name in EXCLUSIVE]
+    if alone:
+        print(f"\n[integration alone] {' '.join(Path(n).name for n in alone)}", flush=True)
+        code = subprocess.call([sys.executable, "-m", "pytest", *pytest_args, *alone], cwd=ROOT)
+        print(f"[integration alone] exit {code} after {time.monotonic() - started:.0f} s", flush=True)
+        worst = max(worst, code)
     return worst
 
 

@@ -6,8 +6,8 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
-from bench.virtual_time import run_virtual
 from gateway.clock import LoopClock
+from tests.virtual_time import run_virtual
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -56,4 +56,35 @@ def test_loopback_socket_round_trips_complete_without_a_clock_jump() -> None:
 
     answer, elapsed = run_virtual(main())
     assert answer == b"hello"
+    assert elapsed == 0.0
+
+
+def test_work_in_a_thread_keeps_the_clock_still_until_it_is_done() -> None:
+    """An archive write in a worker thread takes no virtual time: timers due later do
+    not fire while it runs (the clock would otherwise jump past them)."""
+    import threading
+
+    async def main() -> tuple[list[str], float]:
+        clock = LoopClock(START)
+        order: list[str] = []
+        release = threading.Event()
+
+        async def timer() -> None:
+            await clock.sleep(5)
+            order.append("timer")
+
+        def slow_write() -> str:
+            release.wait(10)  # released by the loop's own callback below, in real time
+            return "written"
+
+        pending = asyncio.create_task(timer())
+        worker = asyncio.create_task(asyncio.to_thread(slow_write))
+        asyncio.get_running_loop().call_soon(lambda: threading.Timer(0.2, release.set).start())
+        order.append(await worker)
+        elapsed = clock.monotonic()
+        await pending
+        return order, elapsed
+
+    order, elapsed = run_virtual(main())
+    assert order == ["written", "timer"]
     assert elapsed == 0.0
