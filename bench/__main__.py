@@ -46,8 +46,11 @@ from typing import Any
 from bench.clients import measure_clients, print_clients
 from bench.fuzz import measure_fuzz, print_fuzz
 from bench.history import READS, measure_history
+from bench.load import measure_load, print_load
 from bench.security import measure_security
+from bench.soak import measure_soak, print_soak
 from bench.startup import measure_startup, print_startup
+from bench.summary import print_summary, summary
 from bench.tables import table
 from bench.web import measure_web
 from gateway.app import Gateway, dlms_settings, link_factory
@@ -301,24 +304,29 @@ def print_security(results: dict[str, Any]) -> None:
     print(table("Logins", results["security_login"]))
 
 
-#: The parts run alone by name: how to measure (given the window seconds) and how to print.
-PARTS: dict[str, tuple[Callable[[float], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], None]]] = {
-    "clients": (measure_clients, print_clients),
-    "history": (lambda _seconds: measure_history(), print_history),
-    "web": (measure_web, print_web),
-    "security": (measure_security, print_security),
-    "startup": (measure_startup, print_startup),
-    "fuzz": (measure_fuzz, print_fuzz),
+#: The parts run alone by name: how to measure (given the command line) and how to print.
+PARTS: dict[
+    str, tuple[Callable[[argparse.Namespace], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], None]]
+] = {
+    "history": (lambda _args: measure_history(), print_history),
+    "web": (lambda args: measure_web(args.seconds), print_web),
+    "security": (lambda args: measure_security(args.seconds), print_security),
+    "startup": (lambda args: measure_startup(args.seconds), print_startup),
+    "fuzz": (lambda args: measure_fuzz(args.seconds), print_fuzz),
+    "clients": (lambda args: measure_clients(args.seconds), print_clients),
+    "load": (lambda args: measure_load(args.seconds, args.load_minutes), print_load),
+    "soak": (lambda args: measure_soak(args.soak_days), print_soak),
 }
 
 
-def main(seconds: float, hour_minutes: float, part: str = "all") -> None:
+def main(args: argparse.Namespace) -> None:
+    seconds, hour_minutes, part = args.seconds, args.hour_minutes, args.part
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("asyncua").setLevel(logging.ERROR)
     RESULTS.mkdir(exist_ok=True)
     if part != "all":
         measure_part, show = PARTS[part]
-        found = asyncio.run(measure_part(seconds))
+        found = asyncio.run(measure_part(args))
         show(found)
         out = RESULTS / f"{part}.json"
         out.write_text(json.dumps(found, indent=2))
@@ -327,7 +335,7 @@ def main(seconds: float, hour_minutes: float, part: str = "all") -> None:
     results = asyncio.run(measure(seconds))
     results["hours"] = [hour_row(label, 9600, 0.02, hour_minutes) for label in ("DLMS LN", "DLMS SN")]
     for measure_part, _show in PARTS.values():
-        results.update(asyncio.run(measure_part(seconds)))
+        results.update(asyncio.run(measure_part(args)))
     print(table("1-second cycle (IEC: one R5 per value; DLMS: one request for the set)", results["cycles"]))
     print()
     print(table("One day of load profile 1 (96 periods, 4 channels + status)", results["profiles"]))
@@ -336,6 +344,9 @@ def main(seconds: float, hour_minutes: float, part: str = "all") -> None:
     for _measure, show in PARTS.values():
         print()
         show(results)
+    results["summary"] = summary(results)
+    print()
+    print_summary(results)
     out = RESULTS / "latest.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {out}")
@@ -354,5 +365,8 @@ if __name__ == "__main__":
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="steady-state seconds per row")
     parser.add_argument("--hour-minutes", type=float, default=60.0, help="simulated minutes of the hour rows")
-    args = parser.parse_args()
-    main(args.seconds, args.hour_minutes, args.part)
+    parser.add_argument("--load-minutes", type=float, default=10.0, help="minutes of the load part")
+    parser.add_argument(
+        "--soak-days", type=float, default=1.0, help="simulated days of the soak part (7: the week)"
+    )
+    main(parser.parse_args())
