@@ -10,7 +10,9 @@ asyncua writes that file in place, so a power cut while it is written would leav
 truncated address space for every later start. Here the file is written into a fresh
 folder beside the cache and the folder is renamed into place only once the files are on
 disk: a cache folder either exists whole or not at all, and two gateways starting at the
-same time each build their own and one of them wins. The folder is named after the
+same time each build their own and one of them wins. The first start builds it in a child
+process (``python -m gateway.opcua.node_cache``), so the gateway itself never holds the
+standard nodes in memory. The folder is named after the
 asyncua and Python versions whose nodes and pickles it holds.
 """
 
@@ -70,13 +72,30 @@ async def _init_and_build(server: Server, folder: Path) -> None:
         await server.init()
         return
     try:
-        # asyncua fills the standard nodes, then writes them to the (missing) shelf.
-        await server.init(building / SHELF)
+        # A child process fills the standard nodes and writes them to the shelf, so that
+        # not even the first start holds them in this process's memory.
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", __name__, str(building / SHELF),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, said = await child.communicate()
+        if child.returncode != 0:
+            raise OSError(
+                f"the builder exited with {child.returncode}: {said.decode(errors='replace')[-300:]}"
+            )
         await asyncio.to_thread(_seal, building, folder)
     except OSError as err:
-        log.warning("cannot write the OPC UA node cache %s (%s): standard nodes stay in memory", folder, err)
+        log.warning("cannot make the OPC UA node cache %s (%s): standard nodes stay in memory", folder, err)
+        await server.init()
+        return
     finally:
         await asyncio.to_thread(shutil.rmtree, building, True)
+    await server.init(folder / SHELF)
+
+
+async def _build(shelf: Path) -> None:
+    """asyncua fills the standard nodes, then writes them to the (missing) shelf."""
+    await Server().init(shelf)
 
 
 def _remove_leftovers(folder: Path) -> None:
@@ -114,3 +133,7 @@ def _seal(building: Path, folder: Path) -> None:
     finally:
         os.close(directory)
     log.info("made the OPC UA node cache %s: later starts read the standard nodes from it", folder)
+
+
+if __name__ == "__main__":
+    asyncio.run(_build(Path(sys.argv[1])))

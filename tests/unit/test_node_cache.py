@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,8 @@ async def test_first_start_makes_the_cache_and_later_starts_read_it(tmp_path: Pa
     assert (folder / SHELF).exists()
     assert not [name for name in _names(tmp_path) if name.startswith(".building-")]
     made = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    # Built by a child process: even the first start reads its standard nodes from disk.
+    assert type(first.iserver.aspace._nodes).__name__ == "LazyLoadingDict"
 
     later = Server()
     started = time.perf_counter()
@@ -91,3 +94,15 @@ async def test_a_cache_folder_that_cannot_be_made_leaves_the_nodes_in_memory(tmp
     server = Server()
     await init_server(server, str(blocker / "cache"))
     assert (await _server_state(server))[0]
+
+
+async def test_a_failed_build_leaves_the_nodes_in_memory_and_no_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # the builder process fails
+    server = Server()
+    with caplog.at_level(logging.WARNING, logger="gateway.opcua.node_cache"):
+        await init_server(server, str(tmp_path))
+    assert "the builder exited with 1" in caplog.text
+    assert (await _server_state(server))[0]
+    assert _names(tmp_path) == []  # no half-built cache left for the next start
