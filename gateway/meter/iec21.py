@@ -266,6 +266,18 @@ def _value(text: str, code: str) -> float | None:
         raise RemoteProtocolError(f"{code}: value {text!r} is not a number") from err
 
 
+def _check_not_after(code: str, stamp: datetime, end: datetime) -> None:
+    """The meter answers what it captured up to ``end``: a later stamp is a damaged answer
+    whose check character matched all the same (the BCC is an XOR, which two flips of one
+    bit leave unchanged). It is refused like any damaged answer and read again: archived,
+    an entry in the future would keep every later one out (records only go forward)."""
+    if stamp > end:
+        raise RemoteProtocolError(
+            f"{code}: entry stamped {stamp:%Y-%m-%d %H:%M:%S}, after the end of the range asked for "
+            f"({end:%Y-%m-%d %H:%M:%S}): a damaged answer"
+        )
+
+
 def _profile_time_utc(t: iec.ProfileTime, zone: tzinfo | None = None) -> datetime:
     """Profile stamps with season digit 2 are UTC; 0 (normal time) and 1 (summer time) are
     the meter's local time in ``zone``; without a digit the zone decides (first occurrence
@@ -365,6 +377,7 @@ class Iec21Meter:
                 raise RemoteProtocolError(
                     f"{code}: rows beyond 9999 with a period of {block.period_minutes} min"
                 ) from err
+            _check_not_after(code, entries[-1].end if entries else first, end)
             result.append(ProfileData(code, channels, block.period_minutes * 60, entries))
         return result
 
@@ -377,6 +390,7 @@ class Iec21Meter:
             code = _field(block.rows[0][0] if block.rows and block.rows[0] else "", "P.98 event code")
             status = _field(block.status, "P.98 status", 16)
             events.append(EventRecord(_profile_time_utc(block.start, self.zone), code, status))
+            _check_not_after("P.98", events[-1].time, end)
         return events
 
     async def close(self) -> None:

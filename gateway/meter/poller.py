@@ -634,9 +634,15 @@ class Poller:
 
     def _queue_range(self, code: str) -> None:
         """Queue the range from the last entry read to now, to be read in pieces."""
-        if any(pending == code for pending, _, _ in self._profile_pending):
-            return  # still catching up from the last time
         now = self._clock.now()
+        for n, (pending, start, until) in enumerate(self._profile_pending):
+            if pending == code:
+                # Still catching up from the last time: read on to now. A range queued at
+                # a reconnect in the middle of a gap must not end there when the link
+                # comes back (the hole would stay until the next period's readout).
+                if until < now:
+                    self._profile_pending[n] = (code, start, now)
+                return
         start = now - self._initial_span
         if code in self._read_until:
             # Go back a little: the meter's clock may lag ours, so an entry stamped before
