@@ -46,6 +46,7 @@ WEIGHTS = {
     "test_node_opcua.py": 16,
     "test_opcua_security.py": 22,
     "test_opcua_limits.py": 9,
+    "test_line_faults.py": 105,
 }
 UNKNOWN = 30
 PROCESSES = 2

@@ -254,6 +254,30 @@ class SimulatedMeter:
             self._server = None
         await self.drop_connections()
 
+    async def power_off(self) -> None:
+        """The supply fails: the meter logs a power-down (event 1) at its own time, stops
+        listening and drops its line, until :meth:`power_on`."""
+        self.advance()
+        self.physics.power_down(self.now())
+        await self.stop()
+
+    async def power_on(self, clock: datetime | None = None) -> None:
+        """The supply returns: the meter logs a power-up (event 2) and listens again on its port.
+
+        ``clock``: the meter comes back with its clock at this time (its backup ran down, or
+        a fault set it: a default date, hours back), as :meth:`MeterPhysics.set_clock` sets
+        it - events 4 and 5 logged, the period in progress flagged CLOCK_ADJUSTED - and the
+        power-up is stamped with the new time. The meter clock must be a :class:`MeterClock`.
+        """
+        self.advance()
+        if clock is not None:
+            if not isinstance(self.meter_clock, MeterClock):
+                raise TypeError("power_on(clock=...) needs a MeterClock to set")
+            self.physics.set_clock(self.now(), clock)
+            self.meter_clock.set(clock)
+        self.physics.power_up(self.now())
+        await self.start()
+
     async def drop_connections(self) -> None:
         for writer in list(self._writers):
             writer.close()
