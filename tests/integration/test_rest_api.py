@@ -904,7 +904,10 @@ def live_schema(doc: dict[str, Any]) -> dict[str, Any]:
 
 async def test_logins_roles_and_refusals(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     """The same users and roles as OPC UA: anonymous reads (demo), viewers read, operators write."""
-    tomorrow = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+    # A day of the market's calendar no other test of the module registers (they use
+    # tomorrow; a day counted in UTC was the market's tomorrow from 23:00 UTC on).
+    today, _upcoming, _days = await calendar(api)
+    tomorrow = (today + timedelta(days=3)).isoformat()
     body = {"values": [0.1] * 100}
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
         guest = replace(api, session=other)
