@@ -24,6 +24,7 @@ from asyncua import Client, ua
 
 from bench.tables import table
 from gateway.opcua.address_space import SMX_NAMESPACE
+from tests.processes import rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTS = 3
@@ -79,19 +80,12 @@ async def _start(work: Path) -> dict[str, float]:
             await subscription.subscribe_data_change(client.get_node(ua.NodeId("meter1.1-0:32.7.0", ns)))
             await asyncio.wait_for(good.seen.wait(), 60)
             serving = good.at - t0
-        rss = _rss_mib(process.pid)
+        rss = rss_mib(process.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGINT)
         await process.wait()
     return {"listening s": listening, "first Good value s": serving, "RSS MiB": rss}
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def print_startup(results: dict[str, Any]) -> None:
