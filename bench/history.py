@@ -56,16 +56,16 @@ from asyncua import Server, ua
 from asyncua.server.history import HistoryDict
 from asyncua.server.history_sql import HistorySQLite
 
+from gateway.archive.aggregates import Shape
 from gateway.archive.files import ArchiveReader, ArchiveWriter, Column, Record
 from gateway.archive.minutes import STREAM as MINUTE_STREAM
 from gateway.archive.minutes import MinuteAggregator
-from gateway.auth import UserDirectory
 from gateway.config import OpcUaConfig, SecurityConfig, demo_config, one_second_set
 from gateway.meter.model import Diagnostics, Quality, Reading, Snapshot
 from gateway.obis import CATALOGUE, LOAD_PROFILE_1, Obis
-from gateway.opcua.aggregates import Shape
 from gateway.opcua.history import ArchiveHistory, NodeHistory, install
 from gateway.opcua.server import build_server
+from gateway.security.auth import UserDirectory
 
 METER_ID = "meter1"
 LP_STREAM = "lp1"

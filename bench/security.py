@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives import serialization
 
 from bench.demo import bench_config, settled_demo
 from gateway.config import GatewayConfig
-from gateway.pki import Pki, create_application_certificate, write_private_key
-from gateway.users import Role, UserDb, hash_password, verify_password
+from gateway.security.pki import Pki, create_application_certificate, write_private_key
+from gateway.security.users import Role, UserDb, hash_password, verify_password
 
 POLICIES = ("None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss")
 ROUNDS = 3

@@ -19,32 +19,32 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+from gateway.archive.aggregates import Shape
 from gateway.archive.files import AsyncArchive
 from gateway.archive.recorder import READOUT_STREAMS, ArchiveRecorder, ArchiveStatus
-from gateway.auth import UserDirectory
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, MeterConfig
 from gateway.errors import ArchiveError, GatewayError
 from gateway.localtime import meter_zone
 from gateway.market.desk import MarketDesk
 from gateway.market.external import ExternalData
+from gateway.market.sources import SourcePuller
 from gateway.market.store import ExternalStore
 from gateway.meter.dlms import DlmsMeter, DlmsSession, DlmsSettings, Referencing
 from gateway.meter.iec21 import Iec21Meter, Iec21Session
 from gateway.meter.model import EventRecord, ProfileData, Snapshot
 from gateway.meter.poller import MeterLink, Poller, PollerListener
 from gateway.opcua.address_space import METER_EVENT_TYPE, AddressSpace, MeterNodes
-from gateway.opcua.admin import AdminNodes
-from gateway.opcua.aggregates import Shape
+from gateway.opcua.administration import AdminNodes
 from gateway.opcua.history import ArchiveHistory, EventSource, NodeHistory, install
 from gateway.opcua.market import MarketNodes
 from gateway.opcua.server import build_server
-from gateway.pki import Pki
 from gateway.protocols.hdlc import HdlcAddress
+from gateway.security.auth import UserDirectory
+from gateway.security.pki import Pki
 from gateway.simulator.server import SimulatedMeter, simulator_from_config
 from gateway.transport import Framing, open_serial
 from gateway.web.api import WebApi, WebServer
-from gateway.web.sources import SourcePuller
 
 log = logging.getLogger(__name__)
 

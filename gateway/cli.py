@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 from gateway import __version__
-from gateway.admin import add_commands
-from gateway.admin import run as run_admin
 from gateway.clock import SystemClock
 from gateway.config import BAUDRATES, SimulatorConfig, demo_config, load_config
 from gateway.errors import ConfigError, GatewayError
-from gateway.vpn import add_command as add_vpn_command
-from gateway.vpn import run as run_vpn
+from gateway.provision.accounts import add_commands
+from gateway.provision.accounts import run as run_admin
+from gateway.provision.openvpn import add_command as add_vpn_command
+from gateway.provision.openvpn import run as run_vpn
 
 log = logging.getLogger("gateway")
 

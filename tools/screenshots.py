@@ -43,8 +43,8 @@ from gateway.archive.minutes import REGISTER_STREAM, MinuteAggregator, RegisterS
 from gateway.archive.minutes import STREAM as MINUTE_STREAM  # noqa: E402
 from gateway.config import GatewayConfig, demo_config, one_second_set  # noqa: E402
 from gateway.obis import CATALOGUE, Refresh  # noqa: E402
+from gateway.security.users import Role, UserDb  # noqa: E402
 from gateway.simulator.physics import HouseholdModel  # noqa: E402
-from gateway.users import Role, UserDb  # noqa: E402
 from tests.browser import Chromium, Page, find_chromium  # noqa: E402
 
 #: (file name, viewport width, height, mobile, device scale factor, whole page): the phone shows

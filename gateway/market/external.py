@@ -2,7 +2,7 @@
 
 Each value is declared in the configuration (``[[external]]``: name, unit, description,
 how long it stays fresh, optional bounds) and fed from outside: a REST PUT, an OPC UA
-write, or a pull from a configured HTTP(S) JSON source or local file (``gateway.web.sources``).
+write, or a pull from a configured HTTP(S) JSON source or local file (``gateway.market.sources``).
 Whatever the path, a value enters through :meth:`ExternalData.put`, which refuses what is
 not a finite number inside the bounds (nothing stored changes then).
 

@@ -13,7 +13,7 @@ holds what the meter gave, so :class:`ArchiveHistory` reads the day files direct
   (``BadBoundNotFound`` where there is none). Raw values are what the archive stores:
   the minute mean of a 1-second value (stamped at the minute's start), each register
   sample, each load-profile period (stamped at its end).
-* **ReadProcessed** (§6.4.4): the aggregates of :mod:`gateway.opcua.aggregates`, one per
+* **ReadProcessed** (§6.4.4): the aggregates of :mod:`gateway.archive.aggregates`, one per
   processing interval, paged like raw data.
 * **ReadAtTime** (§6.4.5): stored value or, between two, stepped or interpolated as the
   node's HistoricalConfiguration says.
@@ -42,13 +42,13 @@ from asyncua import Server, ua
 from asyncua.common.events import Event, get_event_obj_from_type_node
 from asyncua.server.history import HistoryManager, HistoryStorageInterface
 
+from gateway.archive import aggregates
+from gateway.archive.aggregates import Result, Sample, Series, Shape
 from gateway.archive.files import ArchiveReader
 from gateway.archive.recorder import EVENT_LOG_OBIS, EVENT_STREAM
 from gateway.clock import Clock, SystemClock
 from gateway.events import describe
 from gateway.obis import Obis
-from gateway.opcua import aggregates
-from gateway.opcua.aggregates import Result, Sample, Series, Shape
 from gateway.opcua.history_codec import history_data, to_data_value
 
 log = logging.getLogger(__name__)

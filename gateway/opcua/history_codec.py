@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from asyncua import ua
 
-from gateway.opcua.aggregates import Result
+from gateway.archive.aggregates import Result
 
 _EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 _TICK_US = timedelta(microseconds=1)

@@ -41,9 +41,9 @@ from gateway.market.external import ExternalData, ExternalState, ExternalValue
 from gateway.market.periods import parse_day
 from gateway.market.profiles import NotifiedProfile
 from gateway.opcua.address_space import AddressSpace, eu_information
+from gateway.opcua.guard import SessionUser, caller
 from gateway.opcua.methods import ArgumentError, count, for_role, refused, scalar
-from gateway.opcua.security import SessionUser, caller
-from gateway.users import Role
+from gateway.security.users import Role
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from asyncua import ua
 
-from gateway.opcua.security import caller
-from gateway.users import Role
+from gateway.opcua.guard import caller
+from gateway.security.users import Role
 
 log = logging.getLogger(__name__)
 

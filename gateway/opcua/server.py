@@ -11,7 +11,7 @@ tokens, the limits and the build information are all set on purpose:
 - **demo** profile (``make run``): the same, plus a None endpoint where only anonymous,
   read-only sessions are possible (browse, read, subscribe, history).
 
-Every connection is checked by :mod:`gateway.opcua.security` (trust list on the channel's
+Every connection is checked by :mod:`gateway.opcua.guard` (trust list on the channel's
 certificate, session bound to the channel, no password on an unencrypted channel, roles).
 """
 
@@ -31,11 +31,11 @@ from asyncua.crypto import security_policies
 from cryptography.hazmat.primitives import serialization
 
 from gateway import __version__
-from gateway.auth import UserDirectory
 from gateway.config import OpcUaConfig, SecurityConfig
+from gateway.opcua.guard import NONE_URI, Guard, GuardedBinaryServer, RoleRuleset
 from gateway.opcua.node_cache import init_server
-from gateway.opcua.security import NONE_URI, Guard, GuardedBinaryServer, RoleRuleset
-from gateway.pki import EXPIRY_WARNING, Pki
+from gateway.security.auth import UserDirectory
+from gateway.security.pki import EXPIRY_WARNING, Pki
 
 log = logging.getLogger(__name__)
 

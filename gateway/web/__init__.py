@@ -2,5 +2,5 @@
 
 :mod:`~gateway.web.api` serves the API and the page (``static/``) with aiohttp in the
 gateway's event loop, :mod:`~gateway.web.openapi` describes it, :mod:`~gateway.web.live`
-pushes the live feed, and :mod:`~gateway.web.sources` pulls external energy data.
+pushes the live feed, and :mod:`~gateway.market.sources` pulls external energy data.
 """

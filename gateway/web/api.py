@@ -41,13 +41,13 @@ from gateway.events import describe
 from gateway.market.periods import parse_day
 from gateway.market.store import STREAM as NOTIFIED_STREAM
 from gateway.meter.model import Snapshot
-from gateway.netbind import is_address, listening_socket
 from gateway.obis import Obis
 from gateway.opcua.history import HistoryFault
+from gateway.security.netbind import is_address, listening_socket
 from gateway.web import views
-from gateway.web.auth import Denied, WebSessions, WebUser
 from gateway.web.live import LiveHub, encode_event
 from gateway.web.openapi import AGGREGATE_NAMES, document
+from gateway.web.sessions import Denied, WebSessions, WebUser
 
 if TYPE_CHECKING:
     from gateway.app import Gateway

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import __version__
-from gateway.web.auth import COOKIE, PUBLIC
+from gateway.web.sessions import COOKIE, PUBLIC
 
 #: Aggregates of the history route (OPC UA Part 13 functions, snake_case).
 AGGREGATE_NAMES = (

@@ -21,8 +21,8 @@ from gateway.app import Gateway
 from gateway.clock import Clock
 from gateway.config import GatewayConfig, MeterConfig, OpcUaConfig, SimulatorConfig, demo_config
 from gateway.opcua.address_space import SMX_NAMESPACE
-from gateway.pki import Pki, create_application_certificate, write_private_key
-from gateway.users import Role, UserDb
+from gateway.security.pki import Pki, create_application_certificate, write_private_key
+from gateway.security.users import Role, UserDb
 
 #: The test client's ApplicationUri (its certificate is made for it).
 CLIENT_URI = "urn:smx:test-client"

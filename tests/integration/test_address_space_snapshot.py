@@ -14,15 +14,15 @@ from typing import Any
 
 from asyncua import Node, ua
 
-from gateway.auth import UserDirectory
 from gateway.config import OpcUaConfig, demo_config
 from gateway.market.desk import MarketDesk
 from gateway.market.external import ExternalData
 from gateway.opcua.address_space import AddressSpace
-from gateway.opcua.admin import AdminNodes
+from gateway.opcua.administration import AdminNodes
 from gateway.opcua.market import MarketNodes
 from gateway.opcua.server import build_server
-from gateway.pki import Pki
+from gateway.security.auth import UserDirectory
+from gateway.security.pki import Pki
 from tests.integration.conftest import demo
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "address_space.txt"

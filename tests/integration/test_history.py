@@ -3,7 +3,7 @@
 A synthetic archive is written for ``meter1`` before the gateway starts, in a past window
 around 2026-03-29 (the European DST change: that local day has 23 hours, its UTC day 96
 load-profile periods). Every expected value is computed here from that input and the
-semantics stated in :mod:`gateway.opcua.history` / :mod:`gateway.opcua.aggregates`; the
+semantics stated in :mod:`gateway.opcua.history` / :mod:`gateway.archive.aggregates`; the
 live simulated meter only writes today's files, far from the window.
 
 One gateway serves the whole module (read-only queries against a fixed archive).

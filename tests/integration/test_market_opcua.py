@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from asyncua import ua
 
-from gateway.users import Role
+from gateway.security.users import Role
 from tests.integration.conftest import Running, demo, running_gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -5,7 +5,7 @@ file) talks to the real gateway in the production profile: Basic256Sha256,
 Aes128_Sha256_RsaOaep and Aes256_Sha256_RsaPss with SignAndEncrypt only, no None endpoint,
 no anonymous session, no None channel even for discovery (the production default). Each
 side trusts the other through its own trust list: the node client's certificate (made
-with :func:`gateway.pki.create_application_certificate` for its ApplicationUri) is in the
+with :func:`gateway.security.pki.create_application_certificate` for its ApplicationUri) is in the
 gateway's ``trusted/certs``, the gateway's ``own/certs/smx.der`` in node-opcua's
 ``trusted/certs``.
 
@@ -51,8 +51,8 @@ from gateway.archive.files import ArchiveWriter, Column
 from gateway.config import GatewayConfig
 from gateway.meter.model import Quality
 from gateway.opcua.address_space import SMX_NAMESPACE
-from gateway.pki import Pki, create_application_certificate, thumbprint, write_private_key
-from gateway.users import Role
+from gateway.security.pki import Pki, create_application_certificate, thumbprint, write_private_key
+from gateway.security.users import Role
 from tests.integration.conftest import PASSWORD, add_user, demo
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -247,7 +247,7 @@ async def setup(node: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
         stderr=asyncio.subprocess.PIPE,
     )
     log = Records()
-    security_log = logging.getLogger("gateway.opcua.security")
+    security_log = logging.getLogger("gateway.opcua.guard")
     security_log.addHandler(log)
     tasks: list[asyncio.Task[None]] = []
     try:

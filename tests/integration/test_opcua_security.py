@@ -42,9 +42,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.opcua.address_space import SMX_NAMESPACE
-from gateway.opcua.security import MAX_TOKEN_LIFETIME_MS
-from gateway.pki import Pki, create_application_certificate, thumbprint, write_private_key
-from gateway.users import MAX_FAILURES, Role, User, UserDb, hash_password
+from gateway.opcua.guard import MAX_TOKEN_LIFETIME_MS
+from gateway.security.pki import Pki, create_application_certificate, thumbprint, write_private_key
+from gateway.security.users import MAX_FAILURES, Role, User, UserDb, hash_password
 from tests.integration.conftest import PASSWORD, demo
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -53,11 +53,11 @@ REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / ".venv" / "bin" / "smx-gateway"
 #: The loggers whose WARNINGs must name each refusal.
 GATEWAY_LOGGERS = (
-    "gateway.opcua.security",
-    "gateway.auth",
+    "gateway.opcua.guard",
+    "gateway.security.auth",
     "gateway.opcua.market",
     "gateway.opcua.methods",
-    "gateway.opcua.admin",
+    "gateway.opcua.administration",
 )
 #: The refused-login delay of the production gateways (the lockout test measures it).
 LOGIN_DELAY_S = 0.3
@@ -794,7 +794,7 @@ async def test_a_session_cannot_touch_another_sessions_subscription(
 async def test_removing_a_user_or_lowering_a_role_takes_effect_in_a_running_session(
     world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gateway.auth.RECHECK_S", 0.0)  # look at the file before every write
+    monkeypatch.setattr("gateway.security.auth.RECHECK_S", 0.0)  # look at the file before every write
     db = UserDb.load(world.prod.users)
     db.users["temp"] = User("temp", Role.OPERATOR, PASSWORD_HASH)
     db.save()
@@ -997,7 +997,7 @@ async def x509_client(served: Served, user: Identity, channel: Identity) -> Clie
 async def test_a_mapped_user_certificate_logs_in_with_its_role(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.auth")
+    caplog.set_level(logging.INFO, logger="gateway.security.auth")
     served = world.prod
     user = world.ids["user"]
     # Added with the real CLI while the gateway runs: the users file is read again.

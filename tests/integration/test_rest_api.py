@@ -44,7 +44,7 @@ from gateway.archive.minutes import MinuteAggregator, RegisterSampler
 from gateway.clock import ScaledClock
 from gateway.config import MeterConfig, one_second_set
 from gateway.obis import CATALOGUE, Refresh
-from gateway.users import Role, UserDb
+from gateway.security.users import Role, UserDb
 from gateway.web.api import MAX_BODY
 from gateway.web.openapi import document
 from tests.integration.conftest import PASSWORD, Running, add_user, demo, running_gateway
@@ -921,7 +921,7 @@ async def test_logins_roles_and_refusals(api: Api, caplog: pytest.LogCaptureFixt
         assert "log in" in (await guest.call("PUT", "/api/external/spot_price", json={"value": 1})).error(401)
 
         # A wrong password: 401 after the configured delay, logged with who and why.
-        caplog.set_level("WARNING", logger="gateway.auth")
+        caplog.set_level("WARNING", logger="gateway.security.auth")
         wrong = await guest.call("POST", "/api/login", json={"user": "viewer", "password": "not it at all"})
         assert "wrong" in wrong.error(401)
         assert "login of 'viewer' refused: wrong password" in caplog.text
@@ -977,7 +977,7 @@ async def test_logins_roles_and_refusals(api: Api, caplog: pytest.LogCaptureFixt
 
 
 async def test_a_removed_user_is_logged_out(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gateway.auth.RECHECK_S", 0.0)  # look at the file before every request
+    monkeypatch.setattr("gateway.security.auth.RECHECK_S", 0.0)  # look at the file before every request
     users = api.gateway.config.security.users
     add_user(api.gateway.config, "leaving", Role.OPERATOR)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:

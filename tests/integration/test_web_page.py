@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from gateway.users import Role
+from gateway.security.users import Role
 from tests.browser import Chromium, Page, require_chromium
 from tests.integration.conftest import PASSWORD, Running, add_user, demo, running_gateway
 

@@ -16,8 +16,8 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
 
-from gateway.pki import Pki, load_certificate
-from gateway.users import Role
+from gateway.security.pki import Pki, load_certificate
+from gateway.security.users import Role
 from tests.browser import Chromium, require_chromium
 from tests.integration.conftest import PASSWORD, Running, add_user, demo, running_gateway
 from tests.integration.test_web_page import NUMBER, VOLTAGE

@@ -1,4 +1,4 @@
-"""UserDirectory: the one login door of OPC UA and the web (gateway/auth.py)."""
+"""UserDirectory: the one login door of OPC UA and the web (gateway/security/auth.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.auth import UserDirectory
-from gateway.users import MAX_FAILURES, AuthError, Role, UserDb
+from gateway.security.auth import UserDirectory
+from gateway.security.users import MAX_FAILURES, AuthError, Role, UserDb
 
 PASSWORD = "correct horse battery"
 
@@ -42,7 +42,7 @@ async def test_a_refusal_waits_and_is_logged_without_the_password(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     directory = UserDirectory(users_file(tmp_path, ada=Role.VIEWER), login_delay_s=0.2)
-    caplog.set_level(logging.WARNING, logger="gateway.auth")
+    caplog.set_level(logging.WARNING, logger="gateway.security.auth")
     began = time.monotonic()
     with pytest.raises(AuthError):
         await directory.login("ada", "guess number one", via="web 10.0.0.9")
@@ -92,7 +92,7 @@ async def test_a_broken_file_keeps_the_last_good_users(
     directory = UserDirectory(path, login_delay_s=0)
     await directory.login("ada", PASSWORD, via="test")
     path.write_text(path.read_text() + "half:written\n")
-    with caplog.at_level(logging.ERROR, logger="gateway.auth"):
+    with caplog.at_level(logging.ERROR, logger="gateway.security.auth"):
         assert (await directory.login("ada", PASSWORD, via="test")).role is Role.OPERATOR
     assert "users file not reloaded, keeping the previous one" in caplog.text
 

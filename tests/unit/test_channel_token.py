@@ -1,4 +1,4 @@
-"""Security token lifetimes of the guarded OPC UA channels (gateway/opcua/security.py)."""
+"""Security token lifetimes of the guarded OPC UA channels (gateway/opcua/guard.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from asyncua import ua
 
-from gateway.opcua.security import MAX_TOKEN_LIFETIME_MS, token_expired
+from gateway.opcua.guard import MAX_TOKEN_LIFETIME_MS, token_expired
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

@@ -16,8 +16,8 @@ from gateway.clock import ManualClock
 from gateway.config import ExternalConfig
 from gateway.errors import ArchiveError, MarketInputError
 from gateway.market.external import ExternalData
+from gateway.market.sources import SourceError, SourcePuller, parse, pick
 from gateway.market.store import ExternalStore
-from gateway.web.sources import SourceError, SourcePuller, parse, pick
 from tests.loopback import serve
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.opcua.aggregates import CALCULATED, PARTIAL, Result
+from gateway.archive.aggregates import CALCULATED, PARTIAL, Result
 from gateway.opcua.history_codec import encode_history_data, ticks, to_data_value
 
 STATUSES = [

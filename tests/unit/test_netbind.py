@@ -1,4 +1,4 @@
-"""Listeners on an address the box does not have yet (gateway/netbind.py)."""
+"""Listeners on an address the box does not have yet (gateway/security/netbind.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from gateway.netbind import is_address, listening_socket
+from gateway.security.netbind import is_address, listening_socket
 
 #: TEST-NET-3 (RFC 5737): never an address of this machine.
 ABSENT = "203.0.113.77"

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.pki import (
+from gateway.security.pki import (
     CertificateError,
     Pki,
     application_uri_of,
@@ -259,7 +259,7 @@ def test_the_rejected_folder_keeps_at_most_the_newest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Anybody can present a certificate: rejected/ must not grow without bound."""
-    monkeypatch.setattr("gateway.pki.MAX_REJECTED", 3)
+    monkeypatch.setattr("gateway.security.pki.MAX_REJECTED", 3)
     pki = Pki(tmp_path)
     pki.create_folders()
     certs = [Ca(f"stranger {n}").issue(f"client {n}") for n in range(5)]

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.users import LOCKOUT, MAX_FAILURES, AuthError, Role, UserDb, hash_password, verify_password
+from gateway.security.users import (
+    LOCKOUT,
+    MAX_FAILURES,
+    AuthError,
+    Role,
+    UserDb,
+    hash_password,
+    verify_password,
+)
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 THUMB = "3f1c" + "0" * 34 + "e9"

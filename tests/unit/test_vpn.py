@@ -1,4 +1,4 @@
-"""OpenVPN remote access (gateway/vpn.py): what OpenVPN checks in the certificates, the
+"""OpenVPN remote access (gateway/provision/openvpn.py): what OpenVPN checks in the certificates, the
 tls-crypt key format, the concentrator's server.conf and a gateway's self-contained
 profile, tunnel address allocation, revocation, and the ``vpn`` command line. The real
 OpenVPN is run against these files in tests/integration/test_openvpn.py."""
@@ -19,9 +19,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway import vpn
 from gateway.errors import GatewayError
-from gateway.vpn import AddressError, VpnError, VpnFolder, inline_block, parse_remote, parse_static_key
+from gateway.provision import openvpn as vpn
+from gateway.provision.openvpn import (
+    AddressError,
+    VpnError,
+    VpnFolder,
+    inline_block,
+    parse_remote,
+    parse_static_key,
+)
 from tests.netns import openvpn_binary
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
@@ -385,7 +392,7 @@ def test_half_a_ca_is_refused(folder: VpnFolder) -> None:
 
 
 def vpn_main(*argv: str) -> int:
-    """What ``smx-gateway vpn ...`` will do once cli.py dispatches to gateway.vpn."""
+    """What ``smx-gateway vpn ...`` will do once cli.py dispatches to gateway.provision.openvpn."""
     parser = argparse.ArgumentParser(prog="smx-gateway")
     sub = parser.add_subparsers(dest="command", required=True)
     vpn.add_command(sub)

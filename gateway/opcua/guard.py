@@ -14,7 +14,7 @@ asyncua 2.1 leaves three holes a gateway cannot have, so every connection gets a
    (``BadCertificateUriInvalid``).
 3. **ActivateSession** (10000-4 §5.6.3): a user name and password only on an encrypted
    channel, or encrypted in the token on a signed one, never on a None channel
-   (``BadIdentityTokenRejected``); passwords checked by :class:`~gateway.auth.UserDirectory`
+   (``BadIdentityTokenRejected``); passwords checked by :class:`~gateway.security.auth.UserDirectory`
    off the event loop, with a delay and a lockout against guessing; an X.509 user token
    must be trusted and mapped to a user. asyncua's synchronous ``UserManager.get_user``
    then only returns the user decided here.
@@ -49,11 +49,11 @@ from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary, uatcp_to_
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from gateway.auth import UserDirectory
 from gateway.config import OpcUaLimits
-from gateway.netbind import is_address, listening_socket
-from gateway.pki import CertificateError, Pki, application_uri_of, load_certificate, thumbprint
-from gateway.users import AuthError, Role
+from gateway.security.auth import UserDirectory
+from gateway.security.netbind import is_address, listening_socket
+from gateway.security.pki import CertificateError, Pki, application_uri_of, load_certificate, thumbprint
+from gateway.security.users import AuthError, Role
 
 log = logging.getLogger(__name__)
 
@@ -649,7 +649,7 @@ class GuardedBinaryServer(BinaryServer):  # type: ignore[misc]  # asyncua is unt
         self._bind = (host, port)
 
     async def start(self) -> None:
-        # BinaryServer.start, but an IP address is bound with IP_FREEBIND (gateway/netbind.py):
+        # BinaryServer.start, but an IP address is bound with IP_FREEBIND (gateway/security/netbind.py):
         # a listener on the VPN tunnel address starts before the tunnel is up.
         host, port = self._bind
         if not is_address(host):

@@ -18,10 +18,10 @@ from asyncua import ua
 from cryptography import x509
 
 from gateway.opcua.address_space import AddressSpace
+from gateway.opcua.guard import caller
 from gateway.opcua.methods import ArgumentError, count, for_role, refused, scalar
-from gateway.opcua.security import caller
-from gateway.pki import CertificateError, Pki, load_certificate
-from gateway.users import Role
+from gateway.security.pki import CertificateError, Pki, load_certificate
+from gateway.security.users import Role
 
 log = logging.getLogger(__name__)
 

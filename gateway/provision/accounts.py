@@ -15,8 +15,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from gateway.pki import EXPIRY_WARNING, CertificateError, Pki, application_uri_of, thumbprint
-from gateway.users import Role, UserDb
+from gateway.security.pki import EXPIRY_WARNING, CertificateError, Pki, application_uri_of, thumbprint
+from gateway.security.users import Role, UserDb
 
 DEFAULT_PKI = Path("certs")
 DEFAULT_USERS = Path("certs/users")

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.auth import UserDirectory
-from gateway.users import AuthError, Role
+from gateway.security.auth import UserDirectory
+from gateway.security.users import AuthError, Role
 
 log = logging.getLogger(__name__)
 

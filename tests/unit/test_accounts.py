@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.pki import Pki, create_application_certificate, thumbprint
-from gateway.users import UserDb
+from gateway.security.pki import Pki, create_application_certificate, thumbprint
+from gateway.security.users import UserDb
 
 
 def test_certs_create_list_trust_and_reject(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,7 @@
 when it changes (``smx-gateway users add`` works on a running gateway), checks passwords
 in a worker thread (a scrypt hash costs about 50 ms, too long for the event loop), and
 answers a refused login only after ``login_delay_s`` so that guessing costs time on top
-of the lockout of :class:`~gateway.users.UserDb`. Refusals are logged with who and why;
+of the lockout of :class:`~gateway.security.users.UserDb`. Refusals are logged with who and why;
 the client learns only that it was refused.
 """
 
@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.users import AuthError, Role, User, UserDb
+from gateway.security.users import AuthError, Role, User, UserDb
 
 log = logging.getLogger(__name__)
 
