@@ -23,11 +23,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check gateway tests bench tools
 	$(BIN)/mypy --strict gateway
 
-# Unit tests, then the integration tests in two processes (they wait on real time, not
-# the CPU; tools/parallel_tests.py). A subset: .venv/bin/pytest tests/unit/test_obis.py
+# The test files shared out to pytest-xdist workers, one per core, each file whole in one
+# worker (most integration tests wait on real time, not the CPU); then, alone, the files
+# that load the CPU themselves
+# (their own client processes, a virtual-time week). A subset: .venv/bin/pytest tests/unit/test_obis.py
+ALONE := tests/integration/test_load.py tests/integration/test_soak.py
 test: lint
-	$(BIN)/pytest $(PYTEST_ARGS) tests/unit
-	$(BIN)/python tools/parallel_tests.py $(PYTEST_ARGS)
+	$(BIN)/pytest -n auto --dist loadfile $(PYTEST_ARGS) $(addprefix --ignore=,$(ALONE)) tests
+	$(BIN)/pytest $(PYTEST_ARGS) $(ALONE)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -7,7 +7,7 @@ transport, protocol cores, session, poller) and reports what the line carried:
    standard 18-value set in one GET-WITH-LIST / SN multi-read), real time;
 2. one day of load profile 1 against the pure wire time of the bytes exchanged;
 3. one simulated hour of DLMS polling with the load-profile and event-log readouts
-   interleaved, in virtual time (``tests/virtual_time.py``): every cycle must carry the
+   interleaved, in virtual time (``tests/support/virtual_time.py``): every cycle must carry the
    whole 1-second set;
 4. history (``bench/history.py``): a year of one load-profile channel read over OPC UA
    from the SMX archive and from asyncua's HistorySQLite, and the archive's write CPU;
@@ -64,7 +64,7 @@ from gateway.obis import CATALOGUE, Refresh
 from gateway.simulator.physics import HouseholdModel, MeterPhysics
 from gateway.simulator.server import SimulatedMeter, simulator_from_config
 from gateway.transport import Framing, open_serial
-from tests.virtual_time import run_virtual
+from tests.support.virtual_time import run_virtual
 
 RESULTS = Path(__file__).parent / "results"
 

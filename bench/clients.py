@@ -2,7 +2,7 @@
 OPC UA clients subscribed at 1000 ms to every value (``python -m bench clients``).
 
 Three processes, as on a box: the simulated meter (``smx-gateway simulate``, DLMS LN at
-9600 Bd), the server measured, and the clients (:mod:`tests.load_clients`, one process
+9600 Bd), the server measured, and the clients (:mod:`tests.support.load_clients`, one process
 for all sessions). The server's CPU is read from ``/proc`` over a window after the
 clients' warm-up, its RSS at the window's end.
 
@@ -27,7 +27,7 @@ from typing import Any
 from bench.bare_server import NAMESPACE as BARE_NAMESPACE
 from bench.tables import table
 from gateway.opcua.address_space import SMX_NAMESPACE
-from tests.processes import (
+from tests.support.processes import (
     METER_VALUES,
     Child,
     child,

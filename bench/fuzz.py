@@ -1,6 +1,6 @@
 """Long fuzz run: every protocol core in both roles, a million inputs (issue 7).
 
-The targets are those of the unit tests (``tests/fuzz_targets.py``): IEC 62056-21 client
+The targets are those of the unit tests (``tests/support/fuzz_targets.py``): IEC 62056-21 client
 and meter, HDLC client and server, A-XDR, xDLMS APDUs as the client (responses) and the
 meter (requests) reads them, COSEM interpretation in the gateway and the simulator's COSEM
 server. ``make test`` runs them for a few hundred Hypothesis examples each; this runs the
@@ -30,7 +30,7 @@ from typing import Any
 
 from bench.tables import table
 from gateway.errors import ProtocolError
-from tests.fuzz_targets import TARGETS, Target, check, fuzz_input
+from tests.support.fuzz_targets import TARGETS, Target, check, fuzz_input
 
 RESULTS = Path(__file__).parent / "results"
 #: Inputs in all that a timed run aims at when it has enough seconds.

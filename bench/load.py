@@ -2,7 +2,7 @@
 disconnecting in a loop, against the whole gateway for ``--load-minutes`` (default 10)
 (``python -m bench load``).
 
-The simulated meter, the gateway and the clients are three processes (:mod:`tests.processes`).
+The simulated meter, the gateway and the clients are three processes (:mod:`tests.support.processes`).
 The gateway's RSS is sampled at every client tick (10 s); the first fifth of the run (at
 least a minute) is warm-up, growth is the largest RSS after it against the RSS at its end.
 A late or skipped 1-second cycle shows in the gateway's own counters, read at the start
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.tables import table
-from tests.processes import (
+from tests.support.processes import (
     METER_VALUES,
     Child,
     gateway,

@@ -1,7 +1,7 @@
 """Soak: the whole gateway for simulated days on a fast clock, faults sprinkled in
 (``python -m bench soak [--soak-days 7]``).
 
-The harness is ``tests/soak.py`` (the test suite runs the week at a 60-second poller cycle);
+The harness is ``tests/support/soak.py`` (the test suite runs the week at a 60-second poller cycle);
 here the poller runs its real 1-second cycle. Reported: the CPU the simulated time cost,
 the faults met, what the archive holds against what it should, the cycles late, and the
 process's allocated memory blocks and asyncio tasks at a mark (end of day 2, or a third
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.tables import table
-from tests.soak import run_soak
+from tests.support.soak import run_soak
 
 
 async def measure_soak(days: float) -> dict[str, list[dict[str, Any]]]:

@@ -24,7 +24,7 @@ from asyncua import Client, ua
 
 from bench.tables import table
 from gateway.opcua.address_space import SMX_NAMESPACE
-from tests.processes import rss_mib
+from tests.support.processes import rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTS = 3

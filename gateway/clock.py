@@ -7,7 +7,7 @@ Three clocks share one interface:
   so a test or demo lives through hours of meter time in seconds.
 * :class:`ManualClock` - frozen until a test calls :meth:`ManualClock.advance`.
 * :class:`LoopClock` - UTC time that follows the running event loop's own clock, so a
-  loop with virtual time (``tests/virtual_time.py``) moves every part of the gateway, the
+  loop with virtual time (``tests/support/virtual_time.py``) moves every part of the gateway, the
   simulated meter and the line timing together.
 
 ``now()`` is always an aware UTC ``datetime``; ``monotonic()`` is clock seconds that

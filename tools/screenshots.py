@@ -1,7 +1,7 @@
 """Screenshots of the gateway's web page, at a desktop and a phone width.
 
 ``take_screenshots(web_url, out_dir)`` opens the page of a running gateway in headless Chromium
-(tests/browser.py), waits until the live values, the advice and the notified profile are shown
+(tests/support/browser.py), waits until the live values, the advice and the notified profile are shown
 and writes ``web-desktop.png`` (1280 px wide) and ``web-phone.png`` (390 px at scale 2, so
 780 px), both of the whole page. The web-page tests call it; run as a script, it starts the
 demo gateway of ``make run`` itself::
@@ -45,7 +45,7 @@ from gateway.config import GatewayConfig, demo_config, one_second_set  # noqa: E
 from gateway.obis import CATALOGUE, Refresh  # noqa: E402
 from gateway.security.users import Role, UserDb  # noqa: E402
 from gateway.simulator.physics import HouseholdModel  # noqa: E402
-from tests.browser import Chromium, Page, find_chromium  # noqa: E402
+from tests.support.browser import Chromium, Page, find_chromium  # noqa: E402
 
 #: (file name, viewport width, height, mobile, device scale factor, whole page): the phone shows
 #: what fits its screen, the first cards (the whole page is six screens long).

@@ -23,7 +23,7 @@ from gateway.opcua.market import MarketNodes
 from gateway.opcua.server import build_server
 from gateway.security.auth import UserDirectory
 from gateway.security.pki import Pki
-from tests.integration.conftest import demo
+from tests.support.harness import demo
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "address_space.txt"
 

@@ -20,7 +20,7 @@ import pytest
 from gateway.clock import ScaledClock
 from gateway.meter.model import LinkState
 from gateway.simulator.physics import LoadProfile1Entry
-from tests.integration.conftest import demo, running_gateway
+from tests.support.harness import demo, running_gateway
 
 PERIOD = timedelta(minutes=15)
 CHANNELS = ("1-0:1.29.0", "1-0:2.29.0", "1-0:3.29.0", "1-0:4.29.0")

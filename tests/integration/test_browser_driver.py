@@ -1,4 +1,4 @@
-"""The headless Chromium driver (tests/browser.py) against a tiny page served on 127.0.0.1: it loads,
+"""The headless Chromium driver (tests/support/browser.py) against a tiny page served on 127.0.0.1: it loads,
 reads, clicks, fills, waits without polling from Python, collects console output and uncaught
 errors, takes screenshots of the right size, and never leaves a browser running."""
 
@@ -14,9 +14,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from tests import browser as driver
-from tests.browser import CdpError, Chromium, Page, require_chromium
-from tests.loopback import serve
+from tests.support import browser as driver
+from tests.support.browser import CdpError, Chromium, Page, require_chromium
+from tests.support.loopback import serve
 
 # One browser and one server for the module: both live on the module's event loop.
 pytestmark = pytest.mark.asyncio(loop_scope="module")

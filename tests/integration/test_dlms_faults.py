@@ -15,7 +15,7 @@ import pytest
 from asyncua import ua
 
 from gateway.simulator.server import SimulatedMeter
-from tests.integration.conftest import Running, demo, running_gateway, subscribe
+from tests.support.harness import Running, demo, running_gateway, subscribe
 
 VOLTAGE = "meter1.1-0:32.7.0"
 

@@ -20,7 +20,7 @@ from asyncua import ua
 from gateway.clock import ScaledClock
 from gateway.config import demo_config
 from gateway.obis import CATALOGUE, Kind, Refresh
-from tests.integration.conftest import MODES, demo, running_gateway, subscribe
+from tests.support.harness import MODES, demo, running_gateway, subscribe
 
 ONE_SECOND_SET = [
     "32.7.0",

@@ -7,7 +7,7 @@ from typing import Any
 
 from asyncua import ua
 
-from tests.integration.conftest import demo, running_gateway
+from tests.support.harness import demo, running_gateway
 
 
 async def test_power_outage_in_the_meter_log_is_raised_as_events_with_the_meters_time() -> None:

@@ -24,7 +24,7 @@ from asyncua import ua
 
 from gateway.archive.files import ArchiveWriter, Column
 from gateway.opcua.history import PAGE_LIMIT
-from tests.integration.conftest import Running, demo, running_gateway
+from tests.support.harness import Running, demo, running_gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

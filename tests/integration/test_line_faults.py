@@ -1,6 +1,6 @@
 """Issue 7: fault injection on a garbled line and a meter that reboots.
 
-The gateway reaches the simulated meter through :class:`~tests.garbled_line.GarbledLine`,
+The gateway reaches the simulated meter through :class:`~tests.support.garbled_line.GarbledLine`,
 a TCP proxy whose knobs corrupt or drop bytes, silence the line or cut the connection.
 The meter runs beside the gateway on the same :class:`ScaledClock` (real speed); jumping
 that clock lets a minute or a load-profile period pass at once.
@@ -53,8 +53,8 @@ from gateway.meter.poller import Poller
 from gateway.obis import CATALOGUE, Obis, Refresh
 from gateway.simulator.physics import EventCode, ProfileStatus
 from gateway.simulator.server import SimulatedMeter, simulator_from_config
-from tests.garbled_line import GarbledLine
-from tests.integration.conftest import Collector, Running, demo, running_gateway, subscribe
+from tests.support.garbled_line import GarbledLine
+from tests.support.harness import Collector, Running, demo, running_gateway, subscribe
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -1,8 +1,8 @@
 """Load (issue 7): 50 OPC UA sessions with 30 monitored items each, plus clients
 connecting and disconnecting in a loop, against the whole gateway.
 
-Three processes as on a box (``tests/processes.py``): the simulated meter, ``smx-gateway
-run`` and the clients (``tests/load_clients.py``). The load runs for a minute after the
+Three processes as on a box (``tests/support/processes.py``): the simulated meter, ``smx-gateway
+run`` and the clients (``tests/support/load_clients.py``). The load runs for a minute after the
 sessions are subscribed (``python -m bench load`` runs ten); the gateway's memory is read
 from ``/proc`` at every 10-second tick of the clients, its cycle counters over OPC UA.
 """
@@ -18,7 +18,7 @@ from asyncua import Client, ua
 
 from bench.load import CHURN, ITEMS, SESSIONS, run_load
 from gateway.opcua.address_space import SMX_NAMESPACE
-from tests.integration.conftest import shared_pki
+from tests.support.harness import shared_pki
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

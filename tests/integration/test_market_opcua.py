@@ -15,7 +15,7 @@ import pytest_asyncio
 from asyncua import ua
 
 from gateway.security.users import Role
-from tests.integration.conftest import Running, demo, running_gateway
+from tests.support.harness import Running, demo, running_gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -53,7 +53,7 @@ from gateway.meter.model import Quality
 from gateway.opcua.address_space import SMX_NAMESPACE
 from gateway.security.pki import Pki, create_application_certificate, thumbprint, write_private_key
 from gateway.security.users import Role
-from tests.integration.conftest import PASSWORD, add_user, demo
+from tests.support.harness import PASSWORD, add_user, demo
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -19,8 +19,8 @@ from asyncua import Client, ua
 
 from gateway.config import OpcUaLimits
 from gateway.opcua.address_space import SMX_NAMESPACE
-from tests.integration.conftest import Running, demo, running_gateway
 from tests.integration.test_opcua_security import status_of
+from tests.support.harness import Running, demo, running_gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -45,7 +45,7 @@ from gateway.opcua.address_space import SMX_NAMESPACE
 from gateway.opcua.guard import MAX_TOKEN_LIFETIME_MS
 from gateway.security.pki import Pki, create_application_certificate, thumbprint, write_private_key
 from gateway.security.users import MAX_FAILURES, Role, User, UserDb, hash_password
-from tests.integration.conftest import PASSWORD, demo
+from tests.support.harness import PASSWORD, demo
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -1,5 +1,5 @@
 """OpenVPN remote access with the real OpenVPN, in two network namespaces joined by a veth
-pair (tests/netns.py): the operator's concentrator (underlay 192.0.2.1) and the gateway
+pair (tests/support/netns.py): the operator's concentrator (underlay 192.0.2.1) and the gateway
 (192.0.2.2). The PKI, server.conf and the gateway's profile come from gateway/provision/openvpn.py.
 
 The gateway serves OPC UA and its web page on its fixed tunnel address only; from the
@@ -31,7 +31,13 @@ import pytest
 import pytest_asyncio
 
 from gateway.provision.openvpn import VpnFolder, inline_block, static_key
-from tests.netns import Namespace, leftover_namespaces, namespace_pair, netns_unavailable, openvpn_binary
+from tests.support.netns import (
+    Namespace,
+    leftover_namespaces,
+    namespace_pair,
+    netns_unavailable,
+    openvpn_binary,
+)
 
 # One tunnel and one gateway for the module: they live on the module's event loop.
 pytestmark = pytest.mark.asyncio(loop_scope="module")

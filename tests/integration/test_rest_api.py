@@ -47,8 +47,15 @@ from gateway.obis import CATALOGUE, Refresh
 from gateway.security.users import Role, UserDb
 from gateway.web.api import MAX_BODY
 from gateway.web.openapi import document
-from tests.integration.conftest import PASSWORD, Running, add_user, demo, running_gateway
-from tests.openapi_check import METHODS, check_document, match_path, resolve, response_schema, validate
+from tests.support.harness import PASSWORD, Running, add_user, demo, running_gateway
+from tests.support.openapi_check import (
+    METHODS,
+    check_document,
+    match_path,
+    resolve,
+    response_schema,
+    validate,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -1,6 +1,6 @@
 """Soak (issue 7): a simulated week of the whole gateway on a fast clock, faults sprinkled in.
 
-``tests/soak.py`` runs the demo gateway (in-process simulated meter, DLMS LN at 9600 Bd,
+``tests/support/soak.py`` runs the demo gateway (in-process simulated meter, DLMS LN at 9600 Bd,
 archive, OPC UA, web) on a virtual-time loop from Wednesday 2026-03-25 (the week crosses
 the change to summer time) with seven faults: the meter silent, the line cut for 30 min
 and for 3 h, corrupted and exception answers, the meter's clock set back. Here the poller
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import shared_pki
-from tests.soak import FAULTS, SoakResult, run_soak
+from tests.support.harness import shared_pki
+from tests.support.soak import FAULTS, SoakResult, run_soak
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The gateway's web page in headless Chromium (tests/browser.py), against one running demo gateway:
+"""The gateway's web page in headless Chromium (tests/support/browser.py), against one running demo gateway:
 live values that move, the link state and clock, the imbalance advice before and after a profile,
 the profile form (an accepted registration checked over OPC UA, refused ones that change nothing),
 external data with its stale tag, the archive file links, the phone layout and the screenshots.
@@ -24,8 +24,8 @@ import pytest
 import pytest_asyncio
 
 from gateway.security.users import Role
-from tests.browser import Chromium, Page, require_chromium
-from tests.integration.conftest import PASSWORD, Running, add_user, demo, running_gateway
+from tests.support.browser import Chromium, Page, require_chromium
+from tests.support.harness import PASSWORD, Running, add_user, demo, running_gateway
 
 # One gateway and one browser for the module: both live on the module's event loop.
 pytestmark = pytest.mark.asyncio(loop_scope="module")

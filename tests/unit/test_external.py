@@ -18,7 +18,7 @@ from gateway.errors import ArchiveError, MarketInputError
 from gateway.market.external import ExternalData
 from gateway.market.sources import SourceError, SourcePuller, parse, pick
 from gateway.market.store import ExternalStore
-from tests.loopback import serve
+from tests.support.loopback import serve
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PRICE = ExternalConfig("spot_price", "EUR/MWh", "Day-ahead price", fresh_s=3600, low=-500, high=4000)

@@ -3,7 +3,7 @@
 Bytes from the peer may only make a core raise RemoteProtocolError, and our own calls
 only LocalProtocolError: never IndexError, struct.error, UnicodeDecodeError, ValueError,
 KeyError, OverflowError or RecursionError, never a hang, never a buffer that keeps growing.
-Each group below feeds one core in one role (the targets of ``tests/fuzz_targets.py``):
+Each group below feeds one core in one role (the targets of ``tests/support/fuzz_targets.py``):
 
 * real frames (tests/fixtures: captures, published traces, vectors) and frames the cores
   produce themselves, mutated (flips, insertions, deletions, truncations, duplicated and
@@ -36,7 +36,7 @@ from gateway.errors import LocalProtocolError, ProtocolError, RemoteProtocolErro
 from gateway.protocols import apdu as ap
 from gateway.protocols import axdr, cosem, hdlc
 from gateway.protocols import iec62056_21 as iec
-from tests.fuzz_targets import (
+from tests.support.fuzz_targets import (
     TARGETS,
     Target,
     check,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.openapi_check import check_document, match_path, response_schema, validate
+from tests.support.openapi_check import check_document, match_path, response_schema, validate
 
 
 def ok(description: str, schema: Any = None) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from gateway.clock import LoopClock
-from tests.virtual_time import run_virtual
+from tests.support.virtual_time import run_virtual
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 

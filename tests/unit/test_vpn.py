@@ -29,7 +29,7 @@ from gateway.provision.openvpn import (
     parse_remote,
     parse_static_key,
 )
-from tests.netns import openvpn_binary
+from tests.support.netns import openvpn_binary
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 

@@ -15,7 +15,7 @@ first data and disconnect in a loop. The process writes JSON lines to stdout:
 A client is the server's guest: every error is counted and reported, never raised, so
 the parent sees all of them at once.
 
-    python -m tests.load_clients ENDPOINT --namespace URI --node ID [--node ID ...]
+    python -m tests.support.load_clients ENDPOINT --namespace URI --node ID [--node ID ...]
         [--sessions 50] [--churn 2] [--period-ms 1000] [--seconds 60] [--tick-s 5]
 """
 

@@ -2,7 +2,7 @@
 (``tests/integration/test_soak.py`` and ``python -m bench soak``).
 
 The gateway of ``make run`` — in-process simulated meter (DLMS LN at 9600 Bd), poller,
-archive files, OPC UA server, web — runs on a :class:`~tests.virtual_time.VirtualTimeLoop`:
+archive files, OPC UA server, web — runs on a :class:`~tests.support.virtual_time.VirtualTimeLoop`:
 every wait on the clock is skipped, every byte on the line and every file write is real.
 A fault plan (:data:`FAULTS`) disturbs the meter each day; afterwards the archive on disk
 is read back and checked for completeness, and the process's memory blocks and asyncio
@@ -30,7 +30,7 @@ from gateway.clock import LoopClock
 from gateway.config import GatewayConfig, demo_config
 from gateway.simulator.physics import MeterClock
 from gateway.simulator.server import SimulatedMeter
-from tests.virtual_time import run_virtual
+from tests.support.virtual_time import run_virtual
 
 START = datetime(2026, 3, 25, tzinfo=UTC)
 DAY = 86400.0

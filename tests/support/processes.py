@@ -21,7 +21,7 @@ from typing import Any
 from gateway.obis import CATALOGUE
 from gateway.opcua.address_space import SMX_NAMESPACE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _TICKS = os.sysconf("SC_CLK_TCK")
 #: Every OBIS value the demo meter publishes (its 1-second set and registers).
 METER_VALUES = tuple(f"meter1.{info.obis}" for info in CATALOGUE)
@@ -145,7 +145,7 @@ async def gateway(work: Path, config: Path) -> AsyncIterator[tuple[Child, str]]:
 
 
 class Clients:
-    """A running :mod:`tests.load_clients` process and the JSON lines it wrote."""
+    """A running :mod:`tests.support.load_clients` process and the JSON lines it wrote."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
@@ -187,9 +187,9 @@ async def load_clients(
     settle_cycles: int = 0,
     churn_hold_s: float = 1.0,
 ) -> AsyncIterator[Clients]:
-    """Start :mod:`tests.load_clients`; killed when the block ends if still running."""
+    """Start :mod:`tests.support.load_clients`; killed when the block ends if still running."""
     args = [
-        "-m", "tests.load_clients", endpoint, "--namespace", namespace, "--sessions", str(sessions),
+        "-m", "tests.support.load_clients", endpoint, "--namespace", namespace, "--sessions", str(sessions),
         "--churn", str(churn), "--period-ms", str(period_ms), "--seconds", str(seconds),
         "--tick-s", str(tick_s), "--churn-hold-s", str(churn_hold_s),
     ]  # fmt: skip

@@ -63,7 +63,7 @@ __all__ = [
     "mutate",
 ]
 
-VECTORS = Path(__file__).resolve().parent / "fixtures" / "protocol-vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "fixtures" / "protocol-vectors"
 #: Longest input the mutator builds (a long run may reach it).
 MAX_INPUT = 9000
 #: Longest APDU an HDLC receiver may reassemble: the xDLMS max PDU size is a uint16,

@@ -1,0 +1,202 @@
+"""Running the real gateway in a test: simulated meter on a loopback port, real transport,
+real protocol code (IEC 62056-21 or DLMS/COSEM), real poller, real asyncua server, and real
+asyncua clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from asyncua import Client, ua
+from cryptography.hazmat.primitives import serialization
+
+from gateway.app import Gateway
+from gateway.clock import Clock
+from gateway.config import GatewayConfig, MeterConfig, demo_config
+from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.security.pki import Pki, create_application_certificate, write_private_key
+from gateway.security.users import Role, UserDb
+
+#: The test client's ApplicationUri (its certificate is made for it).
+CLIENT_URI = "urn:smx:test-client"
+#: Password of the users ``running_gateway(login=...)`` creates.
+PASSWORD = "correct horse battery"
+_shared: Path | None = None
+
+
+def remove_shared_pki() -> None:
+    """Remove the PKI of :func:`shared_pki` (at the end of a test session)."""
+    if _shared is not None:
+        shutil.rmtree(_shared, ignore_errors=True)
+
+
+def shared_pki() -> Path:
+    """One PKI for the tests of this process: the gateway's key pair and a trusted client's
+    are made once (RSA 2048 takes ~0.1 s), not for each of the hundreds of gateways started;
+    beside it the OPC UA node cache (``node-cache``), made by the first gateway."""
+    global _shared
+    if _shared is None:
+        _shared = Path(tempfile.mkdtemp(prefix="smx-test-pki-"))
+        pki = Pki(_shared / "server")
+        pki.create_folders()
+        cert, key = create_application_certificate(
+            CLIENT_URI, common_name="SMX test client", organization="tests"
+        )
+        write_private_key(_shared / "client.pem", key)
+        der = cert.public_bytes(serialization.Encoding.DER)
+        (_shared / "client.der").write_bytes(der)
+        (pki.folder("trusted/certs") / "test-client.der").write_bytes(der)
+    return _shared
+
+
+async def secure_client(
+    endpoint: str,
+    user: str | None,
+    password: str = PASSWORD,
+    policy: str = "Basic256Sha256",
+    mode: str = "SignAndEncrypt",
+    server_certificate: Path | None = None,
+) -> Client:
+    """A client of the trusted test identity on a secure channel (not connected yet).
+
+    With ``server_certificate`` the client knows the gateway's certificate beforehand (a
+    production gateway opens no None channel to discover it); without, it asks GetEndpoints.
+    """
+    pki = shared_pki()
+    client = Client(endpoint, timeout=10)
+    client.application_uri = CLIENT_URI
+    known = f",{server_certificate}" if server_certificate is not None else ""
+    await client.set_security_string(f"{policy},{mode},{pki / 'client.der'},{pki / 'client.pem'}{known}")
+    if user is not None:
+        client.set_user(user)
+        client.set_password(password)
+    return client
+
+
+def trust_test_client(pki_root: str | Path) -> None:
+    """Put the test client's certificate into a PKI's trusted/ folder."""
+    pki = Pki(pki_root)
+    pki.create_folders()
+    shutil.copyfile(shared_pki() / "client.der", pki.folder("trusted/certs") / "test-client.der")
+
+
+def add_user(config: GatewayConfig, name: str, role: Role) -> None:
+    """A user in the configuration's users file, with :data:`PASSWORD`."""
+    db = UserDb.load(config.security.users)
+    db.add(name, role, password=PASSWORD)
+    Path(config.security.users).parent.mkdir(parents=True, exist_ok=True)
+    db.save()
+
+
+@dataclass
+class Running:
+    gateway: Gateway
+    client: Client
+    ns: int
+
+    def node(self, identifier: str) -> Any:
+        return self.client.get_node(ua.NodeId(identifier, self.ns))
+
+
+#: The ways the gateway reaches the simulated meter (meter overrides of the demo).
+MODES: dict[str, dict[str, Any]] = {
+    "iec": {"protocol": "iec62056-21", "baudrate": 19200},
+    "ln": {"protocol": "dlms", "referencing": "ln"},
+    "sn": {"protocol": "dlms", "referencing": "sn"},
+    "mode-e": {"protocol": "dlms-mode-e", "referencing": "ln"},
+}
+
+
+def demo(mode: str = "ln", **meter_overrides: Any) -> GatewayConfig:
+    """The demo configuration (DLMS LN at 9600 Bd) reached in ``mode``, on an ephemeral OPC UA port."""
+    config = demo_config()
+    meter: MeterConfig = replace(config.meters[0], **{**MODES[mode], **meter_overrides})
+    assert meter.simulator is not None
+    meter = replace(meter, simulator=replace(meter.simulator, history_days=2.0))
+    security = replace(config.security, pki=str(shared_pki() / "server"), login_delay_s=0.05)
+    opcua = replace(config.opcua, port=0, node_cache=str(shared_pki() / "node-cache"))
+    return replace(config, meters=(meter,), opcua=opcua, security=security)
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    config: GatewayConfig, clock: Clock | None = None, *, login: Role | None = None
+) -> AsyncIterator[Running]:
+    """The gateway and a client: anonymous on the demo's None endpoint, or with ``login`` a
+    user of that role (named after it) on a Basic256Sha256 SignAndEncrypt channel."""
+    if login is not None:
+        add_user(config, str(login), login)
+        if not config.security.demo:  # the test client is trusted in the shared PKI only
+            trust_test_client(config.security.pki)
+    # Every gateway of the tests serves its web page on a port the OS picks.
+    gateway = Gateway(replace(config, web=replace(config.web, port=0)), clock)
+    task = asyncio.create_task(gateway.run())
+    try:
+        async with asyncio.timeout(30):
+            ready = asyncio.create_task(gateway.ready.wait())
+            done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                task.result()  # raises what stopped the gateway
+        if login is None:
+            client = Client(gateway.endpoint, timeout=10)
+        else:
+            own = Pki(config.security.pki).own_certificate
+            client = await secure_client(gateway.endpoint, str(login), server_certificate=own)
+        async with client:
+            ns = await client.get_namespace_index(SMX_NAMESPACE)
+            yield Running(gateway, client, ns)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class Collector:
+    """Subscription handler that records every data change, per node."""
+
+    def __init__(self) -> None:
+        self.changes: dict[str, list[ua.DataValue]] = {}
+        self._changed = asyncio.Event()
+
+    def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+        key = node.nodeid.Identifier
+        self.changes.setdefault(key, []).append(data.monitored_item.Value)
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Wait until ``predicate()`` holds after some notification; fail after ``timeout``."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def subscribe(running: Running, identifiers: list[str], period_ms: float = 1000) -> Collector:
+    """Subscribe with DataChangeTrigger StatusValueTimestamp: every new sample is reported."""
+    collector = Collector()
+    sub = await running.client.create_subscription(period_ms, collector)
+    params = []
+    for handle, identifier in enumerate(identifiers, start=1):
+        item = ua.MonitoredItemCreateRequest()
+        item.ItemToMonitor = ua.ReadValueId(
+            NodeId=ua.NodeId(identifier, running.ns), AttributeId=ua.AttributeIds.Value
+        )
+        item.MonitoringMode = ua.MonitoringMode.Reporting
+        item.RequestedParameters = ua.MonitoringParameters(
+            ClientHandle=handle,
+            SamplingInterval=period_ms,
+            QueueSize=10,
+            DiscardOldest=True,
+            Filter=ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp),
+        )
+        params.append(item)
+    results = await sub.create_monitored_items(params)
+    for r in results:
+        assert not isinstance(r, ua.StatusCode) or r.is_good(), r
+    return collector
