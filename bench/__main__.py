@@ -63,9 +63,11 @@ from gateway.meter.poller import MeterLink, Poller
 from gateway.obis import CATALOGUE, Refresh
 from gateway.simulator.physics import HouseholdModel, MeterPhysics
 from gateway.simulator.server import SimulatedMeter, simulator_from_config
+from gateway.streams import PROFILES, StreamId
 from gateway.transport import Framing, open_serial
 from tests.support.virtual_time import run_virtual
 
+LP1 = PROFILES[0]
 RESULTS = Path(__file__).parent / "results"
 
 #: The standard three-phase set of issue 3: 3 x U, 3 x I, P+, P-, Q+, Q-, P+ and P- per
@@ -170,10 +172,10 @@ async def profile_row(label: str, baud: int, reaction: float) -> dict[str, Any]:
     await meter.open()
     clock.advance(86400)
     # The profile's structure (capture objects, scalers) is read once per association.
-    await meter.read_profile("P.01", day, day + timedelta(minutes=15))
+    await meter.read_profile(LP1, day, day + timedelta(minutes=15))
     sent0, recv0 = meter.stats.bytes_sent, meter.stats.bytes_received
     t0 = time.perf_counter()
-    blocks = await meter.read_profile("P.01", day, day + timedelta(days=1))
+    blocks = await meter.read_profile(LP1, day, day + timedelta(days=1))
     elapsed = time.perf_counter() - t0
     nbytes = meter.stats.bytes_sent - sent0 + meter.stats.bytes_received - recv0
     await meter.close()
@@ -197,7 +199,7 @@ class _HourListener:
     def __init__(self) -> None:
         self.cycles = 0
         self.incomplete = 0
-        self.profiles: dict[str, int] = {}
+        self.profiles: dict[StreamId, int] = {}
         self.events = 0
         self._last: dict[Any, Any] = {}
 
@@ -213,7 +215,7 @@ class _HourListener:
             self.incomplete += fresh < len(STANDARD_SET)
 
     async def on_profile(self, meter_id: str, profile: ProfileData) -> None:
-        self.profiles[profile.name] = self.profiles.get(profile.name, 0) + len(profile.entries)
+        self.profiles[profile.stream] = self.profiles.get(profile.stream, 0) + len(profile.entries)
 
     async def on_events(self, meter_id: str, events: Sequence[EventRecord]) -> None:
         self.events += len(events)
@@ -253,8 +255,8 @@ async def _hour(label: str, baud: int, reaction: float, minutes: float) -> dict[
         "cycles_missing_values": listener.incomplete,
         "late_cycles": diag.late_cycles,
         "skipped_cycles": diag.skipped_cycles,
-        "lp1_entries": listener.profiles.get("P.01", 0),
-        "lp2_entries": listener.profiles.get("P.02", 0),
+        "lp1_entries": listener.profiles.get(StreamId.LOAD_PROFILE_1, 0),
+        "lp2_entries": listener.profiles.get(StreamId.LOAD_PROFILE_2, 0),
         "events": listener.events,
         "readouts_pending": poller.readouts_pending,
         "cycle_s_last": diag.cycle_duration_s,

@@ -56,19 +56,21 @@ from asyncua import Server, ua
 from asyncua.server.history import HistoryDict
 from asyncua.server.history_sql import HistorySQLite
 
-from gateway.archive.aggregates import Shape
 from gateway.archive.files import ArchiveReader, ArchiveWriter, Column, Record
 from gateway.archive.minutes import STREAM as MINUTE_STREAM
 from gateway.archive.minutes import MinuteAggregator
+from gateway.archive.query import ArchiveQueries, SeriesKey
+from gateway.clock import SystemClock
 from gateway.config import OpcUaConfig, SecurityConfig, demo_config, one_second_set
 from gateway.meter.model import Diagnostics, Quality, Reading, Snapshot
 from gateway.obis import CATALOGUE, LOAD_PROFILE_1, Obis
-from gateway.opcua.history import ArchiveHistory, NodeHistory, install
+from gateway.opcua.history import ArchiveHistory, install
 from gateway.opcua.server import build_server
 from gateway.security.auth import UserDirectory
+from gateway.streams import StreamId
 
 METER_ID = "meter1"
-LP_STREAM = "lp1"
+LP_STREAM = StreamId.LOAD_PROFILE_1
 PERIOD = timedelta(minutes=15)
 YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
 PERIODS = 35_040  # 365 days x 96 periods
@@ -196,9 +198,10 @@ async def smx_server(root: Path) -> AsyncIterator[tuple[str, ua.NodeId, ArchiveH
     node_id = ua.NodeId("meter1.lp1.A+", ns)
     var = await server.nodes.objects.add_variable(node_id, "A+ per period", 0.0, ua.VariantType.Double)
     await var.set_attr_bit(ua.AttributeIds.AccessLevel, ua.AccessLevel.HistoryRead)
-    history = ArchiveHistory()
-    reader = ArchiveReader(root, METER_ID)
-    history.add_node(node_id, NodeHistory(reader, LP_STREAM, CHANNEL, Shape.PERIOD, PERIOD, True))
+    queries = ArchiveQueries(SystemClock())
+    queries.add_meter(METER_ID, ArchiveReader(root, METER_ID))
+    history = ArchiveHistory(queries)
+    history.add_node(node_id, SeriesKey(METER_ID, LP_STREAM, CHANNEL))
     await install(server, history)
     await server.start()
     try:

@@ -19,9 +19,9 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from gateway.archive.aggregates import Shape
 from gateway.archive.files import AsyncArchive
-from gateway.archive.recorder import READOUT_STREAMS, ArchiveRecorder, ArchiveStatus
+from gateway.archive.query import ArchiveQueries, SeriesKey
+from gateway.archive.recorder import ArchiveRecorder, ArchiveStatus
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, MeterConfig
 from gateway.errors import ArchiveError, GatewayError
@@ -36,22 +36,18 @@ from gateway.meter.model import EventRecord, ProfileData, Snapshot
 from gateway.meter.poller import MeterLink, Poller, PollerListener
 from gateway.opcua.address_space import METER_EVENT_TYPE, AddressSpace, MeterNodes
 from gateway.opcua.administration import AdminNodes
-from gateway.opcua.history import ArchiveHistory, EventSource, NodeHistory, install
+from gateway.opcua.history import ArchiveHistory, EventSource, install
 from gateway.opcua.market import MarketNodes
 from gateway.opcua.server import build_server
 from gateway.protocols.hdlc import HdlcAddress
 from gateway.security.auth import UserDirectory
 from gateway.security.pki import Pki
 from gateway.simulator.server import SimulatedMeter, simulator_from_config
+from gateway.streams import READOUTS
 from gateway.transport import Framing, open_serial
-from gateway.web.api import WebApi, WebServer
+from gateway.web.api import WebApi, WebServer, WebServices
 
 log = logging.getLogger(__name__)
-
-#: What the samples of each archive stream mean to the history aggregates.
-HISTORY_SHAPES = {"minute": Shape.MINUTE, "registers": Shape.POINT, "lp1": Shape.PERIOD, "lp2": Shape.PERIOD}
-#: Capture period of the load profiles (15 minutes; DESIGN §1).
-PROFILE_PERIOD = timedelta(minutes=15)
 
 MeterLinkFactory = Callable[[], Awaitable[MeterLink]]
 #: Pause before a crashed poller is restarted (clock seconds).
@@ -142,6 +138,8 @@ class Gateway:
         self.pollers: dict[str, Poller] = {}
         self.space: AddressSpace | None = None
         self.recorders: dict[str, ArchiveRecorder] = {}
+        #: The archive's questions (history) for every adapter; None without an archive.
+        self.queries: ArchiveQueries | None = None
         self.history: ArchiveHistory | None = None
         self.desk: MarketDesk | None = None
         self.external = ExternalData(config.external)
@@ -184,7 +182,8 @@ class Gateway:
         await self.space.load_model()
         root = Path(self.config.archive.path) if self.config.archive.path else None
         if root is not None:
-            self.history = ArchiveHistory(self.clock)
+            self.queries = ArchiveQueries(self.clock)
+            self.history = ArchiveHistory(self.queries)
         self.desk = MarketDesk(
             self.config.market, root or DEFAULT_ARCHIVE, [m.id for m in meters], self.clock
         )
@@ -216,7 +215,7 @@ class Gateway:
             raise GatewayError(f"cannot serve OPC UA at {endpoint}: {err.strerror or err}") from err
         try:
             self.endpoint = _endpoint_of(server, self.config.opcua.path)
-            api = WebApi(self) if self.config.web.enabled else None
+            api = WebApi(self._web_services(root)) if self.config.web.enabled else None
             if api is not None:
                 api.on_external.append(self.market_nodes.refresh_external)
                 tls = None
@@ -246,10 +245,10 @@ class Gateway:
                 if recorder is not None:
                     await recorder.repair()
                     await self.desk.resume(meter.id, recorder.archive.reader)
-                    for code, stream in READOUT_STREAMS.items():
-                        last = await recorder.archive.last_time(stream)
+                    for readout in READOUTS:
+                        last = await recorder.archive.last_time(readout.id)
                         if last is not None:
-                            poller.resume(code, last)
+                            poller.resume(readout.id, last)
                 self.pollers[meter.id] = poller
             self.ready.set()
             async with asyncio.TaskGroup() as tasks:
@@ -277,8 +276,10 @@ class Gateway:
         """The meter's recorder, and its nodes' history read from the same files."""
         assert self.space is not None
         assert self.history is not None
+        assert self.queries is not None
         space = self.space
         archive = AsyncArchive(root, meter.id)
+        self.queries.add_meter(meter.id, archive.reader)
 
         async def status_changed(status: ArchiveStatus) -> None:
             await space.write_archive_status(meter.id, status)
@@ -287,13 +288,22 @@ class Gateway:
             archive, meter, self.config.archive, self.clock, status_changed
         )
         for node_id, (stream, obis) in nodes.history.items():
-            shape = HISTORY_SHAPES[stream]
-            self.history.add_node(
-                node_id,
-                NodeHistory(archive.reader, stream, obis, shape, PROFILE_PERIOD, shape is Shape.PERIOD),
-            )
-        source = EventSource(archive.reader, meter.id, space.nid_type(METER_EVENT_TYPE))
+            self.history.add_node(node_id, SeriesKey(meter.id, stream, obis))
+        source = EventSource(meter.id, space.nid_type(METER_EVENT_TYPE))
         await self.history.add_event_source(space.server, nodes.meter, source)
+
+    def _web_services(self, root: Path | None) -> WebServices:
+        """What the web adapter may use of this gateway."""
+        assert self.desk is not None
+
+        def archive_status(meter_id: str) -> ArchiveStatus | None:
+            recorder = self.recorders.get(meter_id)
+            return recorder.status if recorder is not None else None
+
+        return WebServices(
+            config=self.config, clock=self.clock, users=self.users, desk=self.desk, external=self.external,
+            history=self.queries, archive_root=root, archive_status=archive_status, endpoint=self.endpoint,
+        )  # fmt: skip
 
     async def _watch_external(self) -> None:
         """Once a second, show external values that turned stale (or were put) in OPC UA, and

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from gateway.errors import ConfigError
 from gateway.localtime import meter_zone
 from gateway.obis import CATALOGUE, Obis, Refresh
+from gateway.streams import STREAMS
 
 BAUDRATES = (300, 600, 1200, 2400, 4800, 9600, 19200)
 #: ``dlms``: DLMS/COSEM over HDLC from the first byte (RS232/RS485 port, 8N1);
@@ -154,17 +155,8 @@ class OpcUaConfig:
         return f"opc.tcp://{self.host}:{self.port}{self.path}"
 
 
-#: Archive streams and how many UTC days each keeps by default (DESIGN §5). Minute records
-#: and register samples are the gateway's own and bulky; profiles and events are the
-#: meter's billing data, kept two years (a year of 15-minute LP1 is about 3.5 MB).
-ARCHIVE_STREAMS: dict[str, int] = {
-    "minute": 100,
-    "registers": 100,
-    "lp1": 731,
-    "lp2": 731,
-    "events": 731,
-    "notified": 731,
-}
+#: Archive streams and how many UTC days each keeps by default (DESIGN §5, gateway/streams.py).
+ARCHIVE_STREAMS: dict[str, int] = {str(s.id): s.keep_days for s in STREAMS}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,18 @@
-"""OPC UA aggregates over archived samples (OPC 10000-13), pure computation.
+"""Aggregates over archived samples (OPC 10000-13), pure computation.
 
-What a stored sample stands for decides how it aggregates, so every sample has a
-:class:`Shape`:
+The aggregates are the standard's, so both adapters of the archive's history (OPC UA
+HistoryRead and the REST API) give the same values; nothing here knows either protocol.
+Results carry OPC UA StatusCodes as plain numbers (OPC 10000-4 §7.39): the standard
+defines the aggregates' statuses in its own codes, and the REST API shows their names.
 
-* ``MINUTE`` - a minute record of a 1-second value: the mean, minimum, maximum and number
-  of the minute's samples, stamped at the minute's start and covering ``[t, t + 60 s)``.
-  Average is weighted by the sample counts (the mean of the underlying 1-second samples),
-  Minimum/Maximum use the minute's extremes, Count counts 1-second samples.
-* ``PERIOD`` - a load-profile value: the energy (or mean) of the capture period that
-  *ends* at ``t``, covering ``[t - period, t)``. Total sums the periods in the interval.
-* ``POINT`` - a register sample: the counter's value at ``t``, covering no time. Delta
-  and DeltaBounds give the energy of an interval.
+What a stored sample stands for decides how it aggregates (:class:`~gateway.streams.Shape`):
+
+* ``MINUTE`` - a minute record of a 1-second value. Average is weighted by the sample
+  counts (the mean of the underlying 1-second samples), Minimum/Maximum use the minute's
+  extremes, Count counts 1-second samples.
+* ``PERIOD`` - a load-profile value of the period ending at ``t``. Total sums the periods
+  in the interval.
+* ``POINT`` - a register sample. Delta and DeltaBounds give the energy of an interval.
 
 A sample belongs to the interval its covered span starts in, so a load-profile period
 ending at 00:15 is part of the interval ``[00:00, 00:15)``.
@@ -26,15 +28,30 @@ End return stored values (*Raw*).
 from __future__ import annotations
 
 import bisect
-import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from asyncua import ua
+from gateway.streams import Shape
 
 MINUTE = timedelta(minutes=1)
 ZERO = timedelta(0)
+
+# The StatusCodes of history results (OPC 10000-4 §7.39 / Annex A; OPC 10000-11 §6.3).
+GOOD = 0x00000000
+GOOD_NO_DATA = 0x00A50000
+UNCERTAIN_DATA_SUB_NORMAL = 0x40A40000
+BAD_NO_DATA = 0x809B0000
+BAD_BOUND_NOT_FOUND = 0x80D70000
+BAD_AGGREGATE_INVALID_INPUTS = 0x80D60000
+_STATUS_NAMES = {
+    GOOD: "Good",
+    GOOD_NO_DATA: "GoodNoData",
+    UNCERTAIN_DATA_SUB_NORMAL: "UncertainDataSubNormal",
+    BAD_NO_DATA: "BadNoData",
+    BAD_BOUND_NOT_FOUND: "BadBoundNotFound",
+    BAD_AGGREGATE_INVALID_INPUTS: "BadAggregateInvalidInputs",
+}
 
 # Historian bits of a DataValue's StatusCode (OPC 10000-4 §7.39.2): InfoType DataValue.
 _DATA_VALUE_INFO = 0x0400
@@ -44,10 +61,14 @@ RAW = _DATA_VALUE_INFO | 0x00
 PARTIAL = 0x04  # added to one of the above
 
 
-class Shape(enum.Enum):
-    MINUTE = "minute"
-    PERIOD = "period"
-    POINT = "point"
+def status_name(status: int) -> str:
+    """The StatusCode's name without its info bits (``BadNoData`` for a Partial BadNoData)."""
+    return _STATUS_NAMES.get(status & 0xFFFF0000, f"0x{status & 0xFFFF0000:08X}")
+
+
+def is_good(status: int) -> bool:
+    """Severity Good (the two top bits clear, OPC 10000-4 §7.39.2)."""
+    return status & 0xC0000000 == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,11 +169,11 @@ def _status(base: int, interval: Interval, covered: timedelta, config: Config, n
     ratio = 1.0 if length <= ZERO else min(covered / length, 1.0)
     code: int
     if ratio * 100 >= config.percent_good:
-        code = ua.StatusCodes.Good
+        code = GOOD
     elif (1 - ratio) * 100 >= config.percent_bad:
-        code = ua.StatusCodes.BadNoData
+        code = BAD_NO_DATA
     else:
-        code = ua.StatusCodes.UncertainDataSubNormal
+        code = UNCERTAIN_DATA_SUB_NORMAL
     return code | base | (PARTIAL if interval.partial else 0)
 
 
@@ -166,17 +187,17 @@ def value_at(series: Series, t: datetime, keys: Sequence[datetime] | None = None
     times = keys if keys is not None else [s.time for s in samples]
     i = bisect.bisect_left(times, t)
     if i < len(samples) and times[i] == t:
-        return Result(t, samples[i].value, ua.StatusCodes.Good | RAW)
+        return Result(t, samples[i].value, GOOD | RAW)
     if i == 0:
-        return Result(t, None, ua.StatusCodes.BadNoData)
+        return Result(t, None, BAD_NO_DATA)
     before = samples[i - 1]
     if i == len(samples):
-        return Result(t, before.value, ua.StatusCodes.UncertainDataSubNormal | INTERPOLATED)
+        return Result(t, before.value, UNCERTAIN_DATA_SUB_NORMAL | INTERPOLATED)
     if series.stepped:
-        return Result(t, before.value, ua.StatusCodes.Good | INTERPOLATED)
+        return Result(t, before.value, GOOD | INTERPOLATED)
     after = samples[i]
     share = (t - before.time) / (after.time - before.time)
-    return Result(t, before.value + share * (after.value - before.value), ua.StatusCodes.Good | INTERPOLATED)
+    return Result(t, before.value + share * (after.value - before.value), GOOD | INTERPOLATED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +235,7 @@ def _simple(fn: Callable[[Series, Sequence[Sample]], float], base: int) -> Aggre
 
     def run(w: Window, inside: Sequence[Sample]) -> Result:
         if not inside:
-            return Result(w.interval.start, None, ua.StatusCodes.BadNoData)
+            return Result(w.interval.start, None, BAD_NO_DATA)
         return Result(w.interval.start, fn(w.series, inside), w.status(base, inside))
 
     return run
@@ -238,7 +259,7 @@ _total_simple = _simple(_total, CALCULATED)
 def _total_of(w: Window, inside: Sequence[Sample]) -> Result:
     if w.series.shape is Shape.POINT:
         # The time integral of a counter means nothing; its interval energy is DeltaBounds.
-        return Result(w.interval.start, None, ua.StatusCodes.BadAggregateInvalidInputs)
+        return Result(w.interval.start, None, BAD_AGGREGATE_INVALID_INPUTS)
     return _total_simple(w, inside)
 
 
@@ -246,7 +267,7 @@ def _count(w: Window, inside: Sequence[Sample]) -> Result:
     """The number of samples (1-second samples for minute records); 0 when there are none."""
     if not inside:
         partial = PARTIAL if w.interval.partial else 0
-        return Result(w.interval.start, 0.0, ua.StatusCodes.Good | CALCULATED | partial, integer=True)
+        return Result(w.interval.start, 0.0, GOOD | CALCULATED | partial, integer=True)
     return Result(
         w.interval.start, float(sum(s.count for s in inside)), w.status(CALCULATED, inside), integer=True
     )
@@ -257,7 +278,7 @@ def _edge(last: bool) -> AggregateFn:
 
     def run(w: Window, inside: Sequence[Sample]) -> Result:
         if not inside:
-            return Result(w.interval.start, None, ua.StatusCodes.BadNoData)
+            return Result(w.interval.start, None, BAD_NO_DATA)
         s = inside[-1] if last else inside[0]
         return Result(s.time, s.value, w.status(RAW, inside))
 
@@ -267,7 +288,7 @@ def _edge(last: bool) -> AggregateFn:
 def _delta(w: Window, inside: Sequence[Sample]) -> Result:
     """Last minus first value in the interval (OPC 10000-13 §5.4.3.30)."""
     if not inside:
-        return Result(w.interval.start, None, ua.StatusCodes.BadNoData)
+        return Result(w.interval.start, None, BAD_NO_DATA)
     return Result(w.interval.start, inside[-1].value - inside[0].value, w.status(CALCULATED, inside))
 
 
@@ -278,9 +299,9 @@ def _delta_bounds(w: Window, inside: Sequence[Sample]) -> Result:
     first = value_at(w.series, iv.start, w.keys)
     last = value_at(w.series, iv.end, w.keys)
     if first.value is None or last.value is None:
-        return Result(iv.start, None, ua.StatusCodes.BadNoData)
-    good = all(r.status & 0xC0000000 == 0 for r in (first, last))
-    code = ua.StatusCodes.Good if good else ua.StatusCodes.UncertainDataSubNormal
+        return Result(iv.start, None, BAD_NO_DATA)
+    good = all(is_good(r.status) for r in (first, last))
+    code = GOOD if good else UNCERTAIN_DATA_SUB_NORMAL
     return Result(iv.start, last.value - first.value, code | CALCULATED | (PARTIAL if iv.partial else 0))
 
 
@@ -296,23 +317,24 @@ def _range(series: Series, inside: Sequence[Sample]) -> float:
     return _highest(series, inside) - _lowest(series, inside)
 
 
-#: Supported aggregate functions: standard NodeId (namespace 0) -> computation.
-AGGREGATES: dict[int, AggregateFn] = {
-    ua.ObjectIds.AggregateFunction_Average: _simple(_average, CALCULATED),
-    ua.ObjectIds.AggregateFunction_Minimum: _simple(_lowest, RAW),
-    ua.ObjectIds.AggregateFunction_Maximum: _simple(_highest, RAW),
-    ua.ObjectIds.AggregateFunction_Range: _simple(_range, CALCULATED),
-    ua.ObjectIds.AggregateFunction_Count: _count,
-    ua.ObjectIds.AggregateFunction_Total: _total_of,
-    ua.ObjectIds.AggregateFunction_Delta: _delta,
-    ua.ObjectIds.AggregateFunction_DeltaBounds: _delta_bounds,
-    ua.ObjectIds.AggregateFunction_Start: _edge(last=False),
-    ua.ObjectIds.AggregateFunction_End: _edge(last=True),
+#: Supported aggregate functions by their names in OPC 10000-13 §5.4 (the OPC UA adapter
+#: finds each one's standard NodeId, ``AggregateFunction_<name>``, by this name).
+AGGREGATES: dict[str, AggregateFn] = {
+    "Average": _simple(_average, CALCULATED),
+    "Minimum": _simple(_lowest, RAW),
+    "Maximum": _simple(_highest, RAW),
+    "Range": _simple(_range, CALCULATED),
+    "Count": _count,
+    "Total": _total_of,
+    "Delta": _delta,
+    "DeltaBounds": _delta_bounds,
+    "Start": _edge(last=False),
+    "End": _edge(last=True),
 }
 
 
 def compute(
-    aggregate: int,
+    aggregate: str,
     series: Series,
     periods: Sequence[Interval],
     now: datetime,

@@ -49,6 +49,7 @@ them in worker threads so the event loop never waits on the disk.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import re
@@ -66,10 +67,13 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 _MAGIC = b"# smx-archive "
 _COMMENT = b"# time: ISO 8601 UTC; status: meter status word (decimal); empty cell = no value\n"
-_DAY_FILE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.csv$")
+#: The name of a day file, ``YYYY-MM-DD.csv`` (also of the market's notified profiles).
+DAY_FILE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.csv$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 fromisoformat = datetime.fromisoformat
 _CHUNK = 64 * 1024  # scan step for tails and headers; far larger than any one line
+#: Newest records looked at to find a profile's capture period.
+_PERIOD_SAMPLE = 8
 _T = TypeVar("_T")
 
 
@@ -113,6 +117,22 @@ class Record:
 
 
 RecordLike = Record | tuple[datetime, int | None, Sequence[float | None]]
+
+
+def day_file(day: date) -> str:
+    """The file name of a UTC day's records (``2026-03-29.csv``)."""
+    return f"{day.isoformat()}.csv"
+
+
+def file_day(name: str) -> date | None:
+    """The day of a day file's name; None for any other file (renamed-aside files too)."""
+    m = DAY_FILE.match(name)
+    if m is None:
+        return None
+    try:
+        return date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:
+        return None
 
 
 def _check_name(kind: str, name: str) -> str:
@@ -225,12 +245,30 @@ class ArchiveReader:
     def __init__(self, root: Path | str, meter_id: str) -> None:
         self.root = Path(root)
         self.meter_id = _check_name("meter id", meter_id)
+        self._periods: dict[str, timedelta] = {}
+
+    def note_period(self, stream: str, period: timedelta) -> None:
+        """Remember a profile's capture period as the meter gave it with its last readout."""
+        self._periods[stream] = period
+
+    def capture_period(self, stream: str) -> timedelta | None:
+        """The capture period of a load-profile stream: as the meter last gave it, else the
+        smallest spacing of the newest records (a profile's records are whole periods
+        apart; the files do not say it), None while fewer than two are archived."""
+        found = self._periods.get(stream)
+        if found is None:
+            times = [r.time for r in itertools.islice(self.read(stream, reverse=True), _PERIOD_SAMPLE)]
+            gaps = [a - b for a, b in itertools.pairwise(times) if a > b]
+            if not gaps:
+                return None
+            found = self._periods.setdefault(stream, min(gaps))
+        return found
 
     def stream_dir(self, stream: str) -> Path:
         return self.root / self.meter_id / _check_name("stream", stream)
 
     def path(self, stream: str, day: date) -> Path:
-        return self.stream_dir(stream) / f"{day.isoformat()}.csv"
+        return self.stream_dir(stream) / day_file(day)
 
     def days(self, stream: str) -> list[date]:
         """The UTC days that have a file, oldest first (renamed-aside files are not days)."""
@@ -241,15 +279,7 @@ class ArchiveReader:
             return []
         except OSError as err:
             raise ArchiveError(f"cannot list {folder}: {err.strerror or err}") from err
-        found = []
-        for name in names:
-            m = _DAY_FILE.match(name)
-            if m:
-                try:
-                    found.append(date(int(m[1]), int(m[2]), int(m[3])))
-                except ValueError:
-                    continue
-        return sorted(found)
+        return sorted(d for d in map(file_day, names) if d is not None)
 
     def _days_between(
         self, stream: str, lo: datetime | None, hi: datetime | None, reverse: bool
@@ -772,6 +802,7 @@ class AsyncArchive:
 
 
 __all__ = [
+    "DAY_FILE",
     "FORMAT_VERSION",
     "ArchiveReader",
     "ArchiveWriter",
@@ -780,5 +811,7 @@ __all__ = [
     "ColumnKey",
     "Record",
     "RecordLike",
+    "day_file",
+    "file_day",
     "parse_heading",
 ]

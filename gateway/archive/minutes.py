@@ -21,9 +21,10 @@ from datetime import datetime, timedelta
 from gateway.archive.files import Column, Record
 from gateway.meter.model import Quality, Snapshot
 from gateway.obis import Obis, ObisInfo
+from gateway.streams import StreamId
 
 MINUTE = timedelta(minutes=1)
-STREAM = "minute"
+STREAM = StreamId.MINUTE
 
 
 @dataclass(slots=True)
@@ -152,7 +153,7 @@ class MinuteAggregator(_PerMinute):
         return [Record(minute, 0, values)]
 
 
-REGISTER_STREAM = "registers"
+REGISTER_STREAM = StreamId.REGISTERS
 
 
 class RegisterSampler(_PerMinute):

@@ -27,7 +27,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 
 from gateway.archive.files import AsyncArchive, Column, Record
 from gateway.archive.minutes import REGISTER_STREAM, MinuteAggregator, RegisterSampler
@@ -37,17 +37,15 @@ from gateway.config import ArchiveConfig, MeterConfig, one_second_set
 from gateway.errors import ArchiveError
 from gateway.meter.model import EventRecord, ProfileData, Snapshot
 from gateway.obis import CATALOGUE, Refresh
+from gateway.streams import EVENT_LOG, Origin
+from gateway.streams import STREAMS as ALL_STREAMS
 
 log = logging.getLogger(__name__)
 
-#: Readout code of the poller -> archive stream.
-PROFILE_STREAMS = {"P.01": "lp1", "P.02": "lp2"}
-EVENT_STREAM = "events"
-EVENT_LOG_OBIS = "0-0:99.98.0"  # standard event log (IEC 62056-61 / DLMS Blue Book)
-EVENT_COLUMNS = (Column(EVENT_LOG_OBIS, "", "code"),)
-#: Readout code -> stream, for resuming the readouts where the archive ends.
-READOUT_STREAMS = {**PROFILE_STREAMS, "P.98": EVENT_STREAM}
-STREAMS = (MINUTE_STREAM, REGISTER_STREAM, *PROFILE_STREAMS.values(), EVENT_STREAM)
+#: The event log's column: the event code under the event log's logical name.
+EVENT_COLUMNS = (Column(str(EVENT_LOG.cosem), "", "code"),)
+#: The streams a recorder writes (the notified profiles are the market's).
+STREAMS = tuple(s.id for s in ALL_STREAMS if s.origin is not Origin.MARKET)
 #: Seconds between retries of a failed write.
 RETRY_S = 10.0
 #: Records kept per stream while writing fails (a week of minute records).
@@ -122,15 +120,15 @@ class ArchiveRecorder:
             self._wake.set()  # retry a failed write once the pause is over
 
     async def on_profile(self, meter_id: str, profile: ProfileData) -> None:
-        stream = PROFILE_STREAMS.get(profile.name)
-        if stream is None:
-            return
+        stream = profile.stream
+        if profile.period_s > 0:  # history aggregates need the meter's own capture period
+            self.archive.reader.note_period(stream, timedelta(seconds=profile.period_s))
         columns = tuple(Column(str(obis), unit) for obis, unit in profile.channels)
         self._submit(stream, columns, [Record(e.end, e.status, e.values) for e in profile.entries])
 
     async def on_events(self, meter_id: str, events: Sequence[EventRecord]) -> None:
         records = [Record(e.time, e.status, (float(e.code),)) for e in sorted(events, key=lambda e: e.time)]
-        self._submit(EVENT_STREAM, EVENT_COLUMNS, records)
+        self._submit(EVENT_LOG.id, EVENT_COLUMNS, records)
 
     # -- writer -------------------------------------------------------------------------
 

@@ -24,20 +24,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from gateway.archive.files import day_file, file_day
 from gateway.errors import ArchiveError
 from gateway.files import replace_file
 from gateway.market.external import ExternalValue
 from gateway.market.periods import MarketCalendar
 from gateway.market.profiles import NotifiedProfile
+from gateway.streams import StreamId
 
-STREAM = "notified"
+STREAM = StreamId.NOTIFIED
 #: Net active energy per period, import minus export (OBIS C=16 sum active, D=29 per period).
 COLUMN = "1-0:16.29.0 [kWh]"
-_DAY_FILE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.csv$")
 
 
 class ProfileStore:
@@ -50,7 +50,7 @@ class ProfileStore:
         self.zone_name = zone_name
 
     def path(self, day: date) -> Path:
-        return self.folder / f"{day.isoformat()}.csv"
+        return self.folder / day_file(day)
 
     def days(self) -> list[date]:
         """Delivery days with a profile, oldest first."""
@@ -58,12 +58,7 @@ class ProfileStore:
             names = os.listdir(self.folder)
         except FileNotFoundError:
             return []
-        days = []
-        for name in names:
-            m = _DAY_FILE.match(name)
-            if m:
-                days.append(date(int(m[1]), int(m[2]), int(m[3])))
-        return sorted(days)
+        return sorted(d for d in map(file_day, names) if d is not None)
 
     def save(self, profile: NotifiedProfile, registered: datetime) -> None:
         """Write ``profile`` whole (validated already: :func:`~gateway.market.profiles.make_profile`)."""

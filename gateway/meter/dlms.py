@@ -53,12 +53,13 @@ from gateway.errors import (
 )
 from gateway.meter.iec21 import LineStats
 from gateway.meter.model import EventRecord, MeterInfo, ProfileData, ProfileEntry
-from gateway.obis import CATALOGUE, EVENT_CODE, FIRMWARE, LOAD_PROFILE_1, LOAD_PROFILE_2, SERIAL_NUMBER, Obis
+from gateway.obis import CATALOGUE, EVENT_CODE, FIRMWARE, SERIAL_NUMBER, Obis
 from gateway.protocols import apdu as ap
 from gateway.protocols import cosem, hdlc
 from gateway.protocols import iec62056_21 as iec
 from gateway.protocols.axdr import Data, DataTag, decode_data, decode_length
 from gateway.protocols.common import NEED_DATA
+from gateway.streams import EVENT_LOG, PROFILES, Stream
 from gateway.transport import Framing, Transport
 from gateway.units import conversion_factor
 
@@ -86,8 +87,6 @@ CONFORMANCE_SN: Final = READ | PARAMETERIZED_ACCESS | MULTIPLE_REFERENCES
 CURRENT_ASSOCIATION: Final = Obis(0, 0, 40, 0, 0)
 LOGICAL_DEVICE_NAME: Final = Obis(0, 0, 42, 0, 0)
 CLOCK: Final = Obis(0, 0, 1, 0, 0)
-PROFILE_OBJECTS: Final = {"P.01": Obis(1, 0, 99, 1, 0), "P.02": Obis(1, 0, 99, 2, 0)}
-EVENT_LOG: Final = Obis(0, 0, 99, 98, 0)
 SN_ASSOCIATION_BASE: Final = 0xFA00
 
 CLASS_DATA: Final = 1
@@ -595,7 +594,7 @@ class _Directory:
 
 #: Encoded requests kept per association (the core set, the registers, a few rotations).
 _MAX_PLANS: Final = 16
-_PROFILE_UNITS: Final = {info.obis: info.unit for info in (*LOAD_PROFILE_1, *LOAD_PROFILE_2)}
+_PROFILE_UNITS: Final = {info.obis: info.unit for profile in PROFILES for info in profile.channels}
 
 
 class DlmsMeter:
@@ -662,7 +661,7 @@ class DlmsMeter:
         # Scalers and units of every catalogue object and the profiles' structure now, in
         # three requests, so that no cycle and no first profile piece pays for them.
         await self._scalers([obj for info in CATALOGUE if (obj := self._find(info.obis)) is not None])
-        await self._load_profiles([*PROFILE_OBJECTS.values(), EVENT_LOG])
+        await self._load_profiles([s.cosem for s in (*PROFILES, EVENT_LOG) if s.cosem is not None])
         # Identity: serial number, logical device name, firmware (whatever the meter has).
         names = (SERIAL_NUMBER, LOGICAL_DEVICE_NAME, FIRMWARE)
         found = [(n, self._find(n, CLASS_DATA)) for n in names]
@@ -894,15 +893,15 @@ class DlmsMeter:
             piece_start = piece_end
         return rows_out
 
-    async def read_profile(self, code: str, start: datetime, end: datetime) -> list[ProfileData]:
-        """Entries of load profile ``code`` (``P.01``/``P.02``) for the periods in [start, end].
+    async def read_profile(self, stream: Stream, start: datetime, end: datetime) -> list[ProfileData]:
+        """Entries of a load profile (its profile generic object, ``1-0:99.1.0``) for the
+        periods in [start, end].
 
         Values come in the catalogue's units (kWh, kvarh, V, A), converted by prefix.
         """
-        name = PROFILE_OBJECTS.get(code)
-        if name is None:
-            raise LocalProtocolError(f"unknown profile {code!r}")
-        profile = await self._profile(name)
+        if stream.cosem is None:
+            raise LocalProtocolError(f"{stream.id} is no profile of a DLMS meter")
+        profile = await self._profile(stream.cosem)
         # A row is stamped at the end of its period: the periods within [start, end] end
         # in (start, end]. The range access is inclusive, and some meters add the row
         # before the range too.
@@ -921,11 +920,12 @@ class DlmsMeter:
         if not entries:
             return []
         channels = tuple((obis, unit) for obis, unit, _ in profile.channels)
-        return [ProfileData(code, channels, profile.period_s, entries)]
+        return [ProfileData(stream.id, channels, profile.period_s, entries)]
 
     async def read_events(self, start: datetime, end: datetime) -> list[EventRecord]:
         """Entries of the standard event log 0-0:99.98.0 in [start, end]."""
-        profile = await self._profile(EVENT_LOG)
+        assert EVENT_LOG.cosem is not None
+        profile = await self._profile(EVENT_LOG.cosem)
         code_column = next(
             (cosem.logical_name(c) for c in profile.columns if cosem.logical_name(c).matches(EVENT_CODE)),
             None,

@@ -38,6 +38,7 @@ from gateway.localtime import local_to_utc, utc_to_local
 from gateway.meter.model import EventRecord, MeterInfo, ProfileData, ProfileEntry
 from gateway.obis import DATE, SERIAL_NUMBER, TIME, Obis
 from gateway.protocols import iec62056_21 as iec
+from gateway.streams import EVENT_LOG, Stream
 from gateway.transport import Framing, Transport
 
 log = logging.getLogger(__name__)
@@ -353,8 +354,10 @@ class Iec21Meter:
         except ValueError as err:
             raise RemoteProtocolError(f"meter date/time {date!r} {time!r} is not a valid time") from err
 
-    async def read_profile(self, code: str, start: datetime, end: datetime) -> list[ProfileData]:
-        """Entries of profile ``code`` with end stamps in [start, end] (meter's own times, UTC)."""
+    async def read_profile(self, profile: Stream, start: datetime, end: datetime) -> list[ProfileData]:
+        """Entries of ``profile`` (its data set ``P.01``/``P.02``) with end stamps in [start, end]
+        (the meter's own times, in UTC)."""
+        code = profile.iec
         blocks = await self.session.read_profile(
             code, to_profile_time(start, self.zone), to_profile_time(end, self.zone)
         )
@@ -378,19 +381,20 @@ class Iec21Meter:
                     f"{code}: rows beyond 9999 with a period of {block.period_minutes} min"
                 ) from err
             _check_not_after(code, entries[-1].end if entries else first, end)
-            result.append(ProfileData(code, channels, block.period_minutes * 60, entries))
+            result.append(ProfileData(profile.id, channels, block.period_minutes * 60, entries))
         return result
 
     async def read_events(self, start: datetime, end: datetime) -> list[EventRecord]:
+        code = EVENT_LOG.iec
         blocks = await self.session.read_profile(
-            "P.98", to_profile_time(start, self.zone), to_profile_time(end, self.zone)
+            code, to_profile_time(start, self.zone), to_profile_time(end, self.zone)
         )
         events = []
         for block in blocks:
-            code = _field(block.rows[0][0] if block.rows and block.rows[0] else "", "P.98 event code")
-            status = _field(block.status, "P.98 status", 16)
-            events.append(EventRecord(_profile_time_utc(block.start, self.zone), code, status))
-            _check_not_after("P.98", events[-1].time, end)
+            event = _field(block.rows[0][0] if block.rows and block.rows[0] else "", f"{code} event code")
+            status = _field(block.status, f"{code} status", 16)
+            events.append(EventRecord(_profile_time_utc(block.start, self.zone), event, status))
+            _check_not_after(code, events[-1].time, end)
         return events
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from gateway.obis import Obis
+from gateway.streams import StreamId
 
 
 class Quality(enum.Enum):
@@ -106,8 +107,9 @@ class ProfileEntry:
 class ProfileData:
     """Entries of one profile with their channel description."""
 
-    name: str  # "P.01", "P.02"
+    stream: StreamId  # which load profile (streams.PROFILES)
     channels: tuple[tuple[Obis, str], ...]  # (obis, unit)
+    #: The meter's capture period, seconds.
     period_s: int
     entries: tuple[ProfileEntry, ...]
 

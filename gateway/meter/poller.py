@@ -30,6 +30,7 @@ logged once, as is the recovery.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -50,26 +51,33 @@ from gateway.meter.model import (
     Snapshot,
 )
 from gateway.obis import CATALOGUE, ONE_SECOND_SET_PRIORITY, Obis, ObisInfo, Refresh
+from gateway.streams import EVENT_LOG, READOUTS, Origin, Stream, StreamId, stream
 from gateway.units import conversion_factor
 
 log = logging.getLogger(__name__)
 
 #: How far back the first profile / event readout goes.
 INITIAL_PROFILE_SPAN = timedelta(days=1)
-#: Bounds of one piece of a profile readout; the span adapts to what fits into a cycle.
 #: Share of the cycle the 1-second set and starving periodic work may use together.
 SQUEEZE = 0.97
-#: Per readout: (first span, longest span). The event log is sparse, so its pieces are long.
-PIECE_SPANS = {
-    "P.01": (timedelta(hours=1), timedelta(hours=2)),
-    "P.02": (timedelta(hours=1), timedelta(hours=2)),
-    "P.98": (INITIAL_PROFILE_SPAN, INITIAL_PROFILE_SPAN),
-}
+#: The shortest piece of a readout; the span adapts to what fits into a cycle, between
+#: this and the stream's longest (``Stream.piece``).
 PROFILE_PIECE_MIN = timedelta(minutes=15)
 #: How far before the end of the last range read the next one starts (plus the clock deviation).
 REREAD = timedelta(minutes=2)
-PROFILES = ("P.01", "P.02")
-EVENT_LOG = "P.98"
+
+
+class Work(enum.Enum):
+    """The poller's periodic work besides the 1-second set."""
+
+    #: The energy registers (all in one request on a batching link, else one per cycle).
+    REGISTERS = "registers"
+    #: The meter's clock, for the clock deviation.
+    CLOCK = "clock"
+    #: One piece of a queued profile or event-log range.
+    READOUT_PIECE = "readout piece"
+    #: Queue a readout's range (no line time of its own).
+    READOUT = "readout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +121,9 @@ class MeterLink(Protocol):
 
     async def read_clock(self) -> datetime: ...
 
-    async def read_profile(self, code: str, start: datetime, end: datetime) -> list[ProfileData]: ...
+    async def read_profile(self, profile: Stream, start: datetime, end: datetime) -> list[ProfileData]:
+        """Entries of a load profile (``streams.PROFILES``) whose periods end in (start, end]."""
+        ...
 
     async def read_events(self, start: datetime, end: datetime) -> list[EventRecord]: ...
 
@@ -143,7 +153,7 @@ class _ValueState:
 
 @dataclass(slots=True)
 class _Periodic:
-    name: str
+    work: Work
     period_s: float
     due_at: float = 0.0
     cost_s: float = 1.0  # measured seconds per run (EWMA); pessimistic until measured
@@ -195,18 +205,16 @@ class Poller:
         self._register_round = 0.0
         self._cost_known = False
         self._periodic = [
-            *([_Periodic("registers", config.register_period_s)] if self._registers else []),
-            _Periodic("clock", config.clock_period_s),
+            *([_Periodic(Work.REGISTERS, config.register_period_s)] if self._registers else []),
+            _Periodic(Work.CLOCK, config.clock_period_s),
         ]
         # Readouts (no line time of their own): when due, their range is queued, and the
         # queue is read one piece per cycle as periodic work.
-        self._readouts = {
-            code: _Periodic(code, config.event_period_s if code == EVENT_LOG else config.profile_period_s)
-            for code in (*PROFILES, EVENT_LOG)
-        }
-        self._piece = _Periodic("profile-piece", 60.0)
-        self._piece_cost: dict[str, float] = {}  # measured seconds per piece, per readout (EWMA)
-        self._piece_span = {code: first for code, (first, _) in PIECE_SPANS.items()}
+        periods = {Origin.PROFILE: config.profile_period_s, Origin.EVENT_LOG: config.event_period_s}
+        self._readouts = {s.id: _Periodic(Work.READOUT, periods[s.origin]) for s in READOUTS}
+        self._piece = _Periodic(Work.READOUT_PIECE, 60.0)
+        self._piece_cost: dict[StreamId, float] = {}  # measured seconds per piece, per readout (EWMA)
+        self._piece_span = {s.id: s.piece[0] for s in READOUTS}
         self._link: MeterLink | None = None
         self._info = MeterInfo()
         self._diag = Diagnostics()
@@ -216,10 +224,10 @@ class Poller:
         self._started_at = 0.0
         self._lost_logged = False
         #: Per readout, the newest entry published (entries up to it are never published again).
-        self._profile_cursor: dict[str, datetime] = {}
+        self._profile_cursor: dict[StreamId, datetime] = {}
         #: Per readout, the end of the last range read completely.
-        self._read_until: dict[str, datetime] = {}
-        self._profile_pending: list[tuple[str, datetime, datetime]] = []
+        self._read_until: dict[StreamId, datetime] = {}
+        self._profile_pending: list[tuple[StreamId, datetime, datetime]] = []
         self.snapshot: Snapshot | None = None
         #: The last complete read of the cycle's core, for benchmarks and diagnostics.
         self.core_read: CoreRead | None = None
@@ -236,15 +244,18 @@ class Poller:
         """Profile / event-log ranges still to be read (the backfill after start or a gap)."""
         return len(self._profile_pending)
 
-    def resume(self, code: str, last_entry: datetime) -> None:
-        """Continue readout ``code`` after ``last_entry`` (the newest one archived).
+    def resume(self, readout: StreamId, last_entry: datetime) -> None:
+        """Continue ``readout`` (a profile or the event log) after ``last_entry``, the newest
+        one archived.
 
         The first readout then asks for everything after it (at most ``max_backfill``
         back), so a restart or an outage leaves no hole the meter can still fill, and
         entries up to ``last_entry`` are never published again.
         """
-        self._profile_cursor[code] = last_entry
-        self._read_until[code] = last_entry
+        if not stream(readout).readout:
+            raise ValueError(f"{readout} is not read out of the meter")
+        self._profile_cursor[readout] = last_entry
+        self._read_until[readout] = last_entry
 
     async def wait_snapshot(self) -> Snapshot:
         """Wait for the next published snapshot (tests and adapters that need a fresh one)."""
@@ -375,9 +386,9 @@ class Poller:
 
     def _plan(self, now: float) -> tuple[list[_ValueState], list[_Periodic], list[_ValueState]]:
         """Split this cycle's work into core values, due periodic work (in order) and the rotation."""
-        for readout in self._readouts.values():
+        for readout_id, readout in self._readouts.items():
             if readout.due_at <= now:
-                self._queue_range(readout.name)
+                self._queue_range(readout_id)
                 readout.due_at = now + readout.period_s
         due = [p for p in self._periodic if p.due_at <= now]
         if self._profile_pending:
@@ -591,10 +602,10 @@ class Poller:
     async def _periodic_work(self, link: MeterLink, item: _Periodic) -> bool:
         now_mono = self._clock.monotonic()
         try:
-            if item.name == "registers" and link.batches:
+            if item.work is Work.REGISTERS and link.batches:
                 if not await self._read_batch(link, self._registers):
                     return False
-            elif item.name == "registers":
+            elif item.work is Work.REGISTERS:
                 # One register per cycle keeps the cycle short; the round of all of them
                 # repeats every period, counted from the round's first read.
                 if self._register_next % len(self._registers) == 0:
@@ -607,7 +618,7 @@ class Poller:
                     return True  # stays due until the round is complete
                 item.due_at = self._register_round + item.period_s
                 return True
-            elif item.name == "clock":
+            elif item.work is Work.CLOCK:
                 try:
                     meter_time = await link.read_clock()
                 except DataNotAvailable as err:
@@ -619,7 +630,7 @@ class Poller:
                 deviation = (meter_time - self._clock.now()).total_seconds()
                 self._diag = replace(self._diag, clock_deviation_s=deviation)
                 self._succeeded()
-            elif item.name == "profile-piece":
+            elif item.work is Work.READOUT_PIECE:
                 if not self._profile_pending:
                     return True
                 await self._read_profile_piece(link)
@@ -627,12 +638,12 @@ class Poller:
                     item.due_at = now_mono  # due again next cycle, without seniority over others
                     return True
         except (TransportError, ProtocolError) as err:
-            self._failed(f"{item.name}: {err}")
+            self._failed(f"{item.work.value}: {err}")
             return False
         item.due_at = now_mono + item.period_s
         return True
 
-    def _queue_range(self, code: str) -> None:
+    def _queue_range(self, code: StreamId) -> None:
         """Queue the range from the last entry read to now, to be read in pieces."""
         now = self._clock.now()
         for n, (pending, start, until) in enumerate(self._profile_pending):
@@ -657,20 +668,21 @@ class Poller:
             if not self._profile_pending:
                 self._piece.due_at = self._clock.monotonic()
             # Events (tampering, outages) go before the load profile backfill.
-            position = 0 if code == EVENT_LOG else len(self._profile_pending)
+            position = 0 if code == EVENT_LOG.id else len(self._profile_pending)
             self._profile_pending.insert(position, (code, start, now))
 
     async def _read_profile_piece(self, link: MeterLink) -> None:
         """Read the next piece of the oldest pending profile range, sized to fit a cycle."""
         code, start, until = self._profile_pending[0]
+        readout = stream(code)
         span = self._piece_span[code]
         end = min(start + span, until)
         t0 = self._clock.monotonic()
-        if code == EVENT_LOG:
+        if readout.origin is Origin.EVENT_LOG:
             await self._read_events(link, start, end)
             blocks = []
         else:
-            blocks = await link.read_profile(code, start, end)
+            blocks = await link.read_profile(readout, start, end)
         cost = self._clock.monotonic() - t0
         known = self._piece_cost.get(code)
         self._piece_cost[code] = cost if known is None else 0.7 * known + 0.3 * cost
@@ -682,7 +694,7 @@ class Poller:
         if cost > target:
             self._piece_span[code] = max(span / 2, PROFILE_PIECE_MIN)
         elif cost < target / 2.5:
-            self._piece_span[code] = min(span * 2, PIECE_SPANS[code][1])
+            self._piece_span[code] = min(span * 2, readout.piece[1])
         if end >= until:
             self._profile_pending.pop(0)
         else:
@@ -701,10 +713,10 @@ class Poller:
         self._read_until[code] = end
 
     async def _read_events(self, link: MeterLink, start: datetime, end: datetime) -> None:
-        cursor = self._profile_cursor.get(EVENT_LOG)
+        cursor = self._profile_cursor.get(EVENT_LOG.id)
         events = [e for e in await link.read_events(start, end) if cursor is None or e.time > cursor]
         if events:
-            self._profile_cursor[EVENT_LOG] = max(e.time for e in events)
+            self._profile_cursor[EVENT_LOG.id] = max(e.time for e in events)
             for listener in self.listeners:
                 await self._notify(listener.on_events(self.config.id, events), "events")
 

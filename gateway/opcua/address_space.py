@@ -9,7 +9,7 @@ Layout (browse path -> string NodeId in the SMX namespace)::
           Diagnostics                    <meter>.Diagnostics       MeterDiagnosticsType
           Instantaneous/Voltage L1       <meter>.1-0:32.7.0        ObisValueType (AnalogItemType)
           Energy/Active energy import    <meter>.1-0:1.8.0         ObisValueType
-          LoadProfile1/<channel>         <meter>.P.01.1-0:1.29.0   ObisValueType
+          LoadProfile1/<channel>         <meter>.P.01.1-0:1.29.0   ObisValueType (streams table)
           EventLog                       <meter>.EventLog          EventLogType
 
 NodeIds depend only on the meter id and the OBIS code, never on folder layout, so a
@@ -33,7 +33,9 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import MeterConfig
 from gateway.events import describe
 from gateway.meter.model import Diagnostics, EventRecord, MeterInfo, ProfileData, Quality, Reading, Snapshot
-from gateway.obis import CATALOGUE, LOAD_PROFILE_1, LOAD_PROFILE_2, Kind, Obis, ObisInfo, Refresh
+from gateway.obis import CATALOGUE, Kind, Obis, ObisInfo
+from gateway.streams import EVENT_LOG, PROFILES, StreamId, value_stream
+from gateway.streams import stream as stream_of
 from gateway.units import UNECE_NAMESPACE, UNITS
 
 SMX_NAMESPACE = "http://smx-gateway.org/UA/"
@@ -116,17 +118,17 @@ class MeterNodes:
     refresh: dict[Obis, ua.NodeId] = field(default_factory=dict)
     diagnostics: dict[str, ua.NodeId] = field(default_factory=dict)
     identity: dict[str, ua.NodeId] = field(default_factory=dict)
-    profiles: dict[str, dict[Obis, ua.NodeId]] = field(default_factory=dict)
-    profile_state: dict[str, dict[str, ua.NodeId]] = field(default_factory=dict)
+    profiles: dict[StreamId, dict[Obis, ua.NodeId]] = field(default_factory=dict)
+    profile_state: dict[StreamId, dict[str, ua.NodeId]] = field(default_factory=dict)
     event_log: dict[str, ua.NodeId] = field(default_factory=dict)
     written: dict[Obis, tuple[datetime | None, Quality]] = field(default_factory=dict)
     last_info: MeterInfo | None = None
     last_diag: Diagnostics | None = None
-    profile_counts: dict[str, int] = field(default_factory=dict)
+    profile_counts: dict[StreamId, int] = field(default_factory=dict)
     events_read: int = 0
     event_generator: Any = None
     #: Nodes with history: node -> (stream, OBIS code of the column); filled when historized.
-    history: dict[ua.NodeId, tuple[str, Obis]] = field(default_factory=dict)
+    history: dict[ua.NodeId, tuple[StreamId, Obis]] = field(default_factory=dict)
 
 
 class AddressSpace:
@@ -224,27 +226,26 @@ class AddressSpace:
             nodes.refresh[info.obis] = self.nid(f"{mid}.{info.obis}.RefreshPeriod")
             items += self._obis_variable(folder, node_id, info, historizing=history, refresh=True)
             if history:
-                stream = "registers" if info.refresh is Refresh.REGISTER else "minute"
-                nodes.history[node_id] = (stream, info.obis)
-        for code, name, channels, stream in (
-            ("P.01", "LoadProfile1", LOAD_PROFILE_1, "lp1"),
-            ("P.02", "LoadProfile2", LOAD_PROFILE_2, "lp2"),
-        ):
+                nodes.history[node_id] = (value_stream(info), info.obis)
+        for profile in PROFILES:
+            name = profile.folder
             profile_id = self.nid(f"{mid}.{name}")
             items.append(self._object(meter.nodeid, profile_id, name, LOAD_PROFILE_TYPE))
             items += self._state_variables(profile_id, f"{mid}.{name}", LOAD_PROFILE_STATE)
-            nodes.profile_state[code] = {n: self.nid(f"{mid}.{name}.{n}") for n, _ in LOAD_PROFILE_STATE}
-            nodes.profiles[code] = {}
-            for info in channels:
-                node_id = self.nid(f"{mid}.{code}.{info.obis}")
-                nodes.profiles[code][info.obis] = node_id
+            state = {n: self.nid(f"{mid}.{name}.{n}") for n, _ in LOAD_PROFILE_STATE}
+            nodes.profile_state[profile.id] = state
+            nodes.profiles[profile.id] = {}
+            for info in profile.channels:
+                # The IEC 62056-21 name of the profile keeps the NodeIds of earlier versions.
+                node_id = self.nid(f"{mid}.{profile.iec}.{info.obis}")
+                nodes.profiles[profile.id][info.obis] = node_id
                 items += self._obis_variable(profile_id, node_id, info, historizing=history, refresh=False)
                 if history:
-                    nodes.history[node_id] = (stream, info.obis)
-        log_id = self.nid(f"{mid}.EventLog")
-        items.append(self._object(meter.nodeid, log_id, "EventLog", EVENT_LOG_TYPE))
-        items += self._state_variables(log_id, f"{mid}.EventLog", EVENT_LOG_STATE)
-        nodes.event_log = {n: self.nid(f"{mid}.EventLog.{n}") for n, _ in EVENT_LOG_STATE}
+                    nodes.history[node_id] = (profile.id, info.obis)
+        log_id = self.nid(f"{mid}.{EVENT_LOG.folder}")
+        items.append(self._object(meter.nodeid, log_id, EVENT_LOG.folder, EVENT_LOG_TYPE))
+        items += self._state_variables(log_id, f"{mid}.{EVENT_LOG.folder}", EVENT_LOG_STATE)
+        nodes.event_log = {n: self.nid(f"{mid}.{EVENT_LOG.folder}.{n}") for n, _ in EVENT_LOG_STATE}
         # Meter events are raised by the meter object (EventNotifier set by the generator).
         nodes.event_generator = await self.server.get_event_generator(
             ua.NodeId(METER_EVENT_TYPE, self.ns), meter
@@ -272,7 +273,8 @@ class AddressSpace:
             ref.SourceNodeId = node_id
             ref.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasHistoricalConfiguration)
             ref.IsForward = True
-            ref.TargetNodeId = self.history_configuration[stream in ("lp1", "lp2")]
+            shape = stream_of(stream).shape
+            ref.TargetNodeId = self.history_configuration[shape is not None and shape.stepped]
             ref.TargetNodeClass = ua.NodeClass.Object
             refs.append(ref)
         for result in await self.server.iserver.isession.add_references(refs):
@@ -464,7 +466,7 @@ class AddressSpace:
     async def write_profile(self, meter_id: str, profile: ProfileData) -> None:
         """Show the last period of a profile readout on its channel variables."""
         nodes = self.meters[meter_id]
-        channels = nodes.profiles.get(profile.name)
+        channels = nodes.profiles.get(profile.stream)
         if channels is None or not profile.entries:
             return
         last = profile.entries[-1]
@@ -481,9 +483,9 @@ class AddressSpace:
                 ServerTimestamp=now,
             )
             await self._write(node_id, dv)
-        state = nodes.profile_state[profile.name]
-        count = nodes.profile_counts.get(profile.name, 0) + len(profile.entries)
-        nodes.profile_counts[profile.name] = count
+        state = nodes.profile_state[profile.stream]
+        count = nodes.profile_counts.get(profile.stream, 0) + len(profile.entries)
+        nodes.profile_counts[profile.stream] = count
         await self._write(
             state["CapturePeriod"], _dv(ua.Variant(float(profile.period_s), ua.VariantType.Double), now)
         )

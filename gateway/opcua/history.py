@@ -1,39 +1,25 @@
-"""OPC UA Historical Access over the archive files (OPC 10000-11; DESIGN §4).
+"""OPC UA Historical Access over the archive (OPC 10000-11; DESIGN §4): a translation.
 
-asyncua's own history backends store what a subscription sees; the SMX archive already
-holds what the meter gave, so :class:`ArchiveHistory` reads the day files directly and
-:class:`ArchiveHistoryManager` answers every HistoryRead kind itself:
+What a history read means is decided in :mod:`gateway.archive.query`, for every adapter;
+this module translates OPC UA's HistoryRead into those queries and their answers back:
+the details structures into queries, unspecified times (DateTime minimum) into open
+ends, refusals into StatusCodes, cursors into continuation points, results into
+HistoryData packed by :mod:`gateway.opcua.history_codec`, and archived events into
+MeterEventType events of the meter object with the client's select clauses (where
+clauses are not evaluated).
 
-* **ReadRaw** (§6.4.3): forward when StartTime < EndTime (``Start <= t < End``), reverse
-  when StartTime > EndTime (``End < t <= Start``) or only EndTime is given; open-ended
-  reads need NumValuesPerNode. A page holds at most NumValuesPerNode values and never
-  more than :data:`PAGE_LIMIT`; a cut page carries a continuation point naming the next
-  value (its time and how many values of that time were already sent), so pages never
-  repeat or skip a value. ReturnBounds adds the values at or outside the edges
-  (``BadBoundNotFound`` where there is none). Raw values are what the archive stores:
-  the minute mean of a 1-second value (stamped at the minute's start), each register
-  sample, each load-profile period (stamped at its end).
-* **ReadProcessed** (§6.4.4): the aggregates of :mod:`gateway.archive.aggregates`, one per
-  processing interval, paged like raw data.
-* **ReadAtTime** (§6.4.5): stored value or, between two, stepped or interpolated as the
-  node's HistoricalConfiguration says.
-* **ReadEvent** (§6.4.2): the meter's event log as MeterEventType events of the meter
-  object, with the client's select clauses (where clauses are not evaluated).
-
-Continuation points are stateless (the position plus a digest of the request), so a
-client can abandon one without the server holding anything; one from another request
-is refused with ``BadContinuationPointInvalid``. Files are read in worker threads.
+:class:`ArchiveHistoryManager` answers every HistoryRead kind itself (asyncua's own
+manager knows only ReadRaw and ReadEvent) and reads the next page ahead while the
+client decodes this one. Continuation points are the queries' stateless cursors: a
+client can abandon one without the server holding anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import logging
-import struct
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,46 +29,47 @@ from asyncua.common.events import Event, get_event_obj_from_type_node
 from asyncua.server.history import HistoryManager, HistoryStorageInterface
 
 from gateway.archive import aggregates
-from gateway.archive.aggregates import Result, Sample, Series, Shape
-from gateway.archive.files import ArchiveReader
-from gateway.archive.recorder import EVENT_LOG_OBIS, EVENT_STREAM
-from gateway.clock import Clock, SystemClock
+from gateway.archive.aggregates import Config, Result
+from gateway.archive.query import (
+    PAGE_LIMIT,
+    ArchivedEvent,
+    ArchiveQueries,
+    AtTimeQuery,
+    EventQuery,
+    ProcessedQuery,
+    QueryError,
+    RawQuery,
+    Refusal,
+    SeriesKey,
+)
 from gateway.events import describe
-from gateway.obis import Obis
 from gateway.opcua.history_codec import history_data, to_data_value
 
 log = logging.getLogger(__name__)
 
-#: Most values (or events, or intervals) per node in one HistoryRead answer.
-#: Small pages keep a page's memory low on the box and let the next page be read while
-#: the client decodes this one (see ``bench/history.py``: 2,000 was 1.8x faster end to end
-#: than 10,000 for a year of one channel).
-PAGE_LIMIT = 2_000
 #: Pages read ahead and kept for the continuation point that asks for them.
 READ_AHEAD = 8
 #: Times at or before this are "not specified" (the OPC UA DateTime minimum is 1601-01-01).
 _UNSPECIFIED = datetime(1601, 1, 2, tzinfo=UTC)
-_CP = struct.Struct("<4sIq8s")
-_CP_MAGIC = b"SMX1"
-
-
-@dataclass(frozen=True, slots=True)
-class NodeHistory:
-    """Where a node's history is stored and what its samples mean."""
-
-    reader: ArchiveReader
-    stream: str
-    obis: Obis
-    shape: Shape
-    period: timedelta = aggregates.MINUTE
-    stepped: bool = False
+#: The status of each refusal of the archive's queries (OPC 10000-11 §6.3, 10000-4 §7.39).
+REFUSALS: dict[Refusal, int] = {
+    Refusal.NO_HISTORY: ua.StatusCodes.BadHistoryOperationUnsupported,
+    Refusal.INVALID_RANGE: ua.StatusCodes.BadHistoryOperationInvalid,
+    Refusal.BAD_CURSOR: ua.StatusCodes.BadContinuationPointInvalid,
+    Refusal.UNKNOWN_AGGREGATE: ua.StatusCodes.BadAggregateNotSupported,
+    Refusal.AGGREGATE_CONFIGURATION: ua.StatusCodes.BadAggregateConfigurationRejected,
+    Refusal.INVALID_INTERVAL: ua.StatusCodes.BadInvalidArgument,
+}
+#: The standard AggregateFunction NodeIds (namespace 0) of the archive's aggregates.
+AGGREGATE_NODES: dict[int, str] = {
+    getattr(ua.ObjectIds, f"AggregateFunction_{name}"): name for name in aggregates.AGGREGATES
+}
 
 
 @dataclass(frozen=True, slots=True)
 class EventSource:
     """A meter object whose events are the archived event log."""
 
-    reader: ArchiveReader
     meter_id: str
     event_type: ua.NodeId
 
@@ -104,57 +91,24 @@ def _time(t: datetime | None) -> datetime | None:
     return None if t <= _UNSPECIFIED else t.astimezone(UTC)
 
 
-def _micros(t: datetime) -> int:
-    return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-
-
-def _from_micros(n: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=n)
-
-
-@dataclass(frozen=True, slots=True)
-class _Position:
-    """Where the next page starts: at ``time``, after ``skip`` values of that time
-    (``skip`` = 2**32 - 1: only the end bound is left)."""
-
-    time: datetime
-    skip: int
-
-
-_BOUND_ONLY = 0xFFFFFFFF
-
-
-def _digest(node_id: ua.NodeId, *parts: Any) -> bytes:
-    return hashlib.blake2b(repr((node_id.to_string(), *parts)).encode(), digest_size=8).digest()
-
-
-def _pack(position: _Position, digest: bytes) -> bytes:
-    return _CP.pack(_CP_MAGIC, position.skip, _micros(position.time), digest)
-
-
-def _unpack(point: bytes, digest: bytes) -> _Position:
-    try:
-        magic, skip, micros, found = _CP.unpack(point)
-    except struct.error:
-        raise HistoryFault(ua.StatusCodes.BadContinuationPointInvalid) from None
-    if magic != _CP_MAGIC or found != digest:
-        raise HistoryFault(ua.StatusCodes.BadContinuationPointInvalid)
-    return _Position(_from_micros(micros), skip)
+def _config(given: ua.AggregateConfiguration | None) -> Config:
+    if given is None or given.UseServerCapabilitiesDefaults:
+        return Config()
+    return Config(percent_good=given.PercentDataGood, percent_bad=given.PercentDataBad)
 
 
 class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua is untyped for mypy
-    """The historized nodes and event sources, read from the archive day files."""
+    """The historized nodes and event sources: which archived series each one is."""
 
-    def __init__(self, clock: Clock | None = None, page_limit: int = PAGE_LIMIT) -> None:
-        super().__init__(page_limit)
-        self.clock = clock or SystemClock()
-        self.page_limit = page_limit
-        self.nodes: dict[ua.NodeId, NodeHistory] = {}
+    def __init__(self, queries: ArchiveQueries) -> None:
+        super().__init__(queries.page_limit)
+        self.queries = queries
+        self.nodes: dict[ua.NodeId, SeriesKey] = {}
         self.event_sources: dict[ua.NodeId, EventSource] = {}
         self._event_class: dict[ua.NodeId, type[Event]] = {}
 
-    def add_node(self, node_id: ua.NodeId, history: NodeHistory) -> None:
-        self.nodes[node_id] = history
+    def add_node(self, node_id: ua.NodeId, series: SeriesKey) -> None:
+        self.nodes[node_id] = series
 
     async def add_event_source(self, server: Server, source: ua.NodeId, es: EventSource) -> None:
         if es.event_type not in self._event_class:
@@ -183,107 +137,23 @@ class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua 
         values, _point = await asyncio.to_thread(self.read_raw, node_id, details, None)
         return [to_data_value(r) for r in values], None
 
-    # -- samples ------------------------------------------------------------------------
+    def _series(self, node_id: ua.NodeId) -> SeriesKey:
+        series = self.nodes.get(node_id)
+        if series is None:
+            raise HistoryFault(ua.StatusCodes.BadHistoryOperationUnsupported)
+        return series
 
-    def samples(
-        self, h: NodeHistory, start: datetime | None, end: datetime | None, *, reverse: bool = False
-    ) -> Iterator[Sample]:
-        """Stored samples with ``start <= time <= end`` (None: open), in time order or reversed."""
-        code = str(h.obis)
-        if h.shape is Shape.MINUTE:
-            wanted = [(code, "mean"), (code, "min"), (code, "max"), (code, "count")]
-            for t, _status, (mean, low, high, count) in h.reader.read_columns(
-                h.stream, wanted, start, end, reverse=reverse
-            ):
-                if mean is not None:
-                    yield Sample(t, mean, int(count or 0), low, high)
-        else:
-            for t, _status, (value,) in h.reader.read_columns(
-                h.stream, [(code, "")], start, end, reverse=reverse
-            ):
-                if value is not None:
-                    yield Sample(t, value)
-
-    def _values(
-        self, h: NodeHistory, start: datetime | None, end: datetime | None, *, reverse: bool = False
-    ) -> Iterator[tuple[datetime, float]]:
-        """(time, raw value) of the stored samples: what ReadRaw returns. Lighter than
-        :meth:`samples` (no minimum/maximum/count), as a year is 35,040 of them."""
-        code = str(h.obis)
-        qualifier = "mean" if h.shape is Shape.MINUTE else ""
-        for t, _status, (value,) in h.reader.read_columns(
-            h.stream, [(code, qualifier)], start, end, reverse=reverse
-        ):
-            if value is not None:
-                yield t, value
-
-    def _neighbour(self, h: NodeHistory, t: datetime, *, before: bool, inclusive: bool) -> Sample | None:
-        """The nearest sample before (or after) ``t``."""
-        it = self.samples(h, None, t, reverse=True) if before else self.samples(h, t, None)
-        for s in it:
-            if inclusive or s.time != t:
-                return s
-        return None
-
-    # -- ReadRaw ------------------------------------------------------------------------
+    # -- the read kinds: details -> query -> answer ------------------------------------
 
     def read_raw(
         self, node_id: ua.NodeId, details: ua.ReadRawModifiedDetails, point: bytes | None
     ) -> tuple[list[Result], bytes | None]:
-        h = self._node(node_id)
-        start, end = _time(details.StartTime), _time(details.EndTime)
-        wanted = details.NumValuesPerNode
-        if start is None and end is None:
-            raise HistoryFault(ua.StatusCodes.BadHistoryOperationInvalid)
-        if (start is None or end is None) and wanted == 0:
-            raise HistoryFault(ua.StatusCodes.BadHistoryOperationInvalid)
-        reverse = start is None or (end is not None and start > end)
-        first, last = (end, None) if start is None else (start, end)
-        assert first is not None
-        bounds = bool(details.ReturnBounds)
-        digest = _digest(node_id, "raw", first, last, reverse, bounds)
-        position = _unpack(point, digest) if point else None
-        limit = min(wanted or self.page_limit, self.page_limit)
-        out: list[Result] = []
-
-        both = start is not None and end is not None
-        if position is None and bounds and both:
-            # The value at or outside the first edge, unless one is exactly on it (then
-            # it is the first value of the range anyway).
-            edge = self._neighbour(h, first, before=not reverse, inclusive=True)
-            if edge is None:
-                out.append(_no_bound(first))
-            elif edge.time != first:
-                out.append(_value(edge))
-        if position is None or position.skip != _BOUND_ONLY:
-            begin = first if position is None else position.time
-            skip = 0 if position is None else position.skip
-            it = self._values(h, last, begin, reverse=True) if reverse else self._values(h, begin, last)
-            run_time, run = None, 0
-            skip_at = None if position is None else position.time
-            exclusive = last if start != end else None  # the far edge is exclusive
-            good = ua.StatusCodes.Good
-            append = out.append
-            for t, value in it:
-                if t == exclusive:
-                    break
-                if t == run_time:
-                    run += 1
-                else:
-                    run_time, run = t, 1
-                if t == skip_at and run <= skip:
-                    continue
-                if len(out) >= limit:
-                    return out, _pack(_Position(t, run - 1), digest)
-                append(Result(t, value, good))
-        if bounds and both and last is not None:
-            if len(out) >= limit:
-                return out, _pack(_Position(last, _BOUND_ONLY), digest)
-            edge = self._neighbour(h, last, before=reverse, inclusive=True)
-            out.append(_no_bound(last) if edge is None else _value(edge))
-        return out, None
-
-    # -- ReadProcessed --------------------------------------------------------------------
+        query = RawQuery(
+            self._series(node_id), _time(details.StartTime), _time(details.EndTime),
+            limit=details.NumValuesPerNode, bounds=bool(details.ReturnBounds),
+        )  # fmt: skip
+        page = _answer(self.queries.raw, query, point)
+        return page.values, page.cursor
 
     def read_processed(
         self,
@@ -292,70 +162,32 @@ class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua 
         aggregate: ua.NodeId,
         point: bytes | None,
     ) -> tuple[list[Result], bytes | None]:
-        h = self._node(node_id)
-        if aggregate.NamespaceIndex != 0 or aggregate.Identifier not in aggregates.AGGREGATES:
+        series = self._series(node_id)
+        name = AGGREGATE_NODES.get(aggregate.Identifier) if aggregate.NamespaceIndex == 0 else None
+        if name is None:
             raise HistoryFault(ua.StatusCodes.BadAggregateNotSupported)
         start, end = _time(details.StartTime), _time(details.EndTime)
-        if start is None or end is None or start == end:
+        if start is None or end is None:
             raise HistoryFault(ua.StatusCodes.BadHistoryOperationInvalid)
         if details.ProcessingInterval < 0:
             raise HistoryFault(ua.StatusCodes.BadInvalidArgument)
-        config = _config(details.AggregateConfiguration)
-        reverse = start > end
-        step = timedelta(milliseconds=details.ProcessingInterval)
-        if step >= abs(end - start):
-            step = aggregates.ZERO  # one interval: the whole range (§6.4.4)
-        digest = _digest(node_id, "processed", start, end, step, aggregate.to_string(), config)
-        first = start if point is None else _unpack(point, digest).time
-        now = self.clock.now()
-        periods = aggregates.intervals(first, end, step, now, reverse=reverse, limit=self.page_limit + 1)
-        more: datetime | None = None
-        if len(periods) > self.page_limit:
-            periods = periods[: self.page_limit]
-            more = periods[-1].start if reverse else periods[-1].end
-        if not periods:
-            return [], None
-        lo = min(p.start for p in periods)
-        hi = max(p.end for p in periods)
-        series = self._series(h, lo, hi)
-        results = aggregates.compute(aggregate.Identifier, series, periods, now, config)
-        return results, None if more is None else _pack(_Position(more, 0), digest)
-
-    def _series(self, h: NodeHistory, lo: datetime, hi: datetime) -> Series:
-        """The samples aggregates over ``[lo, hi)`` need: those whose span touches it, plus
-        one neighbour on each side for bounds and interpolation."""
-        margin = h.period if h.shape is Shape.PERIOD else aggregates.MINUTE
-        inside = list(self.samples(h, lo - margin, hi + margin))
-        before = self._neighbour(h, lo - margin, before=True, inclusive=False)
-        after = self._neighbour(h, hi + margin, before=False, inclusive=False)
-        samples = [*([before] if before else []), *inside, *([after] if after else [])]
-        return Series(samples, h.shape, h.period, h.stepped)
-
-    # -- ReadAtTime ---------------------------------------------------------------------
+        query = ProcessedQuery(
+            series, start, end, name, timedelta(milliseconds=details.ProcessingInterval),
+            _config(details.AggregateConfiguration),
+        )  # fmt: skip
+        page = _answer(self.queries.processed, query, point)
+        return page.values, page.cursor
 
     def read_at_time(
         self, node_id: ua.NodeId, details: ua.ReadAtTimeDetails, point: bytes | None
     ) -> tuple[list[Result], bytes | None]:
-        h = self._node(node_id)
+        series = self._series(node_id)
         times = [_time(t) for t in details.ReqTimes]
         if not times or any(t is None for t in times):
             raise HistoryFault(ua.StatusCodes.BadHistoryOperationInvalid)
-        wanted: list[datetime] = [t for t in times if t is not None]
-        digest = _digest(node_id, "at-time", tuple(wanted))
-        offset = 0 if point is None else _unpack(point, digest).skip
-        page = wanted[offset : offset + self.page_limit]
-        lo, hi = min(page), max(page)
-        inside = list(self.samples(h, lo, hi))
-        before = self._neighbour(h, lo, before=True, inclusive=False)
-        after = self._neighbour(h, hi, before=False, inclusive=False)
-        samples = [*([before] if before else []), *inside, *([after] if after else [])]
-        series = Series(samples, h.shape, h.period, h.stepped)
-        keys = [s.time for s in series.samples]
-        values = [aggregates.value_at(series, t, keys) for t in page]
-        done = offset + len(page)
-        return values, None if done >= len(wanted) else _pack(_Position(wanted[0], done), digest)
-
-    # -- ReadEvent ----------------------------------------------------------------------
+        query = AtTimeQuery(series, tuple(t for t in times if t is not None))
+        page = _answer(self.queries.at_time, query, point)
+        return page.values, page.cursor
 
     def read_events(
         self, source: ua.NodeId, details: ua.ReadEventDetails, point: bytes | None
@@ -363,91 +195,48 @@ class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua 
         es = self.event_sources.get(source)
         if es is None:
             raise HistoryFault(ua.StatusCodes.BadHistoryOperationUnsupported)
-        start, end = _time(details.StartTime), _time(details.EndTime)
-        wanted = details.NumValuesPerNode
-        if (start is None and end is None) or ((start is None or end is None) and wanted == 0):
-            raise HistoryFault(ua.StatusCodes.BadHistoryOperationInvalid)
-        reverse = start is None or (end is not None and start > end)
-        first, last = (end, None) if start is None else (start, end)
-        assert first is not None
         select = list(details.Filter.SelectClauses) if details.Filter is not None else []
-        digest = _digest(source, "events", first, last, reverse, repr(select))
-        position = _unpack(point, digest) if point else None
-        limit = min(wanted or self.page_limit, self.page_limit)
-        begin = first if position is None else position.time
-        code_column = [(EVENT_LOG_OBIS, "code")]
-        lo, hi = (last, begin) if reverse else (begin, last)
-        rows = es.reader.read_columns(EVENT_STREAM, code_column, lo, hi, reverse=reverse)
+        query = EventQuery(
+            es.meter_id, _time(details.StartTime), _time(details.EndTime), limit=details.NumValuesPerNode,
+            context=repr(select),
+        )  # fmt: skip
+        page = _answer(self.queries.events, query, point)
         event_class = self._event_class[es.event_type]
-        out: list[ua.HistoryEventFieldList] = []
-        skip = 0 if position is None else position.skip
-        # Events of one time stamp are taken together: an event's rank among them (part
-        # of its EventId) is counted in file order, whichever way the read goes.
-        for t, group in itertools.groupby(rows, key=lambda row: row[0]):
-            if last is not None and t == last:
-                break
-            same = list(group)
-            for run, (_t, status, (code,)) in enumerate(same, start=1):
-                if position is not None and t == position.time and run <= skip:
-                    continue
-                if len(out) >= limit:
-                    return out, _pack(_Position(t, run - 1), digest)
-                rank = len(same) + 1 - run if reverse else run
-                event = self._event(event_class, es, source, t, int(code or 0), status or 0, rank)
-                out.append(ua.HistoryEventFieldList(EventFields=event.to_event_fields(select)))
-        return out, None
-
-    @staticmethod
-    def _event(
-        event_class: type[Event],
-        es: EventSource,
-        source: ua.NodeId,
-        t: datetime,
-        code: int,
-        status: int,
-        n: int,
-    ) -> Event:
-        info = describe(code)
-        event = event_class()
-        # The same archived event always has the same EventId (meter, time, code, rank).
-        event.EventId = hashlib.blake2b(
-            f"{es.meter_id}|{t.isoformat()}|{code}|{n}".encode(), digest_size=16
-        ).digest()
-        event.EventType = es.event_type
-        event.SourceNode = source
-        event.SourceName = es.meter_id
-        event.Time = t
-        event.ReceiveTime = t
-        event.Message = ua.LocalizedText(info.name)
-        event.Severity = info.severity
-        # The MeterEventType fields are not attributes of a fresh instance of the class
-        # asyncua built from the type node (only of its prototype): add them with their
-        # types, or selecting them fails.
-        event.add_property("EventCode", code, ua.VariantType.UInt16)
-        event.add_property("MeterId", es.meter_id, ua.VariantType.String)
-        return event
-
-    def _node(self, node_id: ua.NodeId) -> NodeHistory:
-        h = self.nodes.get(node_id)
-        if h is None:
-            raise HistoryFault(ua.StatusCodes.BadHistoryOperationUnsupported)
-        return h
+        fields = [
+            ua.HistoryEventFieldList(EventFields=_event(event_class, es, source, e).to_event_fields(select))
+            for e in page.events
+        ]
+        return fields, page.cursor
 
 
-def _value(s: Sample) -> Result:
-    return Result(s.time, s.value, ua.StatusCodes.Good)
+def _answer(read: Any, query: Any, point: bytes | None) -> Any:
+    """``read(query, point)``, its refusal as the StatusCode OPC UA answers with."""
+    try:
+        return read(query, point or None)
+    except QueryError as err:
+        raise HistoryFault(REFUSALS[err.refusal]) from None
 
 
-def _no_bound(t: datetime) -> Result:
-    return Result(t, None, ua.StatusCodes.BadBoundNotFound)
-
-
-def _config(given: ua.AggregateConfiguration | None) -> aggregates.Config:
-    if given is None or given.UseServerCapabilitiesDefaults:
-        return aggregates.Config()
-    if not (0 <= given.PercentDataGood <= 100 and 0 <= given.PercentDataBad <= 100):
-        raise HistoryFault(ua.StatusCodes.BadAggregateConfigurationRejected)
-    return aggregates.Config(percent_good=given.PercentDataGood, percent_bad=given.PercentDataBad)
+def _event(event_class: type[Event], es: EventSource, source: ua.NodeId, e: ArchivedEvent) -> Event:
+    info = describe(e.code)
+    event = event_class()
+    # The same archived event always has the same EventId (meter, time, code, rank).
+    event.EventId = hashlib.blake2b(
+        f"{es.meter_id}|{e.time.isoformat()}|{e.code}|{e.rank}".encode(), digest_size=16
+    ).digest()
+    event.EventType = es.event_type
+    event.SourceNode = source
+    event.SourceName = es.meter_id
+    event.Time = e.time
+    event.ReceiveTime = e.time
+    event.Message = ua.LocalizedText(info.name)
+    event.Severity = info.severity
+    # The MeterEventType fields are not attributes of a fresh instance of the class
+    # asyncua built from the type node (only of its prototype): add them with their
+    # types, or selecting them fails.
+    event.add_property("EventCode", e.code, ua.VariantType.UInt16)
+    event.add_property("MeterId", es.meter_id, ua.VariantType.String)
+    return event
 
 
 class ArchiveHistoryManager(HistoryManager):  # type: ignore[misc]  # asyncua is untyped for mypy
@@ -601,7 +390,7 @@ async def install(server: Server, storage: ArchiveHistory) -> ArchiveHistoryMana
     refs = []
     for folder in (ua.ObjectIds.HistoryServerCapabilities_AggregateFunctions,
                    ua.ObjectIds.Server_ServerCapabilities_AggregateFunctions):  # fmt: skip
-        for aggregate in aggregates.AGGREGATES:
+        for aggregate in AGGREGATE_NODES:
             ref = ua.AddReferencesItem()
             ref.SourceNodeId = ua.NodeId(folder)
             ref.ReferenceTypeId = ua.NodeId(ua.ObjectIds.Organizes)

@@ -26,31 +26,42 @@ import os
 import re
 import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
-from asyncua import ua
 
 from gateway import __version__
-from gateway.archive.files import ArchiveReader
-from gateway.archive.recorder import EVENT_LOG_OBIS, EVENT_STREAM, STREAMS
+from gateway.archive.aggregates import status_name
+from gateway.archive.files import DAY_FILE
+from gateway.archive.query import (
+    ArchiveQueries,
+    EventQuery,
+    ProcessedQuery,
+    QueryError,
+    RawQuery,
+    Refusal,
+    SeriesKey,
+)
+from gateway.archive.recorder import ArchiveStatus
+from gateway.clock import Clock
+from gateway.config import GatewayConfig
 from gateway.errors import ArchiveError, GatewayError, MarketInputError
 from gateway.events import describe
+from gateway.market.desk import MarketDesk
+from gateway.market.external import ExternalData
 from gateway.market.periods import parse_day
-from gateway.market.store import STREAM as NOTIFIED_STREAM
 from gateway.meter.model import Snapshot
 from gateway.obis import Obis
-from gateway.opcua.history import HistoryFault
+from gateway.security.auth import UserDirectory
 from gateway.security.netbind import is_address, listening_socket
+from gateway.streams import STREAMS, history_stream
 from gateway.web import views
 from gateway.web.live import LiveHub, encode_event
 from gateway.web.openapi import AGGREGATE_NAMES, document
 from gateway.web.sessions import Denied, WebSessions, WebUser
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +70,17 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 64 * 1024
 #: Most values or events in one page of a history or event read (as over OPC UA).
 PAGE_LIMIT = 2_000
-#: Aggregate name -> OPC UA AggregateFunction NodeId ("delta_bounds" -> DeltaBounds).
-AGGREGATES = {
-    name: getattr(ua.ObjectIds, "AggregateFunction_" + name.title().replace("_", ""))
-    for name in AGGREGATE_NAMES
-}
+#: The API's aggregate names -> those of OPC 10000-13 ("delta_bounds" -> "DeltaBounds").
+AGGREGATES = {name: name.title().replace("_", "") for name in AGGREGATE_NAMES}
 NO_ARCHIVE = "no archive is configured ([archive] path is empty)"
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.001, 100 * 366 * 86400.0
-_ARCHIVE_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.csv$")
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
-ARCHIVE_STREAMS = (*STREAMS, NOTIFIED_STREAM)
+ARCHIVE_STREAMS = tuple(str(s.id) for s in STREAMS)
+#: What a refused history query says to the client (the input at fault, the message).
+_REFUSALS = {
+    Refusal.BAD_CURSOR: ("cursor", "cursor: not a cursor of this request"),
+    Refusal.INVALID_RANGE: ("", "start and end must differ"),
+}
 #: The logged-in user of a request (None: anonymous), set by the access middleware.
 USER: web.RequestKey[WebUser | None] = web.RequestKey("user")
 
@@ -233,6 +245,15 @@ def _json_type(value: object) -> str:
     return "string" if isinstance(value, str) else "null"
 
 
+async def _answer(read: Callable[[Any, bytes | None], Any], query: Any, cursor: bytes | None) -> Any:
+    """``read(query, cursor)`` in a worker thread (file reads); a refusal is a 400 naming why."""
+    try:
+        return await asyncio.to_thread(read, query, cursor)
+    except QueryError as err:
+        field, message = _REFUSALS.get(err.refusal, ("", str(err)))
+        raise ApiError(400, message, field) from None
+
+
 def _cursor(point: bytes | None) -> str | None:
     return None if point is None else base64.urlsafe_b64encode(point).decode("ascii").rstrip("=")
 
@@ -255,17 +276,37 @@ def _point(request: web.Request) -> bytes | None:
 # -- the API -----------------------------------------------------------------------------
 
 
-class WebApi:
-    """Routes of the REST API and the page, bound to one running gateway."""
+@dataclass(frozen=True, slots=True)
+class WebServices:
+    """The services of the running gateway the web adapter translates HTTP to."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
+    config: GatewayConfig
+    clock: Clock
+    users: UserDirectory
+    desk: MarketDesk
+    external: ExternalData
+    #: The archive's history, None when no archive is configured.
+    history: ArchiveQueries | None
+    #: The archive's root folder (the day files to download), None without an archive.
+    archive_root: Path | None
+    #: The state of a meter's archive (None: it has none).
+    archive_status: Callable[[str], ArchiveStatus | None]
+    #: The OPC UA endpoint clients connect to.
+    endpoint: str
+
+
+class WebApi:
+    """Routes of the REST API and the page, over the gateway's services."""
+
+    def __init__(self, services: WebServices) -> None:
+        self.services = services
+        self._meters = {m.id: m for m in services.config.meters}
         #: The live feed; a poller listener of every meter (after the market desk).
         self.hub = LiveHub(self.render)
         self.document = document()
-        security = gateway.config.security
+        security = services.config.security
         self.sessions = WebSessions(
-            gateway.users, anonymous=security.anonymous, secure=gateway.config.web.https
+            services.users, anonymous=security.anonymous, secure=services.config.web.https
         )
         app = web.Application(middlewares=[_errors, self._access], client_max_size=MAX_BODY)
         r = app.router
@@ -338,8 +379,8 @@ class WebApi:
 
     def _meter_id(self, request: web.Request) -> str:
         mid = request.match_info["meter"]
-        if mid not in self.gw.meter_nodes:
-            known = ", ".join(self.gw.meter_nodes)
+        if mid not in self._meters:
+            known = ", ".join(self._meters)
             raise ApiError(404, f"no meter {mid!r} (known: {known})", "meter")
         return mid
 
@@ -350,11 +391,15 @@ class WebApi:
         except (ValueError, GatewayError) as err:
             raise ApiError(400, f"obis: {err}", "obis") from None
 
-    def _reader(self, meter_id: str) -> ArchiveReader:
-        recorder = self.gw.recorders.get(meter_id)
-        if recorder is None:
+    def _archive_root(self) -> Path:
+        if self.services.archive_root is None:
             raise ApiError(404, NO_ARCHIVE)
-        return recorder.archive.reader
+        return self.services.archive_root
+
+    def _history(self) -> ArchiveQueries:
+        if self.services.history is None:
+            raise ApiError(404, NO_ARCHIVE)
+        return self.services.history
 
     # -- page and index ---------------------------------------------------------------------
 
@@ -363,10 +408,10 @@ class WebApi:
 
     async def index(self, request: web.Request) -> web.Response:
         return _json({
-            "product": "SMX gateway", "version": __version__, "opcua": self.gw.endpoint,
-            "meters": list(self.gw.meter_nodes), "openapi": "/api/openapi.json",
-            "market": {"period_minutes": self.gw.config.market.period_minutes,
-                       "timezone": self.gw.config.market.timezone},
+            "product": "SMX gateway", "version": __version__, "opcua": self.services.endpoint,
+            "meters": list(self._meters), "openapi": "/api/openapi.json",
+            "market": {"period_minutes": self.services.config.market.period_minutes,
+                       "timezone": self.services.config.market.timezone},
         })  # fmt: skip
 
     async def openapi(self, request: web.Request) -> web.Response:
@@ -375,19 +420,15 @@ class WebApi:
     # -- meters -----------------------------------------------------------------------------
 
     def _meter_json(self, mid: str) -> dict[str, Any]:
-        config = next(m for m in self.gw.config.meters if m.id == mid)
         latest = self.hub.latest.get(mid)
-        recorder = self.gw.recorders.get(mid)
-        body = views.identity(config, latest.info if latest else None)
+        body = views.identity(self._meters[mid], latest.info if latest else None)
         diag = latest.diagnostics if latest else None
         body["time"] = views.iso(latest.time) if latest else None
-        body["status"] = (
-            None if diag is None else views.diagnostics(diag, recorder.status if recorder else None)
-        )
+        body["status"] = None if diag is None else views.diagnostics(diag, self.services.archive_status(mid))
         return body
 
     async def meters(self, request: web.Request) -> web.Response:
-        return _json([self._meter_json(mid) for mid in self.gw.meter_nodes])
+        return _json([self._meter_json(mid) for mid in self._meters])
 
     async def meter(self, request: web.Request) -> web.Response:
         return _json(self._meter_json(self._meter_id(request)))
@@ -412,119 +453,78 @@ class WebApi:
     # -- history and events -----------------------------------------------------------------
 
     async def history(self, request: web.Request) -> web.Response:
-        """Raw or aggregated history with the OPC UA semantics (the same code answers both)."""
+        """Raw or aggregated history: the archive's queries, with the OPC UA semantics."""
         mid = self._meter_id(request)
         obis = self._obis(request)
-        storage = self.gw.history
-        if storage is None:
-            raise ApiError(404, NO_ARCHIVE)
-        node = self._history_node(mid, obis)
-        now = self.gw.clock.now()
+        history = self._history()
+        series = self._series(mid, obis)
         start = _query_time(request, "start")
         if start is None:
             raise ApiError(400, "start: required (ISO 8601 UTC time)", "start")
-        end = _query_time(request, "end", now)
+        end = _query_time(request, "end", self.services.clock.now())
         assert end is not None
-        point = _point(request)
+        cursor = _point(request)
         name = request.query.get("aggregate")
-        try:
-            if name is None:
-                details = ua.ReadRawModifiedDetails(
-                    StartTime=start,
-                    EndTime=end,
-                    NumValuesPerNode=_int(request, "limit", PAGE_LIMIT, 1, PAGE_LIMIT),
-                    ReturnBounds=_flag(request, "bounds"),
+        if name is None:
+            raw = RawQuery(
+                series, start, end, limit=_int(request, "limit", PAGE_LIMIT, 1, PAGE_LIMIT),
+                bounds=_flag(request, "bounds"),
+            )  # fmt: skip
+            page = await _answer(history.raw, raw, cursor)
+        else:
+            if name not in AGGREGATES:
+                raise ApiError(
+                    400, f"aggregate: expected one of {', '.join(AGGREGATES)}, got {name!r}", "aggregate"
                 )
-                results, more = await asyncio.to_thread(storage.read_raw, node, details, point)
-            else:
-                if name not in AGGREGATES:
-                    raise ApiError(
-                        400, f"aggregate: expected one of {', '.join(AGGREGATES)}, got {name!r}", "aggregate"
-                    )
-                text = request.query.get("interval")
-                if text is None:
-                    raise ApiError(400, "interval: required with aggregate (e.g. PT15M)", "interval")
-                step = _duration(text, "interval")
-                if (abs(end - start) / step) > 100_000:
-                    raise ApiError(
-                        400, "interval: more than 100000 intervals; choose a longer interval", "interval"
-                    )
-                details = ua.ReadProcessedDetails(
-                    StartTime=start, EndTime=end, ProcessingInterval=step.total_seconds() * 1000,
-                    AggregateConfiguration=ua.AggregateConfiguration(UseServerCapabilitiesDefaults=True),
-                )  # fmt: skip
-                aggregate = ua.NodeId(AGGREGATES[name])
-                results, more = await asyncio.to_thread(
-                    storage.read_processed, node, details, aggregate, point
+            text = request.query.get("interval")
+            if text is None:
+                raise ApiError(400, "interval: required with aggregate (e.g. PT15M)", "interval")
+            step = _duration(text, "interval")
+            if (abs(end - start) / step) > 100_000:
+                raise ApiError(
+                    400, "interval: more than 100000 intervals; choose a longer interval", "interval"
                 )
-        except HistoryFault as err:
-            status = ua.StatusCode(err.status)
-            message = {
-                ua.StatusCodes.BadContinuationPointInvalid: "cursor: not a cursor of this request",
-                ua.StatusCodes.BadHistoryOperationInvalid: "start and end must differ",
-            }.get(err.status, status.name)
-            raise ApiError(400, message, "cursor" if "cursor" in message else "") from None
+            processed = ProcessedQuery(series, start, end, AGGREGATES[name], step)
+            page = await _answer(history.processed, processed, cursor)
         unit = views.INFO[obis].unit if obis in views.INFO else ""
         return _json({
             "meter": mid, "obis": str(obis), "unit": unit, "aggregate": name,
             "values": [
-                {"time": views.iso(r.time), "value": r.value, "status": ua.StatusCode(r.status).name}
-                for r in results
+                {"time": views.iso(r.time), "value": r.value, "status": status_name(r.status)}
+                for r in page.values
             ],
-            "next": _cursor(more),
+            "next": _cursor(page.cursor),
         })  # fmt: skip
 
-    def _history_node(self, mid: str, obis: Obis) -> ua.NodeId:
-        nodes = self.gw.meter_nodes[mid]
-        by_obis = {o: n for n, (_stream, o) in nodes.history.items() if n in nodes.values.values()}
-        node = by_obis.get(obis) or next((n for n, (_s, o) in nodes.history.items() if o == obis), None)
-        if node is None:
+    def _series(self, mid: str, obis: Obis) -> SeriesKey:
+        """The archived series of ``obis``: the meter's value, or a load-profile channel."""
+        stream = history_stream(obis)
+        values = self._meters[mid].values
+        if stream is None or (values and obis in views.INFO and obis not in values):
             raise ApiError(404, f"meter {mid!r} keeps no history of {obis}", "obis")
-        return node
+        return SeriesKey(mid, stream, obis)
 
     async def events(self, request: web.Request) -> web.Response:
         mid = self._meter_id(request)
-        reader = self._reader(mid)
+        history = self._history()
         start = _query_time(request, "start")
         if start is None:
             raise ApiError(400, "start: required (ISO 8601 UTC time)", "start")
-        end = _query_time(request, "end", self.gw.clock.now())
-        limit = _int(request, "limit", 500, 1, PAGE_LIMIT)
-        point = _point(request)
-        skip = 0
-        if point is not None:
-            try:
-                at, skip = (int(x) for x in point.decode("ascii").split(":"))
-                start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=at)
-            except (ValueError, OverflowError):
-                raise ApiError(400, "cursor: not a cursor this API returned", "cursor") from None
-
-        def collect() -> tuple[list[dict[str, Any]], bytes | None]:
-            out: list[dict[str, Any]] = []
-            seen_at, seen = None, 0
-            rows = reader.read_columns(EVENT_STREAM, [(EVENT_LOG_OBIS, "code")], start, end)
-            for t, status, (code,) in rows:
-                seen = seen + 1 if t == seen_at else 1
-                seen_at = t
-                if t == start and seen <= skip:
-                    continue
-                if len(out) >= limit:
-                    micros = (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-                    return out, f"{micros}:{seen - 1}".encode("ascii")
-                info = describe(int(code or 0))
-                out.append({"time": views.iso(t), "code": int(code or 0), "name": info.name,
-                            "severity": info.severity, "status": status})  # fmt: skip
-            return out, None
-
-        found, more = await asyncio.to_thread(collect)
-        return _json({"meter": mid, "events": found, "next": _cursor(more)})
+        end = _query_time(request, "end", self.services.clock.now())
+        query = EventQuery(mid, start, end, limit=_int(request, "limit", 500, 1, PAGE_LIMIT))
+        page = await _answer(history.events, query, _point(request))
+        found = [
+            {"time": views.iso(e.time), "code": e.code, "name": (info := describe(e.code)).name,
+             "severity": info.severity, "status": e.status}
+            for e in page.events
+        ]  # fmt: skip
+        return _json({"meter": mid, "events": found, "next": _cursor(page.cursor)})
 
     # -- market -----------------------------------------------------------------------------
 
     async def advice(self, request: web.Request) -> web.Response:
         mid = self._meter_id(request)
-        desk = self.gw.desk
-        assert desk is not None
+        desk = self.services.desk
         at = _query_time(request, "at")
         try:
             found = await desk.advice_at(mid, at)
@@ -534,14 +534,13 @@ class WebApi:
 
     async def profiles(self, request: web.Request) -> web.Response:
         mid = self._meter_id(request)
-        desk = self.gw.desk
-        assert desk is not None
+        desk = self.services.desk
         days = await desk.days(mid)
-        today = desk.calendar.day_of(self.gw.clock.now())
+        today = desk.calendar.day_of(self.services.clock.now())
         upcoming = [today + timedelta(days=n) for n in range(-1, 8)]
         return _json({
             "meter": mid, "period_minutes": desk.calendar.period_minutes,
-            "timezone": self.gw.config.market.timezone, "today": today.isoformat(),
+            "timezone": self.services.config.market.timezone, "today": today.isoformat(),
             "days": [d.isoformat() for d in days],
             "upcoming": [{"day": d.isoformat(), "periods": desk.calendar.periods_in(d)} for d in upcoming],
         })  # fmt: skip
@@ -549,8 +548,7 @@ class WebApi:
     async def profile(self, request: web.Request) -> web.Response:
         mid = self._meter_id(request)
         day = _day(request.match_info["day"])
-        desk = self.gw.desk
-        assert desk is not None
+        desk = self.services.desk
         found = await desk.load(mid, day)
         if found is None:
             raise ApiError(404, f"no profile notified for {day}", "day")
@@ -560,8 +558,7 @@ class WebApi:
         mid = self._meter_id(request)
         day = _day(request.match_info["day"])
         body = await _body(request, {"values": "array", "unit": "string", "replace": "boolean"}, ("values",))
-        desk = self.gw.desk
-        assert desk is not None
+        desk = self.services.desk
         try:
             stored, replaced = await desk.register(mid, day, body["values"], body.get("unit", "kWh"),
                                                    replace=body.get("replace", False))  # fmt: skip
@@ -573,45 +570,45 @@ class WebApi:
     # -- external data ----------------------------------------------------------------------
 
     async def externals(self, request: web.Request) -> web.Response:
-        now = self.gw.clock.now()
-        return _json([views.external(s) for s in self.gw.external.states(now)])
+        now = self.services.clock.now()
+        return _json([views.external(s) for s in self.services.external.states(now)])
 
     def _external_name(self, request: web.Request) -> str:
         name = request.match_info["name"]
-        if name not in self.gw.external.configs:
-            known = ", ".join(self.gw.external.configs) or "none configured"
+        if name not in self.services.external.configs:
+            known = ", ".join(self.services.external.configs) or "none configured"
             raise ApiError(404, f"no external value {name!r} (known: {known})", "name")
         return name
 
     async def external(self, request: web.Request) -> web.Response:
         name = self._external_name(request)
-        return _json(views.external(self.gw.external.state(name, self.gw.clock.now())))
+        return _json(views.external(self.services.external.state(name, self.services.clock.now())))
 
     async def put_external(self, request: web.Request) -> web.Response:
         name = self._external_name(request)
         body = await _body(request, {"value": "number", "time": "string"}, ("value",))
         at = _time(body["time"], "time") if "time" in body else None
-        now = self.gw.clock.now()
+        now = self.services.clock.now()
         try:
-            self.gw.external.put(name, body["value"], now=now, time=at, origin="rest")
+            self.services.external.put(name, body["value"], now=now, time=at, origin="rest")
         except MarketInputError as err:
             raise ApiError(422, str(err), err.field) from None
         for changed in self.on_external:
             await changed()
-        return _json(views.external(self.gw.external.state(name, now)))
+        return _json(views.external(self.services.external.state(name, now)))
 
     # -- archive files ----------------------------------------------------------------------
 
     async def archive(self, request: web.Request) -> web.Response:
         mid = self._meter_id(request)
-        root = self._reader(mid).root
+        root = self._archive_root()
 
         def listing() -> list[dict[str, Any]]:
             files = []
             for stream in ARCHIVE_STREAMS:
                 folder = root / mid / stream
                 try:
-                    names = sorted(n for n in os.listdir(folder) if _ARCHIVE_FILE.match(n))
+                    names = sorted(n for n in os.listdir(folder) if DAY_FILE.match(n))
                 except FileNotFoundError:
                     continue
                 for name in names:
@@ -630,13 +627,13 @@ class WebApi:
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         mid = self._meter_id(request)
-        root = self._reader(mid).root
+        root = self._archive_root()
         stream, name = request.match_info["stream"], request.match_info["name"]
         if stream not in ARCHIVE_STREAMS:
             raise ApiError(
                 404, f"no archive stream {stream!r} (known: {', '.join(ARCHIVE_STREAMS)})", "stream"
             )
-        if not _ARCHIVE_FILE.match(name):
+        if not DAY_FILE.match(name):
             raise ApiError(404, f"no archive file {name!r} (names are YYYY-MM-DD.csv)", "name")
         path = root / mid / stream / name
         if not await asyncio.to_thread(path.is_file):
@@ -671,14 +668,12 @@ class WebApi:
     def render(self, snap: Snapshot) -> dict[str, Any]:
         """One live message: the snapshot, the meter's status and advice, the external data."""
         mid = snap.meter_id
-        desk = self.gw.desk
-        service = desk.services.get(mid) if desk else None
-        recorder = self.gw.recorders.get(mid)
-        now = self.gw.clock.now()
+        service = self.services.desk.services.get(mid)
+        now = self.services.clock.now()
         body = views.snapshot(snap)
-        body["status"] = views.diagnostics(snap.diagnostics, recorder.status if recorder else None)
+        body["status"] = views.diagnostics(snap.diagnostics, self.services.archive_status(mid))
         body["advice"] = views.advice(mid, service.advice) if service and service.advice else None
-        body["external"] = [views.external(s) for s in self.gw.external.states(now)]
+        body["external"] = [views.external(s) for s in self.services.external.states(now)]
         return body
 
 

@@ -29,7 +29,10 @@ from gateway.meter.dlms import (
 from gateway.obis import CATALOGUE, Obis, Refresh
 from gateway.simulator.physics import HouseholdModel, MeterPhysics
 from gateway.simulator.server import SimulatedMeter
+from gateway.streams import PROFILES
 from gateway.transport import Framing, open_serial
+
+LP1, LP2 = PROFILES
 
 DAY_START = datetime(2026, 6, 21, 0, 0, tzinfo=UTC)  # midsummer: the PV exports at noon
 REGISTERS = [Obis.parse(f"1-0:{c}.8.0") for c in (1, 2, 3, 4)]
@@ -115,7 +118,7 @@ async def test_one_day_of_load_profile_matches_the_registers(settings: DlmsSetti
         before = [v for v in await meter.read_values(REGISTERS)]
         clock.advance(86400)
         after = [v for v in await meter.read_values(REGISTERS)]
-        (block,) = await meter.read_profile("P.01", DAY_START, DAY_START + timedelta(days=1))
+        (block,) = await meter.read_profile(LP1, DAY_START, DAY_START + timedelta(days=1))
     assert block.period_s == 900
     assert [str(o) for o, _ in block.channels] == ["1-0:1.29.0", "1-0:2.29.0", "1-0:3.29.0", "1-0:4.29.0"]
     assert [u for _, u in block.channels] == ["kWh", "kWh", "kvarh", "kvarh"]
@@ -144,16 +147,16 @@ async def test_profile_pieces_join_load_profile_2_and_the_event_log(settings: Dl
         sim.physics.power_up(clock.now())
         clock.advance(5 * 3600)
         end = DAY_START + timedelta(hours=6)
-        (whole,) = await meter.read_profile("P.01", DAY_START, end)
+        (whole,) = await meter.read_profile(LP1, DAY_START, end)
         pieces = []
         start = DAY_START
         while start < end:
             stop = start + timedelta(minutes=45)
             pieces += [
-                e for b in await meter.read_profile("P.01", start, stop) for e in b.entries if e.end > start
+                e for b in await meter.read_profile(LP1, start, stop) for e in b.entries if e.end > start
             ]
             start = stop
-        (lp2,) = await meter.read_profile("P.02", DAY_START, end)
+        (lp2,) = await meter.read_profile(LP2, DAY_START, end)
         events = await meter.read_events(DAY_START, end)
     assert len(whole.entries) == 24
     assert pieces == list(whole.entries)

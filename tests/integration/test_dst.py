@@ -21,7 +21,10 @@ from gateway.meter.iec21 import Iec21Meter, Iec21Session
 from gateway.meter.model import ProfileData
 from gateway.simulator.physics import HouseholdModel, MeterPhysics
 from gateway.simulator.server import SimulatedMeter
+from gateway.streams import PROFILES
 from gateway.transport import Framing, open_serial
+
+LP1 = PROFILES[0]
 
 ZONE = "Europe/Vienna"
 
@@ -51,10 +54,10 @@ async def test_local_time_meter_gives_the_96_utc_periods_of_a_change_day(day: da
     end = day + timedelta(days=1)
     clock = ManualClock(end + timedelta(hours=1))
     async with meter(clock, "") as utc_meter:
-        expected = entries(await utc_meter.read_profile("P.01", day, end))
+        expected = entries(await utc_meter.read_profile(LP1, day, end))
         expected_events = await utc_meter.read_events(day - timedelta(days=1), end)
     async with meter(clock, ZONE) as local_meter:
-        got = entries(await local_meter.read_profile("P.01", day, end))
+        got = entries(await local_meter.read_profile(LP1, day, end))
         got_events = await local_meter.read_events(day - timedelta(days=1), end)
 
     ends = [day + timedelta(minutes=15 * (k + 1)) for k in range(96)]

@@ -18,7 +18,10 @@ from gateway.meter.iec21 import Iec21Meter, Iec21Session
 from gateway.obis import Obis
 from gateway.simulator.physics import HouseholdModel, MeterPhysics
 from gateway.simulator.server import SimulatedMeter
+from gateway.streams import PROFILES
 from gateway.transport import Framing, open_serial
+
+LP1, LP2 = PROFILES
 
 DAY_START = datetime(2026, 6, 21, 0, 0, tzinfo=UTC)  # midsummer: the PV exports at noon
 REGISTERS = [Obis.parse(f"1-0:{c}.8.0") for c in (1, 2, 3, 4)]
@@ -50,7 +53,7 @@ async def test_one_day_of_load_profile_matches_the_registers() -> None:
         before = await read_registers(meter)
         clock.advance(86400)
         after = await read_registers(meter)
-        (block,) = await meter.read_profile("P.01", DAY_START, DAY_START + timedelta(days=1))
+        (block,) = await meter.read_profile(LP1, DAY_START, DAY_START + timedelta(days=1))
 
     entries = block.entries
     assert len(entries) == 96
@@ -75,7 +78,7 @@ async def test_profile_read_in_pieces_equals_one_read() -> None:
         clock.advance(6 * 3600)
         whole = [
             e
-            for b in await meter.read_profile("P.01", DAY_START, DAY_START + timedelta(hours=6))
+            for b in await meter.read_profile(LP1, DAY_START, DAY_START + timedelta(hours=6))
             for e in b.entries
         ]
         pieces = []
@@ -83,7 +86,7 @@ async def test_profile_read_in_pieces_equals_one_read() -> None:
         while start < DAY_START + timedelta(hours=6):
             end = start + timedelta(minutes=45)
             pieces += [
-                e for b in await meter.read_profile("P.01", start, end) for e in b.entries if e.end > start
+                e for b in await meter.read_profile(LP1, start, end) for e in b.entries if e.end > start
             ]
             start = end
     assert len(whole) == 24
@@ -98,7 +101,7 @@ async def test_load_profile_2_and_event_log() -> None:
         clock.advance(600)
         sim.physics.power_up(clock.now())
         clock.advance(1800)
-        blocks = await meter.read_profile("P.02", DAY_START, clock.now())
+        blocks = await meter.read_profile(LP2, DAY_START, clock.now())
         events = await meter.read_events(DAY_START, clock.now())
     # A status change starts a new block (P.01 header), as on a real meter.
     assert len(blocks) >= 2

@@ -29,6 +29,7 @@ from gateway.meter.model import (
     Snapshot,
 )
 from gateway.obis import CATALOGUE, Obis, Refresh
+from gateway.streams import StreamId
 
 T0 = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
 METER = MeterConfig(id="meter1", url="socket://127.0.0.1:1", protocol="dlms")
@@ -46,7 +47,7 @@ def snapshot(at: datetime, volts: float, kwh: float) -> Snapshot:
 def profile(ends: list[datetime]) -> ProfileData:
     channels = tuple((Obis.parse(f"1-0:{c}.29.0"), "kWh") for c in (1, 2, 3, 4))
     entries = tuple(ProfileEntry(t, 0, (0.25, 0.0, 0.1, 0.0)) for t in ends)
-    return ProfileData("P.01", channels, 900, entries)
+    return ProfileData(StreamId.LOAD_PROFILE_1, channels, 900, entries)
 
 
 async def feed(recorder: ArchiveRecorder, clock: ManualClock, seconds: int, first: int = 0) -> None:

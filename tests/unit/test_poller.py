@@ -30,6 +30,7 @@ from gateway.meter.model import (
 )
 from gateway.meter.poller import Poller
 from gateway.obis import CATALOGUE, Obis, Refresh
+from gateway.streams import Stream, StreamId
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FAST = [i.obis for i in sorted(CATALOGUE, key=lambda i: i.priority) if i.refresh is Refresh.SECOND]
@@ -97,12 +98,14 @@ class FakeLink:
         await self._spend(2 * self.cost)
         return self.clock.now() + timedelta(seconds=3)
 
-    async def read_profile(self, code: str, start: datetime, end: datetime) -> list[ProfileData]:
+    async def read_profile(self, profile: Stream, start: datetime, end: datetime) -> list[ProfileData]:
         await self._spend(self.cost * 3)
         first = start.replace(minute=start.minute - start.minute % 15, second=0, microsecond=0)
         ends = [first + timedelta(minutes=15 * k) for k in range(1, 200)]
         entries = tuple(ProfileEntry(e, 0, (1.0,)) for e in ends if start <= e <= end)
-        return [ProfileData(code, ((Obis.parse("1-0:1.29.0"), "kWh"),), 900, entries)] if entries else []
+        return (
+            [ProfileData(profile.id, ((Obis.parse("1-0:1.29.0"), "kWh"),), 900, entries)] if entries else []
+        )
 
     async def read_events(self, start: datetime, end: datetime) -> list[EventRecord]:
         await self._spend(self.cost)
@@ -269,7 +272,7 @@ async def test_profiles_are_read_in_pieces_each_entry_once(clock: ManualClock) -
     task = await started(poller)
     await run_for(clock, 2 * 3600)
     await stop(task)
-    p01 = [e.end for p in rec.profiles if p.name == "P.01" for e in p.entries]
+    p01 = [e.end for p in rec.profiles if p.stream is StreamId.LOAD_PROFILE_1 for e in p.entries]
     assert len(p01) == len(set(p01)), "no entry is published twice"
     assert p01 == sorted(p01)
     expected_first = T0 - timedelta(days=1) + timedelta(minutes=15)
@@ -407,13 +410,13 @@ async def test_resumed_readouts_start_after_the_last_archived_entry(clock: Manua
     )
     archived_p01 = T0 - timedelta(hours=5)  # five hours since the last archived period
     archived_p02 = T0 - timedelta(days=10)  # longer ago than max_backfill
-    poller.resume("P.01", archived_p01)
-    poller.resume("P.02", archived_p02)
+    poller.resume(StreamId.LOAD_PROFILE_1, archived_p01)
+    poller.resume(StreamId.LOAD_PROFILE_2, archived_p02)
     task = await started(poller)
     await run_for(clock, 1800)
     await stop(task)
-    p01 = [e.end for p in rec.profiles if p.name == "P.01" for e in p.entries]
-    p02 = [e.end for p in rec.profiles if p.name == "P.02" for e in p.entries]
+    p01 = [e.end for p in rec.profiles if p.stream is StreamId.LOAD_PROFILE_1 for e in p.entries]
+    p02 = [e.end for p in rec.profiles if p.stream is StreamId.LOAD_PROFILE_2 for e in p.entries]
     assert p01[0] == archived_p01 + timedelta(minutes=15)  # the first period not yet archived
     assert len(p01) == len(set(p01))
     assert {b - a for a, b in itertools.pairwise(p01)} == {timedelta(minutes=15)}
