@@ -789,8 +789,13 @@ class DlmsMeter:
             raise result
         return result
 
-    async def read_clock(self) -> datetime:
-        """Clock 0-0:1.0.0 attribute 2, converted to UTC with its deviation."""
+    async def read_clock(self, near: datetime) -> datetime:
+        """Clock 0-0:1.0.0 attribute 2, converted to UTC with its deviation.
+
+        ``near`` is not used: the date-time states its deviation, or its clock status
+        whether summer time is active (Blue Book, class 8); a meter that gives neither is
+        read as profile stamps are (:func:`cosem.clock_time`).
+        """
         obj = self._object(CLOCK, cosem.CLASS_CLOCK)
         result = (await self._read([(obj, 2)]))[0]
         if isinstance(result, ap.DataAccessResult):

@@ -288,6 +288,29 @@ def _profile_time_utc(t: iec.ProfileTime, zone: tzinfo | None = None) -> datetim
     return local_to_utc(t.naive, zone, None if t.season < 0 else t.season == 1)
 
 
+def clock_to_utc(local: datetime, zone: tzinfo | None, near: datetime) -> datetime:
+    """A meter's wall-clock reading without season flag as UTC, for its clock deviation.
+
+    ``local`` is naive, in ``zone`` (None: the meter keeps UTC). An ordinary local time has
+    one reading. The rest have two, the normal-time and the summer-time one, and the
+    one nearer to ``near`` (the gateway's time) is taken, the summer-time one on a tie:
+
+    * the repeated autumn hour (Vienna 02:30 on the last Sunday of October is 00:30 and
+      01:30 UTC): a meter whose clock is right is read as right in both passes;
+    * the skipped spring hour (02:30 on the last Sunday of March is no wall time): the
+      meter has switched late (01:30 UTC) or early (00:30 UTC). What the poller needs is
+      how far the instant the meter counts is off (its profile stamps carry their
+      season digit either way), not whether it switched on time.
+
+    The price: in these hours a clock more than half an hour off is read as off by less,
+    the other way; once the wall time is unambiguous again the reading is too.
+    """
+    readings = {dst: local_to_utc(local, zone, dst) for dst in (True, False)}
+    # The readings the zone has at this wall time: one, two (autumn) or none (spring gap).
+    valid = [t for dst, t in readings.items() if utc_to_local(t, zone) == (local, dst)]
+    return min(valid or readings.values(), key=lambda t: abs(t - near))
+
+
 class Iec21Meter:
     """The poller's view of an IEC 62056-21 meter: typed values, profiles, events, clock."""
 
@@ -334,11 +357,17 @@ class Iec21Meter:
                 out.append(err)
         return out
 
-    async def read_clock(self) -> datetime:
-        """The meter's clock from 0.9.2 (date) and 0.9.1 (time), as UTC.
+    async def read_clock(self, near: datetime) -> datetime:
+        """The meter's clock from 0.9.2 (date YY-MM-DD) and 0.9.1 (time hh:mm:ss), as UTC.
 
         Date and time are two reads; if midnight passes between them the pair would be a
         day off, so the date is read again after the time and the time re-read if it moved.
+
+        The two IEC 62056-21 data sets (OBIS local date and local time) are the meter's
+        wall clock: local time in :attr:`zone` (UTC without one), and unlike a profile
+        stamp they carry no season digit. So the local time is read as normal or summer
+        time, whichever the zone has at that wall time; where it has both or neither,
+        ``near`` (the gateway's time, UTC) decides, see :func:`clock_to_utc`.
         """
         date = (await self.session.read(DATE.short)).value
         time = (await self.session.read(TIME.short)).value
@@ -350,9 +379,10 @@ class Iec21Meter:
             raise RemoteProtocolError(f"meter date/time {date!r} {time!r} is not YYMMDD hhmmss")
         yy, mo, dd, hh, mi, ss = (int(digits[i : i + 2]) for i in range(0, 12, 2))
         try:
-            return datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=UTC)
+            local = datetime(2000 + yy, mo, dd, hh, mi, ss)
         except ValueError as err:
             raise RemoteProtocolError(f"meter date/time {date!r} {time!r} is not a valid time") from err
+        return clock_to_utc(local, self.zone, near)
 
     async def read_profile(self, profile: Stream, start: datetime, end: datetime) -> list[ProfileData]:
         """Entries of ``profile`` (its data set ``P.01``/``P.02``) with end stamps in [start, end]

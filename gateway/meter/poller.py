@@ -119,7 +119,10 @@ class MeterLink(Protocol):
 
     async def read_values(self, objects: Sequence[Obis]) -> list[tuple[float, str] | DataNotAvailable]: ...
 
-    async def read_clock(self) -> datetime: ...
+    async def read_clock(self, near: datetime) -> datetime:
+        """The meter's clock as UTC; ``near`` (the gateway's time) picks the reading of a
+        local time that has two or none (IEC 62056-21 gives no season flag)."""
+        ...
 
     async def read_profile(self, profile: Stream, start: datetime, end: datetime) -> list[ProfileData]:
         """Entries of a load profile (``streams.PROFILES``) whose periods end in (start, end]."""
@@ -620,7 +623,7 @@ class Poller:
                 return True
             elif item.work is Work.CLOCK:
                 try:
-                    meter_time = await link.read_clock()
+                    meter_time = await link.read_clock(self._clock.now())
                 except DataNotAvailable as err:
                     log.warning(
                         "meter %s: no clock to read (%s); deviation not monitored", self.config.id, err

@@ -33,8 +33,11 @@ it is after 120 s of silence. Damaged frames (HCS/FCS, length) are ignored; fram
 link does not expect (wrong sequence numbers) are ignored too: the meter never
 retransmits, so a client that lost an answer has to set up the link again.
 
-Meter time is UTC (load profile stamps carry season digit 2). The meter's state advances
-lazily to the meter clock whenever a request is answered.
+Meter time is UTC (load profile stamps carry season digit 2). With ``timezone``, IEC
+62056-21 answers are in that zone's local time, as a meter on local time gives them: its
+clock (0.9.1 time, 0.9.2 date, no season flag) and its profile stamps (season digit 0 /
+1); the COSEM clock stays UTC with deviation 0. The meter's state advances lazily to the
+meter clock whenever a request is answered.
 """
 
 from __future__ import annotations
@@ -201,7 +204,8 @@ class SimulatedMeter:
         timezone: str = "",
     ) -> None:
         self.physics = physics
-        #: IEC 62056-21 profile stamps in this zone's local time (None: UTC, season digit 2).
+        #: IEC 62056-21 clock and profile stamps in this zone's local time (None: UTC,
+        #: season digit 2).
         self.zone = meter_zone(timezone)
         self.meter_clock = meter_clock
         self.host, self.port = host, port
@@ -340,7 +344,8 @@ class SimulatedMeter:
         except RemoteProtocolError:
             return None
         key = (obis.c, obis.d, obis.e)
-        now = self.now()
+        # 0.9.1 / 0.9.2 are the meter's wall clock: local time when it keeps a zone.
+        now, _ = utc_to_local(self.now(), self.zone)
         if obis.f != 255:
             return None  # no billing-period values in the simulator
         if key in VALUES:

@@ -172,7 +172,7 @@ async def test_meter_clock_is_read_as_utc(settings: DlmsSettings) -> None:
     clock = ManualClock(DAY_START + timedelta(hours=8, minutes=30, seconds=12))
     async with simulated(clock) as sim, session(sim, settings) as meter:
         await meter.open()
-        assert await meter.read_clock() == clock.now().replace(microsecond=0)
+        assert await meter.read_clock(clock.now()) == clock.now().replace(microsecond=0)
 
 
 # -- issue point 5: precise errors ------------------------------------------------------------

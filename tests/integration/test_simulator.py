@@ -532,9 +532,9 @@ async def test_event_log_returns_the_events_of_the_range_in_order() -> None:
 async def test_meter_clock_is_read_to_the_second_across_midnight() -> None:
     clock = ManualClock(datetime(2026, 3, 10, 23, 59, 30, 750000, tzinfo=UTC))
     async with running_meter(clock) as sim, signed_on(sim) as meter:
-        before = await meter.read_clock()
+        before = await meter.read_clock(clock.now())
         clock.advance(45)  # 00:00:15.75 on the next day
-        after = await meter.read_clock()
+        after = await meter.read_clock(clock.now())
         now = clock.now()
     assert before.tzinfo is not None
     assert abs(before - (now - timedelta(seconds=45))) < timedelta(seconds=1)
@@ -547,7 +547,7 @@ async def test_meter_clock_offset_shows_as_deviation() -> None:
     meter_clock = MeterClock(clock, offset_s=30.0)
     async with running_meter(meter_clock) as sim, signed_on(sim) as meter:
         clock.advance(600)
-        reading = await meter.read_clock()
+        reading = await meter.read_clock(clock.now())
         now = clock.now()
     assert reading - now == timedelta(seconds=30)
 
@@ -567,7 +567,7 @@ async def test_clock_read_while_midnight_passes_is_not_a_day_off(monkeypatch: py
 
         monkeypatch.setattr(sim, "register", register_then_tick)
         earliest = clock.now()
-        reading = await meter.read_clock()
+        reading = await meter.read_clock(clock.now())
         latest = clock.now()
     assert latest > earliest  # the date was read, and midnight passed, during read_clock()
     assert earliest - timedelta(seconds=1) <= reading <= latest, (

@@ -94,7 +94,8 @@ class FakeLink:
                 out.append((float(obis.c) + self.clock.monotonic() / 1000, self.units.get(obis, "")))
         return out
 
-    async def read_clock(self) -> datetime:
+    async def read_clock(self, near: datetime) -> datetime:
+        assert near == self.clock.now(), "the poller gives its own time to read the meter's by"
         await self._spend(2 * self.cost)
         return self.clock.now() + timedelta(seconds=3)
 
