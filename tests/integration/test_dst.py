@@ -29,7 +29,7 @@ from gateway.simulator.physics import HouseholdModel, MeterPhysics
 from gateway.simulator.server import SimulatedMeter
 from gateway.streams import PROFILES
 from gateway.transport import Framing, open_serial
-from tests.integration.conftest import demo, running_gateway
+from tests.support.harness import demo, running_gateway
 
 LP1 = PROFILES[0]
 
