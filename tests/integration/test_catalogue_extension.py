@@ -3,9 +3,9 @@ for an object the simulated meter does not model: the gateway starts, publishes 
 object as the meter reports it - not there: OPC UA BadConfigurationError, REST quality
 "unsupported" - and every other value Good, over IEC 62056-21 and DLMS LN and SN.
 
-The row is added by :mod:`tests.extra_catalogue` in the gateway's own process before
-anything reads the catalogue (modules copy it into tables at import), and the gateway is
-reached as a user reaches it: an asyncua client and HTTP.
+The row is added by :mod:`tests.support.extra_catalogue` in the gateway's own process
+before anything reads the catalogue (modules copy it into tables at import), and the
+gateway is reached as a user reaches it: an asyncua client and HTTP.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from asyncua import Client, ua
 
 from gateway.obis import CATALOGUE
 from gateway.opcua.address_space import SMX_NAMESPACE
-from tests.extra_catalogue import EXTRA_ROWS, NEUTRAL_CURRENT
-from tests.integration.conftest import Collector, shared_pki
-from tests.processes import ROOT, child
+from tests.support.extra_catalogue import EXTRA_ROWS, NEUTRAL_CURRENT
+from tests.support.harness import Collector, shared_pki
+from tests.support.processes import ROOT, child
 
 METER = "meter1"
 #: Every row of the gateway's catalogue: the stock rows and the one added.
@@ -87,7 +87,8 @@ async def test_added_object_the_meter_lacks_is_unsupported_and_the_rest_good(
 ) -> None:
     config = write_config(tmp_path, mode)
     async with child(
-        "-m", "tests.extra_catalogue", "run", "--config", str(config), "--port", "0", "--web-port", "0",
+        "-m", "tests.support.extra_catalogue",
+        "run", "--config", str(config), "--port", "0", "--web-port", "0",
         cwd=tmp_path, announce="  web page and REST API: ", timeout=TIMEOUT_S,
     ) as gateway_process, aiohttp.ClientSession() as http:  # fmt: skip
         found = re.search(r"REST API: (http://\S+/) ", gateway_process.announced)

@@ -25,7 +25,7 @@ from gateway.protocols.axdr import Data
 from gateway.simulator.cosem_server import REGISTERS, CosemServer, RegisterSpec, register_table
 from gateway.simulator.physics import HouseholdModel, MeterPhysics
 from gateway.simulator.server import SimulatedMeter
-from tests.extra_catalogue import NEUTRAL_CURRENT
+from tests.support.extra_catalogue import NEUTRAL_CURRENT
 
 START = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 NEUTRAL = NEUTRAL_CURRENT.obis

@@ -1,7 +1,7 @@
 """The gateway with rows added to the OBIS catalogue, as a developer adds them to
 ``gateway/obis.py``, without touching the file::
 
-    python -m tests.extra_catalogue run --config smx.toml --port 0 --web-port 0
+    python -m tests.support.extra_catalogue run --config smx.toml --port 0 --web-port 0
 
 Many modules copy ``CATALOGUE`` into tables of their own when they are imported, so the
 rows are added in a fresh process before any of them is: only ``gateway.obis`` (and what
