@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.archive.files import AsyncArchive
 from gateway.archive.query import ArchiveQueries, SeriesKey
@@ -42,10 +43,12 @@ from gateway.opcua.server import build_server
 from gateway.protocols.hdlc import HdlcAddress
 from gateway.security.auth import UserDirectory
 from gateway.security.pki import Pki
-from gateway.simulator.server import SimulatedMeter, simulator_from_config
 from gateway.streams import READOUTS
 from gateway.transport import Framing, open_serial
 from gateway.web.api import WebApi, WebServer, WebServices
+
+if TYPE_CHECKING:
+    from gateway.simulator.server import SimulatedMeter
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +167,8 @@ class Gateway:
         meters = []
         for meter in self.config.meters:
             if meter.simulator is not None:
+                from gateway.simulator.server import simulator_from_config  # only for a simulated meter
+
                 sim = simulator_from_config(meter.simulator, self.clock)
                 await sim.start()
                 self.simulators[meter.id] = sim

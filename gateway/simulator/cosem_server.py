@@ -109,6 +109,12 @@ logical name                               type                   scaler  unit
 Import/export powers are >= 0 (as the IEC simulator's values). The per-period registers
 hold the last closed period's values.
 
+Catalogue objects the simulator does not model (an instantaneous value whose quantity the
+physics has no value for, e.g. a neutral current 1-0:91.7.0) are left out, as a meter
+without them would: not in the object list, and a GET or Read of them is answered with
+data-access-result object-undefined (4) (IEC 62056-5-3 GET §9.3.6, Read §10; DLMS Blue
+Book "Data-Access-Result"). The modelled registers keep their order and base names.
+
 Profiles (class 7): capture_objects and capture_period (double-long-unsigned, seconds):
 
 * 1-0:99.1.0: clock 0-0:1.0.0/2, status 0-0:96.10.1/2 (class 1), 1-0:1.29.0 .. 4.29.0/2;
@@ -127,13 +133,13 @@ last, columns 1-based, to_selected_value 0 = last.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal
 
 from gateway.errors import LocalProtocolError, RemoteProtocolError
-from gateway.obis import CATALOGUE, Kind, Obis
+from gateway.obis import CATALOGUE, Kind, Obis, ObisInfo
 from gateway.protocols import apdu as ap
 from gateway.protocols.apdu import CaptureObject, DataAccessResult, GetResult
 from gateway.protocols.axdr import Data, DataTag, encode_data, encode_length
@@ -156,6 +162,7 @@ __all__ = [
     "Referencing",
     "RegisterSpec",
     "Snapshot",
+    "register_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -319,7 +326,13 @@ def _last_lp2(attr: str) -> Callable[[Snapshot], float]:
     return get
 
 
-def _register_table() -> tuple[RegisterSpec, ...]:
+def register_table(catalogue: Iterable[ObisInfo] = CATALOGUE) -> tuple[RegisterSpec, ...]:
+    """The meter's registers: energies, the instantaneous values of ``catalogue`` the
+    physics models (in catalogue order), the per-period values.
+
+    Any other catalogue row is skipped rather than refused: the catalogue describes what
+    the gateway can publish, the simulator is one meter, which may lack some of it.
+    """
     specs: list[RegisterSpec] = []
 
     def add(
@@ -332,11 +345,16 @@ def _register_table() -> tuple[RegisterSpec, ...]:
     u64 = DataTag.LONG64_UNSIGNED
     for c, attr, unit in energies:
         add(Obis(1, 0, c, 8, 0), u64, -2, unit, 1000.0, _energy(attr))
-    for info in CATALOGUE:
-        if info.kind is Kind.INSTANTANEOUS and info.obis.d == 7:
-            quantity, get = _INSTANT[info.obis.c]
-            obis = Obis(1, 0, info.obis.c, 7, 0)
-            add(obis, quantity.tag, quantity.scaler, quantity.unit, quantity.factor, get)
+    for info in catalogue:
+        if info.kind is not Kind.INSTANTANEOUS or info.obis.d != 7:
+            continue
+        obis = Obis(1, 0, info.obis.c, 7, 0)
+        modelled = _INSTANT.get(info.obis.c)
+        # Matched as the gateway matches (group B ignored); 1-0:32.7.1 is not 1-0:32.7.0.
+        if modelled is None or not info.obis.matches(obis):
+            continue
+        quantity, get = modelled
+        add(obis, quantity.tag, quantity.scaler, quantity.unit, quantity.factor, get)
     u32 = DataTag.DOUBLE_LONG_UNSIGNED
     for c, attr, unit in energies:
         add(Obis(1, 0, c, 29, 0), u32, -2, unit, 1000.0, _last_lp1(attr))
@@ -347,7 +365,7 @@ def _register_table() -> tuple[RegisterSpec, ...]:
     return tuple(specs)
 
 
-REGISTERS: Final = _register_table()
+REGISTERS: Final = register_table()
 _BY_OBIS: Final = {spec.obis: spec for spec in REGISTERS}
 
 
@@ -631,7 +649,11 @@ class CosemServer:
         password: str = "00000000",
         referencing: Referencing | str = "both",
         max_pdu: int = 1024,
+        registers: Sequence[RegisterSpec] = REGISTERS,
     ) -> None:
+        """``registers``: the meter's registers (:func:`register_table` of another
+        catalogue, for a meter built from it in a test); the profiles read theirs from
+        :data:`REGISTERS`."""
         if referencing not in ("ln", "sn", "both"):
             raise LocalProtocolError(f"referencing must be 'ln', 'sn' or 'both', got {referencing!r}")
         if not _MIN_CLIENT_PDU <= max_pdu <= 0xFFFF:
@@ -669,7 +691,7 @@ class CosemServer:
                 },
             ),
         ]
-        objects = identity + [_register_object(spec) for spec in REGISTERS]
+        objects = identity + [_register_object(spec) for spec in registers]
         objects += [_profile_object(o, _PROFILE_BASES[o], spec) for o, spec in _PROFILES.items()]
         association = Obis(0, 0, 40, 0, 0)
         # The association object's class follows the context; the SN base name is unused in LN.

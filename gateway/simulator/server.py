@@ -8,6 +8,10 @@ It behaves like a Landis+Gyr ZMD on a TCP-transparent line:
 * option select ``ACK 0 Z 0`` gives the mode C readout, ``ACK 0 Z 1`` programming mode
   with a password seed ``P0``; ``R5`` reads registers, ``P.01``/``P.02`` load profiles by
   range and ``P.98`` the logbook; ``B0`` breaks back to 300 Bd;
+* an ``R5`` of an address the meter does not model (a catalogue object the physics has
+  no value for, e.g. neutral current 91.7.0) is answered with the error message
+  ``STX (ERROR) ETX BCC`` (IEC 62056-21:2002 §6.3, a data set without address), as a
+  meter without that object does; the session stays in programming mode;
 * bytes are paced at the current baud rate (10 bits per character) and every answer
   waits the meter's reaction time after the request has fully "arrived", so timings are
   those of a real line;
@@ -338,7 +342,11 @@ class SimulatedMeter:
         )
 
     def register(self, address: str) -> str | None:
-        """The data set text for an R5 of ``address``, or None if the meter has no such object."""
+        """The data set text for an R5 of ``address``, or None if the meter has no such object.
+
+        Only what :data:`VALUES` and the identity/clock objects model is answered, whatever
+        the catalogue holds: None becomes the ``(ERROR)`` error message on the line.
+        """
         try:
             obis = Obis.parse(address)
         except RemoteProtocolError:
