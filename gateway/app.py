@@ -32,6 +32,7 @@ from gateway.market.external import ExternalData
 from gateway.market.sources import SourcePuller
 from gateway.market.store import ExternalStore
 from gateway.meter.dlms import DlmsMeter, DlmsSession, DlmsSettings, Referencing
+from gateway.meter.feed import Delivery
 from gateway.meter.iec21 import Iec21Meter, Iec21Session
 from gateway.meter.model import EventRecord, ProfileData, Snapshot
 from gateway.meter.poller import MeterLink, Poller, PollerListener
@@ -61,6 +62,9 @@ DEFAULT_ARCHIVE = "var/archive"
 
 class OpcUaPublisher:
     """Poller listener that writes into the address space."""
+
+    #: Values show the present: a snapshot still waiting for a busy server is replaced.
+    delivery = Delivery.LATEST
 
     def __init__(self, space: AddressSpace) -> None:
         self.space = space
@@ -208,7 +212,7 @@ class Gateway:
             await self.market_nodes.add_market(meter.id)
         await self.market_nodes.add_external()
         await AdminNodes(self.space, Pki(self.config.security.pki)).add()
-        self.desk.advice_listeners.append(self.market_nodes.write_advice)
+        self.desk.add_advice_listener(self.market_nodes)
         self.desk.profile_listeners.append(self.market_nodes.on_profile)
         if self.history is not None:
             await install(server, self.history)
@@ -223,6 +227,7 @@ class Gateway:
             api = WebApi(self._web_services(root)) if self.config.web.enabled else None
             if api is not None:
                 api.on_external.append(self.market_nodes.refresh_external)
+                self.desk.add_advice_listener(api.hub)
                 tls = None
                 web_host = self.config.web.host
                 if not self.config.web.https and web_host not in ("127.0.0.1", "::1", "localhost"):
@@ -240,7 +245,6 @@ class Gateway:
                 recorder = self.recorders.get(meter.id)
                 listeners: list[PollerListener] = [
                     publisher, *([recorder] if recorder else []), self.desk.listener(meter.id),
-                    *([api.hub] if api else []),
                 ]  # fmt: skip
                 poller = Poller(
                     meter, link_factory(meter), self.clock, listeners,
@@ -262,6 +266,7 @@ class Gateway:
                     tasks.create_task(self._keep_running(what, poller.run), name=f"poller-{poller.config.id}")
                 for mid, recorder in self.recorders.items():
                     tasks.create_task(recorder.run(), name=f"archive-{mid}")
+                tasks.create_task(self.desk.run(), name="market-advice")
                 puller = SourcePuller(self.external, self.clock)
                 tasks.create_task(
                     self._keep_running("external data", self._watch_external), name="external-data"

@@ -4,17 +4,21 @@ One :class:`~gateway.market.service.MarketService` per meter (one delivery point
 arithmetic in the event loop; the profile files are read and written in worker threads
 (:class:`~gateway.market.store.ProfileStore` is synchronous). Registrations of one meter
 are serialised by a lock, so two clients notifying the same day at once cannot both pass
-the "already notified" check. The desk is a poller listener: each snapshot updates the
-advice, which is handed to the advice listeners (the address space, the live page).
+the "already notified" check. The desk is a poller listener that needs every snapshot
+(the energy at a period's start): each snapshot updates the advice, which is posted with
+the snapshot to the advice listeners (the address space, the live page) through mailboxes
+(:mod:`gateway.meter.feed`): a slow one never holds up the advice of the next second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
+from typing import Protocol
 
 from gateway.archive.files import ArchiveReader
 from gateway.archive.minutes import REGISTER_STREAM
@@ -27,12 +31,20 @@ from gateway.market.periods import MarketCalendar
 from gateway.market.profiles import NotifiedProfile
 from gateway.market.service import EXPORT_ENERGY, IMPORT_ENERGY, MAX_GAP, MarketService
 from gateway.market.store import ProfileStore
+from gateway.meter.feed import Delivery, Mailbox, Outbox, delivery_of
 from gateway.meter.model import EventRecord, ProfileData, Snapshot
 
 log = logging.getLogger(__name__)
 
-AdviceListener = Callable[[str, Advice], Awaitable[None]]
 ProfileListener = Callable[[str, NotifiedProfile], Awaitable[None]]
+
+
+class AdviceListener(Protocol):
+    """A consumer of the advice, with the snapshot it was computed from. A ``delivery``
+    attribute (:class:`~gateway.meter.feed.Delivery`) may ask for every one; by default
+    only the latest of each meter is delivered."""
+
+    async def on_advice(self, snapshot: Snapshot, advice: Advice) -> None: ...
 
 
 class MarketDesk:
@@ -54,8 +66,19 @@ class MarketDesk:
         }
         self.stores = {mid: ProfileStore(root, mid, self.calendar, config.timezone) for mid in meter_ids}
         self._locks = {mid: asyncio.Lock() for mid in meter_ids}
-        self.advice_listeners: list[AdviceListener] = []
+        #: Where the advice goes: a mailbox per listener, never awaited.
+        self.outbox = Outbox()
+        self._advice_listeners: list[tuple[AdviceListener, Mailbox]] = []
         self.profile_listeners: list[ProfileListener] = []
+
+    def add_advice_listener(self, listener: AdviceListener) -> None:
+        delivery = delivery_of(listener) if hasattr(listener, "delivery") else Delivery.LATEST
+        mailbox = self.outbox.add(f"advice to {type(listener).__name__}", delivery)
+        self._advice_listeners.append((listener, mailbox))
+
+    async def run(self) -> None:
+        """Deliver the advice to its listeners; only cancellation ends it."""
+        await self.outbox.run()
 
     def service(self, meter_id: str) -> MarketService:
         try:
@@ -144,8 +167,8 @@ class MarketDesk:
                 log.error("meter %s: %s", meter_id, err)
                 service.remember(day, None)
         advice = service.on_snapshot(snapshot)
-        for listener in self.advice_listeners:
-            await listener(meter_id, advice)
+        for listener, mailbox in self._advice_listeners:
+            mailbox.post(functools.partial(listener.on_advice, snapshot, advice), key=meter_id)
 
 
 class _DeskListener:

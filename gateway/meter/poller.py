@@ -16,10 +16,11 @@ period is published, so a slow line is visible instead of silently late. The spa
 alternates between rotation and periodic work; periodic work overdue for long
 ("starving") runs even if the core must shrink, and if not even one core value fits
 beside it the cycle's core is skipped and the skip is counted. A cycle that ends after
-the next one should have started is counted as late. Publishing the cycle's snapshot
-(OPC UA notifications to every subscriber, the archive) takes time of the same second:
-its recent maximum is kept out of the reading budget, so that many subscribers make the
-line's cycle fuller, not late.
+the next one should have started is counted as late.
+
+Publishing never takes the line's time: the cycle's snapshot, a profile piece and events
+are posted to each listener's mailbox (:mod:`gateway.meter.feed`) and delivered by a task
+of its own, so a slow OPC UA publish, web feed or disk can never make a cycle late.
 
 Failures: the first failed read marks every value Uncertain (last usable value) and
 closes the session; re-opening backs off exponentially. Once no read has succeeded for
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -40,6 +42,7 @@ from typing import Protocol
 from gateway.clock import Clock
 from gateway.config import MeterConfig, one_second_set
 from gateway.errors import DataNotAvailable, GatewayError, ProtocolError, TransportError
+from gateway.meter.feed import Mailbox, Outbox, delivery_of
 from gateway.meter.model import (
     Diagnostics,
     EventRecord,
@@ -133,7 +136,15 @@ class MeterLink(Protocol):
     async def close(self) -> None: ...
 
 
+#: The key of the snapshot in a listener's mailbox: a newer one replaces it under LATEST.
+SNAPSHOT = "snapshot"
+
+
 class PollerListener(Protocol):
+    """A consumer of what the poller publishes. Its calls are delivered by a task of its
+    own, in order; a ``delivery`` attribute of :class:`~gateway.meter.feed.Delivery`
+    says whether it needs every snapshot (the default) or only the latest."""
+
     async def on_snapshot(self, snapshot: Snapshot) -> None: ...
 
     async def on_profile(self, meter_id: str, profile: ProfileData) -> None: ...
@@ -186,11 +197,14 @@ class Poller:
         self.config = config
         self._connect = connect
         self._clock = clock
-        self.listeners = list(listeners)
-        self._budget = self._full_budget = budget_fraction * config.cycle_s
+        #: Where snapshots, profiles and events go: a mailbox per listener, never awaited.
+        self.outbox = Outbox()
+        self._listeners: list[tuple[PollerListener, Mailbox]] = []
+        for listener in listeners:
+            self.add_listener(listener)
+        self._budget = budget_fraction * config.cycle_s
         self._core_fraction = core_fraction
         self._core_budget = core_fraction * self._budget
-        self._publish_reserve = 0.0
         self._max_backoff = max_backoff_s
         self._initial_span = initial_span
         self._max_backfill = max_backfill
@@ -267,12 +281,26 @@ class Poller:
         assert self.snapshot is not None
         return self.snapshot
 
+    def add_listener(self, listener: PollerListener) -> None:
+        """Deliver what the poller publishes to ``listener`` too, as its ``delivery`` says."""
+        name = f"meter {self.config.id}: {type(listener).__name__}"
+        self._listeners.append((listener, self.outbox.add(name, delivery_of(listener))))
+
     async def run(self) -> None:
         """Poll forever; only cancellation ends it.
 
         A snapshot is published every cycle, connected or not, so staleness and loss
-        show up on time even while re-opening the link is backing off.
+        show up on time even while re-opening the link is backing off. The listeners'
+        deliveries run beside the cycle, as tasks of their own.
         """
+        delivery = asyncio.create_task(self.outbox.run(), name=f"deliveries of meter {self.config.id}")
+        try:
+            await self._poll()
+        finally:
+            delivery.cancel()
+            await asyncio.wait([delivery])
+
+    async def _poll(self) -> None:
         backoff = 1.0
         self._started_at = self._clock.monotonic()
         retry_at = self._clock.monotonic()
@@ -289,9 +317,7 @@ class Poller:
                     next_cycle = started = self._clock.monotonic()
                 if self._link is not None:
                     await self._cycle(started)
-                published = self._clock.monotonic()
-                await self._publish()
-                self._reserve_for_publishing(self._clock.monotonic() - published)
+                self._publish()
                 next_cycle += self.config.cycle_s
                 now = self._clock.monotonic()
                 if now > next_cycle:
@@ -303,13 +329,6 @@ class Poller:
                     await self._clock.sleep_until(next_cycle)
         finally:
             await self._drop_link()
-
-    def _reserve_for_publishing(self, seconds: float) -> None:
-        """Keep the recent maximum publishing time (decaying 5 % a cycle) out of the reading
-        budget, never more than half of it."""
-        self._publish_reserve = max(seconds, 0.95 * self._publish_reserve)
-        self._budget = max(self._full_budget - self._publish_reserve, 0.5 * self._full_budget)
-        self._core_budget = self._core_fraction * self._budget
 
     # -- link --------------------------------------------------------------------------------
 
@@ -711,8 +730,8 @@ class Poller:
             self._profile_cursor[code] = max(e.end for e in fresh)
             cursor = self._profile_cursor[code]
             data = replace(block, entries=fresh)
-            for listener in self.listeners:
-                await self._notify(listener.on_profile(self.config.id, data), "load profile")
+            for listener, mailbox in self._listeners:
+                mailbox.post(functools.partial(listener.on_profile, self.config.id, data))
         self._read_until[code] = end
 
     async def _read_events(self, link: MeterLink, start: datetime, end: datetime) -> None:
@@ -720,15 +739,8 @@ class Poller:
         events = [e for e in await link.read_events(start, end) if cursor is None or e.time > cursor]
         if events:
             self._profile_cursor[EVENT_LOG.id] = max(e.time for e in events)
-            for listener in self.listeners:
-                await self._notify(listener.on_events(self.config.id, events), "events")
-
-    async def _notify(self, call: Awaitable[None], what: str) -> None:
-        """Deliver to a listener; its failure is logged, never stops polling the meter."""
-        try:
-            await call
-        except Exception:
-            log.exception("meter %s: publishing %s failed", self.config.id, what)
+            for listener, mailbox in self._listeners:
+                mailbox.post(functools.partial(listener.on_events, self.config.id, events))
 
     # -- publish -----------------------------------------------------------------------------
 
@@ -743,7 +755,7 @@ class Poller:
             return Quality.UNCERTAIN
         return Quality.GOOD
 
-    async def _publish(self) -> None:
+    def _publish(self) -> None:
         link_state = self._link_state()
         self._diag = replace(self._diag, link=link_state)
         readings = {
@@ -758,6 +770,6 @@ class Poller:
             for obis, state in self._values.items()
         }
         self.snapshot = Snapshot(self.config.id, self._clock.now(), readings, self._diag, self._info)
-        for listener in self.listeners:
-            await self._notify(listener.on_snapshot(self.snapshot), "snapshot")
+        for listener, mailbox in self._listeners:
+            mailbox.post(functools.partial(listener.on_snapshot, self.snapshot), key=SNAPSHOT)
         self._snapshot_event.set()

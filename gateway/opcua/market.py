@@ -40,6 +40,7 @@ from gateway.market.desk import MarketDesk
 from gateway.market.external import ExternalData, ExternalState, ExternalValue
 from gateway.market.periods import parse_day
 from gateway.market.profiles import NotifiedProfile
+from gateway.meter.model import Snapshot
 from gateway.opcua.address_space import AddressSpace, eu_information
 from gateway.opcua.guard import SessionUser, caller
 from gateway.opcua.methods import ArgumentError, count, for_role, refused, scalar
@@ -193,6 +194,10 @@ class MarketNodes:
         self.server.iserver.attribute_service = gate
 
     # -- updating ----------------------------------------------------------------------------
+
+    async def on_advice(self, snapshot: Snapshot, advice: Advice) -> None:
+        """The market desk's advice listener (the latest advice of each meter)."""
+        await self.write_advice(snapshot.meter_id, advice)
 
     async def write_advice(self, meter_id: str, advice: Advice) -> None:
         now = self.clock.now()

@@ -50,6 +50,7 @@ from gateway.clock import Clock
 from gateway.config import GatewayConfig
 from gateway.errors import ArchiveError, GatewayError, MarketInputError
 from gateway.events import describe
+from gateway.market.advice import Advice
 from gateway.market.desk import MarketDesk
 from gateway.market.external import ExternalData
 from gateway.market.periods import parse_day
@@ -301,7 +302,7 @@ class WebApi:
     def __init__(self, services: WebServices) -> None:
         self.services = services
         self._meters = {m.id: m for m in services.config.meters}
-        #: The live feed; a poller listener of every meter (after the market desk).
+        #: The live feed; an advice listener of the market desk (the snapshot with its advice).
         self.hub = LiveHub(self.render)
         self.document = document()
         security = services.config.security
@@ -653,7 +654,9 @@ class WebApi:
         try:
             # The newest state at once, so a page does not wait a second for its first values.
             for snap in list(self.hub.latest.values()):
-                await response.write(encode_event("snapshot", self.render(snap)))
+                await response.write(
+                    encode_event("snapshot", self.render(snap, self.hub.advice.get(snap.meter_id)))
+                )
             while True:
                 message = await queue.get()
                 if self.hub.closed(message):
@@ -665,14 +668,14 @@ class WebApi:
             self.hub.leave(queue)
         return response
 
-    def render(self, snap: Snapshot) -> dict[str, Any]:
-        """One live message: the snapshot, the meter's status and advice, the external data."""
+    def render(self, snap: Snapshot, advice: Advice | None) -> dict[str, Any]:
+        """One live message: the snapshot, the meter's status, the advice computed from the
+        snapshot, the external data."""
         mid = snap.meter_id
-        service = self.services.desk.services.get(mid)
         now = self.services.clock.now()
         body = views.snapshot(snap)
         body["status"] = views.diagnostics(snap.diagnostics, self.services.archive_status(mid))
-        body["advice"] = views.advice(mid, service.advice) if service and service.advice else None
+        body["advice"] = views.advice(mid, advice) if advice is not None else None
         body["external"] = [views.external(s) for s in self.services.external.states(now)]
         return body
 

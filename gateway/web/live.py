@@ -1,20 +1,23 @@
 """The live feed of the web page: one JSON message per meter and second, pushed as
 Server-Sent Events (``GET /api/live``).
 
-The hub is a poller listener placed after the market desk, so a message carries the
-snapshot and the advice computed from that same snapshot, plus the external values with
-their age. Each client has a short queue: a client that cannot keep up loses the oldest
-messages (live values are worth nothing late) instead of growing the gateway's memory.
+The hub listens to the market desk's advice, which comes with the snapshot it was
+computed from: a message carries both, plus the external values with their age. Only the
+latest of each meter is delivered to it (live values are worth nothing late). Each client
+has a short queue: a client that cannot keep up loses the oldest messages instead of
+growing the gateway's memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from gateway.meter.model import EventRecord, ProfileData, Snapshot
+from gateway.market.advice import Advice
+from gateway.meter.feed import Delivery
+from gateway.meter.model import Snapshot
 from gateway.web.views import dumps
 
 #: Messages a slow client may fall behind by before the oldest are dropped.
@@ -26,9 +29,13 @@ _CLOSE = b""
 class LiveHub:
     """Latest snapshot per meter, and the clients listening for the next ones."""
 
-    def __init__(self, render: Callable[[Snapshot], dict[str, Any]]) -> None:
+    #: The page shows the present: a snapshot still waiting is replaced by a newer one.
+    delivery = Delivery.LATEST
+
+    def __init__(self, render: Callable[[Snapshot, Advice | None], dict[str, Any]]) -> None:
         self._render = render
         self.latest: dict[str, Snapshot] = {}
+        self.advice: dict[str, Advice] = {}
         self._clients: set[asyncio.Queue[bytes]] = set()
         self._closed = False
 
@@ -68,18 +75,13 @@ class LiveHub:
     def closed(message: bytes) -> bool:
         return message is _CLOSE
 
-    # -- poller listener ----------------------------------------------------------------
+    # -- advice listener ----------------------------------------------------------------
 
-    async def on_snapshot(self, snapshot: Snapshot) -> None:
+    async def on_advice(self, snapshot: Snapshot, advice: Advice) -> None:
         self.latest[snapshot.meter_id] = snapshot
+        self.advice[snapshot.meter_id] = advice
         if self._clients:
-            self.publish("snapshot", self._render(snapshot))
-
-    async def on_profile(self, meter_id: str, profile: ProfileData) -> None:
-        return None
-
-    async def on_events(self, meter_id: str, events: Sequence[EventRecord]) -> None:
-        return None
+            self.publish("snapshot", self._render(snapshot, advice))
 
 
 def encode_event(name: str, data: dict[str, Any]) -> bytes:

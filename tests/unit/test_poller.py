@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +19,7 @@ import pytest
 from gateway.clock import ManualClock
 from gateway.config import MeterConfig
 from gateway.errors import DataNotAvailable, MeterTimeout
+from gateway.meter.feed import Delivery, Mailbox
 from gateway.meter.model import (
     EventRecord,
     LinkState,
@@ -202,34 +203,97 @@ async def test_slow_line_keeps_priorities_every_second_and_rotates_the_rest(cloc
 
 
 @dataclass
-class SlowSubscribers(Recorder):
-    """Publishing a snapshot costs ``cost`` clock seconds (notifications to many clients)."""
+class SlowSubscriber(Recorder):
+    """Takes ``cost`` clock seconds over each snapshot (a server notifying many clients
+    over a slow network, a stalled disk), as a listener of ``delivery``."""
 
     clock: ManualClock | None = None
-    cost: float = 0.25
+    cost: float = 2.0
+    delivery: Delivery = Delivery.LATEST
 
     async def on_snapshot(self, snapshot: Snapshot) -> None:
         assert self.clock is not None
-        self.clock.advance(self.cost)
-        await asyncio.sleep(0)  # a real publish yields to the loop
+        await self.clock.sleep(self.cost)
         await super().on_snapshot(snapshot)
 
 
-async def test_publishing_time_is_kept_out_of_the_reading_budget_so_no_cycle_is_late(
-    clock: ManualClock,
+@pytest.mark.parametrize("delivery", list(Delivery))
+async def test_a_subscriber_taking_two_seconds_per_snapshot_makes_no_cycle_late_and_costs_no_line_time(
+    clock: ManualClock, delivery: Delivery
 ) -> None:
-    # A line that fills 0.9 s of each cycle (27 values x 0.04 s, plus profiles and
-    # registers) and subscribers that take 0.25 s to notify: without the reserve every
-    # full cycle would end at 1.15 s.
-    link, rec = FakeLink(clock, cost=0.04), SlowSubscribers(clock=clock)
-    poller = Poller(config(), lambda: _ready(link), clock, [rec])
-    task = await started(poller)
-    await run_for(clock, 120)
-    await stop(task)
-    last = rec.snapshots[-1]
-    assert last.diagnostics.late_cycles <= 1  # the first publish, before its cost is known
-    assert last.readings[FAST[0]].refresh_s == pytest.approx(1.0, abs=0.01)
-    assert all(last.readings[o].quality is Quality.GOOD for o in FAST)
+    # A line that fills 0.9 s of each cycle (27 values x 0.04 s, plus profiles and registers).
+    async def run(listeners: list[Recorder]) -> tuple[FakeLink, Poller]:
+        link = FakeLink(clock, cost=0.04)
+        poller = Poller(config(), lambda: _ready(link), clock, listeners)
+        task = await started(poller)
+        await run_for(clock, 120)
+        await stop(task)
+        return link, poller
+
+    alone, quick = Recorder(), Recorder()
+    link_alone, by_itself = await run([alone])
+    slow = SlowSubscriber(clock=clock, delivery=delivery)
+    link, poller = await run([quick, slow])
+    assert poller.snapshot is not None
+    assert by_itself.snapshot is not None
+    diag = poller.snapshot.diagnostics
+    assert diag.late_cycles == 0
+    assert diag.skipped_cycles == by_itself.snapshot.diagnostics.skipped_cycles
+    # The line carried exactly what it carries with no subscriber at all.
+    assert [o for _, o in link.reads] == [o for _, o in link_alone.reads]
+    assert all(poller.snapshot.readings[o].refresh_s == pytest.approx(1.0, abs=0.01) for o in FAST[:8])
+    # The quick listener got every snapshot; the slow one one every 2 s.
+    assert len(quick.snapshots) == len(alone.snapshots) >= 119
+    assert 55 <= len(slow.snapshots) <= 61
+    times = [s.time for s in slow.snapshots]
+    assert times == sorted(times)
+    (mailbox,) = [m for m in poller.outbox.mailboxes if "SlowSubscriber" in m.name]
+    if delivery is Delivery.LATEST:
+        # Each delivery is the newest snapshot there was when the last one was done with:
+        # every second one of those published.
+        published = [s.time for s in quick.snapshots]
+        steps = {published.index(b) - published.index(a) for a, b in itertools.pairwise(times)}
+        assert steps == {2}, steps
+        assert mailbox.superseded >= 55
+    else:
+        # Every snapshot, in order, the rest waiting (a backlog within the mailbox's bound).
+        assert times == [s.time for s in quick.snapshots[: len(times)]]
+        assert mailbox.superseded == 0
+        assert mailbox.pending >= 55
+
+
+def test_a_mailbox_keeps_records_replaces_states_and_drops_the_oldest_beyond_its_capacity(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    got: list[str] = []
+
+    def call(text: str) -> Callable[[], Awaitable[None]]:
+        async def deliver() -> None:
+            got.append(text)
+
+        return deliver
+
+    latest = Mailbox("test listener", Delivery.LATEST, capacity=3)
+    latest.post(call("s1"), key="snapshot")
+    latest.post(call("r1"))
+    latest.post(call("s2"), key="snapshot")
+    latest.post(call("r2"))
+    assert latest.superseded == 1
+    assert latest.pending == 3  # r1, s2, r2: records stay in order
+    with caplog.at_level(logging.ERROR, logger="gateway.meter.feed"):
+        latest.post(call("r3"))
+        latest.post(call("r4"))
+    assert latest.dropped == 2
+    assert latest.pending == 3
+    assert ["test listener cannot keep up" in r.message for r in caplog.records] == [True]  # logged once
+
+    async def deliver_all() -> None:
+        task = asyncio.create_task(latest.run())
+        await latest.drained()
+        task.cancel()
+
+    asyncio.run(deliver_all())
+    assert got == ["r2", "r3", "r4"]
 
 
 async def test_lost_meter_is_uncertain_then_bad_logged_once_and_recovers(
@@ -345,7 +409,7 @@ async def test_failing_listener_does_not_stop_polling(
     await run_for(clock, 5)
     await stop(task)
     assert len(rec.snapshots) >= 4
-    assert any("publishing snapshot failed" in r.getMessage() for r in caplog.records)
+    assert any("meter m: Broken: on_snapshot failed" in r.getMessage() for r in caplog.records)
 
 
 # -- links that read a whole set in one request (DLMS) --------------------------------------------
