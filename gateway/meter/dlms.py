@@ -43,15 +43,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Final, TypeAlias
 
-from gateway.clock import Clock, SystemClock
+from gateway.clock import Clock
 from gateway.errors import (
     DataNotAvailable,
     LocalProtocolError,
-    MeterTimeout,
     RemoteProtocolError,
     TransportError,
 )
-from gateway.meter.iec21 import LineStats
+from gateway.meter.line import LineStats, MeterLine, sign_on
 from gateway.meter.model import EventRecord, MeterInfo, ProfileData, ProfileEntry
 from gateway.obis import CATALOGUE, EVENT_CODE, FIRMWARE, SERIAL_NUMBER, Obis
 from gateway.protocols import apdu as ap
@@ -64,8 +63,6 @@ from gateway.transport import Framing, Transport
 from gateway.units import conversion_factor
 
 log = logging.getLogger(__name__)
-
-SIGN_ON_BAUD: Final = 300
 
 
 def conformance_bit(number: int) -> int:
@@ -178,11 +175,10 @@ class DlmsSession:
     def __init__(
         self, transport: Transport, settings: DlmsSettings, *, line_clock: Clock | None = None
     ) -> None:
-        self._transport = transport
         self.settings = settings
-        self._line_clock = line_clock or SystemClock()
+        self._line = MeterLine(transport, settings.response_timeout, line_clock)
         self._link = self._new_link()
-        self.stats = LineStats()
+        self.stats = self._line.stats
         self.association: Association | None = None
         #: Wire time of the last answer: how old its values are when it has arrived.
         self.answer_age_s = 0.0
@@ -199,37 +195,20 @@ class DlmsSession:
 
     # -- line ---------------------------------------------------------------------------------
 
-    async def _write(self, data: bytes) -> None:
-        if not data:
-            return
-        await self._transport.write(
-            data, timeout=self.settings.response_timeout + self._transport.wire_time(len(data))
-        )
-        self.stats.bytes_sent += len(data)
-
-    async def _read(self, extra: float = 0.0) -> bytes:
-        wait = self.settings.response_timeout + extra
-        try:
-            data = await self._transport.read(4096, timeout=wait)
-        except MeterTimeout as err:
-            raise MeterTimeout(f"meter did not answer within {wait:.2f} s") from err
-        self.stats.bytes_received += len(data)
-        return data
-
     async def _event(self, sent: int = 0) -> hdlc.Event:
         """The next HDLC event; replies the core asks for (RR, next segments) are sent.
 
         ``sent``: bytes just written; the meter cannot answer before they have left the
         line, so the first wait is longer by their wire time.
         """
-        extra = self._transport.wire_time(sent)
+        extra = self._line.wire_time(sent)
         while True:
             event = self._link.next_event()
             if event is NEED_DATA:
-                self._link.receive_data(await self._read(extra))
+                self._link.receive_data(await self._line.read(extra))
                 extra = 0.0
                 continue
-            await self._write(event.reply)
+            await self._line.write(event.reply)
             return event
 
     # -- open ---------------------------------------------------------------------------------
@@ -240,13 +219,16 @@ class DlmsSession:
         self._link = self._new_link()
         ident: iec.Identification | None = None
         if self.settings.mode_e:
-            ident, baud = await self._mode_e()
+            # IEC 62056-21 sign-on with protocol character 2 (Annex E): -> HDLC at 8N1.
+            conn = iec.Iec21Connection(iec.Role.CLIENT)
+            s = self.settings
+            ident, baud = await sign_on(self._line, conn, s.device_address, s.baudrate, mode_e=True)
         else:
             baud = self.settings.baudrate
-            await self._transport.set_line(baud, Framing.EIGHT_N_ONE)
-            self._transport.discard_input()
+            await self._line.set_line(baud, Framing.EIGHT_N_ONE)
+            self._line.discard_input()
         snrm = self._link.connect()
-        await self._write(snrm)
+        await self._line.write(snrm)
         event = await self._event(len(snrm))
         if isinstance(event, hdlc.Disconnected):
             raise AssociationRefused(f"meter refused the HDLC link ({event.reason.value} to SNRM)")
@@ -280,50 +262,13 @@ class DlmsSession:
                   initiate.max_receive_pdu_size)  # fmt: skip
         return self.association
 
-    async def _mode_e(self) -> tuple[iec.Identification, int]:
-        """IEC 62056-21 sign-on with protocol character 2 (Annex E): -> HDLC at 8N1."""
-        conn = iec.Iec21Connection(iec.Role.CLIENT)
-        await self._transport.set_line(SIGN_ON_BAUD, Framing.SEVEN_E_ONE)
-        self._transport.discard_input()
-        await self._write(conn.send(iec.SignOnRequest(self.settings.device_address)))
-        started = self._line_clock.monotonic()
-        while True:
-            event = conn.next_event()
-            if isinstance(event, iec.Identification):
-                break
-            if event is not iec.NEED_DATA:
-                raise RemoteProtocolError(f"expected the identification, meter sent {event!r}")
-            # The sign-on and an identification of up to ~40 characters at 300 Bd, after up
-            # to 1.5 s of reaction time: a meter still talking after that is talking nonsense.
-            if self._line_clock.monotonic() - started > 1.5 + self._transport.wire_time(64) + 0.5:
-                raise MeterTimeout("meter did not identify itself within the IEC 62056-21 times")
-            # IEC 62056-21 allows the meter 1.5 s of reaction time before the identification.
-            conn.receive_data(await self._read(extra=1.5))
-        last_rx = self._line_clock.monotonic()
-        if "2" not in event.enhanced:
-            raise RemoteProtocolError(
-                f"meter {event.manufacturer} {event.identification} does not offer mode E "
-                "(no \\2 in its identification)"
-            )
-        baud = min(event.max_baudrate, self.settings.baudrate)
-        # The option select goes out tr after the identification (IEC 62056-21 §6.3.14).
-        await self._line_clock.sleep_until(last_rx + event.reaction_time)
-        await self._write(
-            conn.send(iec.OptionSelect(protocol="2", baud_char=iec.BAUD_CHARACTER[baud], mode="2"))
-        )
-        await self._transport.set_line(baud, Framing.EIGHT_N_ONE)
-        self._transport.discard_input()
-        # The meter switches tr after the option select; our SNRM must not come sooner.
-        await self._line_clock.sleep(event.reaction_time)
-        return event, baud
-
     # -- requests -----------------------------------------------------------------------------
 
     async def _request(self, request: bytes) -> ap.Apdu:
         """Send one APDU and return the meter's answer, decoded; errors become exceptions."""
         sent = 0
         for frame in self._link.send_data(request):
-            await self._write(frame)
+            await self._line.write(frame)
             sent += len(frame)
         received = self.stats.bytes_received
         while True:
@@ -331,7 +276,7 @@ class DlmsSession:
             sent = len(event.reply)
             if isinstance(event, hdlc.DataReceived):
                 # The meter took the values before the first byte of its answer.
-                self.answer_age_s = self._transport.wire_time(self.stats.bytes_received - received)
+                self.answer_age_s = self._line.wire_time(self.stats.bytes_received - received)
                 answer = ap.decode_apdu(event.apdu)
                 break
             if isinstance(event, hdlc.SegmentReceived | hdlc.PeerReady):
@@ -437,14 +382,14 @@ class DlmsSession:
         self.association = None
         try:
             if self._link.state is hdlc.State.CONNECTED:
-                await self._write(self._link.disconnect())
+                await self._line.write(self._link.disconnect())
                 event = await self._event()  # UA or DM; a silent meter times out
                 log.debug("link closed: %r", event)
         except (TransportError, RemoteProtocolError, LocalProtocolError) as err:
             log.debug("DISC not acknowledged: %s", err)
         finally:
             try:
-                await self._transport.close()
+                await self._line.close()
             except TransportError as err:
                 log.debug("closing the transport: %s", err)
 

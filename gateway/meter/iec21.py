@@ -26,27 +26,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TypeVar
 
-from gateway.clock import Clock, SystemClock
+from gateway.clock import Clock
 from gateway.errors import (
     DataNotAvailable,
     LocalProtocolError,
-    MeterTimeout,
     RemoteProtocolError,
     TransportError,
 )
 from gateway.localtime import local_to_utc, utc_to_local
+from gateway.meter.line import MIN_REACTION_S, LineStats, MeterLine, sign_on
 from gateway.meter.model import EventRecord, MeterInfo, ProfileData, ProfileEntry
 from gateway.obis import DATE, SERIAL_NUMBER, TIME, Obis
 from gateway.protocols import iec62056_21 as iec
 from gateway.streams import EVENT_LOG, Stream
-from gateway.transport import Framing, Transport
+from gateway.transport import Transport
 
 log = logging.getLogger(__name__)
 
 _E = TypeVar("_E", bound=iec.Event)
-
-#: The speed at which every IEC 62056-21 sign-on starts (mode C).
-SIGN_ON_BAUD = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +64,6 @@ class MeterIdentity:
         return self.identification.split(".", 1)[1] if "." in self.identification else ""
 
 
-@dataclass(slots=True)
-class LineStats:
-    """Bytes on the line, for the poller's diagnostics."""
-
-    bytes_sent: int = 0
-    bytes_received: int = 0
-
-
 class Iec21Session:
     """One programming-mode session with one meter over one transport."""
 
@@ -89,17 +78,14 @@ class Iec21Session:
         line_clock: Clock | None = None,
         nak_retries: int = 2,
     ) -> None:
-        self._transport = transport
+        self._line = MeterLine(transport, response_timeout, line_clock)
         self._address = address
         self._password = password
         self._max_baudrate = max_baudrate
-        self._timeout = response_timeout
         self._nak_retries = nak_retries
-        self._line_clock = line_clock or SystemClock()
         self._conn = iec.Iec21Connection(iec.Role.CLIENT)
-        self._reaction = 0.2  # until the identification tells better
-        self._last_rx = self._line_clock.monotonic()
-        self.stats = LineStats()
+        self._reaction = MIN_REACTION_S  # until the identification tells better
+        self.stats = self._line.stats
         self.identity: MeterIdentity | None = None
         #: Wire time of the last answer: how old its value is when it has arrived.
         self.answer_age_s = 0.0
@@ -113,27 +99,19 @@ class Iec21Session:
     async def _send(self, event: iec.Event) -> None:
         data = self._conn.send(event)
         # Keep tr of silence after the meter's last byte before we speak (both directions).
-        await self._line_clock.sleep_until(self._last_rx + self._reaction)
-        await self._transport.write(data, timeout=self._timeout + self._transport.wire_time(len(data)))
-        self.stats.bytes_sent += len(data)
+        await self._line.clock.sleep_until(self._line.last_rx + self._reaction)
+        await self._line.write(data)
 
-    async def _receive(self, timeout: float | None = None) -> iec.Event:
-        """Next event from the meter; the timeout restarts with every byte (inter-character time)."""
-        wait = self._timeout if timeout is None else timeout
+    async def _receive(self) -> iec.Event:
+        """Next event from the meter; the timeout restarts with every chunk (inter-character time)."""
         while True:
             event = self._conn.next_event()
             if not isinstance(event, iec.NeedData):
-                self._last_rx = self._line_clock.monotonic()
                 return event
-            try:
-                data = await self._transport.read(4096, timeout=wait)
-            except MeterTimeout as err:
-                raise MeterTimeout(f"meter did not answer within {wait:.2f} s") from err
-            self.stats.bytes_received += len(data)
-            self._conn.receive_data(data)
+            self._conn.receive_data(await self._line.read())
 
-    async def _expect(self, kind: type[_E], what: str, timeout: float | None = None) -> _E:
-        event = await self._receive(timeout)
+    async def _expect(self, kind: type[_E], what: str) -> _E:
+        event = await self._receive()
         if not isinstance(event, kind):
             raise RemoteProtocolError(f"expected {what}, meter sent {event!r}")
         return event
@@ -144,19 +122,9 @@ class Iec21Session:
         """Sign on, negotiate the speed and enter programming mode with the password."""
         self.identity = None
         self._conn = iec.Iec21Connection(iec.Role.CLIENT)
-        await self._transport.set_line(SIGN_ON_BAUD, Framing.SEVEN_E_ONE)
-        self._transport.discard_input()
-        self._reaction = 0.2
-        await self._send(iec.SignOnRequest(self._address))
-        # Identification at 300 Bd: ~20 characters take ~0.7 s on the wire, plus up to 1.5 s tr.
-        ident = await self._expect(iec.Identification, "identification", timeout=self._timeout + 1.5)
+        self._reaction = MIN_REACTION_S
+        ident, baud = await sign_on(self._line, self._conn, self._address, self._max_baudrate, mode_e=False)
         self._reaction = ident.reaction_time
-        baud = min(ident.max_baudrate, self._max_baudrate)
-        option = iec.OptionSelect(protocol="0", baud_char=iec.BAUD_CHARACTER[baud], mode="1")
-        await self._send(option)
-        # set_line waits until the ACK has left the UART; the meter answers at the new speed
-        # no sooner than tr after it, so we must already listen at that speed by then.
-        await self._transport.set_line(baud, Framing.SEVEN_E_ONE)
         seed = await self._expect(iec.Command, "password prompt P0")
         if (seed.command, seed.command_type) != ("P", "0"):
             raise RemoteProtocolError(f"expected password prompt P0, meter sent {seed!r}")
@@ -212,7 +180,7 @@ class Iec21Session:
                 raise RemoteProtocolError(f"expected a data block, meter sent {msg!r}")
             parts.append(msg.data)
             if msg.complete:
-                self.answer_age_s = self._transport.wire_time(self.stats.bytes_received - received)
+                self.answer_age_s = self._line.wire_time(self.stats.bytes_received - received)
                 return "".join(parts)
             await self._send(iec.Ack())  # partial block (EOT): ask for the next one
 
@@ -230,7 +198,7 @@ class Iec21Session:
             log.debug("break not sent: %s", err)
         finally:
             try:
-                await self._transport.close()
+                await self._line.close()
             except TransportError as err:
                 log.debug("closing the transport: %s", err)
 
