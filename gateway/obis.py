@@ -41,6 +41,10 @@ _OBIS_RE = re.compile(
 )
 
 
+#: An OBIS code without value group B (:attr:`Obis.key`).
+ObisKey = tuple[int, int, int, int, int]
+
+
 def _group(text: str) -> int:
     return _LETTERS[text] if text in _LETTERS else int(text)
 
@@ -111,15 +115,15 @@ class Obis:
         """A stable, URL- and NodeId-safe key: ``1-0_32.7.0_255``."""
         return f"{self.a}-{self.b}_{self.c}.{self.d}.{self.e}_{self.f}"
 
+    @property
+    def key(self) -> ObisKey:
+        """The code without value group B, which Landis+Gyr meters set to 1 for energy
+        (DESIGN §3): the one place where the gateway decides that B does not matter."""
+        return (self.a, self.c, self.d, self.e, self.f)
+
     def matches(self, other: Obis) -> bool:
-        """Equal except for group B, which Landis+Gyr meters set to 1 for energy (§3)."""
-        return (self.a, self.c, self.d, self.e, self.f) == (
-            other.a,
-            other.c,
-            other.d,
-            other.e,
-            other.f,
-        )
+        """Equal except for group B (see :attr:`key`)."""
+        return self.key == other.key
 
 
 class Refresh(enum.Enum):
@@ -273,9 +277,9 @@ DATE = _o("0-0:0.9.2")  # IEC 62056-21 date YY-MM-DD
 FIRMWARE = _o("1-0:0.2.0")
 EVENT_CODE = _o("0-0:96.11.0")  # C.11.0
 
-_BY_KEY = {(i.obis.a, i.obis.c, i.obis.d, i.obis.e, i.obis.f): i for i in CATALOGUE}
+_BY_KEY = {i.obis.key: i for i in CATALOGUE}
 
 
 def lookup(obis: Obis) -> ObisInfo | None:
     """The catalogue row for ``obis``, ignoring group B (L+G uses B = 1)."""
-    return _BY_KEY.get((obis.a, obis.c, obis.d, obis.e, obis.f))
+    return _BY_KEY.get(obis.key)

@@ -52,7 +52,7 @@ from gateway.errors import (
 )
 from gateway.meter.line import LineStats, MeterLine, sign_on
 from gateway.meter.model import EventRecord, MeterInfo, ProfileData, ProfileEntry
-from gateway.obis import CATALOGUE, EVENT_CODE, FIRMWARE, SERIAL_NUMBER, Obis
+from gateway.obis import CATALOGUE, EVENT_CODE, FIRMWARE, SERIAL_NUMBER, Obis, ObisKey
 from gateway.protocols import apdu as ap
 from gateway.protocols import cosem, hdlc
 from gateway.protocols import iec62056_21 as iec
@@ -479,39 +479,118 @@ class CosemObject:
         return (self.base_name + 8 * (attribute - 1)) & 0xFFFF
 
 
-def _key(obis: Obis) -> tuple[int, int, int, int, int]:
-    """Match objects ignoring value group B (Landis+Gyr put energy registers on B = 1)."""
-    return (obis.a, obis.c, obis.d, obis.e, obis.f)
+@dataclass(frozen=True, slots=True)
+class _ListLayout:
+    """Where an object_list element holds what we need (IEC 62056-6-2 §4.4.1 / §4.4.3)."""
+
+    size: int  # fields at least
+    class_id: int
+    logical_name: int
+    base_name: int | None = None
 
 
-def _object_list_ln(data: Data) -> list[CosemObject]:
-    """Association LN attribute 2: {class_id, version, logical_name, access_rights}."""
+def _object_list(data: Data, layout: _ListLayout) -> list[CosemObject]:
+    """The objects of an association's object_list (attribute 2)."""
     objects = []
     for item in data.items:
         fields = item.items
-        if item.tag is not DataTag.STRUCTURE or len(fields) < 3:
+        if item.tag is not DataTag.STRUCTURE or len(fields) < layout.size:
             raise RemoteProtocolError(f"object_list element must be a structure of 4, got {item!r}")
-        class_id, name = fields[0].value, fields[2].value
-        if not isinstance(class_id, int) or not isinstance(name, bytes) or len(name) != 6:
-            raise RemoteProtocolError(f"object_list element has no class id / logical name: {item!r}")
-        objects.append(CosemObject(class_id, Obis(*name)))
-    return objects
-
-
-def _object_list_sn(data: Data) -> list[CosemObject]:
-    """Association SN attribute 2: {base_name (long), class_id, version, logical_name}."""
-    objects = []
-    for item in data.items:
-        fields = item.items
-        if item.tag is not DataTag.STRUCTURE or len(fields) != 4:
-            raise RemoteProtocolError(f"object_list element must be a structure of 4, got {item!r}")
-        base, class_id, name = fields[0].value, fields[1].value, fields[3].value
-        if not isinstance(base, int) or not isinstance(class_id, int):
-            raise RemoteProtocolError(f"object_list element has no base name / class id: {item!r}")
+        class_id, name = fields[layout.class_id].value, fields[layout.logical_name].value
+        base = fields[layout.base_name].value if layout.base_name is not None else None
+        if not isinstance(class_id, int) or (layout.base_name is not None and not isinstance(base, int)):
+            raise RemoteProtocolError(f"object_list element has no class id / base name: {item!r}")
         if not isinstance(name, bytes) or len(name) != 6:
             raise RemoteProtocolError(f"object_list element has no logical name: {item!r}")
-        objects.append(CosemObject(class_id, Obis(*name), base & 0xFFFF))
+        objects.append(CosemObject(class_id, Obis(*name), base & 0xFFFF if isinstance(base, int) else None))
     return objects
+
+
+class _Referencing:
+    """How the association addresses attributes: the part of DLMS that differs between
+    logical name and short name referencing (IEC 62056-5-3 §4.2, IEC 62056-6-2 §4.1.3)."""
+
+    #: The association object whose attribute 2 is the object list.
+    association: CosemObject
+    layout: _ListLayout
+    #: Objects missing from an object list the meter did not give can be tried by name.
+    guesses: bool
+    #: The meter cannot send an answer longer than its PDU (no block transfer for SN
+    #: reads): a profile range is read in pieces that fit.
+    splits_ranges: bool
+
+    def encode(self, session: DlmsSession, items: Sequence[tuple[CosemObject, int]]) -> bytes:
+        """One request for the attributes (to send many times: the 1-second set)."""
+        raise NotImplementedError
+
+    async def send(self, session: DlmsSession, apdu: bytes, count: int) -> list[_Result]:
+        """Send a request made by :meth:`encode`."""
+        raise NotImplementedError
+
+    async def read(self, session: DlmsSession, items: Sequence[tuple[CosemObject, int]]) -> list[_Result]:
+        """Read the attributes: one request if the meter takes several at once."""
+        raise NotImplementedError
+
+    async def read_access(
+        self, session: DlmsSession, obj: CosemObject, access: ap.SelectiveAccess
+    ) -> _Result:
+        """Attribute 2 with selective access (a profile range)."""
+        raise NotImplementedError
+
+
+class _LogicalNames(_Referencing):
+    """GET by class id, logical name and attribute; data blocks for long answers."""
+
+    association = CosemObject(CLASS_ASSOCIATION_LN, CURRENT_ASSOCIATION)
+    layout = _ListLayout(size=3, class_id=0, logical_name=2)  # {class_id, version, logical_name, access}
+    guesses = True
+    splits_ranges = False
+
+    def encode(self, session: DlmsSession, items: Sequence[tuple[CosemObject, int]]) -> bytes:
+        return session.encode_get([ap.AttributeRequest(o.descriptor(a)) for o, a in items])
+
+    async def send(self, session: DlmsSession, apdu: bytes, count: int) -> list[_Result]:
+        return await session.get_encoded(apdu, count)
+
+    async def read(self, session: DlmsSession, items: Sequence[tuple[CosemObject, int]]) -> list[_Result]:
+        return await session.get_list([ap.AttributeRequest(o.descriptor(a)) for o, a in items])
+
+    async def read_access(
+        self, session: DlmsSession, obj: CosemObject, access: ap.SelectiveAccess
+    ) -> _Result:
+        return (await session.get_list([ap.AttributeRequest(obj.descriptor(2), access)]))[0]
+
+
+class _ShortNames(_Referencing):
+    """Read of variable names, base name + 8 x (attribute - 1), known only from the object list."""
+
+    association = CosemObject(CLASS_ASSOCIATION_SN, CURRENT_ASSOCIATION, SN_ASSOCIATION_BASE)
+    layout = _ListLayout(
+        size=4, class_id=1, logical_name=3, base_name=0
+    )  # {base_name, class_id, version, ln}
+    guesses = False
+    splits_ranges = True
+
+    def encode(self, session: DlmsSession, items: Sequence[tuple[CosemObject, int]]) -> bytes:
+        return ap.ReadRequest(tuple(ap.VariableName(o.short_name(a)) for o, a in items)).encode()
+
+    async def send(self, session: DlmsSession, apdu: bytes, count: int) -> list[_Result]:
+        return await session.read_encoded(apdu, count)
+
+    async def read(self, session: DlmsSession, items: Sequence[tuple[CosemObject, int]]) -> list[_Result]:
+        return await session.read([ap.VariableName(o.short_name(a)) for o, a in items])
+
+    async def read_access(
+        self, session: DlmsSession, obj: CosemObject, access: ap.SelectiveAccess
+    ) -> _Result:
+        item = ap.ParameterizedAccess(obj.short_name(2), access.selector, access.parameters)
+        return (await session.read([item]))[0]
+
+
+_REFERENCING: Final[dict[Referencing, _Referencing]] = {
+    Referencing.LOGICAL_NAME: _LogicalNames(),
+    Referencing.SHORT_NAME: _ShortNames(),
+}
 
 
 @dataclass(slots=True)
@@ -530,7 +609,7 @@ class _Profile:
 class _Directory:
     """The meter's objects (from its object list) and what was read about them."""
 
-    objects: dict[tuple[int, int, int, int, int], CosemObject] = field(default_factory=dict)
+    objects: dict[ObisKey, CosemObject] = field(default_factory=dict)
     complete: bool = False  # False: no object list; objects are guessed from the catalogue
     scalers: dict[Obis, cosem.ScalerUnit] = field(default_factory=dict)
     profiles: dict[Obis, _Profile] = field(default_factory=dict)
@@ -552,6 +631,7 @@ class DlmsMeter:
         self.session = session
         self._dir = _Directory()
         ref = session.settings.referencing
+        self._ref = _REFERENCING[ref]
         self.protocol = f"DLMS/COSEM {'LN' if ref is Referencing.LOGICAL_NAME else 'SN'} over HDLC" + (
             " (mode E)" if session.settings.mode_e else ""
         )
@@ -564,31 +644,15 @@ class DlmsMeter:
     def answer_age_s(self) -> float:
         return self.session.answer_age_s
 
-    @property
-    def _ln(self) -> bool:
-        return self.session.settings.referencing is Referencing.LOGICAL_NAME
-
-    # -- attribute access, LN or SN -------------------------------------------------------------
+    # -- attribute access -------------------------------------------------------------------------
 
     async def _read(self, items: Sequence[tuple[CosemObject, int]]) -> list[_Result]:
-        if not items:
-            return []
-        if self._ln:
-            return await self.session.get_list([ap.AttributeRequest(o.descriptor(a)) for o, a in items])
-        return await self.session.read([ap.VariableName(o.short_name(a)) for o, a in items])
-
-    async def _read_access(self, obj: CosemObject, access: ap.SelectiveAccess) -> _Result:
-        if self._ln:
-            return (await self.session.get_list([ap.AttributeRequest(obj.descriptor(2), access)]))[0]
-        item = ap.ParameterizedAccess(obj.short_name(2), access.selector, access.parameters)
-        return (await self.session.read([item]))[0]
+        return await self._ref.read(self.session, items) if items else []
 
     def _find(self, obis: Obis, class_id: int = cosem.CLASS_REGISTER) -> CosemObject | None:
-        found = self._dir.objects.get(_key(obis))
-        if found is not None or self._dir.complete:
-            return found
-        if not self._ln:
-            return None  # SN needs a base name, which only the object list gives
+        found = self._dir.objects.get(obis.key)
+        if found is not None or self._dir.complete or not self._ref.guesses:
+            return found  # (SN needs a base name, which only the object list gives)
         return CosemObject(class_id, obis)
 
     def _object(self, obis: Obis, class_id: int = cosem.CLASS_REGISTER) -> CosemObject:
@@ -629,21 +693,17 @@ class DlmsMeter:
 
     async def _discover(self) -> None:
         """Read the object list (LN: 0-0:40.0.0 class 15; SN: base name 0xFA00) if offered."""
-        if self._ln:
-            assoc = CosemObject(CLASS_ASSOCIATION_LN, CURRENT_ASSOCIATION)
-        else:
-            assoc = CosemObject(CLASS_ASSOCIATION_SN, CURRENT_ASSOCIATION, SN_ASSOCIATION_BASE)
-        result = (await self._read([(assoc, 2)]))[0]
+        result = (await self._read([(self._ref.association, 2)]))[0]
         if isinstance(result, ap.DataAccessResult):
-            if not self._ln:
+            if not self._ref.guesses:
                 raise DataNotAvailable(
                     f"the SN meter gives no object list ({_name(result)}); its base names are unknown"
                 )
             log.info("meter gives no object list (%s); using the catalogue's logical names", _name(result))
             return
-        objects = _object_list_ln(result) if self._ln else _object_list_sn(result)
+        objects = _object_list(result, self._ref.layout)
         for obj in objects:
-            self._dir.objects.setdefault(_key(obj.logical_name), obj)
+            self._dir.objects.setdefault(obj.logical_name.key, obj)
         self._dir.complete = True
         log.debug("object list: %d objects", len(objects))
 
@@ -684,10 +744,8 @@ class DlmsMeter:
         if readable:
             if not self.session.multiple_references:
                 results = await self._read([(obj, 2) for obj in readable.values()])
-            elif self._ln:
-                results = await self.session.get_encoded(apdu, len(readable))
             else:
-                results = await self.session.read_encoded(apdu, len(readable))
+                results = await self._ref.send(self.session, apdu, len(readable))
         by_obis = dict(zip(readable, results, strict=True))
         out: list[tuple[float, str] | DataNotAvailable] = []
         for obis in objects:
@@ -717,11 +775,7 @@ class DlmsMeter:
         }
         if not readable:
             return b"", readable
-        if self._ln:
-            apdu = self.session.encode_get([ap.AttributeRequest(o.descriptor(2)) for o in readable.values()])
-        else:
-            apdu = ap.ReadRequest(tuple(ap.VariableName(o.short_name(2)) for o in readable.values())).encode()
-        return apdu, readable
+        return self._ref.encode(self.session, [(o, 2) for o in readable.values()]), readable
 
     def _value(self, obj: CosemObject, data: Data) -> tuple[float, str]:
         su = self._dir.scalers.get(obj.logical_name, cosem.ScalerUnit(0, 255))
@@ -776,7 +830,7 @@ class DlmsMeter:
             for _, _, captures, _ in found
             for c in captures
         ]
-        await self._scalers([o for o in columns if o.base_name is not None or self._ln])
+        await self._scalers([o for o in columns if o.base_name is not None or self._ref.guesses])
         for name, obj, captures, period in found:
             channels = []
             for capture in captures:
@@ -811,7 +865,7 @@ class DlmsMeter:
         columns (a rejected piece is halved).
         """
         span = end - start
-        if not self._ln and profile.period_s > 0:
+        if self._ref.splits_ranges and profile.period_s > 0:
             assoc = self.session.association
             pdu = assoc.max_pdu if assoc is not None and assoc.max_pdu else 0xFFFF
             row_bytes = 2 + 14 + 9 * (len(profile.columns) - 1)  # structure, date-time, values
@@ -823,9 +877,9 @@ class DlmsMeter:
         while True:
             piece_end = min(piece_start + span, end)
             access = cosem.range_access(clock, piece_start.astimezone(UTC), piece_end.astimezone(UTC))
-            result = await self._read_access(profile.obj, access)
+            result = await self._ref.read_access(self.session, profile.obj, access)
             if isinstance(result, ap.DataAccessResult):
-                if not self._ln and span > timedelta(seconds=max(profile.period_s, 1)):
+                if self._ref.splits_ranges and span > timedelta(seconds=max(profile.period_s, 1)):
                     span /= 2  # the meter could not fit the answer: ask for less
                     continue
                 raise RemoteProtocolError(
