@@ -126,10 +126,14 @@ class Outbox:
 
     def __init__(self) -> None:
         self.mailboxes: list[Mailbox] = []
+        self._tasks: asyncio.TaskGroup | None = None
 
     def add(self, name: str, delivery: Delivery = Delivery.EVERY) -> Mailbox:
+        """A mailbox for one more consumer (delivered at once if the outbox runs already)."""
         mailbox = Mailbox(name, delivery)
         self.mailboxes.append(mailbox)
+        if self._tasks is not None:
+            self._tasks.create_task(mailbox.run(), name=f"deliver to {mailbox.name}")
         return mailbox
 
     async def run(self) -> None:
@@ -137,6 +141,11 @@ class Outbox:
         async with asyncio.TaskGroup() as tasks:
             for mailbox in self.mailboxes:
                 tasks.create_task(mailbox.run(), name=f"deliver to {mailbox.name}")
+            self._tasks = tasks
+            try:
+                await asyncio.Event().wait()  # the group lives as long as the outbox runs
+            finally:
+                self._tasks = None
 
     async def drained(self) -> None:
         for mailbox in self.mailboxes:
