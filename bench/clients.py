@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.bare_server import NAMESPACE as BARE_NAMESPACE
 from bench.tables import table
-from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.opcua.ids import SMX_NAMESPACE
 from tests.support.processes import (
     METER_VALUES,
     Child,

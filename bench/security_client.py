@@ -22,7 +22,7 @@ from typing import Any
 
 from asyncua import Client, ua
 
-from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.opcua.ids import SMX_NAMESPACE
 
 CONNECTS = 10
 READS = 100

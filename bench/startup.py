@@ -23,7 +23,7 @@ from typing import Any
 from asyncua import Client, ua
 
 from bench.tables import table
-from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.opcua.ids import SMX_NAMESPACE
 from tests.support.processes import rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]

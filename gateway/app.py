@@ -36,9 +36,10 @@ from gateway.meter.feed import Delivery
 from gateway.meter.iec21 import Iec21Meter, Iec21Session
 from gateway.meter.model import EventRecord, ProfileData, Snapshot
 from gateway.meter.poller import MeterLink, Poller, PollerListener
-from gateway.opcua.address_space import METER_EVENT_TYPE, AddressSpace, MeterNodes
+from gateway.opcua.address_space import AddressSpace, MeterNodes
 from gateway.opcua.administration import AdminNodes
 from gateway.opcua.history import ArchiveHistory, EventSource, install
+from gateway.opcua.ids import METER_EVENT_TYPE
 from gateway.opcua.market import MarketNodes
 from gateway.opcua.server import build_server
 from gateway.protocols.hdlc import HdlcAddress

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from gateway.errors import ConfigError
 from gateway.localtime import meter_zone
-from gateway.obis import CATALOGUE, Obis, Refresh
+from gateway.obis import CATALOGUE, Obis, ObisInfo, Refresh
 from gateway.streams import STREAMS
 
 BAUDRATES = (300, 600, 1200, 2400, 4800, 9600, 19200)
@@ -692,9 +692,17 @@ def load_config(path: Path) -> GatewayConfig:
     return parse_config(data, str(path))
 
 
+def values_read(meter: MeterConfig) -> tuple[ObisInfo, ...]:
+    """The catalogue rows of what the gateway reads from ``meter``: its ``values``, else all."""
+    return tuple(i for i in CATALOGUE if not meter.values or i.obis in meter.values)
+
+
 def one_second_set(meter: MeterConfig) -> tuple[Obis, ...]:
     """The objects the poller tries to read every cycle, in priority order."""
-    rows = [i for i in CATALOGUE if i.refresh is Refresh.SECOND]
-    if meter.values:
-        rows = [i for i in rows if i.obis in meter.values]
+    rows = [i for i in values_read(meter) if i.refresh is Refresh.SECOND]
     return tuple(i.obis for i in sorted(rows, key=lambda i: i.priority))
+
+
+def register_set(meter: MeterConfig) -> tuple[ObisInfo, ...]:
+    """The energy registers read from ``meter`` every few seconds, in catalogue order."""
+    return tuple(i for i in values_read(meter) if i.refresh is Refresh.REGISTER)

@@ -12,7 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-NAMESPACE = "http://smx-gateway.org/UA/"
+from gateway.diagnostics import ARCHIVE_FIELDS, METER_FIELDS
+from gateway.opcua import ids
+from gateway.opcua.ids import SMX_NAMESPACE as NAMESPACE
+
 TARGET = Path(__file__).resolve().parents[1] / "nodesets" / "smx.xml"
 
 ALIASES = {
@@ -35,32 +38,8 @@ MANDATORY, OPTIONAL = "i=78", "i=80"
 BASE_OBJECT, FOLDER, BASE_EVENT = "i=58", "i=61", "i=2041"
 BASE_VARIABLE, PROPERTY, ANALOG_ITEM = "i=63", "i=68", "i=2368"
 
-DIAGNOSTICS = (
-    ("LinkState", "String", "Meter link: connecting, online, degraded (reads failing), lost."),
-    ("CycleDuration", "Double", "Duration of the last poll cycle, seconds."),
-    ("BytesPerCycle", "UInt32", "Bytes sent and received on the line in the last cycle."),
-    ("Cycles", "UInt32", "Poll cycles run since start."),
-    ("LateCycles", "UInt32", "Cycles that ended after the next one was due."),
-    ("SkippedCycles", "UInt32", "Cycles whose 1-second values gave way to a long readout (profile, clock)."),
-    ("CommunicationErrors", "UInt32", "Failed exchanges with the meter since start."),
-    ("LastError", "String", "The last communication error, in words."),
-    ("LastGoodRead", "UtcTime", "Time of the last successful read."),
-    ("ClockDeviation", "Double", "Meter clock minus gateway clock, seconds (positive: meter ahead)."),
-    ("BaudRate", "UInt32", "Negotiated line speed, Bd."),
-    (
-        "ArchiveState",
-        "String",
-        "Archive of this meter: ok, disk-full (records wait in memory and are written when space returns) "
-        "or error.",
-    ),
-    ("ArchiveLastError", "String", "The last archive write error, in words; empty if none since start."),
-    ("ArchiveRecordsWritten", "UInt32", "Records written to the archive since start."),
-    (
-        "ArchiveBacklog",
-        "UInt32",
-        "Records waiting to be written to the archive (non-zero while writing fails).",
-    ),
-)
+#: Every diagnostic field, the poller's and the archive's (gateway/diagnostics.py).
+DIAGNOSTICS = tuple((f.name, f.data_type, f.description) for f in (*METER_FIELDS, *ARCHIVE_FIELDS))
 #: Live advice of the running settlement period (DESIGN §6): name, type, unit, description.
 ADVICE = (
     ("State", "String", "", "advised, no-notification (no profile for this period), closing (last seconds) or "
@@ -253,137 +232,292 @@ CERTIFICATES_OUT = (
 def build() -> str:
     ns = NodeSet()
     ns.object_type(
-        1001, "SmxGatewayType", BASE_OBJECT, "An SMX gateway: the meters it reads and its own state."
+        ids.SMX_GATEWAY_TYPE,
+        "SmxGatewayType",
+        BASE_OBJECT,
+        "An SMX gateway: the meters it reads and its own state.",
     )
-    ns.object(1002, "Meters", 1001, FOLDER, "One MeterType object per configured meter.")
-    ns.variable(1003, "SoftwareVersion", 1001, "String", "Version of the SMX gateway software.", prop=True)
+    ns.object(
+        ids.GATEWAY_METERS,
+        "Meters",
+        ids.SMX_GATEWAY_TYPE,
+        FOLDER,
+        "One MeterType object per configured meter.",
+    )
+    ns.variable(
+        ids.GATEWAY_SOFTWARE_VERSION,
+        "SoftwareVersion",
+        ids.SMX_GATEWAY_TYPE,
+        "String",
+        "Version of the SMX gateway software.",
+        prop=True,
+    )
     external = "External energy data (prices, renewable shares): one ExternalValueType variable per value."
-    ns.object(1004, "ExternalData", 1001, FOLDER, external)
-
-    ns.object_type(1010, "MeterType", BASE_OBJECT, "An electricity meter read over its serial interface.")
-    for n, (name, desc) in enumerate(IDENTITY):
-        ns.variable(1011 + n, name, 1010, "String", desc, prop=True)
-    ns.object(
-        1016, "Diagnostics", 1010, "ns=1;i=1050", "Diagnostics of the poller that owns this meter's line."
-    )
-    for n, (name, data_type, desc) in enumerate(DIAGNOSTICS):
-        ns.variable(1121 + n, name, 1016, data_type, desc)
-    ns.object(
-        1030, "Instantaneous", 1010, FOLDER, "Instantaneous values (u, i, p, q, power factor, frequency)."
-    )
-    ns.object(1031, "Energy", 1010, FOLDER, "Energy registers (A+, A-, R+, R-).")
-    profile_1 = "Load profile 1: energy per capture period (A+, A-, R+, R-)."
-    ns.object(1032, "LoadProfile1", 1010, "ns=1;i=1080", profile_1, rule=OPTIONAL)
-    profile_2 = "Load profile 2: mean voltages and currents per capture period."
-    ns.object(1033, "LoadProfile2", 1010, "ns=1;i=1080", profile_2, rule=OPTIONAL)
-    ns.object(1034, "EventLog", 1010, "ns=1;i=1090", "The meter's event log.", rule=OPTIONAL)
-    market = "Market services of the meter's delivery point: notified profiles and imbalance advice."
-    ns.object(1035, "Market", 1010, "ns=1;i=1200", market, rule=OPTIONAL)
-
-    ns.object_type(1050, "MeterDiagnosticsType", BASE_OBJECT, "Diagnostics of a meter poller.")
-    for n, (name, data_type, desc) in enumerate(DIAGNOSTICS):
-        ns.variable(1051 + n, name, 1050, data_type, desc)
+    ns.object(ids.GATEWAY_EXTERNAL_DATA, "ExternalData", ids.SMX_GATEWAY_TYPE, FOLDER, external)
 
     ns.object_type(
-        1080,
+        ids.METER_TYPE, "MeterType", BASE_OBJECT, "An electricity meter read over its serial interface."
+    )
+    for n, (name, desc) in enumerate(IDENTITY):
+        ns.variable(ids.METER_IDENTITY + n, name, ids.METER_TYPE, "String", desc, prop=True)
+    ns.object(
+        ids.METER_DIAGNOSTICS,
+        "Diagnostics",
+        ids.METER_TYPE,
+        f"ns=1;i={ids.METER_DIAGNOSTICS_TYPE}",
+        "Diagnostics of the poller that owns this meter's line.",
+    )
+    for n, (name, data_type, desc) in enumerate(DIAGNOSTICS):
+        ns.variable(ids.METER_DIAGNOSTICS_FIELDS + n, name, ids.METER_DIAGNOSTICS, data_type, desc)
+    ns.object(
+        ids.METER_INSTANTANEOUS,
+        "Instantaneous",
+        ids.METER_TYPE,
+        FOLDER,
+        "Instantaneous values (u, i, p, q, power factor, frequency).",
+    )
+    ns.object(ids.METER_ENERGY, "Energy", ids.METER_TYPE, FOLDER, "Energy registers (A+, A-, R+, R-).")
+    profile_1 = "Load profile 1: energy per capture period (A+, A-, R+, R-)."
+    ns.object(
+        ids.METER_LOAD_PROFILE_1,
+        "LoadProfile1",
+        ids.METER_TYPE,
+        f"ns=1;i={ids.LOAD_PROFILE_TYPE}",
+        profile_1,
+        rule=OPTIONAL,
+    )
+    profile_2 = "Load profile 2: mean voltages and currents per capture period."
+    ns.object(
+        ids.METER_LOAD_PROFILE_2,
+        "LoadProfile2",
+        ids.METER_TYPE,
+        f"ns=1;i={ids.LOAD_PROFILE_TYPE}",
+        profile_2,
+        rule=OPTIONAL,
+    )
+    ns.object(
+        ids.METER_EVENT_LOG,
+        "EventLog",
+        ids.METER_TYPE,
+        f"ns=1;i={ids.EVENT_LOG_TYPE}",
+        "The meter's event log.",
+        rule=OPTIONAL,
+    )
+    market = "Market services of the meter's delivery point: notified profiles and imbalance advice."
+    ns.object(
+        ids.METER_MARKET,
+        "Market",
+        ids.METER_TYPE,
+        f"ns=1;i={ids.MARKET_SERVICES_TYPE}",
+        market,
+        rule=OPTIONAL,
+    )
+
+    ns.object_type(
+        ids.METER_DIAGNOSTICS_TYPE, "MeterDiagnosticsType", BASE_OBJECT, "Diagnostics of a meter poller."
+    )
+    for n, (name, data_type, desc) in enumerate(DIAGNOSTICS):
+        ns.variable(ids.DIAGNOSTICS_TYPE_FIELDS + n, name, ids.METER_DIAGNOSTICS_TYPE, data_type, desc)
+
+    ns.object_type(
+        ids.LOAD_PROFILE_TYPE,
         "LoadProfileType",
         BASE_OBJECT,
         "A load profile (COSEM ProfileGeneric / IEC 62056-21 P.01, P.02): one ObisValueType channel per "
         "captured object; each channel's value is that of the last period read, stamped with the period's end.",
     )
-    ns.variable(1081, "CapturePeriod", 1080, "Double", "Capture period, seconds.")
-    ns.variable(1082, "LastEntryTime", 1080, "UtcTime", "End of the last period read from the meter.")
     ns.variable(
-        1083, "LastStatus", 1080, "UInt32", "Status word of the last period read (meter-specific bits)."
+        ids.LOAD_PROFILE_CAPTURE_PERIOD,
+        "CapturePeriod",
+        ids.LOAD_PROFILE_TYPE,
+        "Double",
+        "Capture period, seconds.",
     )
-    ns.variable(1084, "EntriesRead", 1080, "UInt32", "Entries read from the meter since start.")
+    ns.variable(
+        ids.LOAD_PROFILE_LAST_ENTRY_TIME,
+        "LastEntryTime",
+        ids.LOAD_PROFILE_TYPE,
+        "UtcTime",
+        "End of the last period read from the meter.",
+    )
+    ns.variable(
+        ids.LOAD_PROFILE_LAST_STATUS,
+        "LastStatus",
+        ids.LOAD_PROFILE_TYPE,
+        "UInt32",
+        "Status word of the last period read (meter-specific bits).",
+    )
+    ns.variable(
+        ids.LOAD_PROFILE_ENTRIES_READ,
+        "EntriesRead",
+        ids.LOAD_PROFILE_TYPE,
+        "UInt32",
+        "Entries read from the meter since start.",
+    )
 
     ns.object_type(
-        1090, "EventLogType", BASE_OBJECT, "The meter's event log (COSEM event log / IEC 62056-21 P.98)."
+        ids.EVENT_LOG_TYPE,
+        "EventLogType",
+        BASE_OBJECT,
+        "The meter's event log (COSEM event log / IEC 62056-21 P.98).",
     )
-    ns.variable(1091, "LastEventTime", 1090, "UtcTime", "Time of the last event read.")
-    ns.variable(1092, "LastEventCode", 1090, "UInt16", "Code of the last event read.")
-    ns.variable(1093, "LastEventName", 1090, "String", "The last event, in words.")
-    ns.variable(1094, "EventsRead", 1090, "UInt32", "Events read from the meter since start.")
+    ns.variable(
+        ids.EVENT_LOG_LAST_EVENT_TIME,
+        "LastEventTime",
+        ids.EVENT_LOG_TYPE,
+        "UtcTime",
+        "Time of the last event read.",
+    )
+    ns.variable(
+        ids.EVENT_LOG_LAST_EVENT_CODE,
+        "LastEventCode",
+        ids.EVENT_LOG_TYPE,
+        "UInt16",
+        "Code of the last event read.",
+    )
+    ns.variable(
+        ids.EVENT_LOG_LAST_EVENT_NAME,
+        "LastEventName",
+        ids.EVENT_LOG_TYPE,
+        "String",
+        "The last event, in words.",
+    )
+    ns.variable(
+        ids.EVENT_LOG_EVENTS_READ,
+        "EventsRead",
+        ids.EVENT_LOG_TYPE,
+        "UInt32",
+        "Events read from the meter since start.",
+    )
 
     ns.object_type(
-        1100, "MeterEventType", BASE_EVENT, "An entry of a meter's event log, with the meter's time."
+        ids.METER_EVENT_TYPE,
+        "MeterEventType",
+        BASE_EVENT,
+        "An entry of a meter's event log, with the meter's time.",
     )
-    ns.variable(1101, "EventCode", 1100, "UInt16", "The meter's event code.", prop=True)
-    ns.variable(1102, "MeterId", 1100, "String", "Id of the meter (its folder name).", prop=True)
+    ns.variable(
+        ids.METER_EVENT_CODE,
+        "EventCode",
+        ids.METER_EVENT_TYPE,
+        "UInt16",
+        "The meter's event code.",
+        prop=True,
+    )
+    ns.variable(
+        ids.METER_EVENT_METER_ID,
+        "MeterId",
+        ids.METER_EVENT_TYPE,
+        "String",
+        "Id of the meter (its folder name).",
+        prop=True,
+    )
 
     ns.variable_type(
-        1110,
+        ids.OBIS_VALUE_TYPE,
         "ObisValueType",
         ANALOG_ITEM,
         "Double",
         "A value of an OBIS object read from a meter: an AnalogItem with EngineeringUnits (UNECE) and "
         "EURange, named by its OBIS code.",
     )
-    ns.variable(1111, "ObisCode", 1110, "String", "OBIS code (IEC 62056-61), A-B:C.D.E*F.", prop=True)
+    ns.variable(
+        ids.OBIS_VALUE_CODE,
+        "ObisCode",
+        ids.OBIS_VALUE_TYPE,
+        "String",
+        "OBIS code (IEC 62056-61), A-B:C.D.E*F.",
+        prop=True,
+    )
     refresh = "Measured time between two reads of this value, seconds."
-    ns.variable(1112, "RefreshPeriod", 1110, "Double", refresh, prop=True, rule=OPTIONAL)
+    ns.variable(
+        ids.OBIS_VALUE_REFRESH_PERIOD,
+        "RefreshPeriod",
+        ids.OBIS_VALUE_TYPE,
+        "Double",
+        refresh,
+        prop=True,
+        rule=OPTIONAL,
+    )
 
     ns.object_type(
-        1200,
+        ids.MARKET_SERVICES_TYPE,
         "MarketServicesType",
         BASE_OBJECT,
         "Market services of one delivery point (DESIGN §6): notified profiles of net import energy per "
         "settlement period, and the imbalance advice for the running period, recomputed every second.",
     )
     for n, (name, data_type, unit, desc) in enumerate(ADVICE):
-        ns.variable(1201 + n, name, 1200, data_type, f"{desc} ({unit})" if unit else desc)
+        ns.variable(
+            ids.MARKET_ADVICE + n,
+            name,
+            ids.MARKET_SERVICES_TYPE,
+            data_type,
+            f"{desc} ({unit})" if unit else desc,
+        )
     ns.variable(
-        1215, "PeriodMinutes", 1200, "UInt32", "Settlement period length, minutes (15 or 60).", prop=True
+        ids.MARKET_PERIOD_MINUTES,
+        "PeriodMinutes",
+        ids.MARKET_SERVICES_TYPE,
+        "UInt32",
+        "Settlement period length, minutes (15 or 60).",
+        prop=True,
     )
     ns.variable(
-        1216,
+        ids.MARKET_NOTIFIED_DAYS,
         "NotifiedDays",
-        1200,
+        ids.MARKET_SERVICES_TYPE,
         "String",
         "Delivery days with a notified profile (YYYY-MM-DD).",
         array=True,
     )
     ns.method(
-        1220, "RegisterProfile", 1200,
+        ids.MARKET_REGISTER_PROFILE, "RegisterProfile", ids.MARKET_SERVICES_TYPE,
         "Notify a profile for a delivery day. Refused with BadInvalidArgument (wrong length, not a number, a day "
         "already notified without Replace) or BadOutOfRange (infinite, beyond the limit, a past day); the "
         "message is in the argument's diagnostic info. Nothing stored changes when refused.",
         REGISTER_IN, REGISTER_OUT,
     )  # fmt: skip
     ns.method(
-        1225, "ComputeAdvice", 1200,
+        ids.MARKET_COMPUTE_ADVICE, "ComputeAdvice", ids.MARKET_SERVICES_TYPE,
         "The imbalance advice now, or at a later instant of the running period if the current power is held.",
         ADVICE_IN, ADVICE_OUT,
     )  # fmt: skip
-    ns.method(1230, "ReadProfile", 1200, "The notified profile of a delivery day.", READ_IN, READ_OUT)
+    ns.method(
+        ids.MARKET_READ_PROFILE,
+        "ReadProfile",
+        ids.MARKET_SERVICES_TYPE,
+        "The notified profile of a delivery day.",
+        READ_IN,
+        READ_OUT,
+    )
 
     ns.object_type(
-        1300,
+        ids.ADMINISTRATION_TYPE,
         "AdministrationType",
         BASE_OBJECT,
         "Administration of the gateway (admin role only; every call is logged): the trust list of its OPC UA "
         "clients, as `smx-gateway certs` on the box.",
     )
     ns.method(
-        1301, "ListCertificates", 1300,
+        ids.ADMINISTRATION_LIST_CERTIFICATES, "ListCertificates", ids.ADMINISTRATION_TYPE,
         "The trusted and the rejected client certificates: thumbprint, subject, end of validity.",
         (), CERTIFICATES_OUT,
     )  # fmt: skip
     ns.method(
-        1305, "TrustCertificate", 1300,
+        ids.ADMINISTRATION_TRUST_CERTIFICATE, "TrustCertificate", ids.ADMINISTRATION_TYPE,
         "Trust a rejected client certificate (from rejected/ to trusted/); its client connects at its next "
         "attempt. BadNotFound in the argument's result when no single rejected certificate matches.",
         THUMBPRINT_IN, SUBJECT_OUT,
     )  # fmt: skip
     ns.method(
-        1310, "RejectCertificate", 1300,
+        ids.ADMINISTRATION_REJECT_CERTIFICATE, "RejectCertificate", ids.ADMINISTRATION_TYPE,
         "Stop trusting a client certificate (from trusted/ to rejected/); new connections with it are refused.",
         THUMBPRINT_IN, SUBJECT_OUT,
     )  # fmt: skip
 
     ns.variable_type(
-        1250,
+        ids.EXTERNAL_VALUE_TYPE,
         "ExternalValueType",
         BASE_VARIABLE,
         "Double",
@@ -391,9 +525,21 @@ def build() -> str:
         "time; the status turns UncertainLastUsableValue once it is older than FreshFor, and is "
         "BadWaitingForInitialData until a first value arrives.",
     )
-    ns.variable(1251, "FreshFor", 1250, "Double", "Seconds a value stays fresh after its time.", prop=True)
     ns.variable(
-        1252, "Origin", 1250, "String", "Where the value came from: rest, opcua or the source.", prop=True
+        ids.EXTERNAL_VALUE_FRESH_FOR,
+        "FreshFor",
+        ids.EXTERNAL_VALUE_TYPE,
+        "Double",
+        "Seconds a value stays fresh after its time.",
+        prop=True,
+    )
+    ns.variable(
+        ids.EXTERNAL_VALUE_ORIGIN,
+        "Origin",
+        ids.EXTERNAL_VALUE_TYPE,
+        "String",
+        "Where the value came from: rest, opcua or the source.",
+        prop=True,
     )
     return ns.render()
 

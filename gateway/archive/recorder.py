@@ -33,10 +33,10 @@ from gateway.archive.files import AsyncArchive, Column, Record
 from gateway.archive.minutes import REGISTER_STREAM, MinuteAggregator, RegisterSampler
 from gateway.archive.minutes import STREAM as MINUTE_STREAM
 from gateway.clock import Clock
-from gateway.config import ArchiveConfig, MeterConfig, one_second_set
+from gateway.config import ArchiveConfig, MeterConfig, one_second_set, register_set
 from gateway.errors import ArchiveError
 from gateway.meter.model import EventRecord, ProfileData, Snapshot
-from gateway.obis import CATALOGUE, Refresh
+from gateway.obis import CATALOGUE
 from gateway.streams import EVENT_LOG, Origin
 from gateway.streams import STREAMS as ALL_STREAMS
 
@@ -93,13 +93,7 @@ class ArchiveRecorder:
         self._on_status = on_status
         by_obis = {i.obis: i for i in CATALOGUE}
         self.minutes = MinuteAggregator([by_obis[o] for o in one_second_set(meter)])
-        self.registers = RegisterSampler(
-            [
-                i
-                for i in CATALOGUE
-                if i.refresh is Refresh.REGISTER and (not meter.values or i.obis in meter.values)
-            ]
-        )
+        self.registers = RegisterSampler(register_set(meter))
         self._backlog: dict[str, deque[_Pending]] = {}
         self._wake = asyncio.Event()
         self._retry_at = 0.0

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from gateway.clock import Clock
-from gateway.config import MeterConfig, one_second_set
+from gateway.config import MeterConfig, one_second_set, register_set
 from gateway.errors import DataNotAvailable, GatewayError, ProtocolError, TransportError
 from gateway.meter.feed import Mailbox, Outbox, delivery_of
 from gateway.meter.model import (
@@ -53,7 +53,7 @@ from gateway.meter.model import (
     Reading,
     Snapshot,
 )
-from gateway.obis import CATALOGUE, ONE_SECOND_SET_PRIORITY, Obis, ObisInfo, Refresh
+from gateway.obis import CATALOGUE, ONE_SECOND_SET_PRIORITY, Obis, ObisInfo
 from gateway.streams import EVENT_LOG, READOUTS, Origin, Stream, StreamId, stream
 from gateway.units import conversion_factor
 
@@ -211,11 +211,7 @@ class Poller:
         order = one_second_set(config)
         by_obis = {i.obis: i for i in CATALOGUE}
         self._fast = [_ValueState(by_obis[o]) for o in order]
-        self._registers = [
-            _ValueState(i)
-            for i in CATALOGUE
-            if i.refresh is Refresh.REGISTER and (not config.values or i.obis in config.values)
-        ]
+        self._registers = [_ValueState(i) for i in register_set(config)]
         self._values = {s.info.obis: s for s in [*self._fast, *self._registers]}
         self._rotation_starved = False
         self._register_next = 0

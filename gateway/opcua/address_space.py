@@ -30,24 +30,25 @@ from asyncua import Server, ua
 from gateway import __version__
 from gateway.archive.recorder import ArchiveStatus
 from gateway.clock import Clock, SystemClock
-from gateway.config import MeterConfig
+from gateway.config import MeterConfig, values_read
+from gateway.diagnostics import ARCHIVE_FIELDS, METER_FIELDS
 from gateway.events import describe
 from gateway.meter.model import Diagnostics, EventRecord, MeterInfo, ProfileData, Quality, Reading, Snapshot
-from gateway.obis import CATALOGUE, Kind, Obis, ObisInfo
+from gateway.obis import Kind, Obis, ObisInfo
+from gateway.opcua.ids import (
+    EVENT_LOG_TYPE,
+    LOAD_PROFILE_TYPE,
+    METER_EVENT_TYPE,
+    METER_TYPE,
+    OBIS_VALUE_TYPE,
+    SMX_GATEWAY_TYPE,
+    SMX_NAMESPACE,
+)
 from gateway.streams import EVENT_LOG, PROFILES, StreamId, value_stream
 from gateway.streams import stream as stream_of
 from gateway.units import UNECE_NAMESPACE, UNITS
 
-SMX_NAMESPACE = "http://smx-gateway.org/UA/"
 NODESET = Path(__file__).resolve().parents[2] / "nodesets" / "smx.xml"
-
-# Type NodeIds of nodesets/smx.xml (numeric, in the SMX namespace).
-SMX_GATEWAY_TYPE = 1001
-METER_TYPE = 1010
-LOAD_PROFILE_TYPE = 1080
-EVENT_LOG_TYPE = 1090
-METER_EVENT_TYPE = 1100
-OBIS_VALUE_TYPE = 1110
 
 QUALITY_STATUS = {
     Quality.GOOD: ua.StatusCodes.Good,
@@ -57,27 +58,19 @@ QUALITY_STATUS = {
     Quality.UNSUPPORTED: ua.StatusCodes.BadConfigurationError,
 }
 
-#: Diagnostics variables: browse name -> (attribute of Diagnostics, variant type).
-DIAGNOSTICS: dict[str, tuple[str, ua.VariantType]] = {
-    "LinkState": ("link", ua.VariantType.String),
-    "CycleDuration": ("cycle_duration_s", ua.VariantType.Double),
-    "BytesPerCycle": ("bytes_per_cycle", ua.VariantType.UInt32),
-    "Cycles": ("cycles", ua.VariantType.UInt32),
-    "LateCycles": ("late_cycles", ua.VariantType.UInt32),
-    "SkippedCycles": ("skipped_cycles", ua.VariantType.UInt32),
-    "CommunicationErrors": ("errors", ua.VariantType.UInt32),
-    "LastError": ("last_error", ua.VariantType.String),
-    "LastGoodRead": ("last_good_read", ua.VariantType.DateTime),
-    "ClockDeviation": ("clock_deviation_s", ua.VariantType.Double),
-    "BaudRate": ("baudrate", ua.VariantType.UInt32),
+#: The OPC UA type of each built-in type name of the diagnostic fields.
+_VARIANT = {
+    "String": ua.VariantType.String,
+    "Double": ua.VariantType.Double,
+    "UInt32": ua.VariantType.UInt32,
+    "UtcTime": ua.VariantType.DateTime,
 }
-
-#: Archive diagnostics: browse name -> (attribute of ArchiveStatus, variant type).
+#: Diagnostics variables (gateway/diagnostics.py): browse name -> (attribute, variant type).
+DIAGNOSTICS: dict[str, tuple[str, ua.VariantType]] = {
+    f.name: (f.attribute, _VARIANT[f.data_type]) for f in METER_FIELDS
+}
 ARCHIVE_DIAGNOSTICS: dict[str, tuple[str, ua.VariantType]] = {
-    "ArchiveState": ("state", ua.VariantType.String),
-    "ArchiveLastError": ("last_error", ua.VariantType.String),
-    "ArchiveRecordsWritten": ("records_written", ua.VariantType.UInt32),
-    "ArchiveBacklog": ("backlog", ua.VariantType.UInt32),
+    f.name: (f.attribute, _VARIANT[f.data_type]) for f in ARCHIVE_FIELDS
 }
 
 #: The shared HistoricalConfiguration objects (OPC 10000-11 §5.2.2): how a node's history
@@ -218,8 +211,7 @@ class AddressSpace:
         }
         nodes.identity = {name: self.nid(f"{mid}.{name}") for name in IDENTITY}
         items: list[ua.AddNodesItem] = []
-        wanted = [i for i in CATALOGUE if not config.values or i.obis in config.values]
-        for info in wanted:
+        for info in values_read(config):
             folder = self.nid(f"{mid}.{'Energy' if info.kind is Kind.ENERGY else 'Instantaneous'}")
             node_id = self.nid(f"{mid}.{info.obis}")
             nodes.values[info.obis] = node_id

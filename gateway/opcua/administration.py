@@ -19,13 +19,13 @@ from cryptography import x509
 
 from gateway.opcua.address_space import AddressSpace
 from gateway.opcua.guard import caller
+from gateway.opcua.ids import ADMINISTRATION_TYPE
 from gateway.opcua.methods import ArgumentError, count, for_role, refused, scalar
 from gateway.security.pki import CertificateError, Pki, load_certificate
 from gateway.security.users import Role
 
 log = logging.getLogger(__name__)
 
-ADMINISTRATION_TYPE = 1300
 #: How a certificate is shown in ListCertificates.
 LINE = "{thumbprint}  {subject}  (valid until {until:%Y-%m-%d})"
 

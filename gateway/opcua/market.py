@@ -43,13 +43,12 @@ from gateway.market.profiles import NotifiedProfile
 from gateway.meter.model import Snapshot
 from gateway.opcua.address_space import AddressSpace, eu_information
 from gateway.opcua.guard import SessionUser, caller
+from gateway.opcua.ids import EXTERNAL_VALUE_TYPE, MARKET_SERVICES_TYPE
 from gateway.opcua.methods import ArgumentError, count, for_role, refused, scalar
 from gateway.security.users import Role
 
 log = logging.getLogger(__name__)
 
-MARKET_SERVICES_TYPE = 1200
-EXTERNAL_VALUE_TYPE = 1250
 
 #: The live advice variables and the ComputeAdvice outputs, in the NodeSet's order:
 #: name, variant type, unit, how to take it from an Advice.

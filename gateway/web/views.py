@@ -7,12 +7,14 @@ every number says its unit in the key (``_kw``, ``_kwh``, ``_s``) or next to it
 
 from __future__ import annotations
 
+import enum
 import json
 from datetime import UTC, datetime
 from typing import Any
 
 from gateway.archive.recorder import ArchiveStatus
 from gateway.config import MeterConfig
+from gateway.diagnostics import ARCHIVE_FIELDS, METER_FIELDS
 from gateway.market.advice import Advice
 from gateway.market.external import ExternalState
 from gateway.market.periods import MarketCalendar
@@ -48,24 +50,23 @@ def reading(r: Reading) -> dict[str, Any]:
 
 
 def diagnostics(d: Diagnostics, archive: ArchiveStatus | None) -> dict[str, Any]:
-    return {
-        "link": d.link.value,
-        "cycle_duration_s": d.cycle_duration_s,
-        "bytes_per_cycle": d.bytes_per_cycle,
-        "cycles": d.cycles,
-        "late_cycles": d.late_cycles,
-        "skipped_cycles": d.skipped_cycles,
-        "errors": d.errors,
-        "last_error": d.last_error,
-        "last_good_read": iso(d.last_good_read),
-        "clock_deviation_s": d.clock_deviation_s,
-        "baudrate": d.baudrate,
-        "archive": None if archive is None else {
-            "state": archive.state, "last_error": archive.last_error,
-            "records_written": archive.records_written, "backlog": archive.backlog,
-            "dropped": archive.dropped,
-        },
-    }  # fmt: skip
+    """The diagnostic fields (gateway/diagnostics.py) under their attribute names."""
+    body = {f.attribute: _plain(getattr(d, f.attribute)) for f in METER_FIELDS}
+    body["archive"] = (
+        None
+        if archive is None
+        else {f.attribute: _plain(getattr(archive, f.attribute)) for f in ARCHIVE_FIELDS}
+    )
+    return body
+
+
+def _plain(value: Any) -> Any:
+    """A diagnostic value as JSON: an enum by its value, a time in ISO 8601."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return iso(value)
+    return value
 
 
 def identity(config: MeterConfig, info: MeterInfo | None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import pytest
 from asyncua import Client, ua
 
 from gateway.obis import CATALOGUE
-from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.opcua.ids import SMX_NAMESPACE
 from tests.support.extra_catalogue import EXTRA_ROWS, NEUTRAL_CURRENT
 from tests.support.harness import Collector, shared_pki
 from tests.support.processes import ROOT, child

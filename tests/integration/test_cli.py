@@ -12,7 +12,7 @@ from pathlib import Path
 
 from asyncua import Client, ua
 
-from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.opcua.ids import SMX_NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ import pytest_asyncio
 from asyncua import Client, ua
 
 from bench.load import CHURN, ITEMS, SESSIONS, run_load
-from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.opcua.ids import SMX_NAMESPACE
 from tests.support.harness import shared_pki
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

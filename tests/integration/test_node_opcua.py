@@ -50,7 +50,7 @@ from gateway.app import Gateway
 from gateway.archive.files import ArchiveWriter, Column
 from gateway.config import GatewayConfig
 from gateway.meter.model import Quality
-from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.opcua.ids import SMX_NAMESPACE
 from gateway.security.pki import Pki, create_application_certificate, thumbprint, write_private_key
 from gateway.security.users import Role
 from tests.support.harness import PASSWORD, add_user, demo

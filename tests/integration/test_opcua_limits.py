@@ -18,7 +18,7 @@ import pytest_asyncio
 from asyncua import Client, ua
 
 from gateway.config import OpcUaLimits
-from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.opcua.ids import SMX_NAMESPACE
 from tests.integration.test_opcua_security import status_of
 from tests.support.harness import Running, demo, running_gateway
 

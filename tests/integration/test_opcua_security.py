@@ -41,8 +41,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
-from gateway.opcua.address_space import SMX_NAMESPACE
 from gateway.opcua.guard import MAX_TOKEN_LIFETIME_MS
+from gateway.opcua.ids import SMX_NAMESPACE
 from gateway.security.pki import Pki, create_application_certificate, thumbprint, write_private_key
 from gateway.security.users import MAX_FAILURES, Role, User, UserDb, hash_password
 from tests.support.harness import PASSWORD, demo

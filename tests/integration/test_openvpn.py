@@ -55,7 +55,7 @@ GATEWAY_TIMEOUT = 60.0
 PROBE = textwrap.dedent("""\
     import asyncio, json, socket, sys, urllib.request
     from asyncua import Client, ua
-    from gateway.opcua.address_space import SMX_NAMESPACE
+    from gateway.opcua.ids import SMX_NAMESPACE
 
     endpoint, web, underlay, ports = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 

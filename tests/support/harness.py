@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from gateway.app import Gateway
 from gateway.clock import Clock
 from gateway.config import GatewayConfig, MeterConfig, demo_config
-from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.opcua.ids import SMX_NAMESPACE
 from gateway.security.pki import Pki, create_application_certificate, write_private_key
 from gateway.security.users import Role, UserDb
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.obis import CATALOGUE
-from gateway.opcua.address_space import SMX_NAMESPACE
+from gateway.opcua.ids import SMX_NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[2]
 _TICKS = os.sysconf("SC_CLK_TCK")
