@@ -1,6 +1,6 @@
 """Injected time (DESIGN §1: nothing schedules on ``time.time()`` directly).
 
-Three clocks share one interface:
+Four clocks share one interface:
 
 * :class:`SystemClock` - production: UTC wall time and the event loop's timers.
 * :class:`ScaledClock` - wall time that runs ``speed`` times faster from a chosen start,

@@ -282,34 +282,8 @@ class ConnectionClosed:
     """The peer closed the byte stream (``receive_data(b"")``) between messages."""
 
 
-class _BreakCommand(Command):
-    # The spec of this module allows ``Break`` as a constant or as a constructor; other
-    # modules were written in parallel, so it works both ways: ``send(Break)`` and
-    # ``send(Break())`` send the same bytes, and it compares equal to Command("B", "0").
-    __slots__ = ()
-
-    def __call__(self) -> Command:
-        return Command("B", "0")
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Command):
-            return (self.command, self.command_type, self.data, self.complete) == (
-                other.command,
-                other.command_type,
-                other.data,
-                other.complete,
-            )
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash((self.command, self.command_type, self.data, self.complete))
-
-    def __repr__(self) -> str:
-        return "Break"
-
-
-#: Break message ``SOH B0 ETX BCC``: a ``Command``; ``Break()`` returns a plain copy.
-Break: Final = _BreakCommand("B", "0")
+#: Break message ``SOH B0 ETX BCC``: ends the session; the meter falls back to 300 Bd (§6.3).
+Break: Final = Command("B", "0")
 
 Event: TypeAlias = (
     SignOnRequest | Identification | OptionSelect | Ack | Nak | DataMessage | Command | ConnectionClosed

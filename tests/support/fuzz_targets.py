@@ -370,7 +370,7 @@ def _iec_reply(role: iec.Role, state: iec.State, rng: random.Random) -> iec.Even
         if state is s.PROGRAMMING_PASSWORD:
             return iec.Command("P", "1", "(00000000)")
         if state is s.PROGRAMMING:
-            return rng.choice((_P01_REQUEST, iec.Command("R", "5", "1.8.0()"), iec.Break()))
+            return rng.choice((_P01_REQUEST, iec.Command("R", "5", "1.8.0()"), iec.Break))
         if state is s.PARTIAL_BLOCK:
             return rng.choice((iec.Ack(), iec.Nak()))
         if state is s.IDLE and rng.random() < 0.3:
@@ -487,7 +487,7 @@ def _iec_own_messages() -> dict[iec.Role, tuple[bytes, ...]]:
         (_IEC_M, iec.Ack()),
         (_IEC_C, iec.Command("R", "5", "9.9.9()")),
         (_IEC_M, iec.DataMessage("(ERROR)")),
-        (_IEC_C, iec.Break()),
+        (_IEC_C, iec.Break),
     ]
     for role, event in script:
         wire = (client if role is _IEC_C else meter).send(event)

@@ -111,7 +111,7 @@ meter_messages = st.one_of(
     identifications,
     data_messages,
     st.builds(iec.Command, st.just("P"), st.just("0"), st.text(st.sampled_from("0123456789()"), max_size=20)),
-    st.sampled_from([iec.Ack(), iec.Nak(), iec.Break()]),
+    st.sampled_from([iec.Ack(), iec.Nak(), iec.Break]),
 )
 client_messages = st.one_of(
     sign_ons,
@@ -124,7 +124,7 @@ client_messages = st.one_of(
         | st.builds(iec.ProfileTime.from_datetime, st.datetimes(_Y2000, _Y2099), st.integers(-1, 2)),
         st.none(),
     ),
-    st.sampled_from([iec.Ack(), iec.Nak(), iec.Break()]),
+    st.sampled_from([iec.Ack(), iec.Nak(), iec.Break]),
 )
 any_text = st.text(max_size=12) | st.text(st.characters(max_codepoint=0x7F), max_size=40)
 any_iec_event = st.one_of(
