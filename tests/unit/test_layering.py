@@ -1,0 +1,151 @@
+"""The rooms keep to themselves (DESIGN §2): rules over the gateway's import graph.
+
+Every ``import`` of every module under ``gateway/`` counts, also those inside functions
+and under ``TYPE_CHECKING`` (an annotation is a dependency too). The rules are checked
+against the real tree, and each one is shown to catch a violation in a tree made for it.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GATEWAY = ROOT / "gateway"
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path, name: str) -> set[str]:
+    """The modules ``path`` imports (``from a.b import c`` counts ``a.b`` and ``a.b.c``)."""
+    found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against the package
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def import_graph(root: Path, package: str = "gateway") -> dict[str, set[str]]:
+    """Module -> the modules it imports, for every module of ``package`` below ``root``."""
+    top = root / package
+    return {module_name(p, root): imports_of(p, module_name(p, root)) for p in sorted(top.rglob("*.py"))}
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def forbidden(graph: Mapping[str, set[str]], room: str, banned: Iterable[str]) -> list[str]:
+    """``module imports target`` for every import of a module in ``room`` that is banned."""
+    banned = tuple(banned)
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if _within(module, room)
+        for target in targets
+        if any(_within(target, b) for b in banned)
+    )
+
+
+def closure(graph: Mapping[str, set[str]], start: str) -> set[str]:
+    """Every module of the graph that ``start`` reaches through its imports."""
+    seen, todo = {start}, [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            # ``from gateway.x import y`` names a module or a name in one: keep what is a module.
+            if target in graph and target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+#: (room, what it must not import, why)
+RULES = (
+    ("gateway.web", ("gateway.opcua", "gateway.app"), "the web is an adapter beside OPC UA"),
+    ("gateway.opcua", ("gateway.web", "gateway.app"), "OPC UA is an adapter beside the web"),
+    ("gateway.protocols", ("asyncio", "serial", "serial_asyncio", "time", "gateway.clock",
+                           "gateway.transport"), "protocol cores are sans-I/O: bytes in, events out"),
+    ("gateway.archive", ("asyncua", "aiohttp", "gateway.opcua", "gateway.web"),
+     "the archive answers in plain Python types"),
+    ("gateway.market", ("asyncua", "aiohttp.web", "gateway.opcua", "gateway.web"),
+     "the market knows neither OPC UA nor the web page"),
+    ("gateway.meter", ("asyncua", "aiohttp", "gateway.opcua", "gateway.web", "gateway.archive"),
+     "the meter side publishes its model; the adapters consume it"),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(("room", "banned", "why"), RULES, ids=[r[0] for r in RULES])
+def test_rooms_import_only_what_they_may(room: str, banned: tuple[str, ...], why: str) -> None:
+    assert forbidden(import_graph(ROOT), room, banned) == [], why
+
+
+def test_the_running_service_never_imports_the_operator_tools() -> None:
+    graph = import_graph(ROOT)
+    assert "gateway.provision" in graph
+    service = closure(graph, "gateway.app")
+    assert {"gateway.meter.poller", "gateway.opcua.server", "gateway.web.api"} <= service
+    assert sorted(m for m in service if _within(m, "gateway.provision")) == []
+    # Only the command line, which dispatches to them, imports the tools.
+    users = {m for m, targets in graph.items() if any(_within(t, "gateway.provision") for t in targets)}
+    assert {m for m in users if not _within(m, "gateway.provision")} == {"gateway.cli"}
+
+
+def _tree(tmp_path: Path, modules: Mapping[str, str]) -> Path:
+    for name, source in modules.items():
+        path = tmp_path.joinpath(*name.split(".")).with_suffix(".py")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for folder in path.relative_to(tmp_path).parents:
+            if folder != Path("."):
+                (tmp_path / folder / "__init__.py").touch()
+        path.write_text(source, encoding="utf-8")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "room", "banned"),
+    [
+        ("gateway.web.api", "from gateway.opcua.history import HistoryFault\n",
+         "gateway.web", ("gateway.opcua",)),
+        ("gateway.web.api", "if TYPE_CHECKING:\n    from gateway.app import Gateway\n",
+         "gateway.web", ("gateway.app",)),
+        ("gateway.opcua.market", "def f():\n    import gateway.web.views\n",
+         "gateway.opcua", ("gateway.web",)),
+        ("gateway.protocols.hdlc", "import asyncio\n", "gateway.protocols", ("asyncio",)),
+        ("gateway.protocols.hdlc", "from ..clock import SystemClock\n",
+         "gateway.protocols", ("gateway.clock",)),
+        ("gateway.archive.query", "from asyncua import ua\n", "gateway.archive", ("asyncua",)),
+    ],
+)  # fmt: skip
+def test_each_rule_catches_an_import_added_against_it(
+    tmp_path: Path, module: str, source: str, room: str, banned: tuple[str, ...]
+) -> None:
+    root = _tree(tmp_path, {module: source})
+    assert forbidden(import_graph(root), room, banned), f"{source!r} in {module} went unnoticed"
+
+
+def test_the_service_closure_catches_a_tool_imported_on_the_way(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "gateway.app": "from gateway.opcua import server\n",
+            "gateway.opcua.server": "from gateway.provision.openvpn import VpnPki\n",
+            "gateway.provision.openvpn": "",
+        },
+    )
+    assert "gateway.provision.openvpn" in closure(import_graph(root), "gateway.app")
