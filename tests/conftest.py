@@ -10,7 +10,5 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, settings
 
-settings.register_profile(
-    "smx", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
-)
+settings.register_profile("smx", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("smx")
