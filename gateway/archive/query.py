@@ -98,13 +98,33 @@ class SeriesKey:
 
 
 @dataclass(frozen=True, slots=True)
-class RawQuery:
-    series: SeriesKey
-    #: None: open (at most one end).
+class Span:
+    """What a raw or event read takes (§6.4.2.1, §6.4.3.1): from ``start`` towards ``end``,
+    forward when start < end, reverse when start > end or only the end is given."""
+
+    #: None: open (at most one end, and then a limit is needed).
     start: datetime | None
     end: datetime | None
-    #: Most values per page, 0: :data:`PAGE_LIMIT` (an open end needs one).
+    #: Most records per page, 0: :data:`PAGE_LIMIT`.
     limit: int = 0
+
+    def direction(self) -> tuple[bool, datetime, datetime | None]:
+        """(reverse, the end the read starts from, the end it stops at or None)."""
+        start, end = self.start, self.end
+        if start is None and end is None:
+            raise QueryError(Refusal.INVALID_RANGE, "a read needs a start or an end")
+        if (start is None or end is None) and self.limit == 0:
+            raise QueryError(Refusal.INVALID_RANGE, "an open-ended read needs a limit")
+        if start is None:
+            assert end is not None
+            return True, end, None
+        return end is not None and start > end, start, end
+
+
+@dataclass(frozen=True, slots=True)
+class RawQuery:
+    series: SeriesKey
+    span: Span
     bounds: bool = False
 
 
@@ -129,9 +149,7 @@ class AtTimeQuery:
 @dataclass(frozen=True, slots=True)
 class EventQuery:
     meter_id: str
-    start: datetime | None
-    end: datetime | None
-    limit: int = 0
+    span: Span
     #: Anything else the adapter's answer depends on (OPC UA select clauses): a cursor
     #: from a query with another context is refused.
     context: str = ""
@@ -294,22 +312,15 @@ class ArchiveQueries:
     # -- raw ----------------------------------------------------------------------------
 
     def raw(self, q: RawQuery, cursor: bytes | None = None) -> Page:
-        start, end = q.start, q.end
-        if start is None and end is None:
-            raise QueryError(Refusal.INVALID_RANGE, "a raw read needs a start or an end")
-        if (start is None or end is None) and q.limit == 0:
-            raise QueryError(Refusal.INVALID_RANGE, "an open-ended raw read needs a limit")
+        reverse, first, last = q.span.direction()
         self._shape(q.series)
-        reverse = start is None or (end is not None and start > end)
-        first, last = (end, None) if start is None else (start, end)
-        assert first is not None
         digest = _digest("raw", *_series_digest(q.series), first, last, reverse, q.bounds)
         position = _unpack(cursor, digest) if cursor else None
-        limit = min(q.limit or self.page_limit, self.page_limit)
+        limit = min(q.span.limit or self.page_limit, self.page_limit)
         out: list[Result] = []
         key = q.series
 
-        both = start is not None and end is not None
+        both = q.span.start is not None and q.span.end is not None
         if position is None and q.bounds and both:
             # The value at or outside the first edge, unless one is exactly on it (then
             # it is the first value of the range anyway).
@@ -324,7 +335,7 @@ class ArchiveQueries:
             it = self._values(key, last, begin, reverse=True) if reverse else self._values(key, begin, last)
             run_time, run = None, 0
             skip_at = None if position is None else position.time
-            exclusive = last if start != end else None  # the far edge is exclusive
+            exclusive = last if first != last else None  # the far edge is exclusive
             append = out.append
             for t, value in it:
                 if t == exclusive:
@@ -401,15 +412,10 @@ class ArchiveQueries:
 
     def events(self, q: EventQuery, cursor: bytes | None = None) -> EventPage:
         reader = self._reader(q.meter_id)
-        start, end = q.start, q.end
-        if (start is None and end is None) or ((start is None or end is None) and q.limit == 0):
-            raise QueryError(Refusal.INVALID_RANGE, "an event read needs both ends, or one and a limit")
-        reverse = start is None or (end is not None and start > end)
-        first, last = (end, None) if start is None else (start, end)
-        assert first is not None
+        reverse, first, last = q.span.direction()
         digest = _digest("events", q.meter_id, first, last, reverse, q.context)
         position = _unpack(cursor, digest) if cursor else None
-        limit = min(q.limit or self.page_limit, self.page_limit)
+        limit = min(q.span.limit or self.page_limit, self.page_limit)
         begin = first if position is None else position.time
         lo, hi = (last, begin) if reverse else (begin, last)
         rows = reader.read_columns(EVENT_LOG.id, [EVENT_COLUMN], lo, hi, reverse=reverse)

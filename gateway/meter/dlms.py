@@ -324,12 +324,6 @@ class DlmsSession:
             return ap.GetRequestNormal(requests[0].descriptor, requests[0].access, self.invoke).encode()
         return ap.GetRequestWithList(tuple(requests), self.invoke).encode()
 
-    async def get_list(self, requests: Sequence[ap.AttributeRequest]) -> list[_Result]:
-        """LN GET of several attributes: one with-list request if the meter accepts it."""
-        if len(requests) > 1 and not self.multiple_references:
-            return [r for req in requests for r in await self.get_list([req])]
-        return await self.get_encoded(self.encode_get(requests), len(requests))
-
     async def get_encoded(self, apdu: bytes, count: int) -> list[_Result]:
         """Send a GET request encoded beforehand (the 1-second set) expecting ``count`` results."""
         self._require()
@@ -361,12 +355,6 @@ class DlmsSession:
             return list(answer.results)
         raise RemoteProtocolError(f"expected a GET response, meter sent {type(answer).__name__}")
 
-    async def read(self, items: Sequence[ap.VariableName | ap.ParameterizedAccess]) -> list[_Result]:
-        """SN Read of several variables: one request if the meter accepts it, results in order."""
-        if len(items) > 1 and not self.multiple_references:
-            return [r for item in items for r in await self.read([item])]
-        return await self.read_encoded(ap.ReadRequest(tuple(items)).encode(), len(items))
-
     async def read_encoded(self, apdu: bytes, count: int) -> list[_Result]:
         """Send a ReadRequest encoded beforehand expecting ``count`` results."""
         self._require()
@@ -388,10 +376,7 @@ class DlmsSession:
         except (TransportError, RemoteProtocolError, LocalProtocolError) as err:
             log.debug("DISC not acknowledged: %s", err)
         finally:
-            try:
-                await self._line.close()
-            except TransportError as err:
-                log.debug("closing the transport: %s", err)
+            await self._line.close()
 
 
 def _name(value: enum.IntEnum | int) -> str:
@@ -523,68 +508,63 @@ class _Referencing:
         """One request for the attributes (to send many times: the 1-second set)."""
         raise NotImplementedError
 
+    def encode_access(self, session: DlmsSession, obj: CosemObject, access: ap.SelectiveAccess) -> bytes:
+        """A request for attribute 2 with selective access (a profile range)."""
+        raise NotImplementedError
+
     async def send(self, session: DlmsSession, apdu: bytes, count: int) -> list[_Result]:
-        """Send a request made by :meth:`encode`."""
+        """Send a request made by :meth:`encode` expecting ``count`` results."""
         raise NotImplementedError
 
     async def read(self, session: DlmsSession, items: Sequence[tuple[CosemObject, int]]) -> list[_Result]:
-        """Read the attributes: one request if the meter takes several at once."""
-        raise NotImplementedError
+        """Read the attributes: one request if the meter takes several at once, results in order."""
+        if len(items) > 1 and not session.multiple_references:
+            return [r for item in items for r in await self.read(session, [item])]
+        return await self.send(session, self.encode(session, items), len(items))
 
     async def read_access(
         self, session: DlmsSession, obj: CosemObject, access: ap.SelectiveAccess
     ) -> _Result:
-        """Attribute 2 with selective access (a profile range)."""
-        raise NotImplementedError
+        return (await self.send(session, self.encode_access(session, obj, access), 1))[0]
 
 
 class _LogicalNames(_Referencing):
     """GET by class id, logical name and attribute; data blocks for long answers."""
 
     association = CosemObject(CLASS_ASSOCIATION_LN, CURRENT_ASSOCIATION)
-    layout = _ListLayout(size=3, class_id=0, logical_name=2)  # {class_id, version, logical_name, access}
+    #: {class_id, version, logical_name, access_rights}
+    layout = _ListLayout(size=3, class_id=0, logical_name=2)
     guesses = True
     splits_ranges = False
 
     def encode(self, session: DlmsSession, items: Sequence[tuple[CosemObject, int]]) -> bytes:
         return session.encode_get([ap.AttributeRequest(o.descriptor(a)) for o, a in items])
 
+    def encode_access(self, session: DlmsSession, obj: CosemObject, access: ap.SelectiveAccess) -> bytes:
+        return session.encode_get([ap.AttributeRequest(obj.descriptor(2), access)])
+
     async def send(self, session: DlmsSession, apdu: bytes, count: int) -> list[_Result]:
         return await session.get_encoded(apdu, count)
-
-    async def read(self, session: DlmsSession, items: Sequence[tuple[CosemObject, int]]) -> list[_Result]:
-        return await session.get_list([ap.AttributeRequest(o.descriptor(a)) for o, a in items])
-
-    async def read_access(
-        self, session: DlmsSession, obj: CosemObject, access: ap.SelectiveAccess
-    ) -> _Result:
-        return (await session.get_list([ap.AttributeRequest(obj.descriptor(2), access)]))[0]
 
 
 class _ShortNames(_Referencing):
     """Read of variable names, base name + 8 x (attribute - 1), known only from the object list."""
 
     association = CosemObject(CLASS_ASSOCIATION_SN, CURRENT_ASSOCIATION, SN_ASSOCIATION_BASE)
-    layout = _ListLayout(
-        size=4, class_id=1, logical_name=3, base_name=0
-    )  # {base_name, class_id, version, ln}
+    #: {base_name, class_id, version, logical_name}
+    layout = _ListLayout(size=4, class_id=1, logical_name=3, base_name=0)
     guesses = False
     splits_ranges = True
 
     def encode(self, session: DlmsSession, items: Sequence[tuple[CosemObject, int]]) -> bytes:
         return ap.ReadRequest(tuple(ap.VariableName(o.short_name(a)) for o, a in items)).encode()
 
+    def encode_access(self, session: DlmsSession, obj: CosemObject, access: ap.SelectiveAccess) -> bytes:
+        item = ap.ParameterizedAccess(obj.short_name(2), access.selector, access.parameters)
+        return ap.ReadRequest((item,)).encode()
+
     async def send(self, session: DlmsSession, apdu: bytes, count: int) -> list[_Result]:
         return await session.read_encoded(apdu, count)
-
-    async def read(self, session: DlmsSession, items: Sequence[tuple[CosemObject, int]]) -> list[_Result]:
-        return await session.read([ap.VariableName(o.short_name(a)) for o, a in items])
-
-    async def read_access(
-        self, session: DlmsSession, obj: CosemObject, access: ap.SelectiveAccess
-    ) -> _Result:
-        item = ap.ParameterizedAccess(obj.short_name(2), access.selector, access.parameters)
-        return (await session.read([item]))[0]
 
 
 _REFERENCING: Final[dict[Referencing, _Referencing]] = {

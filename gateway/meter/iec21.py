@@ -197,10 +197,7 @@ class Iec21Session:
         except (TransportError, RemoteProtocolError, LocalProtocolError) as err:
             log.debug("break not sent: %s", err)
         finally:
-            try:
-                await self._line.close()
-            except TransportError as err:
-                log.debug("closing the transport: %s", err)
+            await self._line.close()
 
 
 def to_profile_time(when: datetime, zone: tzinfo | None = None) -> iec.ProfileTime:

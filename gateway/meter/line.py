@@ -14,13 +14,16 @@ speed agreed on. The line timing is real time (the wire is real): ``line_clock``
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Final
 
 from gateway.clock import Clock, SystemClock
-from gateway.errors import MeterTimeout, RemoteProtocolError
+from gateway.errors import MeterTimeout, RemoteProtocolError, TransportError
 from gateway.protocols import iec62056_21 as iec
 from gateway.transport import Framing, Transport
+
+log = logging.getLogger(__name__)
 
 #: The speed at which every IEC 62056-21 sign-on starts (§6.3.14 / mode C, E).
 SIGN_ON_BAUD: Final = 300
@@ -84,7 +87,11 @@ class MeterLine:
         self.transport.discard_input()
 
     async def close(self) -> None:
-        await self.transport.close()
+        """Close the transport; never raises (a broken line is what is being left)."""
+        try:
+            await self.transport.close()
+        except TransportError as err:
+            log.debug("closing the transport: %s", err)
 
 
 async def sign_on(

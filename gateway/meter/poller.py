@@ -70,19 +70,6 @@ PROFILE_PIECE_MIN = timedelta(minutes=15)
 REREAD = timedelta(minutes=2)
 
 
-class Work(enum.Enum):
-    """The poller's periodic work besides the 1-second set."""
-
-    #: The energy registers (all in one request on a batching link, else one per cycle).
-    REGISTERS = "registers"
-    #: The meter's clock, for the clock deviation.
-    CLOCK = "clock"
-    #: One piece of a queued profile or event-log range.
-    READOUT_PIECE = "readout piece"
-    #: Queue a readout's range (no line time of its own).
-    READOUT = "readout"
-
-
 @dataclass(frozen=True, slots=True)
 class CoreRead:
     """The last cycle's read of its core (the 1-second set): values, line seconds, bytes."""
@@ -163,6 +150,19 @@ class _ValueState:
     cost_s: float = 0.5  # measured seconds per read (EWMA); pessimistic until measured
     #: Why the meter cannot give this value (it has no such object, or another unit).
     unsupported: str = ""
+
+
+class Work(enum.Enum):
+    """The poller's periodic work besides the 1-second set."""
+
+    #: The energy registers (all in one request on a batching link, else one per cycle).
+    REGISTERS = "registers"
+    #: The meter's clock, for the clock deviation.
+    CLOCK = "clock"
+    #: One piece of a queued profile or event-log range.
+    READOUT_PIECE = "readout piece"
+    #: Queue a readout's range (no line time of its own).
+    READOUT = "readout"
 
 
 @dataclass(slots=True)

@@ -28,20 +28,9 @@ from asyncua import Server, ua
 from asyncua.common.events import Event, get_event_obj_from_type_node
 from asyncua.server.history import HistoryManager, HistoryStorageInterface
 
-from gateway.archive import aggregates
+from gateway.archive import aggregates, query
 from gateway.archive.aggregates import Config, Result
-from gateway.archive.query import (
-    PAGE_LIMIT,
-    ArchivedEvent,
-    ArchiveQueries,
-    AtTimeQuery,
-    EventQuery,
-    ProcessedQuery,
-    QueryError,
-    RawQuery,
-    Refusal,
-    SeriesKey,
-)
+from gateway.archive.query import PAGE_LIMIT, ArchivedEvent, ArchiveQueries, Refusal, SeriesKey, Span
 from gateway.events import describe
 from gateway.opcua.history_codec import history_data, to_data_value
 
@@ -148,11 +137,9 @@ class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua 
     def read_raw(
         self, node_id: ua.NodeId, details: ua.ReadRawModifiedDetails, point: bytes | None
     ) -> tuple[list[Result], bytes | None]:
-        query = RawQuery(
-            self._series(node_id), _time(details.StartTime), _time(details.EndTime),
-            limit=details.NumValuesPerNode, bounds=bool(details.ReturnBounds),
-        )  # fmt: skip
-        page = _answer(self.queries.raw, query, point)
+        span = Span(_time(details.StartTime), _time(details.EndTime), details.NumValuesPerNode)
+        raw = query.RawQuery(self._series(node_id), span, bounds=bool(details.ReturnBounds))
+        page = _answer(self.queries.raw, raw, point)
         return page.values, page.cursor
 
     def read_processed(
@@ -171,11 +158,11 @@ class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua 
             raise HistoryFault(ua.StatusCodes.BadHistoryOperationInvalid)
         if details.ProcessingInterval < 0:
             raise HistoryFault(ua.StatusCodes.BadInvalidArgument)
-        query = ProcessedQuery(
+        processed = query.ProcessedQuery(
             series, start, end, name, timedelta(milliseconds=details.ProcessingInterval),
             _config(details.AggregateConfiguration),
         )  # fmt: skip
-        page = _answer(self.queries.processed, query, point)
+        page = _answer(self.queries.processed, processed, point)
         return page.values, page.cursor
 
     def read_at_time(
@@ -185,8 +172,8 @@ class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua 
         times = [_time(t) for t in details.ReqTimes]
         if not times or any(t is None for t in times):
             raise HistoryFault(ua.StatusCodes.BadHistoryOperationInvalid)
-        query = AtTimeQuery(series, tuple(t for t in times if t is not None))
-        page = _answer(self.queries.at_time, query, point)
+        at_time = query.AtTimeQuery(series, tuple(t for t in times if t is not None))
+        page = _answer(self.queries.at_time, at_time, point)
         return page.values, page.cursor
 
     def read_events(
@@ -196,11 +183,8 @@ class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua 
         if es is None:
             raise HistoryFault(ua.StatusCodes.BadHistoryOperationUnsupported)
         select = list(details.Filter.SelectClauses) if details.Filter is not None else []
-        query = EventQuery(
-            es.meter_id, _time(details.StartTime), _time(details.EndTime), limit=details.NumValuesPerNode,
-            context=repr(select),
-        )  # fmt: skip
-        page = _answer(self.queries.events, query, point)
+        span = Span(_time(details.StartTime), _time(details.EndTime), details.NumValuesPerNode)
+        page = _answer(self.queries.events, query.EventQuery(es.meter_id, span, context=repr(select)), point)
         event_class = self._event_class[es.event_type]
         fields = [
             ua.HistoryEventFieldList(EventFields=_event(event_class, es, source, e).to_event_fields(select))
@@ -209,11 +193,11 @@ class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua 
         return fields, page.cursor
 
 
-def _answer(read: Any, query: Any, point: bytes | None) -> Any:
-    """``read(query, point)``, its refusal as the StatusCode OPC UA answers with."""
+def _answer(read: Any, question: Any, point: bytes | None) -> Any:
+    """``read(question, point)``, its refusal as the StatusCode OPC UA answers with."""
     try:
-        return read(query, point or None)
-    except QueryError as err:
+        return read(question, point or None)
+    except query.QueryError as err:
         raise HistoryFault(REFUSALS[err.refusal]) from None
 
 

@@ -34,17 +34,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway import __version__
+from gateway.archive import query
 from gateway.archive.aggregates import status_name
 from gateway.archive.files import DAY_FILE
-from gateway.archive.query import (
-    ArchiveQueries,
-    EventQuery,
-    ProcessedQuery,
-    QueryError,
-    RawQuery,
-    Refusal,
-    SeriesKey,
-)
+from gateway.archive.query import ArchiveQueries, Refusal, SeriesKey, Span
 from gateway.archive.recorder import ArchiveStatus
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
@@ -246,11 +239,11 @@ def _json_type(value: object) -> str:
     return "string" if isinstance(value, str) else "null"
 
 
-async def _answer(read: Callable[[Any, bytes | None], Any], query: Any, cursor: bytes | None) -> Any:
-    """``read(query, cursor)`` in a worker thread (file reads); a refusal is a 400 naming why."""
+async def _answer(read: Callable[[Any, bytes | None], Any], question: Any, cursor: bytes | None) -> Any:
+    """``read(question, cursor)`` in a worker thread (file reads); a refusal is a 400 naming why."""
     try:
-        return await asyncio.to_thread(read, query, cursor)
-    except QueryError as err:
+        return await asyncio.to_thread(read, question, cursor)
+    except query.QueryError as err:
         field, message = _REFUSALS.get(err.refusal, ("", str(err)))
         raise ApiError(400, message, field) from None
 
@@ -467,11 +460,8 @@ class WebApi:
         cursor = _point(request)
         name = request.query.get("aggregate")
         if name is None:
-            raw = RawQuery(
-                series, start, end, limit=_int(request, "limit", PAGE_LIMIT, 1, PAGE_LIMIT),
-                bounds=_flag(request, "bounds"),
-            )  # fmt: skip
-            page = await _answer(history.raw, raw, cursor)
+            span = Span(start, end, _int(request, "limit", PAGE_LIMIT, 1, PAGE_LIMIT))
+            page = await _answer(history.raw, query.RawQuery(series, span, _flag(request, "bounds")), cursor)
         else:
             if name not in AGGREGATES:
                 raise ApiError(
@@ -485,7 +475,7 @@ class WebApi:
                 raise ApiError(
                     400, "interval: more than 100000 intervals; choose a longer interval", "interval"
                 )
-            processed = ProcessedQuery(series, start, end, AGGREGATES[name], step)
+            processed = query.ProcessedQuery(series, start, end, AGGREGATES[name], step)
             page = await _answer(history.processed, processed, cursor)
         unit = views.INFO[obis].unit if obis in views.INFO else ""
         return _json({
@@ -512,8 +502,8 @@ class WebApi:
         if start is None:
             raise ApiError(400, "start: required (ISO 8601 UTC time)", "start")
         end = _query_time(request, "end", self.services.clock.now())
-        query = EventQuery(mid, start, end, limit=_int(request, "limit", 500, 1, PAGE_LIMIT))
-        page = await _answer(history.events, query, _point(request))
+        span = Span(start, end, _int(request, "limit", 500, 1, PAGE_LIMIT))
+        page = await _answer(history.events, query.EventQuery(mid, span), _point(request))
         found = [
             {"time": views.iso(e.time), "code": e.code, "name": (info := describe(e.code)).name,
              "severity": info.severity, "status": e.status}
