@@ -123,6 +123,8 @@ class Span:
 
 @dataclass(frozen=True, slots=True)
 class RawQuery:
+    """The stored values of a series (§6.4.3 ReadRaw), with the values at the edges if ``bounds``."""
+
     series: SeriesKey
     span: Span
     bounds: bool = False
@@ -130,6 +132,8 @@ class RawQuery:
 
 @dataclass(frozen=True, slots=True)
 class ProcessedQuery:
+    """One aggregate per processing interval of a series (§6.4.4 ReadProcessed)."""
+
     series: SeriesKey
     start: datetime
     end: datetime
@@ -142,12 +146,16 @@ class ProcessedQuery:
 
 @dataclass(frozen=True, slots=True)
 class AtTimeQuery:
+    """The values of a series at given instants (§6.4.5 ReadAtTime)."""
+
     series: SeriesKey
     times: tuple[datetime, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class EventQuery:
+    """A meter's archived event log (§6.4.2 ReadEvent)."""
+
     meter_id: str
     span: Span
     #: Anything else the adapter's answer depends on (OPC UA select clauses): a cursor
@@ -169,6 +177,8 @@ class ArchivedEvent:
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """One page of values and where the next one starts."""
+
     values: list[Result]
     #: Where the next page starts; None: this was the last.
     cursor: bytes | None = None
@@ -176,6 +186,8 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class EventPage:
+    """One page of events and where the next one starts."""
+
     events: list[ArchivedEvent]
     cursor: bytes | None = None
 

@@ -50,7 +50,7 @@ from gateway.errors import (
     RemoteProtocolError,
     TransportError,
 )
-from gateway.meter.line import LineStats, MeterLine, sign_on
+from gateway.meter.line import MeterLine, SessionView, sign_on
 from gateway.meter.model import EventRecord, MeterInfo, ProfileData, ProfileEntry
 from gateway.obis import CATALOGUE, EVENT_CODE, FIRMWARE, SERIAL_NUMBER, Obis, ObisKey
 from gateway.protocols import apdu as ap
@@ -601,11 +601,13 @@ _MAX_PLANS: Final = 16
 _PROFILE_UNITS: Final = {info.obis: info.unit for profile in PROFILES for info in profile.channels}
 
 
-class DlmsMeter:
+class DlmsMeter(SessionView):
     """The poller's view of a DLMS meter: typed values in batches, profiles, events, clock."""
 
     #: The poller reads the 1-second set with :meth:`read_values` in one request.
     batches = True
+
+    session: DlmsSession
 
     def __init__(self, session: DlmsSession) -> None:
         self.session = session
@@ -615,14 +617,6 @@ class DlmsMeter:
         self.protocol = f"DLMS/COSEM {'LN' if ref is Referencing.LOGICAL_NAME else 'SN'} over HDLC" + (
             " (mode E)" if session.settings.mode_e else ""
         )
-
-    @property
-    def stats(self) -> LineStats:
-        return self.session.stats
-
-    @property
-    def answer_age_s(self) -> float:
-        return self.session.answer_age_s
 
     # -- attribute access -------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from gateway.errors import (
     TransportError,
 )
 from gateway.localtime import local_to_utc, utc_to_local
-from gateway.meter.line import MIN_REACTION_S, LineStats, MeterLine, sign_on
+from gateway.meter.line import MIN_REACTION_S, MeterLine, SessionView, sign_on
 from gateway.meter.model import EventRecord, MeterInfo, ProfileData, ProfileEntry
 from gateway.obis import DATE, SERIAL_NUMBER, TIME, Obis
 from gateway.protocols import iec62056_21 as iec
@@ -276,25 +276,19 @@ def clock_to_utc(local: datetime, zone: tzinfo | None, near: datetime) -> dateti
     return min(valid or readings.values(), key=lambda t: abs(t - near))
 
 
-class Iec21Meter:
+class Iec21Meter(SessionView):
     """The poller's view of an IEC 62056-21 meter: typed values, profiles, events, clock."""
 
     protocol = "IEC 62056-21 mode C"
     #: One R5 per value: the poller reads value by value and stops at the cycle's budget.
     batches = False
 
+    session: Iec21Session
+
     def __init__(self, session: Iec21Session, zone: tzinfo | None = None) -> None:
         self.session = session
         #: The meter's local time zone (None: its stamps are UTC).
         self.zone = zone
-
-    @property
-    def stats(self) -> LineStats:
-        return self.session.stats
-
-    @property
-    def answer_age_s(self) -> float:
-        return self.session.answer_age_s
 
     async def open(self) -> MeterInfo:
         ident = await self.session.open()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from gateway.clock import Clock, SystemClock
 from gateway.errors import MeterTimeout, RemoteProtocolError, TransportError
@@ -92,6 +92,30 @@ class MeterLine:
             await self.transport.close()
         except TransportError as err:
             log.debug("closing the transport: %s", err)
+
+
+class _CountedSession(Protocol):
+    @property
+    def stats(self) -> LineStats: ...
+
+    @property
+    def answer_age_s(self) -> float: ...
+
+
+class SessionView:
+    """Base of the poller's views of a meter session (IEC 62056-21, DLMS): the line's
+    statistics and the age of the last answer are the session's."""
+
+    session: _CountedSession
+
+    @property
+    def stats(self) -> LineStats:
+        return self.session.stats
+
+    @property
+    def answer_age_s(self) -> float:
+        """Seconds since the meter took the values of its last answer (the answer's wire time)."""
+        return self.session.answer_age_s
 
 
 async def sign_on(

@@ -333,62 +333,40 @@ class AddressSpace:
     def _obis_variable(
         self, parent: ua.NodeId, node_id: ua.NodeId, info: ObisInfo, *, historizing: bool, refresh: bool
     ) -> list[ua.AddNodesItem]:
-        prop_type = ua.NodeId(ua.ObjectIds.PropertyType)
-        key = node_id.Identifier
-        items = [
-            self.variable_item(
-                parent,
-                node_id,
-                info.browse_name,
-                ua.Variant(),
-                data_type=ua.ObjectIds.Double,
-                type_def=ua.NodeId(OBIS_VALUE_TYPE, self.ns),
-                display=info.name,
-                description=f"{info.description} (OBIS {info.obis})",
-                historizing=historizing,
-            ),
-            self.variable_item(
-                node_id,
-                self.nid(f"{key}.EngineeringUnits"),
-                "EngineeringUnits",
-                ua.Variant(eu_information(info.unit)),
-                data_type=ua.ObjectIds.EUInformation,
-                type_def=prop_type,
-                prop=True,
-            ),
-            self.variable_item(
-                node_id,
-                self.nid(f"{key}.EURange"),
-                "EURange",
-                ua.Variant(ua.Range(Low=info.eu_low, High=info.eu_high)),
-                data_type=ua.ObjectIds.Range,
-                type_def=prop_type,
-                prop=True,
-            ),
-            self.variable_item(
-                node_id,
-                self.nid(f"{key}.ObisCode"),
-                "ObisCode",
-                ua.Variant(str(info.obis), ua.VariantType.String),
-                data_type=ua.ObjectIds.String,
-                type_def=prop_type,
-                prop=True,
-            ),
+        value = self.variable_item(
+            parent,
+            node_id,
+            info.browse_name,
+            ua.Variant(),
+            data_type=ua.ObjectIds.Double,
+            type_def=ua.NodeId(OBIS_VALUE_TYPE, self.ns),
+            display=info.name,
+            description=f"{info.description} (OBIS {info.obis})",
+            historizing=historizing,
+        )
+        # Its properties (OPC 10000-8 §5.3.2 AnalogItemType; ObisValueType): name, value, type.
+        properties = [
+            ("EngineeringUnits", ua.Variant(eu_information(info.unit)), ua.ObjectIds.EUInformation, ""),
+            ("EURange", ua.Variant(ua.Range(Low=info.eu_low, High=info.eu_high)), ua.ObjectIds.Range, ""),
+            ("ObisCode", ua.Variant(str(info.obis), ua.VariantType.String), ua.ObjectIds.String, ""),
         ]
         if refresh:
-            items.append(
-                self.variable_item(
-                    node_id,
-                    self.nid(f"{key}.RefreshPeriod"),
-                    "RefreshPeriod",
-                    ua.Variant(),
-                    data_type=ua.ObjectIds.Double,
-                    type_def=prop_type,
-                    prop=True,
-                    description="Measured time between two reads of this value, seconds",
-                )
+            text = "Measured time between two reads of this value, seconds"
+            properties.append(("RefreshPeriod", ua.Variant(), ua.ObjectIds.Double, text))
+        prop_type = ua.NodeId(ua.ObjectIds.PropertyType)
+        return [value] + [
+            self.variable_item(
+                node_id,
+                self.nid(f"{node_id.Identifier}.{name}"),
+                name,
+                variant,
+                data_type=data_type,
+                type_def=prop_type,
+                prop=True,
+                description=description,
             )
-        return items
+            for name, variant, data_type, description in properties
+        ]
 
     def _state_variables(
         self, parent: ua.NodeId, prefix: str, spec: Sequence[tuple[str, ua.VariantType]]

@@ -71,15 +71,11 @@ class Transport(abc.ABC):
     def name(self) -> str:
         """Where the link goes (URL or device path); used in error messages."""
 
-    @property
-    @abc.abstractmethod
-    def baudrate(self) -> int:
-        """Current line speed in bit/s."""
-
-    @property
-    @abc.abstractmethod
-    def framing(self) -> Framing:
-        """Current character framing."""
+    def __init__(self, baudrate: int, framing: Framing) -> None:
+        check_line(baudrate, framing)
+        #: Current line speed in bit/s, and character framing (changed by :meth:`set_line`).
+        self.baudrate = baudrate
+        self.framing = framing
 
     @property
     @abc.abstractmethod

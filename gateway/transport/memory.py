@@ -18,10 +18,8 @@ class MemoryTransport(Transport):
     """
 
     def __init__(self, name: str, baudrate: int = 300, framing: Framing = Framing.SEVEN_E_ONE) -> None:
-        check_line(baudrate, framing)
+        super().__init__(baudrate, framing)
         self._name = name
-        self._baudrate = baudrate
-        self._framing = framing
         self._rx = ReceiveBuffer(name)
         self._peer: MemoryTransport | None = None
         self._closed = False
@@ -46,14 +44,6 @@ class MemoryTransport(Transport):
         return self._name
 
     @property
-    def baudrate(self) -> int:
-        return self._baudrate
-
-    @property
-    def framing(self) -> Framing:
-        return self._framing
-
-    @property
     def closed(self) -> bool:
         return self._closed or self._rx.ended
 
@@ -66,11 +56,11 @@ class MemoryTransport(Transport):
         self._peer._rx.feed(bytes(data))
 
     async def set_line(self, baudrate: int, framing: Framing | None = None) -> None:
-        framing = self._framing if framing is None else framing
+        framing = self.framing if framing is None else framing
         check_line(baudrate, framing)
         if self._closed:
             raise TransportError(f"{self._name}: transport is closed")
-        self._baudrate, self._framing = baudrate, framing
+        self.baudrate, self.framing = baudrate, framing
         self.line_history.append((baudrate, framing))
 
     def discard_input(self) -> None:

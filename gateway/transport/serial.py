@@ -134,12 +134,11 @@ class SerialTransport(Transport):
         baudrate: int,
         framing: Framing,
     ) -> None:
+        super().__init__(baudrate, framing)
         self._url = url
         self._transport = transport
         self._protocol = protocol
         self._port = port  # the pyserial Serial instance, None for socket://
-        self._baudrate = baudrate
-        self._framing = framing
         self._closing = False
         self._writing = False
         self._tx_idle_at = 0.0  # loop time when the UART has sent everything written
@@ -153,14 +152,6 @@ class SerialTransport(Transport):
     @property
     def url(self) -> str:
         return self._url
-
-    @property
-    def baudrate(self) -> int:
-        return self._baudrate
-
-    @property
-    def framing(self) -> Framing:
-        return self._framing
 
     @property
     def closed(self) -> bool:
@@ -191,7 +182,7 @@ class SerialTransport(Transport):
         self._tx_idle_at = max(self._tx_idle_at, loop.time())
 
     async def set_line(self, baudrate: int, framing: Framing | None = None) -> None:
-        framing = self._framing if framing is None else framing
+        framing = self.framing if framing is None else framing
         check_line(baudrate, framing)
         self._check_usable()
         if self._port is not None:
@@ -208,7 +199,7 @@ class SerialTransport(Transport):
                 raise TransportError(
                     f"{self._url}: cannot set line to {baudrate} baud {framing.value}: {err}"
                 ) from err
-        self._baudrate, self._framing = baudrate, framing
+        self.baudrate, self.framing = baudrate, framing
 
     def discard_input(self) -> None:
         self._protocol.rx.clear()
@@ -253,7 +244,7 @@ class SerialTransport(Transport):
     def _restore_line(self) -> None:
         """Put the port back to the current setting after a rejected change (best effort)."""
         with contextlib.suppress(*_SETTING_ERRORS):
-            self._port.apply_settings(_settings(self._baudrate, self._framing))
+            self._port.apply_settings(_settings(self.baudrate, self.framing))
 
     def _abandon_output(self) -> None:
         """Drop unsent output, so closing does not block in tcdrain() (pyserial-asyncio calls it)."""

@@ -23,7 +23,8 @@ import pytest
 
 from gateway.clock import Clock, ManualClock, ScaledClock
 from gateway.errors import MeterTimeout, RemoteProtocolError, TransportError
-from gateway.meter.iec21 import Iec21Meter, Iec21Session, LineStats
+from gateway.meter.iec21 import Iec21Meter, Iec21Session
+from gateway.meter.line import LineStats
 from gateway.obis import CATALOGUE, Kind, Obis
 from gateway.protocols import iec62056_21 as iec
 from gateway.simulator.physics import HouseholdModel, MeterClock, MeterPhysics
