@@ -35,9 +35,9 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.archive import query
-from gateway.archive.aggregates import status_name
+from gateway.archive.aggregates import Result, status_name
 from gateway.archive.files import DAY_FILE
-from gateway.archive.query import ArchiveQueries, Refusal, SeriesKey, Span
+from gateway.archive.query import PAGE_LIMIT, ArchiveQueries, Refusal, SeriesKey, Span
 from gateway.archive.recorder import ArchiveStatus
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
@@ -62,8 +62,6 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 #: Largest request body: a 100-period profile is ~2 KB of JSON.
 MAX_BODY = 64 * 1024
-#: Most values or events in one page of a history or event read (as over OPC UA).
-PAGE_LIMIT = 2_000
 #: The API's aggregate names -> those of OPC 10000-13 ("delta_bounds" -> "DeltaBounds").
 AGGREGATES = {name: name.title().replace("_", "") for name in AGGREGATE_NAMES}
 NO_ARCHIVE = "no archive is configured ([archive] path is empty)"
@@ -237,6 +235,11 @@ def _json_type(value: object) -> str:
     if isinstance(value, list):
         return "array"
     return "string" if isinstance(value, str) else "null"
+
+
+def _number(r: Result) -> float | int | None:
+    """A result's value in JSON: Count is an integer (Int32 over OPC UA), the rest numbers."""
+    return int(r.value) if r.integer and r.value is not None else r.value
 
 
 async def _answer(read: Callable[[Any, bytes | None], Any], question: Any, cursor: bytes | None) -> Any:
@@ -481,7 +484,7 @@ class WebApi:
         return _json({
             "meter": mid, "obis": str(obis), "unit": unit, "aggregate": name,
             "values": [
-                {"time": views.iso(r.time), "value": r.value, "status": status_name(r.status)}
+                {"time": views.iso(r.time), "value": _number(r), "status": status_name(r.status)}
                 for r in page.values
             ],
             "next": _cursor(page.cursor),
