@@ -66,6 +66,8 @@ SQUEEZE = 0.97
 #: The shortest piece of a readout; the span adapts to what fits into a cycle, between
 #: this and the stream's longest (``Stream.piece``).
 PROFILE_PIECE_MIN = timedelta(minutes=15)
+#: Seconds the listeners get, when the poller stops, to take what was posted to them.
+DRAIN_S = 2.0
 #: How far before the end of the last range read the next one starts (plus the clock deviation).
 REREAD = timedelta(minutes=2)
 
@@ -293,6 +295,11 @@ class Poller:
         try:
             await self._poll()
         finally:
+            # What was posted is delivered before the deliveries stop (on a clean stop the
+            # archive gets the last second too), unless a consumer hangs.
+            drained = asyncio.ensure_future(self.outbox.drained())
+            await asyncio.wait([drained], timeout=DRAIN_S)
+            drained.cancel()
             delivery.cancel()
             await asyncio.wait([delivery])
 

@@ -262,6 +262,33 @@ async def test_a_subscriber_taking_two_seconds_per_snapshot_makes_no_cycle_late_
         assert mailbox.pending >= 55
 
 
+async def test_what_was_posted_is_delivered_when_the_poller_stops(clock: ManualClock) -> None:
+    class Gated(Recorder):
+        """Takes nothing until the gate opens (a disk that stalls for a while)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = asyncio.Event()
+
+        async def on_snapshot(self, snapshot: Snapshot) -> None:
+            await self.gate.wait()
+            for _ in range(3):
+                await asyncio.sleep(0)  # a write yields to the loop (worker thread, socket)
+            await super().on_snapshot(snapshot)
+
+    link, every, gated = FakeLink(clock, cost=0.02), Recorder(), Gated()
+    poller = Poller(config(), lambda: _ready(link), clock, [every, gated])
+    task = await started(poller)
+    await run_for(clock, 5)
+    assert gated.snapshots == []
+    assert len(every.snapshots) >= 5
+    task.cancel()  # a clean stop: the gate opens while the poller stops
+    gated.gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert gated.snapshots == every.snapshots
+
+
 def test_a_mailbox_keeps_records_replaces_states_and_drops_the_oldest_beyond_its_capacity(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
