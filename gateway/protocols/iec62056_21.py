@@ -93,6 +93,7 @@ from gateway.protocols.common import NEED_DATA, NeedData
 
 __all__ = [
     "BAUD_CHARACTER",
+    "BAUD_MODE_C",
     "NEED_DATA",
     "Ack",
     "Break",
@@ -137,9 +138,9 @@ _MAX_LINE: Final = 128
 _MAX_ADDRESS: Final = 32
 
 #: Mode C baud-rate characters (acknowledgement/option select and identification).
-_BAUD_MODE_C: Final = {"0": 300, "1": 600, "2": 1200, "3": 2400, "4": 4800, "5": 9600, "6": 19200}
+BAUD_MODE_C: Final = {"0": 300, "1": 600, "2": 1200, "3": 2400, "4": 4800, "5": 9600, "6": 19200}
 #: The mode C baud rate character of each speed (IEC 62056-21 §6.3.14 item 13).
-BAUD_CHARACTER: Final = {baud: char for char, baud in _BAUD_MODE_C.items()}
+BAUD_CHARACTER: Final = {baud: char for char, baud in BAUD_MODE_C.items()}
 #: Mode B baud-rate characters (identification only).
 _BAUD_MODE_B: Final = {"A": 600, "B": 1200, "C": 2400, "D": 4800, "E": 9600, "F": 19200}
 
@@ -212,7 +213,7 @@ class Identification:
         Digits follow the mode C table, the letters ``A``-``F`` the mode B table; any other
         character is a mode A (or reserved) meter, which works at 300 Bd only.
         """
-        return _BAUD_MODE_C.get(self.baud_char) or _BAUD_MODE_B.get(self.baud_char) or 300
+        return BAUD_MODE_C.get(self.baud_char) or _BAUD_MODE_B.get(self.baud_char) or 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +232,7 @@ class OptionSelect:
     def baudrate(self) -> int:
         """The baud rate both ends switch to after this message."""
         try:
-            return _BAUD_MODE_C[self.baud_char]
+            return BAUD_MODE_C[self.baud_char]
         except KeyError:
             raise LocalProtocolError(f"baud rate character {self.baud_char!r} is not 0..6") from None
 
@@ -425,7 +426,7 @@ def _option_problem(protocol: str, baud_char: str, mode: str) -> str | None:
     if protocol not in ("0", "2"):
         what = "secondary protocol, not supported" if protocol == "1" else "must be '0' or '2'"
         return f"protocol control character {protocol!r}: {what}"
-    if baud_char not in _BAUD_MODE_C:
+    if baud_char not in BAUD_MODE_C:
         return f"baud rate character {baud_char!r} is not one of 0..6 (mode C table)"
     if protocol == "0" and mode not in ("0", "1"):
         return f"mode control character {mode!r}: only '0' (readout) and '1' (programming) are supported"

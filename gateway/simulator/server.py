@@ -64,12 +64,12 @@ from gateway.protocols import hdlc
 from gateway.protocols import iec62056_21 as iec
 from gateway.simulator.cosem_server import CosemServer
 from gateway.simulator.physics import HouseholdModel, Instant, MeterClock, MeterPhysics, Registers
+from gateway.streams import EVENT_LOG, PROFILES
 
 log = logging.getLogger(__name__)
 
-_BAUD_OF_CHAR = {"0": 300, "1": 600, "2": 1200, "3": 2400, "4": 4800, "5": 9600, "6": 19200}
-_CHAR_OF_BAUD = {v: k for k, v in _BAUD_OF_CHAR.items()}
 BITS_PER_CHAR = 10  # start + 7 data + parity + stop (7E1), or start + 8 + stop (8N1)
+LP1, LP2 = PROFILES  # the load profiles the meter keeps (P.01, P.02)
 INACTIVITY_TIMEOUT_S = 120.0  # the meter falls back to 300 Bd after this much silence
 
 
@@ -219,8 +219,10 @@ class SimulatedMeter:
         self.password = password
         self.model = model
         self.line_clock = line_clock or SystemClock()
-        if hdlc_baudrate not in _CHAR_OF_BAUD:
-            raise ValueError(f"hdlc_baudrate must be one of {sorted(_CHAR_OF_BAUD)}, got {hdlc_baudrate}")
+        if hdlc_baudrate not in iec.BAUD_CHARACTER:
+            raise ValueError(
+                f"hdlc_baudrate must be one of {sorted(iec.BAUD_CHARACTER)}, got {hdlc_baudrate}"
+            )
         if referencing not in ("ln", "sn", "both"):
             raise ValueError(f"referencing must be 'ln', 'sn' or 'both', got {referencing!r}")
         self.hdlc_baudrate = hdlc_baudrate
@@ -248,7 +250,7 @@ class SimulatedMeter:
     def identification(self) -> iec.Identification:
         # A lower-case third letter announces the 20 ms minimum reaction time (IEC 62056-21).
         maker = "LGz" if self.reaction_time_s < 0.2 else "LGZ"
-        return iec.Identification(maker, _CHAR_OF_BAUD[self.max_baudrate], self.model, "2")
+        return iec.Identification(maker, iec.BAUD_CHARACTER[self.max_baudrate], self.model, "2")
 
     async def start(self) -> None:
         """Listen (again, on the same port after a stop)."""
@@ -380,16 +382,16 @@ class SimulatedMeter:
         lo = start or datetime.min.replace(tzinfo=UTC)
         hi = end or self.now()
         blocks: list[iec.ProfileBlock] = []
-        if code == "P.98":
+        if code == EVENT_LOG.iec:
             for ev in self.physics.events_between(lo, hi):
                 blocks.append(
                     iec.ProfileBlock(
-                        "P.98", _ptime(ev.time, self.zone), "00", 0,
+                        code, _ptime(ev.time, self.zone), "00", 0,
                         (("0-0:C.11.0", ""),), ((str(ev.code),),),
                     )
                 )  # fmt: skip
-        elif code in ("P.01", "P.02"):
-            if code == "P.01":
+        elif code in (LP1.iec, LP2.iec):
+            if code == LP1.iec:
                 entries = self.physics.profile1_between(lo, hi)
                 channels = LP1_CHANNELS
                 rows = [
@@ -669,7 +671,7 @@ class _Line:
                 return  # addressed to another meter on the bus
             await self.send(meter.identification)
         elif isinstance(event, iec.OptionSelect):
-            baud = _BAUD_OF_CHAR.get(event.baud_char, 300)
+            baud = iec.BAUD_MODE_C.get(event.baud_char, 300)
             self.baud = min(baud, meter.max_baudrate)
             if event.protocol == "2":
                 # Mode E (IEC 62056-21 §6.4.5): no acknowledgement, HDLC at the new speed.
@@ -705,7 +707,7 @@ class _Line:
             return
         meter.advance()
         address = cmd.data.split("(", 1)[0]
-        if address in ("P.01", "P.02", "P.98"):
+        if address in (LP1.iec, LP2.iec, EVENT_LOG.iec):
             try:
                 code, start, end = iec.parse_profile_request(cmd.data)
             except RemoteProtocolError:
