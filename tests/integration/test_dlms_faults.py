@@ -2,8 +2,8 @@
 
 The gateway runs the demo (DLMS LN over HDLC at 9600 Bd) against the simulated meter; each
 test turns one fault on, waits until the fault shows in the meter's diagnostics (LastError,
-values no longer Good), turns it off and waits until every value is Good again - the same
-gateway process and OPC UA session throughout.
+values no longer Good), turns it off and waits until every value the meter has is Good
+again - the same gateway process and OPC UA session throughout.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from asyncua import ua
 
 from gateway.simulator.server import SimulatedMeter
 from tests.support.harness import Running, demo, running_gateway, subscribe
+from tests.support.simulated_meter import as_modelled
 
 VOLTAGE = "meter1.1-0:32.7.0"
 
@@ -84,7 +85,7 @@ async def _good(gw: Running, timeout: float) -> None:
     async with asyncio.timeout(timeout):
         while True:
             snapshot = await poller.wait_snapshot()
-            if all(r.quality.value == "good" for r in snapshot.readings.values()):
+            if as_modelled(snapshot):
                 return
 
 

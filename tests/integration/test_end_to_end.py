@@ -24,6 +24,7 @@ from gateway.config import demo_config
 from gateway.meter.model import Diagnostics, EventRecord, ProfileData, Quality, Snapshot
 from gateway.obis import CATALOGUE, Kind, Obis, Refresh
 from tests.support.harness import MODES, Running, demo, running_gateway, subscribe
+from tests.support.simulated_meter import as_modelled
 
 ONE_SECOND_SET = [
     "32.7.0",
@@ -92,7 +93,7 @@ async def test_every_value_turns_good_with_its_unit_in_each_mode(mode: str) -> N
         poller = gw.gateway.pollers["meter1"]
         async with asyncio.timeout(30):
             snapshot = await poller.wait_snapshot()
-            while not all(r.quality.value == "good" for r in snapshot.readings.values()):
+            while not as_modelled(snapshot):
                 snapshot = await poller.wait_snapshot()
         values = {s: await gw.node(node_id(s)).read_data_value() for s in [*ONE_SECOND_SET, *ENERGY]}
         protocol = await gw.node("meter1.Protocol").read_value()

@@ -19,8 +19,7 @@ from asyncua import Client, ua
 
 from gateway.config import OpcUaLimits
 from gateway.opcua.ids import SMX_NAMESPACE
-from tests.integration.test_opcua_security import status_of
-from tests.support.harness import Running, demo, running_gateway
+from tests.support.harness import Running, demo, running_gateway, status_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -45,7 +45,7 @@ from gateway.opcua.guard import MAX_TOKEN_LIFETIME_MS
 from gateway.opcua.ids import SMX_NAMESPACE
 from gateway.security.pki import Pki, create_application_certificate, thumbprint, write_private_key
 from gateway.security.users import MAX_FAILURES, Role, User, UserDb, hash_password
-from tests.support.harness import PASSWORD, demo
+from tests.support.harness import PASSWORD, demo, status_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -367,15 +367,6 @@ async def refused(client: Client, status: int) -> None:
     if got == "Good":
         await client.disconnect()
     assert got == ua.StatusCode(status).name
-
-
-async def status_of(action: Any) -> str:
-    """The StatusCode name ``action`` (an awaitable) raises, or "Good"."""
-    try:
-        await action
-    except ua.UaStatusCodeError as err:
-        return ua.StatusCode(err.code).name
-    return "Good"
 
 
 def gateway_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

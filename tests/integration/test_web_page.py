@@ -26,6 +26,7 @@ import pytest_asyncio
 from gateway.security.users import Role
 from tests.support.browser import Chromium, Page, require_chromium
 from tests.support.harness import PASSWORD, Running, add_user, demo, running_gateway
+from tests.support.web_page import NUMBER, VOLTAGE
 
 # One gateway and one browser for the module: both live on the module's event loop.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -33,10 +34,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 ROOT = Path(__file__).resolve().parents[2]
 METER = "meter1"
 
-#: The text of the live value of voltage L1 ("" while the row is not there yet).
-VOLTAGE = """(document.querySelector('#values tr[data-obis="1-0:32.7.0"] .value') || {}).textContent"""
-#: A number as the page writes a live value (two decimals).
-NUMBER = r"/^-?\d+\.\d\d$/"
 ADVICE_TEXT = "document.querySelector('#advice-text')"
 CLOCK = "document.querySelector('#clock').textContent"
 #: The form is ready once the running day is filled in and its number of periods is known.

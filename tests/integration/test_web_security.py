@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.security.pki import Pki, load_certificate
 from gateway.security.users import Role
-from tests.integration.test_web_page import NUMBER, VOLTAGE
 from tests.support.browser import Chromium, require_chromium
 from tests.support.harness import PASSWORD, Running, add_user, demo, running_gateway
+from tests.support.web_page import NUMBER, VOLTAGE
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

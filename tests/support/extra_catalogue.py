@@ -38,16 +38,25 @@ EXTRA_ROWS: tuple[ObisInfo, ...] = (NEUTRAL_CURRENT,)
 _LOADED_WITH_OBIS = frozenset({"gateway", "gateway.obis", "gateway.errors"})
 
 
+def extended(catalogue: Iterable[ObisInfo], rows: Iterable[ObisInfo] = EXTRA_ROWS) -> tuple[ObisInfo, ...]:
+    """``catalogue`` and those of ``rows`` it does not have yet: a developer may already have
+    added one to ``gateway/obis.py``, and the same object twice would be two OPC UA nodes."""
+    catalogue = tuple(catalogue)
+    have = {i.obis.key for i in catalogue}
+    return (*catalogue, *(i for i in rows if i.obis.key not in have))
+
+
 def extend_catalogue(rows: Iterable[ObisInfo]) -> None:
-    """Append ``rows`` to ``gateway.obis.CATALOGUE`` before anything else reads it."""
+    """Append ``rows`` to ``gateway.obis.CATALOGUE`` (those it lacks) before anything else reads it."""
     early = sorted(m for m in sys.modules if m.startswith("gateway.") and m not in _LOADED_WITH_OBIS)
     if early:
         raise RuntimeError(f"too late to extend the catalogue: {early} already imported it")
-    rows = tuple(rows)
-    obis.CATALOGUE = (*obis.CATALOGUE, *rows)
+    stock = obis.CATALOGUE
+    obis.CATALOGUE = extended(stock, rows)
+    added = obis.CATALOGUE[len(stock) :]
     # lookup() answers from a table obis.py derives from the catalogue when it is loaded.
-    obis._BY_KEY.update({(i.obis.a, i.obis.c, i.obis.d, i.obis.e, i.obis.f): i for i in rows})
-    if any(obis.lookup(i.obis) is not i for i in rows):
+    obis._BY_KEY.update({(i.obis.a, i.obis.c, i.obis.d, i.obis.e, i.obis.f): i for i in added})
+    if any(obis.lookup(i.obis) is not i for i in added):
         raise RuntimeError("gateway.obis.lookup() does not find the added rows")
 
 

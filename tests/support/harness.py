@@ -94,6 +94,15 @@ def add_user(config: GatewayConfig, name: str, role: Role) -> None:
     db.save()
 
 
+async def status_of(action: Any) -> str:
+    """The StatusCode name ``action`` (an awaitable) raises, or "Good"."""
+    try:
+        await action
+    except ua.UaStatusCodeError as err:
+        return ua.StatusCode(err.code).name
+    return "Good"
+
+
 @dataclass
 class Running:
     gateway: Gateway

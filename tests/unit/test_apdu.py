@@ -54,7 +54,8 @@ from gateway.protocols.apdu import (
     decode_apdu,
     encode_apdu,
 )
-from gateway.protocols.axdr import CosemDateTime, Data, DataTag, decode_all
+from gateway.protocols.axdr import Data, DataTag, decode_all
+from tests.support.strategies import apdus
 
 VECTORS = Path(__file__).resolve().parents[1] / "fixtures" / "protocol-vectors"
 FILES = {"dlms_ln.json": "dlms_ln", "dlms_sn.json": "dlms_sn", "dlms_published.json": "dlms_published"}
@@ -512,70 +513,6 @@ def test_encode_not_an_apdu() -> None:
 
 
 # -- Hypothesis -----------------------------------------------------------------------------------
-
-_INT_TAGS = {
-    DataTag.INTEGER: (-(2**7), 2**7 - 1),
-    DataTag.LONG: (-(2**15), 2**15 - 1),
-    DataTag.DOUBLE_LONG: (-(2**31), 2**31 - 1),
-    DataTag.LONG64: (-(2**63), 2**63 - 1),
-    DataTag.UNSIGNED: (0, 2**8 - 1),
-    DataTag.LONG_UNSIGNED: (0, 2**16 - 1),
-    DataTag.DOUBLE_LONG_UNSIGNED: (0, 2**32 - 1),
-    DataTag.LONG64_UNSIGNED: (0, 2**64 - 1),
-    DataTag.ENUM: (0, 255),
-}
-_ints = st.sampled_from(sorted(_INT_TAGS)).flatmap(
-    lambda tag: st.builds(Data, st.just(tag), st.integers(*_INT_TAGS[tag]))
-)
-_scalars = st.one_of(
-    _ints,
-    st.just(Data.null()),
-    st.booleans().map(Data.boolean),
-    st.binary(max_size=140).map(Data.octet_string),
-    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20).map(Data.visible_string),
-    st.floats(allow_nan=False, width=32).map(Data.float32),
-    st.builds(CosemDateTime, st.integers(2000, 2099), st.integers(1, 12), st.integers(1, 28)).map(
-        Data.date_time
-    ),
-)
-datas = st.recursive(
-    _scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=5).map(Data.structure),
-        st.lists(st.integers(0, 2**16 - 1).map(Data.uint16), max_size=5).map(Data.array),
-    ),
-    max_leaves=12,
-)
-invokes = st.builds(InvokeIdAndPriority, st.integers(0, 15), st.booleans(), st.booleans())
-descriptors = st.builds(
-    AttributeDescriptor, st.integers(0, 0xFFFF), st.binary(min_size=6, max_size=6), st.integers(-128, 127)
-)
-accesses = st.none() | st.builds(SelectiveAccess, st.integers(0, 255), datas)
-requests = st.builds(AttributeRequest, descriptors, accesses)
-results: st.SearchStrategy[GetResult] = st.one_of(datas, st.sampled_from(DataAccessResult))
-apdus: st.SearchStrategy[Apdu] = st.one_of(
-    st.builds(GetRequestNormal, descriptors, accesses, invokes),
-    st.builds(GetRequestNext, st.integers(0, 2**32 - 1), invokes),
-    st.builds(GetRequestWithList, st.lists(requests, max_size=140).map(tuple), invokes),
-    st.builds(GetResponseNormal, results, invokes),
-    st.builds(GetResponseWithList, st.lists(results, max_size=6).map(tuple), invokes),
-    st.builds(
-        GetResponseWithDatablock,
-        st.booleans(),
-        st.integers(0, 2**32 - 1),
-        st.binary(max_size=300) | st.sampled_from(DataAccessResult),
-        invokes,
-    ),
-    st.builds(
-        ReadRequest,
-        st.lists(
-            st.builds(VariableName, st.integers(0, 0xFFFF))
-            | st.builds(ParameterizedAccess, st.integers(0, 0xFFFF), st.integers(0, 255), datas),
-            max_size=6,
-        ).map(tuple),
-    ),
-    st.builds(ReadResponse, st.lists(results, max_size=6).map(tuple)),
-)
 
 
 @given(apdus)

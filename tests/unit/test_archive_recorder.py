@@ -1,19 +1,14 @@
 """The archive recorder: what the poller publishes lands in the day files, off the
 poller's path; a full disk is reported, live data goes on, and writing resumes by itself.
 
-The full disk is real: a 64 KiB tmpfs mounted for the test (root only; CI runs as root).
+The full disk is real: a 64 KiB tmpfs mounted for the test (tests/support/disks.py; root only,
+CI runs as root).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from gateway.archive.files import ArchiveReader, AsyncArchive, Column, Record
 from gateway.archive.recorder import RETRY_S, ArchiveRecorder, ArchiveStatus
@@ -30,6 +25,7 @@ from gateway.meter.model import (
 )
 from gateway.obis import CATALOGUE, Obis, Refresh
 from gateway.streams import StreamId
+from tests.support.disks import fill, tiny_disk
 
 T0 = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
 METER = MeterConfig(id="meter1", url="socket://127.0.0.1:1", protocol="dlms")
@@ -91,35 +87,6 @@ async def test_minutes_registers_profiles_and_events_land_in_their_streams(tmp_p
     tail = list(reader.read_columns("minute", [(str(VOLTAGE), "count")]))[-1]
     assert tail[0] == T0 + timedelta(minutes=2)
     assert tail[2] == (5.0,)
-
-
-@contextlib.contextmanager
-def tiny_disk(path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a 64 KiB tmpfs to fill needs root (CI runs as root)")
-    path.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)], capture_output=True
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=True)
-
-
-def fill(disk: Path) -> Path:
-    """Fill the disk to the last byte; return the file that holds the space."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        with contextlib.suppress(OSError):
-            while True:
-                os.write(fd, b"\0" * 512)
-    finally:
-        os.close(fd)
-    return filler
 
 
 async def test_full_disk_is_reported_nothing_stored_is_damaged_and_writing_resumes(tmp_path: Path) -> None:

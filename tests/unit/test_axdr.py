@@ -35,6 +35,7 @@ from gateway.protocols.axdr import (
     encode_data,
     encode_length,
 )
+from tests.support.strategies import AXDR_LEAVES, axdr_data
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "protocol-vectors"
 UTC_PLUS_1 = timezone(timedelta(hours=1))
@@ -515,70 +516,8 @@ def test_every_date_time_pattern_round_trips(raw: bytes) -> None:
 # -- Hypothesis round trips -------------------------------------------------------------------------
 
 
-def _int_data(tag: DataTag, low: int, high: int) -> st.SearchStrategy[Data]:
-    return st.integers(min_value=low, max_value=high).map(lambda v: Data(tag, v))
-
-
-_optional_byte = st.one_of(st.none(), st.integers(min_value=0, max_value=0xFE))
-
-LEAVES: dict[DataTag, st.SearchStrategy[Data]] = {
-    DataTag.NULL_DATA: st.just(Data.null()),
-    DataTag.BOOLEAN: st.booleans().map(Data.boolean),
-    DataTag.BIT_STRING: st.one_of(
-        st.lists(st.booleans(), max_size=300).map(Data.bit_string),
-        st.binary(max_size=20).flatmap(
-            lambda b: st.integers(min_value=max(0, len(b) * 8 - 7), max_value=len(b) * 8).map(
-                lambda n: Data(DataTag.BIT_STRING, BitString(n, b))
-            )
-        ),
-    ),
-    DataTag.DOUBLE_LONG: _int_data(DataTag.DOUBLE_LONG, -(2**31), 2**31 - 1),
-    DataTag.DOUBLE_LONG_UNSIGNED: _int_data(DataTag.DOUBLE_LONG_UNSIGNED, 0, 2**32 - 1),
-    DataTag.OCTET_STRING: st.binary(max_size=300).map(Data.octet_string),
-    DataTag.VISIBLE_STRING: st.text(st.characters(max_codepoint=0xFF), max_size=150).map(Data.visible_string),
-    DataTag.UTF8_STRING: st.text(st.characters(exclude_categories=["Cs"]), max_size=100).map(
-        Data.utf8_string
-    ),
-    DataTag.BCD: _int_data(DataTag.BCD, 0, 255),
-    DataTag.INTEGER: _int_data(DataTag.INTEGER, -128, 127),
-    DataTag.LONG: _int_data(DataTag.LONG, -(2**15), 2**15 - 1),
-    DataTag.UNSIGNED: _int_data(DataTag.UNSIGNED, 0, 255),
-    DataTag.LONG_UNSIGNED: _int_data(DataTag.LONG_UNSIGNED, 0, 2**16 - 1),
-    DataTag.LONG64: _int_data(DataTag.LONG64, -(2**63), 2**63 - 1),
-    DataTag.LONG64_UNSIGNED: _int_data(DataTag.LONG64_UNSIGNED, 0, 2**64 - 1),
-    DataTag.ENUM: _int_data(DataTag.ENUM, 0, 255),
-    DataTag.FLOAT32: st.floats(width=32, allow_nan=False).map(Data.float32),
-    DataTag.FLOAT64: st.floats(allow_nan=False).map(Data.float64),
-    DataTag.DATE_TIME: st.builds(
-        CosemDateTime,
-        st.one_of(st.none(), st.integers(min_value=0, max_value=0xFFFE)),
-        *([_optional_byte] * 7),
-        st.one_of(st.none(), st.integers(min_value=-0x7FFF, max_value=0x7FFF)),
-        _optional_byte,
-    ).map(Data.date_time),
-    DataTag.DATE: st.builds(
-        CosemDate, st.one_of(st.none(), st.integers(min_value=0, max_value=0xFFFE)), *([_optional_byte] * 3)
-    ).map(Data.date),
-    DataTag.TIME: st.builds(CosemTime, *([_optional_byte] * 4)).map(Data.time),
-}
-
-
-def _nested(depth: int) -> st.SearchStrategy[Data]:
-    leaf = st.one_of(*LEAVES.values())
-    if depth == 0:
-        return leaf
-    inner = _nested(depth - 1)
-    return st.one_of(
-        leaf,
-        st.lists(inner, max_size=5).map(Data.structure),
-        # Arrays of one element type, like a meter sends them.
-        st.sampled_from(list(LEAVES.values())).flatmap(lambda s: st.lists(s, max_size=5)).map(Data.array),
-        st.lists(inner, max_size=4).map(Data.array),
-    )
-
-
 def test_every_tag_has_a_strategy() -> None:
-    assert set(LEAVES) | {DataTag.ARRAY, DataTag.STRUCTURE} == set(DataTag)
+    assert set(AXDR_LEAVES) | {DataTag.ARRAY, DataTag.STRUCTURE} == set(DataTag)
 
 
 def _check_round_trip(data: Data) -> None:
@@ -591,15 +530,15 @@ def _check_round_trip(data: Data) -> None:
             decode_all(raw[:cut])
 
 
-@pytest.mark.parametrize("tag", list(LEAVES), ids=[t.name for t in LEAVES])
+@pytest.mark.parametrize("tag", list(AXDR_LEAVES), ids=[t.name for t in AXDR_LEAVES])
 @fast
 @given(data=st.data())
 def test_round_trip_every_scalar_tag(tag: DataTag, data: st.DataObject) -> None:
-    _check_round_trip(data.draw(LEAVES[tag]))
+    _check_round_trip(data.draw(AXDR_LEAVES[tag]))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_nested(4))
+@given(axdr_data(4))
 def test_round_trip_nested(data: Data) -> None:
     _check_round_trip(data)
 
@@ -637,7 +576,7 @@ def test_random_bytes_only_raise_remote_protocol_error(raw: bytes) -> None:
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_nested(2), st.data())
+@given(axdr_data(2), st.data())
 def test_mutated_encodings_only_raise_remote_protocol_error(data: Data, draw: st.DataObject) -> None:
     raw = bytearray(encode_data(data))
     if raw:

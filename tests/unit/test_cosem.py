@@ -49,6 +49,7 @@ from gateway.protocols.cosem import (
     register_value,
     scaled,
 )
+from tests.support.strategies import cosem_data
 
 VECTORS = Path(__file__).resolve().parents[1] / "fixtures" / "protocol-vectors"
 CET = timezone(timedelta(hours=1))
@@ -375,29 +376,8 @@ def test_malformed_raises_remote_protocol_error(call: Any) -> None:
         call()
 
 
-_SCALARS = st.one_of(
-    st.just(Data.null()),
-    st.integers(-128, 127).map(Data.int8),
-    st.integers(0, 255).map(Data.enum),
-    st.integers(0, 2**16 - 1).map(Data.uint16),
-    st.integers(0, 2**32 - 1).map(Data.uint32),
-    st.floats(allow_nan=False).map(Data.float64),
-    st.booleans().map(Data.boolean),
-    st.binary(max_size=14).map(Data.octet_string),
-    st.binary(min_size=12, max_size=12).map(Data.octet_string),
-    st.text(max_size=3).map(Data.utf8_string),
-)
-ANY_DATA = st.recursive(
-    _SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=5).map(Data.structure) | st.lists(inner, max_size=5).map(Data.array)
-    ),
-    max_leaves=20,
-)
-
-
 @settings(max_examples=300)
-@given(ANY_DATA)
+@given(cosem_data)
 def test_arbitrary_data_raises_only_remote_protocol_error(data: Data) -> None:
     assert data.tag in DataTag
     calls: list[Callable[[], object]] = [

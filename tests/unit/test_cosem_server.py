@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.obis import CATALOGUE, Kind, Obis
+from gateway.obis import CATALOGUE, Kind, Obis, ObisInfo
 from gateway.protocols import apdu as ap
 from gateway.protocols import cosem
 from gateway.protocols.axdr import Data, DataTag, decode_all
-from gateway.simulator.cosem_server import CONFORMANCE_LN, CONFORMANCE_SN, REGISTERS, CosemServer
+from gateway.simulator.cosem_server import (
+    CONFORMANCE_LN,
+    CONFORMANCE_SN,
+    REGISTERS,
+    CosemServer,
+    register_table,
+)
 from gateway.simulator.physics import HouseholdModel, MeterPhysics
+from tests.support.extra_catalogue import NEUTRAL_CURRENT, extended
+from tests.support.simulated_meter import modelled
 
 START = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 LN = ap.ApplicationContext.LOGICAL_NAME
 SN = ap.ApplicationContext.SHORT_NAME
 ALL_CONFORMANCE = 0xFFFFFF
+#: The stock catalogue, and with a row for an object the simulator does not model.
+CATALOGUES = {"stock": CATALOGUE, "with-neutral-current": extended(CATALOGUE)}
 
 
 def ln(text: str) -> bytes:
@@ -25,11 +36,18 @@ def ln(text: str) -> bytes:
     return bytes((o.a, o.b, o.c, o.d, o.e, o.f))
 
 
-def make(referencing: str = "both", max_pdu: int = 1024, history_days: float = 2.0) -> CosemServer:
+def make(
+    referencing: str = "both",
+    max_pdu: int = 1024,
+    history_days: float = 2.0,
+    catalogue: Sequence[ObisInfo] | None = None,
+) -> CosemServer:
+    """A server with the registers of ``catalogue`` (those of the gateway's catalogue if None)."""
     physics = MeterPhysics(
         HouseholdModel(seed=7, disturbances_per_week=0.0), START, history_days=history_days
     )
-    return CosemServer(physics, lambda: START, referencing=referencing, max_pdu=max_pdu)
+    registers = REGISTERS if catalogue is None else register_table(catalogue)
+    return CosemServer(physics, lambda: START, referencing=referencing, max_pdu=max_pdu, registers=registers)
 
 
 def ask(server: CosemServer, request: ap.Apdu) -> ap.Apdu:
@@ -189,15 +207,24 @@ def test_register_value_and_scaler_unit_follow_the_physics() -> None:
     assert reg.value == pytest.approx(server.physics.registers.a_plus * 1000, abs=0.01)
 
 
-def test_every_instantaneous_catalogue_value_is_a_register() -> None:
-    server = make()
+@pytest.mark.parametrize("catalogue", list(CATALOGUES.values()), ids=list(CATALOGUES))
+def test_instantaneous_catalogue_values_are_registers_where_modelled_and_undefined_elsewhere(
+    catalogue: tuple[ObisInfo, ...],
+) -> None:
+    assert not modelled(NEUTRAL_CURRENT.obis)  # so the second catalogue has an object the meter lacks
+    server = make(catalogue=catalogue)
     associate(server)
-    for info in CATALOGUE:
+    for info in catalogue:
         if info.kind is not Kind.INSTANTANEOUS:
             continue
         name = f"1-0:{info.obis.c}.{info.obis.d}.{info.obis.e}"
         su = get(server, 3, name, 3)
         assert isinstance(su, ap.GetResponseNormal), name
+        if not modelled(info.obis):
+            # As a meter without the object answers: neither its value nor its unit.
+            assert su.result is ap.DataAccessResult.OBJECT_UNDEFINED, name
+            assert get(server, 3, name, 2) == ap.GetResponseNormal(ap.DataAccessResult.OBJECT_UNDEFINED)
+            continue
         assert isinstance(su.result, Data), name
         assert cosem.ScalerUnit.from_data(su.result).unit in (27, 29, 33, 35, 44, 255)
 
@@ -230,17 +257,21 @@ def test_clock_identity_and_logical_name() -> None:
     assert get(server, 7, "1-0:99.1.0", 4) == ap.GetResponseNormal(Data.uint32(900))
 
 
-def test_get_with_list_answers_every_item_in_order_and_unknown_ones_as_undefined() -> None:
-    server = make()
+@pytest.mark.parametrize("catalogue", list(CATALOGUES.values()), ids=list(CATALOGUES))
+def test_get_with_list_answers_every_item_in_order_and_unknown_ones_as_undefined(
+    catalogue: tuple[ObisInfo, ...],
+) -> None:
+    server = make(catalogue=catalogue)
     associate(server)
-    names = [f"1-0:{i.obis.c}.7.0" for i in CATALOGUE if i.kind is Kind.INSTANTANEOUS][:18]
+    names = [f"1-0:{i.obis.c}.7.0" for i in catalogue if i.kind is Kind.INSTANTANEOUS]
+    names.insert(5, "1-0:98.7.0")  # in no catalogue
     items = [ap.AttributeRequest(ap.AttributeDescriptor(3, ln(n), 2)) for n in names]
-    items.insert(5, ap.AttributeRequest(ap.AttributeDescriptor(3, ln("1-0:98.7.0"), 2)))
     answer = ask(server, ap.GetRequestWithList(tuple(items)))
     assert isinstance(answer, ap.GetResponseWithList)
-    assert len(answer.results) == 19
+    assert [isinstance(r, Data) for r in answer.results] == [modelled(Obis.parse(n)) for n in names]
+    undefined = [r for r in answer.results if not isinstance(r, Data)]
+    assert undefined == [ap.DataAccessResult.OBJECT_UNDEFINED] * len(undefined)
     assert answer.results[5] is ap.DataAccessResult.OBJECT_UNDEFINED
-    assert all(isinstance(r, Data) for i, r in enumerate(answer.results) if i != 5)
 
 
 def test_with_list_larger_than_the_client_pdu_goes_in_blocks_of_the_result_list() -> None:

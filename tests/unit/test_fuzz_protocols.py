@@ -8,8 +8,8 @@ Each group below feeds one core in one role (the targets of ``tests/support/fuzz
 * real frames (tests/fixtures: captures, published traces, vectors) and frames the cores
   produce themselves, mutated (flips, insertions, deletions, truncations, duplicated and
   swapped chunks, splices, long runs, checksums repaired or not);
-* messages Hypothesis generates with the strategies of the cores' own round-trip tests,
-  encoded by the sending role and then mutated;
+* messages Hypothesis generates with the strategies of the cores' own round-trip tests
+  (``tests/support/strategies.py``), encoded by the sending role and then mutated;
 * plain random bytes;
 * for the sending side: values that do not fit the protocol must give LocalProtocolError.
 
@@ -46,14 +46,16 @@ from tests.support.fuzz_targets import (
     iec_wire,
     mutate,
 )
-from tests.unit.test_apdu import apdus, datas, invokes
-from tests.unit.test_axdr import _nested
-from tests.unit.test_cosem import ANY_DATA
-from tests.unit.test_hdlc import frames
-from tests.unit.test_iec62056_21 import (
+from tests.support.strategies import (
+    apdu_data,
+    apdus,
+    axdr_data,
     commands,
+    cosem_data,
     data_messages,
+    frames,
     identifications,
+    invokes,
     option_selects,
     profile_blocks,
     sign_ons,
@@ -381,7 +383,7 @@ class TestAxdr:
         run(AXDR, fuzz_input(AXDR, rnd), rnd)
 
     @fuzz(150)
-    @given(value=_nested(3), rnd=rngs)
+    @given(value=axdr_data(3), rnd=rngs)
     def test_generated_values(self, value: axdr.Data, rnd: random.Random) -> None:
         run(AXDR, varied(AXDR, axdr.encode_data(value), rnd), rnd)
 
@@ -596,7 +598,7 @@ class TestCosemClient:
         run(COSEM_CLIENT, fuzz_input(COSEM_CLIENT, rnd), rnd)
 
     @fuzz(200)
-    @given(value=ANY_DATA | clock_values() | profiles() | datas, rnd=rngs)
+    @given(value=cosem_data | clock_values() | profiles() | apdu_data, rnd=rngs)
     def test_generated_values(self, value: axdr.Data, rnd: random.Random) -> None:
         run(COSEM_CLIENT, varied(COSEM_CLIENT, axdr.encode_data(value), rnd), rnd)
 

@@ -38,6 +38,7 @@ from gateway.protocols.hdlc import (
     encode_frame,
     negotiate,
 )
+from tests.support.strategies import frames, hdlc_addresses
 
 VECTORS = Path(__file__).resolve().parents[1] / "fixtures" / "protocol-vectors"
 HDLC: list[dict[str, Any]] = json.loads((VECTORS / "hdlc.json").read_text())["hdlc"]
@@ -478,26 +479,8 @@ def test_ua_parameters_are_swapped_for_the_client() -> None:
 
 # --------------------------------------------------------------------------- properties
 
-addresses = st.one_of(
-    st.builds(HdlcAddress, st.integers(0, 127)),
-    st.builds(HdlcAddress, st.integers(0, 127), st.integers(0, 127), st.just(2)),
-    st.builds(HdlcAddress, st.integers(0, 0x3FFF), st.integers(0, 0x3FFF), st.just(4)),
-)
 
-
-@st.composite
-def frames(draw: st.DrawFn) -> Frame:
-    kind = draw(st.sampled_from(FrameKind))
-    ns = draw(st.integers(0, 7)) if kind is FrameKind.I else 0
-    nr = draw(st.integers(0, 7)) if kind in (FrameKind.I, FrameKind.RR, FrameKind.RNR) else 0
-    no_info = kind in (FrameKind.RR, FrameKind.RNR, FrameKind.DISC, FrameKind.DM)
-    info = b"" if no_info else draw(st.binary(max_size=300))
-    return Frame(
-        kind, draw(addresses), draw(addresses), ns, nr, draw(st.booleans()), info, draw(st.booleans())
-    )
-
-
-@given(addresses)
+@given(hdlc_addresses)
 def test_address_round_trip(address: HdlcAddress) -> None:
     assert HdlcAddress.parse(address.encode()) == (address, address.length)
 

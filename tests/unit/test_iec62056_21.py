@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import string
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,16 @@ from gateway.protocols.iec62056_21 import (
     parse_profile_request,
     parse_profile_time,
     profile_request,
+)
+from tests.support.strategies import (
+    PRINTABLE,
+    commands,
+    data_messages,
+    identifications,
+    option_selects,
+    profile_blocks,
+    profile_times,
+    sign_ons,
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "protocol-vectors"
@@ -1095,9 +1104,6 @@ def test_format_profile_rejects_bad_blocks() -> None:
 
 # --------------------------------------------------------------------------- properties
 
-PRINTABLE = "".join(chr(c) for c in range(0x20, 0x7F))
-printable_text = st.text(st.sampled_from(PRINTABLE), max_size=40)
-data_text = st.text(st.sampled_from(PRINTABLE + "\r\n"), max_size=300)
 fast = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -1106,28 +1112,6 @@ def deliver(target: Iec21Connection, data: bytes, rnd: random.Random) -> Event:
         target.receive_data(chunk)
     [event] = drain(target)
     return event
-
-
-identifications = st.builds(
-    Identification,
-    manufacturer=st.text(st.sampled_from(string.ascii_letters), min_size=3, max_size=3),
-    baud_char=st.sampled_from(PRINTABLE.replace("\\", "")),
-    identification=printable_text.filter(lambda s: not s.startswith("\\")),
-    enhanced=st.text(st.sampled_from(PRINTABLE), max_size=4),
-)
-sign_ons = st.builds(SignOnRequest, st.text(st.sampled_from(PRINTABLE.replace("!", "")), max_size=32))
-option_selects = st.one_of(
-    st.builds(OptionSelect, st.just("0"), st.sampled_from("0123456"), st.sampled_from("01")),
-    st.builds(OptionSelect, st.just("2"), st.sampled_from("0123456"), st.sampled_from("2")),
-)
-commands = st.builds(
-    Command,
-    command=st.sampled_from("PWREBXYZ"),
-    command_type=st.sampled_from(string.digits + string.ascii_uppercase),
-    data=data_text,
-    complete=st.booleans(),
-)
-data_messages = st.builds(DataMessage, data_text, st.booleans())
 
 
 @fast
@@ -1190,27 +1174,6 @@ data_sets = st.builds(
 def test_property_data_sets_round_trip(sets: list[DataSet], line_end: str) -> None:
     text = line_end.join(format_data_set(ds) for ds in sets) + line_end + "!" + line_end
     assert parse_data_sets(text) == sets
-
-
-profile_times = st.builds(
-    ProfileTime.from_datetime,
-    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31, 23, 59, 59)),
-    st.sampled_from([-1, 0, 1, 2]),
-)
-field_text = st.text(st.sampled_from(PRINTABLE.replace("(", "").replace(")", "")), max_size=10)
-
-
-@st.composite
-def profile_blocks(draw: st.DrawFn) -> ProfileBlock:
-    logbook = draw(st.booleans())
-    channels = tuple(
-        draw(st.lists(st.tuples(field_text, field_text), min_size=0 if logbook else 1, max_size=4))
-    )
-    row = st.tuples(*[field_text] * len(channels))
-    rows = (draw(row),) if logbook else tuple(draw(st.lists(row, max_size=4)))
-    period = 0 if logbook else draw(st.integers(1, 1440))
-    code = draw(st.sampled_from(["P.01", "P.02", "P.98", "P.99"]))
-    return ProfileBlock(code, draw(profile_times), draw(field_text), period, channels, rows)
 
 
 @fast

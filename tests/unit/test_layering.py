@@ -3,6 +3,8 @@
 Every ``import`` of every module under ``gateway/`` counts, also those inside functions
 and under ``TYPE_CHECKING`` (an annotation is a dependency too). The rules are checked
 against the real tree, and each one is shown to catch a violation in a tree made for it.
+One more rule is the tests' own: what tests, benchmarks and tools share comes from
+``tests/support``, never from a test module.
 """
 
 from __future__ import annotations
@@ -149,3 +151,35 @@ def test_the_service_closure_catches_a_tool_imported_on_the_way(tmp_path: Path) 
         },
     )
     assert "gateway.provision.openvpn" in closure(import_graph(root), "gateway.app")
+
+
+def from_test_modules(graph: Mapping[str, set[str]]) -> list[str]:
+    """``module imports target`` for every import of a test module (or of a name in one)."""
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if any(part.startswith("test_") for part in target.split("."))
+    )
+
+
+def test_tests_bench_and_tools_share_helpers_only_through_tests_support() -> None:
+    # A helper kept in a test module ties test files together: tests/support is its one home.
+    graph = {
+        name: targets
+        for top in ("tests", "bench", "tools")
+        for name, targets in import_graph(ROOT, top).items()
+    }
+    assert "tests.support.strategies" in graph
+    assert from_test_modules(graph) == []
+
+
+def test_the_test_module_rule_catches_an_import_from_one(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {"tests.unit.test_a": "", "tests.unit.test_b": "from tests.unit.test_a import frames\n"},
+    )
+    assert from_test_modules(import_graph(root, "tests")) == [
+        "tests.unit.test_b imports tests.unit.test_a",
+        "tests.unit.test_b imports tests.unit.test_a.frames",
+    ]

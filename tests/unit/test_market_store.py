@@ -14,7 +14,7 @@ from gateway.localtime import meter_zone
 from gateway.market.periods import MarketCalendar
 from gateway.market.profiles import NotifiedProfile, make_profile
 from gateway.market.store import ProfileStore
-from tests.unit.test_archive_recorder import fill, tiny_disk
+from tests.support.disks import fill, tiny_disk
 
 VIENNA = meter_zone("Europe/Vienna")
 assert VIENNA is not None
