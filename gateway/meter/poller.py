@@ -347,6 +347,8 @@ class Poller:
             return False
         self._link = link
         self._cost_known = False
+        for state in self._values.values():
+            state.unsupported = ""  # a new session asks again: the meter may have been changed
         if link.batches:
             # One request reads the set: try it whole, the first request measures its cost.
             for state in self._values.values():

@@ -396,6 +396,23 @@ async def test_object_the_meter_lacks_is_unsupported_and_the_rest_stays_good(
     assert sum(1 for _, o in link.reads if o == pf) == 0
 
 
+async def test_a_new_session_asks_again_for_what_the_last_one_lacked(clock: ManualClock) -> None:
+    pf = Obis.parse("1-0:13.7.0")
+    link, rec = FakeLink(clock, missing=frozenset({pf})), Recorder()
+    poller = Poller(config(), lambda: _ready(link), clock, [rec])
+    task = await started(poller)
+    await run_for(clock, 10)
+    assert rec.snapshots[-1].readings[pf].quality is Quality.UNSUPPORTED
+    # The meter is exchanged for one that has the object: the line drops and comes back.
+    link.down, link.missing = True, frozenset()
+    await run_for(clock, 5)
+    link.down = False
+    await run_for(clock, 20)
+    await stop(task)
+    assert len(link.opens) >= 2
+    assert rec.snapshots[-1].readings[pf].quality is Quality.GOOD
+
+
 async def test_meter_unit_is_converted_by_prefix_or_refused(clock: ManualClock) -> None:
     p_plus, voltage = Obis.parse("1-0:1.7.0"), Obis.parse("1-0:32.7.0")
     link, rec = FakeLink(clock, units={p_plus: "W", voltage: "A"}), Recorder()
