@@ -12,7 +12,6 @@ One gateway serves the whole module (read-only queries against a fixed archive).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from asyncua import ua
 
 from gateway.archive.files import ArchiveWriter, Column
 from gateway.opcua.history import PAGE_LIMIT
-from tests.support.harness import Running, demo, running_gateway
+from tests.support.harness import Running, over_archive, running_gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -137,14 +136,7 @@ def write_archive(root: Path) -> None:
 async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
     root = tmp_path_factory.mktemp("history") / "archive"
     write_archive(root)
-    config = demo()
-    archive = replace(
-        config.archive,
-        path=str(root),
-        keep_days=tuple((stream, 0) for stream, _ in config.archive.keep_days),  # never prune March
-        max_backfill_days=0.5,
-    )
-    async with running_gateway(replace(config, archive=archive)) as running:
+    async with running_gateway(over_archive(root)) as running:
         yield running
 
 

@@ -25,7 +25,7 @@ gateway serves the whole module (read-only queries).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from yarl import URL
 
 from gateway.archive.files import ArchiveWriter, Column
 from gateway.archive.query import PAGE_LIMIT
-from tests.support.harness import Running, demo, running_gateway
+from tests.support.harness import Running, over_archive, running_gateway
 from tests.support.openapi_check import match_path, response_schema, validate
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -260,14 +260,7 @@ class Both:
 async def both(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Both]:
     root = tmp_path_factory.mktemp("adapters") / "archive"
     write_archive(root)
-    config = demo()
-    archive = replace(
-        config.archive,
-        path=str(root),
-        keep_days=tuple((stream, 0) for stream, _ in config.archive.keep_days),  # never prune March
-        max_backfill_days=0.5,
-    )
-    async with running_gateway(replace(config, archive=archive)) as running:
+    async with running_gateway(over_archive(root)) as running:
         base = running.gateway.web_url.rstrip("/")
         async with aiohttp.ClientSession() as http:  # anonymous: the demo reads without a login
             async with http.get(base + "/api/openapi.json") as resp:

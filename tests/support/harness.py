@@ -166,6 +166,19 @@ async def running_gateway(
             await task
 
 
+def over_archive(root: Path) -> GatewayConfig:
+    """The demo configuration reading a prepared archive at ``root``, which it never prunes
+    (the tests' archives lie in the past) and does not backfill far into."""
+    config = demo()
+    archive = replace(
+        config.archive,
+        path=str(root),
+        keep_days=tuple((stream, 0) for stream, _ in config.archive.keep_days),
+        max_backfill_days=0.5,
+    )
+    return replace(config, archive=archive)
+
+
 class Collector:
     """Subscription handler that records every data change, per node."""
 
