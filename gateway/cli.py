@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from gateway import __version__
 from gateway.clock import SystemClock
@@ -92,6 +94,7 @@ async def _run(args: argparse.Namespace) -> None:
     logging.getLogger().setLevel(args.log_level or config.log_level)
     gateway = Gateway(config)
     task = asyncio.create_task(gateway.run())
+    stopped = _stop_on_signals(task)
     ready = asyncio.create_task(gateway.ready.wait())
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
     if gateway.ready.is_set():
@@ -110,7 +113,37 @@ async def _run(args: argparse.Namespace) -> None:
             print(f"  archive: {where} (day files per meter and stream; OPC UA HistoryRead)", flush=True)
     else:
         ready.cancel()
-    await task
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not stopped.is_set():
+            raise
+        log.info("stopped by %s", stopped.signal_name)
+
+
+class _Stop(asyncio.Event):
+    signal_name = ""
+
+
+def _stop_on_signals(task: asyncio.Task[Any]) -> _Stop:
+    """SIGINT (Ctrl-C) and SIGTERM (a service manager) stop ``task`` cleanly: the archive's
+    last records written, the clients told, the meter's session ended.
+
+    Set on the loop, so they work whoever started the process - a shell that starts
+    background jobs with SIGINT ignored, a service manager - and the stop is a normal exit.
+    """
+    stop = _Stop()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+
+        def handle(sig: signal.Signals = sig) -> None:
+            if not stop.is_set():
+                stop.signal_name = sig.name
+                stop.set()
+                task.cancel()
+
+        loop.add_signal_handler(sig, handle)
+    return stop
 
 
 def _absolute(path: str) -> Path:
@@ -137,8 +170,13 @@ async def _simulate(args: argparse.Namespace) -> None:
     sim = simulator_from_config(config, SystemClock())
     await sim.start()
     print(f"simulated meter listening on {sim.url}", flush=True)
+    waiting = asyncio.create_task(asyncio.Event().wait())
+    stopped = _stop_on_signals(waiting)
     try:
-        await asyncio.Event().wait()
+        await waiting
+    except asyncio.CancelledError:
+        if not stopped.is_set():
+            raise
     finally:
         await sim.stop()
 

@@ -1,5 +1,5 @@
 """The command line as a user types it: `smx-gateway run` prints an endpoint that serves
-the simulated meter; `check-config` reports mistakes; SIGINT stops cleanly."""
+the simulated meter; `check-config` reports mistakes; SIGINT and SIGTERM stop cleanly."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import contextlib
 import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from asyncua import Client, ua
 
 from gateway.opcua.ids import SMX_NAMESPACE
@@ -17,10 +19,22 @@ from gateway.opcua.ids import SMX_NAMESPACE
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def test_run_prints_endpoint_serves_values_and_stops_on_sigint() -> None:
+def _ignore_sigint() -> None:
+    """What a shell does to a background job without job control, nohup-style starts too."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    ("stop", "inherited"),
+    [(signal.SIGINT, None), (signal.SIGINT, _ignore_sigint), (signal.SIGTERM, None)],
+    ids=["sigint", "sigint-ignored-by-the-parent", "sigterm"],
+)
+async def test_run_prints_endpoint_serves_values_and_stops_on_a_signal(
+    stop: signal.Signals, inherited: Callable[[], None] | None
+) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "run", "--port", "0", "--web-port", "0",
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=inherited,
     )  # fmt: skip
     assert proc.stdout is not None
     try:
@@ -45,10 +59,13 @@ async def test_run_prints_endpoint_serves_values_and_stops_on_sigint() -> None:
                 sub = await client.create_subscription(200, Handler())
                 await sub.subscribe_data_change(voltage)
                 assert 200 < await good.get() < 260
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         async with asyncio.timeout(15):
             rc = await proc.wait()
-        assert rc == 0
+        assert proc.stderr is not None
+        log = (await proc.stderr.read()).decode()
+        assert rc == 0, log
+        assert f"stopped by {stop.name}" in log
     finally:
         if proc.returncode is None:
             proc.kill()
