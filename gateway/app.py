@@ -47,6 +47,7 @@ from gateway.security.auth import UserDirectory
 from gateway.security.pki import Pki
 from gateway.streams import READOUTS
 from gateway.transport import Framing, open_serial
+from gateway.uplink.service import Uplink
 from gateway.web.api import WebApi, WebServer, WebServices
 
 if TYPE_CHECKING:
@@ -156,6 +157,8 @@ class Gateway:
         self.market_nodes: MarketNodes | None = None
         self.meter_nodes: dict[str, MeterNodes] = {}
         self.web: WebServer | None = None
+        #: The uplink to the fleet's broker (``[upstream]``); None when not configured.
+        self.uplink: Uplink | None = None
         self.endpoint = ""
         self.web_url = ""
         self.ready = asyncio.Event()
@@ -242,10 +245,16 @@ class Gateway:
                 except OSError as err:
                     raise GatewayError(str(err.strerror or err)) from err
                 self.web_url = self.web.url
+            if self.config.upstream.enabled:
+                readers = {mid: r.archive.reader for mid, r in self.recorders.items()}
+                self.uplink = Uplink(replace(self.config, meters=tuple(meters)), self.clock, readers)
+                for writing in self.recorders.values():
+                    writing.written.append(self.uplink.archived)
             for meter in meters:
                 recorder = self.recorders.get(meter.id)
                 listeners: list[PollerListener] = [
                     publisher, *([recorder] if recorder else []), self.desk.listener(meter.id),
+                    *([self.uplink] if self.uplink else []),
                 ]  # fmt: skip
                 poller = Poller(
                     meter, link_factory(meter), self.clock, listeners,
@@ -268,6 +277,8 @@ class Gateway:
                 for mid, recorder in self.recorders.items():
                     tasks.create_task(recorder.run(), name=f"archive-{mid}")
                 tasks.create_task(self.desk.run(), name="market-advice")
+                if self.uplink is not None:
+                    tasks.create_task(self._keep_running("uplink", self.uplink.run), name="uplink")
                 puller = SourcePuller(self.external, self.clock)
                 tasks.create_task(
                     self._keep_running("external data", self._watch_external), name="external-data"

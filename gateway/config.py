@@ -17,10 +17,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
 from gateway.localtime import meter_zone
 from gateway.obis import CATALOGUE, Obis, ObisInfo, Refresh
+from gateway.pubsub.topics import check_level, check_prefix
 from gateway.streams import STREAMS
 
 BAUDRATES = (300, 600, 1200, 2400, 4800, 9600, 19200)
@@ -230,6 +232,56 @@ class WebConfig:
     https: bool = False
 
 
+#: The uplink's writers (gateway/uplink/writers.py), in table order.
+UPLINK_WRITERS = ("live", "minute", "registers", "lp1", "lp2", "events")
+ACK_MODES = ("broker", "consumer")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """The uplink to the fleet: OPC UA PubSub JSON over MQTT (``[upstream]``, README
+    "Uplink to the fleet"). Off unless ``broker`` is set."""
+
+    #: ``mqtts://host:8883`` (TLS); ``mqtt://`` (plain) only in the demo profile.
+    broker: str = ""
+    #: CA file (PEM) the broker's certificate must chain to.
+    ca: str = ""
+    #: Client certificate and key (PEM); "" = the gateway's own (``[security] pki``).
+    certificate: str = ""
+    key: str = ""
+    #: Optional MQTT user name and password (never logged).
+    username: str = ""
+    password: str = field(default="", repr=False)
+    #: "" = derived from ``[opcua] application_uri`` (its last segment).
+    publisher_id: str = ""
+    prefix: str = "opcua"
+    #: Seconds between two live messages (1-900); every ``key_frame_count``-th is a key frame.
+    live_interval_s: int = 10
+    key_frame_count: int = 6
+    #: ``broker``: the cursor moves on PUBACK; ``consumer``: on the consumer's acknowledgement.
+    ack: str = "broker"
+    #: Consumer mode: resend from the last acknowledgement when none came for this long.
+    ack_timeout_s: float = 600.0
+    #: MQTT keepalive; a silent link is noticed within 1.5 keepalives.
+    keepalive_s: int = 60
+    #: Reconnect delays: random in [0, min(max, min * 2^attempt)] ("full jitter").
+    reconnect_min_s: float = 2.0
+    reconnect_max_s: float = 300.0
+    #: Replay of the backlog: at most this many messages and bytes a second, ``batch``
+    #: records per NetworkMessage, gzip (``application/json+gzip``) if ``compress``.
+    replay_messages_per_s: float = 5.0
+    replay_bytes_per_s: float = 16384.0
+    batch: int = 60
+    compress: bool = False
+    #: A writer without a cursor (first start) begins this many days back.
+    initial_days: float = 1.0
+    writers: tuple[str, ...] = UPLINK_WRITERS
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.broker)
+
+
 #: OPC UA security policies the gateway can offer (OPC 10000-7 profiles); ``None`` is demo-only.
 SECURE_POLICIES = ("Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss")
 SECURITY_MODES = ("Sign", "SignAndEncrypt")
@@ -278,6 +330,7 @@ class GatewayConfig:
     external: tuple[ExternalConfig, ...] = ()
     web: WebConfig = field(default_factory=WebConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     log_level: str = "INFO"
     source: str = "<built-in demo>"
 
@@ -519,6 +572,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
     market = _market(top.table("market"))
     web = _web(top.table("web"))
     security = _security(top.table("security"))
+    upstream = _upstream(top.table("upstream"), security)
     raw_external = top.get("external", list, [])
     external = tuple(_external(_Section(source, f"external[{n}]", e)) for n, e in enumerate(raw_external))
     names = [e.name for e in external]
@@ -537,7 +591,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
     top.done()
     return GatewayConfig(
         meters=meters, opcua=opcua, archive=archive, market=market, external=external, web=web,
-        security=security, log_level=log_level, source=source,
+        security=security, upstream=upstream, log_level=log_level, source=source,
     )  # fmt: skip
 
 
@@ -625,6 +679,80 @@ def _security(sec: _Section | None) -> SecurityConfig:
         hostnames=tuple(hostnames),
         login_delay_s=sec.get("login_delay_s", float, d.login_delay_s, _non_negative),
     )
+    sec.done()
+    return cfg
+
+
+def _broker_url(value: str) -> str | None:
+    try:
+        url = urlsplit(value)
+        port = url.port
+    except ValueError:
+        return "a URL like mqtts://broker.example.net:8883"
+    if url.scheme not in ("mqtt", "mqtts") or not url.hostname or url.path not in ("", "/") or port == 0:
+        return "a URL like mqtts://broker.example.net:8883"
+    return None
+
+
+def _upstream(sec: _Section | None, security: SecurityConfig) -> UpstreamConfig:
+    d = UpstreamConfig()
+    if sec is None:
+        return d
+
+    def publisher_level(value: str) -> str | None:
+        try:
+            check_level(value, "PublisherId") if value else None
+        except ValueError:
+            return "one MQTT topic level: text without / + # or NUL"
+        return None
+
+    def prefix_levels(value: str) -> str | None:
+        try:
+            check_prefix(value)
+        except ValueError:
+            return "MQTT topic levels like opcua or fleet/opcua (no + # or empty level)"
+        return None
+
+    writers = sec.get("writers", list, list(d.writers))
+    if not writers or any(w not in UPLINK_WRITERS for w in writers) or len(set(writers)) != len(writers):
+        raise sec.fail(
+            "writers", f"a non-empty list of distinct names from {', '.join(UPLINK_WRITERS)}", writers
+        )
+    broker = sec.get("broker", str, d.broker, lambda v: _broker_url(v) if v else None)
+    cfg = UpstreamConfig(
+        broker=broker,
+        ca=sec.get("ca", str, d.ca),
+        certificate=sec.get("certificate", str, d.certificate),
+        key=sec.get("key", str, d.key),
+        username=sec.get("username", str, d.username),
+        password=sec.get("password", str, d.password),
+        publisher_id=sec.get("publisher_id", str, d.publisher_id, publisher_level),
+        prefix=sec.get("prefix", str, d.prefix, prefix_levels),
+        live_interval_s=sec.get("live_interval_s", int, d.live_interval_s, _range(1, 900)),
+        key_frame_count=sec.get("key_frame_count", int, d.key_frame_count, _range(1, 10_000)),
+        ack=sec.get("ack", str, d.ack, _one_of(ACK_MODES)),
+        ack_timeout_s=sec.get("ack_timeout_s", float, d.ack_timeout_s, _positive),
+        keepalive_s=sec.get("keepalive_s", int, d.keepalive_s, _range(1, 65535)),
+        reconnect_min_s=sec.get("reconnect_min_s", float, d.reconnect_min_s, _positive),
+        reconnect_max_s=sec.get("reconnect_max_s", float, d.reconnect_max_s, _positive),
+        replay_messages_per_s=sec.get("replay_messages_per_s", float, d.replay_messages_per_s, _positive),
+        replay_bytes_per_s=sec.get("replay_bytes_per_s", float, d.replay_bytes_per_s, _positive),
+        batch=sec.get("batch", int, d.batch, _range(1, 1440)),
+        compress=sec.get("compress", bool, d.compress),
+        initial_days=sec.get("initial_days", float, d.initial_days, _non_negative),
+        writers=tuple(writers),
+    )
+    if cfg.reconnect_max_s < cfg.reconnect_min_s:
+        raise sec.fail("reconnect_max_s", f"a number >= reconnect_min_s ({cfg.reconnect_min_s:g})",
+                       cfg.reconnect_max_s)  # fmt: skip
+    if cfg.broker.startswith("mqtts:") and not cfg.ca:
+        raise sec.fail("ca", "the CA file (PEM) that signed the broker's certificate", None)
+    if cfg.broker.startswith("mqtt:") and not security.demo:
+        raise sec.fail("broker", "an mqtts:// URL (plain MQTT only in the demo profile)", cfg.broker)
+    if bool(cfg.certificate) != bool(cfg.key):
+        raise sec.fail(
+            "key" if cfg.certificate else "certificate", "both certificate and key, or neither", None
+        )
     sec.done()
     return cfg
 

@@ -104,6 +104,8 @@ class ArchiveRecorder:
         #: Set after every writer pass that left nothing behind (tests wait on it).
         self.idle = asyncio.Event()
         self.idle.set()
+        #: Told the stream of every successful write (the uplink reads on from its cursor).
+        self.written: list[Callable[[str, str], None]] = []
 
     # -- poller listener ----------------------------------------------------------------
 
@@ -195,6 +197,8 @@ class ArchiveRecorder:
                     continue
                 queue.popleft()
                 self.status = replace(self.status, records_written=self.status.records_written + written)
+                for tell in self.written:
+                    tell(self.meter_id, stream)
             else:
                 del self._backlog[stream]
         if not self._backlog and self._failing:

@@ -226,14 +226,19 @@ class Pki:
 
         ``ssl`` loads only files, so a PEM copy of the certificate is kept beside the DER one.
         """
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.own_certificate_pem(), self.own_key)
+        return context
+
+    def own_certificate_pem(self) -> Path:
+        """A PEM copy of the own certificate, kept beside the DER one (``ssl`` loads only
+        files: the web page's HTTPS and the uplink's TLS client use it)."""
         pem = self.own_certificate.with_suffix(".crt")
         data = load_certificate(self.own_certificate.read_bytes()).public_bytes(serialization.Encoding.PEM)
         if not pem.exists() or pem.read_bytes() != data:
             replace_file(pem, data)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(pem, self.own_key)
-        return context
+        return pem
 
     # -- trust list ---------------------------------------------------------------------------
 
