@@ -250,6 +250,9 @@ class Gateway:
                 self.uplink = Uplink(replace(self.config, meters=tuple(meters)), self.clock, readers)
                 for writing in self.recorders.values():
                     writing.written.append(self.uplink.archived)
+                await self.uplink.prepare()
+                await self.space.add_uplink([(w.meter_id, w.writer) for w in self.uplink.status().writers])
+                self.uplink.status_listeners.append(self.space.write_uplink_status)
             for meter in meters:
                 recorder = self.recorders.get(meter.id)
                 listeners: list[PollerListener] = [
@@ -325,6 +328,7 @@ class Gateway:
         return WebServices(
             config=self.config, clock=self.clock, users=self.users, desk=self.desk, external=self.external,
             history=self.queries, archive_root=root, archive_status=archive_status, endpoint=self.endpoint,
+            uplink_status=lambda: self.uplink.status() if self.uplink is not None else None,
         )  # fmt: skip
 
     async def _watch_external(self) -> None:

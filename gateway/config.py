@@ -264,8 +264,9 @@ class UpstreamConfig:
     ack_timeout_s: float = 600.0
     #: MQTT keepalive; a silent link is noticed within 1.5 keepalives.
     keepalive_s: int = 60
-    #: Reconnect delays: random in [0, min(max, min * 2^attempt)] ("full jitter").
-    reconnect_min_s: float = 2.0
+    #: Reconnect delays: random in [1, min(max, first * 2^attempt)] s ("full jitter": a
+    #: fleet that lost its broker at once comes back spread over the window).
+    reconnect_first_s: float = 30.0
     reconnect_max_s: float = 300.0
     #: Replay of the backlog: at most this many messages and bytes a second, ``batch``
     #: records per NetworkMessage, gzip (``application/json+gzip``) if ``compress``.
@@ -733,7 +734,7 @@ def _upstream(sec: _Section | None, security: SecurityConfig) -> UpstreamConfig:
         ack=sec.get("ack", str, d.ack, _one_of(ACK_MODES)),
         ack_timeout_s=sec.get("ack_timeout_s", float, d.ack_timeout_s, _positive),
         keepalive_s=sec.get("keepalive_s", int, d.keepalive_s, _range(1, 65535)),
-        reconnect_min_s=sec.get("reconnect_min_s", float, d.reconnect_min_s, _positive),
+        reconnect_first_s=sec.get("reconnect_first_s", float, d.reconnect_first_s, _positive),
         reconnect_max_s=sec.get("reconnect_max_s", float, d.reconnect_max_s, _positive),
         replay_messages_per_s=sec.get("replay_messages_per_s", float, d.replay_messages_per_s, _positive),
         replay_bytes_per_s=sec.get("replay_bytes_per_s", float, d.replay_bytes_per_s, _positive),
@@ -742,8 +743,8 @@ def _upstream(sec: _Section | None, security: SecurityConfig) -> UpstreamConfig:
         initial_days=sec.get("initial_days", float, d.initial_days, _non_negative),
         writers=tuple(writers),
     )
-    if cfg.reconnect_max_s < cfg.reconnect_min_s:
-        raise sec.fail("reconnect_max_s", f"a number >= reconnect_min_s ({cfg.reconnect_min_s:g})",
+    if cfg.reconnect_max_s < cfg.reconnect_first_s:
+        raise sec.fail("reconnect_max_s", f"a number >= reconnect_first_s ({cfg.reconnect_first_s:g})",
                        cfg.reconnect_max_s)  # fmt: skip
     if cfg.broker.startswith("mqtts:") and not cfg.ca:
         raise sec.fail("ca", "the CA file (PEM) that signed the broker's certificate", None)

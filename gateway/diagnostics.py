@@ -54,3 +54,30 @@ ARCHIVE_FIELDS: tuple[Field, ...] = (
     Field("ArchiveDropped", "dropped", "UInt32",
           "Records given up since start because too many waited for the disk (the oldest first)."),
 )  # fmt: skip
+
+#: The uplink to the fleet (:class:`gateway.uplink.status.UplinkStatus`), shown once per
+#: gateway under ``SMX/Diagnostics/Uplink``.
+UPLINK_FIELDS: tuple[Field, ...] = (
+    Field("State", "state", "String", "Uplink: off, connecting, connected, or waiting to reconnect."),
+    Field("Broker", "broker", "String", "The MQTT broker's URL."),
+    Field("PublisherId", "publisher_id", "String", "The PublisherId of this gateway in the fleet's topics."),
+    Field("AckMode", "ack", "String", "When a record counts as delivered: broker (PUBACK) or consumer (acknowledged)."),
+    Field("LastConnected", "last_connected", "UtcTime", "When the last connection to the broker was made."),
+    Field("LastError", "last_error", "String", "Why the last connection failed or ended, in words."),
+    Field("Connects", "connects", "UInt32", "Connections made since start."),
+    Field("MessagesSent", "messages_sent", "UInt32", "MQTT messages published since start."),
+    Field("BytesSent", "bytes_sent", "Double", "Bytes of message payload published since start."),
+    Field("LiveDropped", "live_dropped", "UInt32", "Live messages not sent while the link was down (not replayed)."),
+)  # fmt: skip
+
+#: One writer of one meter (:class:`gateway.uplink.status.WriterStatus`), an object per
+#: writer below ``Uplink`` named ``<meter>.<writer>``.
+UPLINK_WRITER_FIELDS: tuple[Field, ...] = (
+    Field("DataSetWriterId", "writer_id", "UInt32", "The writer's DataSetWriterId in the PubSub messages."),
+    Field("Backlog", "backlog", "UInt32", "Archived records not yet delivered (by the ack mode)."),
+    Field("LastDelivered", "last_delivered", "UtcTime", "Time of the newest record the broker has taken."),
+    Field("LastAcknowledged", "last_acknowledged", "UtcTime",
+          "Time through which the consumer acknowledged storing everything (ack = consumer)."),
+    Field("Messages", "messages", "UInt32", "Messages this writer published since start."),
+    Field("Bytes", "bytes", "Double", "Bytes this writer published since start."),
+)  # fmt: skip

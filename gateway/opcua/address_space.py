@@ -31,7 +31,7 @@ from gateway import __version__
 from gateway.archive.recorder import ArchiveStatus
 from gateway.clock import Clock, SystemClock
 from gateway.config import MeterConfig, values_read
-from gateway.diagnostics import ARCHIVE_FIELDS, METER_FIELDS
+from gateway.diagnostics import ARCHIVE_FIELDS, METER_FIELDS, UPLINK_FIELDS, UPLINK_WRITER_FIELDS, Field
 from gateway.events import describe
 from gateway.meter.model import Diagnostics, EventRecord, MeterInfo, ProfileData, Quality, Reading, Snapshot
 from gateway.obis import Kind, Obis, ObisInfo
@@ -47,6 +47,7 @@ from gateway.opcua.ids import (
 from gateway.streams import EVENT_LOG, PROFILES, StreamId, value_stream
 from gateway.streams import stream as stream_of
 from gateway.units import UNECE_NAMESPACE, UNITS
+from gateway.uplink.status import UplinkStatus
 
 NODESET = Path(__file__).resolve().parents[2] / "nodesets" / "smx.xml"
 
@@ -134,6 +135,7 @@ class AddressSpace:
         self.meters: dict[str, MeterNodes] = {}
         self.meters_folder = ua.NodeId()
         self.history_configuration: dict[bool, ua.NodeId] = {}
+        self._uplink_written: dict[str, Any] = {}
 
     def nid(self, text: str) -> ua.NodeId:
         return ua.NodeId(text, self.ns)
@@ -382,6 +384,74 @@ class AddressSpace:
             )
             for name, vtype in spec
         ]
+
+    async def add_uplink(self, writers: Sequence[tuple[str, str]]) -> None:
+        """``SMX/Diagnostics/Uplink``: the uplink's state (gateway/diagnostics.py UPLINK_FIELDS)
+        and an object per writer, ``<meter>.<writer>`` (UPLINK_WRITER_FIELDS)."""
+        smx = self.nid("SMX")
+        folder = self.nid("SMX.Diagnostics")
+        uplink = self.nid("SMX.Diagnostics.Uplink")
+        items = [
+            self._folder(smx, folder, "Diagnostics"),
+            self._folder(folder, uplink, "Uplink", type_id=ua.ObjectIds.BaseObjectType),
+            *self._field_variables(uplink, "SMX.Diagnostics.Uplink", UPLINK_FIELDS),
+        ]
+        for meter_id, writer in writers:
+            name = f"{meter_id}.{writer}"
+            node = self.nid(f"SMX.Diagnostics.Uplink.{name}")
+            items.append(self._folder(uplink, node, name, type_id=ua.ObjectIds.BaseObjectType))
+            items += self._field_variables(node, f"SMX.Diagnostics.Uplink.{name}", UPLINK_WRITER_FIELDS)
+        results = await self.server.iserver.isession.add_nodes(items)
+        for item, result in zip(items, results, strict=True):
+            if not result.StatusCode.is_good():
+                raise RuntimeError(f"adding {item.BrowseName} failed: {result.StatusCode}")
+
+    def _folder(
+        self, parent: ua.NodeId, node_id: ua.NodeId, name: str, type_id: int = ua.ObjectIds.FolderType
+    ) -> ua.AddNodesItem:
+        item = self._object(parent, node_id, name, 0)
+        item.TypeDefinition = ua.NodeId(type_id)
+        if type_id == ua.ObjectIds.FolderType:
+            item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.Organizes)
+        return item
+
+    def _field_variables(
+        self, parent: ua.NodeId, prefix: str, fields: Sequence[Field]
+    ) -> list[ua.AddNodesItem]:
+        return [
+            self.variable_item(
+                parent,
+                self.nid(f"{prefix}.{f.name}"),
+                f.name,
+                ua.Variant(),
+                data_type=_DATA_TYPE[_VARIANT[f.data_type]],
+                type_def=ua.NodeId(ua.ObjectIds.BaseDataVariableType),
+                description=f.description,
+            )
+            for f in fields
+        ]
+
+    async def write_uplink_status(self, status: UplinkStatus) -> None:
+        """Show the uplink's state; only what changed is written."""
+        now = self.clock.now()
+        rows: list[tuple[str, Field, Any]] = [
+            (f"SMX.Diagnostics.Uplink.{f.name}", f, getattr(status, f.attribute)) for f in UPLINK_FIELDS
+        ]
+        for w in status.writers:
+            prefix = f"SMX.Diagnostics.Uplink.{w.meter_id}.{w.writer}"
+            rows += [(f"{prefix}.{f.name}", f, getattr(w, f.attribute)) for f in UPLINK_WRITER_FIELDS]
+        for node, f, value in rows:
+            if self._uplink_written.get(node, ...) == value:
+                continue
+            self._uplink_written[node] = value
+            if value is None:
+                dv = ua.DataValue(
+                    ua.Variant(), StatusCode=ua.StatusCode(ua.StatusCodes.BadNoData), ServerTimestamp=now
+                )
+            else:
+                vtype = _VARIANT[f.data_type]
+                dv = _dv(ua.Variant(float(value) if vtype is ua.VariantType.Double else value, vtype), now)
+            await self._write(self.nid(node), dv)
 
     # -- updating ----------------------------------------------------------------------------
 

@@ -29,7 +29,6 @@ import random
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 
 import aiomqtt
@@ -55,6 +54,7 @@ from gateway.pubsub.topics import Topics, publisher_id_from_uri
 from gateway.security.pki import Pki
 from gateway.uplink.link import Backoff, BrokerUrl, TokenBucket, tls_context
 from gateway.uplink.outbox import ALL, Position, Row, StateFile, WriterState, initial_position, read_after
+from gateway.uplink.status import UplinkStatus, WriterStatus
 from gateway.uplink.writers import (
     BY_NAME,
     Field,
@@ -83,41 +83,6 @@ BACKLOG_CAP = 100_000
 
 class LinkDead(Exception):
     """The broker stopped answering: the connection is given up and made again."""
-
-
-@dataclass(frozen=True, slots=True)
-class WriterStatus:
-    """One writer of one meter, as the diagnostics show it."""
-
-    meter_id: str
-    writer: str
-    writer_id: int
-    #: Archived records not yet with the fleet (by the ack mode); 0 for the live writer.
-    backlog: int = 0
-    #: Time of the newest record the broker took / the consumer acknowledged.
-    last_delivered: datetime | None = None
-    last_acknowledged: datetime | None = None
-    messages: int = 0
-    bytes: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class UplinkStatus:
-    """The uplink as the diagnostics show it (OPC UA ``Diagnostics/Uplink``, REST, web page)."""
-
-    #: ``off``, ``connecting``, ``connected`` or ``waiting`` (to reconnect).
-    state: str = "off"
-    broker: str = ""
-    publisher_id: str = ""
-    ack: str = "broker"
-    last_connected: datetime | None = None
-    last_error: str = ""
-    connects: int = 0
-    messages_sent: int = 0
-    bytes_sent: int = 0
-    #: Live messages not sent because the link was down (they are not replayed).
-    live_dropped: int = 0
-    writers: tuple[WriterStatus, ...] = ()
 
 
 @dataclass(slots=True)
@@ -165,7 +130,7 @@ class Uplink:
         self.url = BrokerUrl.parse(self.up.broker)
         self.publisher_id = self.up.publisher_id or publisher_id_from_uri(config.opcua.application_uri)
         self.topics = Topics(self.up.prefix, self.publisher_id)
-        self.backoff = Backoff(self.up.reconnect_min_s, self.up.reconnect_max_s, rng)
+        self.backoff = Backoff(self.up.reconnect_first_s, self.up.reconnect_max_s, rng)
         self._latest: dict[str, Snapshot] = {}
         self._live: dict[str, LiveFrames] = {}
         self._writers: dict[int, _Writer] = {}
@@ -200,8 +165,11 @@ class Uplink:
     def status(self) -> UplinkStatus:
         return replace(self._status, writers=tuple(w.status for w in self._writers.values()))
 
-    async def _prepare(self) -> None:
-        """Load the cursors, bump metadata versions whose fields changed, build the writers."""
+    async def prepare(self) -> None:
+        """Load the cursors, bump metadata versions whose fields changed, build the writers
+        (once; :meth:`run` does it if nobody did)."""
+        if self._writers:
+            return
         now = self.clock.now()
         for index, meter in enumerate(self.config.meters):
             reader = self.readers.get(meter.id)
@@ -249,7 +217,7 @@ class Uplink:
 
     async def run(self) -> None:
         """Connect, publish, reconnect; only cancellation ends it."""
-        await self._prepare()
+        await self.prepare()
         reported = ""
         while True:
             self._set(state="connecting")

@@ -52,6 +52,7 @@ from gateway.obis import Obis
 from gateway.security.auth import UserDirectory
 from gateway.security.netbind import is_address, listening_socket
 from gateway.streams import STREAMS, history_stream
+from gateway.uplink.status import UplinkStatus
 from gateway.web import views
 from gateway.web.live import LiveHub, encode_event
 from gateway.web.openapi import AGGREGATE_NAMES, document
@@ -290,6 +291,8 @@ class WebServices:
     archive_status: Callable[[str], ArchiveStatus | None]
     #: The OPC UA endpoint clients connect to.
     endpoint: str
+    #: The uplink's state (None: no uplink configured).
+    uplink_status: Callable[[], UplinkStatus | None] = lambda: None
 
 
 class WebApi:
@@ -421,7 +424,13 @@ class WebApi:
         body = views.identity(self._meters[mid], latest.info if latest else None)
         diag = latest.diagnostics if latest else None
         body["time"] = views.iso(latest.time) if latest else None
-        body["status"] = None if diag is None else views.diagnostics(diag, self.services.archive_status(mid))
+        body["status"] = (
+            None
+            if diag is None
+            else views.diagnostics(
+                diag, self.services.archive_status(mid), self.services.uplink_status(), mid
+            )
+        )
         return body
 
     async def meters(self, request: web.Request) -> web.Response:
@@ -667,7 +676,9 @@ class WebApi:
         mid = snap.meter_id
         now = self.services.clock.now()
         body = views.snapshot(snap)
-        body["status"] = views.diagnostics(snap.diagnostics, self.services.archive_status(mid))
+        body["status"] = views.diagnostics(
+            snap.diagnostics, self.services.archive_status(mid), self.services.uplink_status(), mid
+        )
         body["advice"] = views.advice(mid, advice) if advice is not None else None
         body["external"] = [views.external(s) for s in self.services.external.states(now)]
         return body

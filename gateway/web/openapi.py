@@ -111,6 +111,42 @@ SCHEMAS: dict[str, Any] = {
                     ),
                 ]
             },
+            "uplink": {
+                "description": "The uplink to the fleet's MQTT broker (README 'Uplink to the fleet'); "
+                "null when none is configured. Writers: this meter's.",
+                "oneOf": [
+                    {"type": "null"},
+                    _obj(
+                        {
+                            "state": {"enum": ["off", "connecting", "connected", "waiting"]},
+                            "broker": _STR,
+                            "publisher_id": _STR,
+                            "ack": {"enum": ["broker", "consumer"]},
+                            "last_connected": _TIME_OR_NULL,
+                            "last_error": _STR,
+                            "connects": _INT,
+                            "messages_sent": _INT,
+                            "bytes_sent": _INT,
+                            "live_dropped": _INT,
+                            "writers": _array(
+                                _obj(
+                                    {
+                                        "writer": {
+                                            "enum": ["live", "minute", "registers", "lp1", "lp2", "events"]
+                                        },
+                                        "writer_id": _INT,
+                                        "backlog": _INT,
+                                        "last_delivered": _TIME_OR_NULL,
+                                        "last_acknowledged": _TIME_OR_NULL,
+                                        "messages": _INT,
+                                        "bytes": _INT,
+                                    }
+                                )
+                            ),
+                        }
+                    ),
+                ],
+            },
         }
     ),
     "Meter": _obj(

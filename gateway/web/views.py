@@ -14,13 +14,14 @@ from typing import Any
 
 from gateway.archive.recorder import ArchiveStatus
 from gateway.config import MeterConfig
-from gateway.diagnostics import ARCHIVE_FIELDS, METER_FIELDS
+from gateway.diagnostics import ARCHIVE_FIELDS, METER_FIELDS, UPLINK_FIELDS, UPLINK_WRITER_FIELDS
 from gateway.market.advice import Advice
 from gateway.market.external import ExternalState
 from gateway.market.periods import MarketCalendar
 from gateway.market.profiles import NotifiedProfile
 from gateway.meter.model import Diagnostics, MeterInfo, Reading, Snapshot
 from gateway.obis import CATALOGUE
+from gateway.uplink.status import UplinkStatus
 
 INFO = {i.obis: i for i in CATALOGUE}
 
@@ -49,14 +50,30 @@ def reading(r: Reading) -> dict[str, Any]:
     }
 
 
-def diagnostics(d: Diagnostics, archive: ArchiveStatus | None) -> dict[str, Any]:
-    """The diagnostic fields (gateway/diagnostics.py) under their attribute names."""
+def diagnostics(
+    d: Diagnostics, archive: ArchiveStatus | None, uplink: UplinkStatus | None = None, meter_id: str = ""
+) -> dict[str, Any]:
+    """The diagnostic fields (gateway/diagnostics.py) under their attribute names; the
+    uplink's with the writers of ``meter_id``."""
     body = {f.attribute: _plain(getattr(d, f.attribute)) for f in METER_FIELDS}
     body["archive"] = (
         None
         if archive is None
         else {f.attribute: _plain(getattr(archive, f.attribute)) for f in ARCHIVE_FIELDS}
     )
+    if uplink is None:
+        body["uplink"] = None
+    else:
+        up: dict[str, Any] = {f.attribute: _plain(getattr(uplink, f.attribute)) for f in UPLINK_FIELDS}
+        up["writers"] = [
+            {
+                "writer": w.writer,
+                **{f.attribute: _plain(getattr(w, f.attribute)) for f in UPLINK_WRITER_FIELDS},
+            }
+            for w in uplink.writers
+            if w.meter_id == meter_id
+        ]
+        body["uplink"] = up
     return body
 
 

@@ -179,6 +179,16 @@ function renderStatus(s) {
     if (s.archive.backlog) rows.push(["Backlog", s.archive.backlog]);
     if (s.archive.last_error) rows.push(["Archive error", s.archive.last_error]);
   }
+  if (s.uplink) {
+    const u = s.uplink;
+    const backlog = u.writers.reduce((n, w) => n + w.backlog, 0);
+    rows.push(["Uplink", `${u.state}, ${u.broker} as ${u.publisher_id}`], ["Uplink backlog", `${backlog} records`]);
+    for (const w of u.writers) {
+      const when = u.ack === "consumer" ? w.last_acknowledged : w.last_delivered;
+      if (w.writer !== "live") rows.push([`Uplink ${w.writer}`, when ? `through ${when}` : "nothing yet"]);
+    }
+    if (u.last_error) rows.push(["Uplink error", u.last_error]);
+  }
   const dl = $("diagnostics");
   dl.textContent = "";
   for (const [k, v] of rows) {
