@@ -79,8 +79,10 @@ def closure(graph: Mapping[str, set[str]], start: str) -> set[str]:
 
 #: (room, what it must not import, why)
 RULES = (
-    ("gateway.web", ("gateway.opcua", "gateway.app"), "the web is an adapter beside OPC UA"),
-    ("gateway.opcua", ("gateway.web", "gateway.app"), "OPC UA is an adapter beside the web"),
+    ("gateway.web", ("gateway.opcua", "gateway.app", "gateway.uplink.service"),
+     "the web is an adapter beside OPC UA and the uplink"),
+    ("gateway.opcua", ("gateway.web", "gateway.app", "gateway.uplink.service"),
+     "OPC UA is an adapter beside the web and the uplink"),
     ("gateway.protocols", ("asyncio", "serial", "serial_asyncio", "time", "gateway.clock",
                            "gateway.transport"), "protocol cores are sans-I/O: bytes in, events out"),
     ("gateway.archive", ("asyncua", "aiohttp", "gateway.opcua", "gateway.web"),
@@ -89,6 +91,13 @@ RULES = (
      "the market knows neither OPC UA nor the web page"),
     ("gateway.meter", ("asyncua", "aiohttp", "gateway.opcua", "gateway.web", "gateway.archive"),
      "the meter side publishes its model; the adapters consume it"),
+    ("gateway.pubsub", ("asyncio", "aiomqtt", "paho", "asyncua", "gateway.clock", "gateway.uplink",
+                        "gateway.config", "gateway.meter", "gateway.archive"),
+     "the PubSub codec is pure: messages in, bytes out, shared with the head-end"),
+    ("gateway.uplink.status", ("aiomqtt", "paho", "gateway.uplink.service"),
+     "the adapters show the uplink's state without pulling in MQTT"),
+    ("gateway.uplink", ("asyncua", "aiohttp", "gateway.opcua", "gateway.web"),
+     "the uplink is an adapter beside OPC UA and the web"),
 )  # fmt: skip
 
 
@@ -132,6 +141,9 @@ def _tree(tmp_path: Path, modules: Mapping[str, str]) -> Path:
         ("gateway.protocols.hdlc", "from ..clock import SystemClock\n",
          "gateway.protocols", ("gateway.clock",)),
         ("gateway.archive.query", "from asyncua import ua\n", "gateway.archive", ("asyncua",)),
+        ("gateway.pubsub.codec", "import asyncio\n", "gateway.pubsub", ("asyncio",)),
+        ("gateway.web.views", "from gateway.uplink.service import Uplink\n",
+         "gateway.web", ("gateway.uplink.service",)),
     ],
 )  # fmt: skip
 def test_each_rule_catches_an_import_added_against_it(
