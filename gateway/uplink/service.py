@@ -207,8 +207,11 @@ class Uplink:
             for w in self._writers.values()
             if w.meter.id == meter_id and w.spec.stream is not None
         }
+        # Shielded: a stop in the middle must not cancel the write before it began (the
+        # cursor would lag on disk and the fleet get duplicates after the restart).
+        saving = asyncio.ensure_future(asyncio.to_thread(file.save, states))
         try:
-            await asyncio.to_thread(file.save, states)
+            await asyncio.shield(saving)
         except OSError as err:
             # The cursor in memory is right; on disk it lags: after a restart, duplicates.
             log.error("uplink: cannot save the cursors of %s: %s", meter_id, err.strerror or err)
