@@ -274,7 +274,7 @@ def new_message_id() -> str:
 def format_time(t: datetime) -> str:
     """A DateTime as ISO 8601 UTC with ``Z`` (Part 6 §5.4.2.6); microseconds only when set."""
     t = t.astimezone(UTC)
-    text = t.strftime("%Y-%m-%dT%H:%M:%S")
+    text = f"{t.year:04d}" + t.strftime("-%m-%dT%H:%M:%S")  # %Y is not zero-padded below 1000
     if t.microsecond:
         text += f".{t.microsecond:06d}".rstrip("0")
     return text + "Z"
@@ -467,9 +467,15 @@ def _string(v: Any, path: str, *, empty: bool = True) -> str:
     return v
 
 
+def _digits(v: str) -> int | None:
+    """``v`` as an integer if it is ASCII decimal digits (``str.isdigit`` also takes "²",
+    which ``int`` refuses) and short enough for ``int`` (at most 4300 digits)."""
+    return int(v) if v.isascii() and v.isdigit() and len(v) <= 20 else None
+
+
 def _uint(v: Any, path: str, high: int, *, low: int = 0, numeric_string: bool = False) -> int:
-    if numeric_string and isinstance(v, str) and v.isdigit():
-        v = int(v)
+    if numeric_string and isinstance(v, str):
+        v = _digits(v) if _digits(v) is not None else v
     if isinstance(v, bool) or not isinstance(v, int):
         raise MessageError(path, f"expected an integer, got {_kind(v)}")
     if not low <= v <= high:
@@ -485,7 +491,10 @@ def parse_time(v: Any, path: str) -> datetime:
         raise MessageError(path, f"{text!r} is not an ISO 8601 time") from None
     if t.tzinfo is None:
         raise MessageError(path, f"{text!r} has no time zone (expected ...Z)")
-    return t.astimezone(UTC)
+    try:
+        return t.astimezone(UTC)
+    except OverflowError:  # "0001-01-01T00:00:00+01:00" is before datetime.min in UTC
+        raise MessageError(path, f"{text!r} is outside the years 1..9999 in UTC") from None
 
 
 def _status_code(v: Any, path: str) -> int:
@@ -626,6 +635,8 @@ def _load(data: bytes | str) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as err:
         raise MessageError("", f"not JSON: {err}") from None
+    except RecursionError:
+        raise MessageError("", "nested too deeply") from None
 
 
 def decode(data: bytes | str) -> Message:
@@ -666,7 +677,7 @@ def decode(data: bytes | str) -> Message:
         state = o.get("Status")
         if isinstance(state, str) and "_" in state:  # a verbose Enumeration: "Operational_2"
             state = state.rsplit("_", 1)[1]
-            state = int(state) if state.isdigit() else state
+            state = state if _digits(state) is None else _digits(state)
         try:
             status = PubSubState(_uint(state, "Status", 4))
         except ValueError:
@@ -676,8 +687,8 @@ def decode(data: bytes | str) -> Message:
             _string(publisher, "PublisherId", empty=False),
             status,
             cyclic,
-            parse_time(o["Timestamp"], "Timestamp") if cyclic else None,
-            parse_time(o["NextReportTime"], "NextReportTime") if cyclic else None,
+            parse_time(_need(o, "Timestamp", ""), "Timestamp") if cyclic else None,
+            parse_time(_need(o, "NextReportTime", ""), "NextReportTime") if cyclic else None,
         )
     raise MessageError("MessageType", f"unknown message type {kind!r}")
 

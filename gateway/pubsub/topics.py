@@ -73,7 +73,8 @@ class Topics:
 def publisher_id_from_uri(application_uri: str) -> str:
     """A PublisherId derived from an application URI: its last ``:`` or ``/`` segment with
     anything but letters, digits, ``-``, ``_`` and ``.`` made ``-`` (``urn:smx:smx-17``
-    -> ``smx-17``). Configure ``[upstream] publisher_id`` where URIs are not unique."""
+    -> ``smx-17``), at most 256 characters. Configure ``[upstream] publisher_id`` where URIs
+    are not unique."""
     last = [s for s in re.split(r"[:/]", application_uri) if s]
-    name = re.sub(r"[^A-Za-z0-9_.-]", "-", last[-1] if last else "")
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", last[-1] if last else "")[:256]  # ASCII: 256 bytes
     return check_level(name or "smx", "PublisherId")

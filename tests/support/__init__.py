@@ -10,4 +10,5 @@
 - ``virtual_time``: the virtual-time loop; ``soak``: a week of the gateway on it;
   ``load_clients``: the OPC UA clients of the load test and bench.
 - ``openapi_check``: the contract check of REST answers.
+- ``pubsub_schema``: a JSON Schema of the PubSub JSON messages (Part 14) and its validator.
 """
