@@ -95,7 +95,7 @@ async def test_a_box_writes_only_below_its_own_publisher_id(broker: Broker, pki:
         f"opcua/json/status/{BOX}",
     ]
     async with subscriber(broker, ["opcua/json/#", "elsewhere/#"], tls=pki, client_name="headend") as headend:
-        assert all(not code.is_failure for code in headend.granted.values()), headend.granted  # type: ignore[attr-defined]
+        assert all(not code.is_failure for code in headend.granted.values()), headend.granted
         mark = broker.mark()
         async with mqtt_client(broker, BOX, tls=pki) as box:
             for topic in forbidden:
@@ -144,7 +144,7 @@ async def test_a_client_certificate_of_another_ca_is_refused(broker: Broker, pki
     with pytest.raises(aiomqtt.MqttError):
         async with mqtt_client(broker, "rogue", context=rogue, timeout=REFUSED_TIMEOUT):
             pass
-    await broker.wait_log(r"OpenSSL Error.*certificate verify failed", since=mark)
+    await broker.wait_log(r"certificate verify failed", since=mark)
     assert not broker.matching(r"New client connected", since=mark)
 
     mark = broker.mark()
