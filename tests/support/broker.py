@@ -49,8 +49,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The broker's ACL as documented for operators; tests load this very file.
+#: The broker's ACL and configuration as documented for operators; tests load these very files.
 DOCUMENTED_ACL = ROOT / "docs" / "mosquitto" / "acl"
+DOCUMENTED_CONF = ROOT / "docs" / "mosquitto" / "mosquitto.conf"
 HOST = "127.0.0.1"
 #: Client certificates every PKI has: the observing client and the operator's head-end.
 DEFAULT_CLIENTS = ("observer", "headend")
@@ -61,6 +62,8 @@ ROGUE_CLIENT = "headend"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 _PORT_ATTEMPTS = 5
+#: What the tests' own logging lines set (BrokerConfig._logging).
+_LOGGING_OPTIONS = ("log_dest", "log_type", "log_timestamp_format", "connection_messages", "user")
 #: A stopping mosquitto that has not ended after this long is woken (see Broker._wake).
 _WAKE_INTERVAL = 0.5
 _BACKDATE = dt.timedelta(minutes=5)
@@ -282,26 +285,68 @@ class BrokerConfig:
     password_file: Path | None = None
     persistence: bool = False
     max_queued_messages: int = 1000
+    #: docs/mosquitto/mosquitto.conf with the documented ACL, only paths and port replaced.
+    documented: bool = False
 
-    def text(self, port: int) -> str:
-        """The mosquitto.conf for a listener on ``127.0.0.1:port``."""
-        log = self.work / "mosquitto.log"
+    def _logging(self) -> list[str]:
         lines = [
-            "# written by tests/support/broker.py",
-            "per_listener_settings false",
-            f"listener {port} {HOST}",
-            f"log_dest file {log}",
+            f"log_dest file {self.work / 'mosquitto.log'}",
             # stderr is read by the test as it comes: the broker's readiness and its refusals are events.
             "log_dest stderr",
             "log_type all",
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             "connection_messages true",
-            f"max_queued_messages {self.max_queued_messages}",
         ]
         if os.geteuid() == 0:
             # As root, mosquitto would change to the user "mosquitto", which may not read the
             # test's 0700 folders (keys, log, persistence). A broker in production runs as its user.
             lines.append("user root")
+        return lines
+
+    def _documented(self, port: int) -> str:
+        """docs/mosquitto/mosquitto.conf for this test: its listener on ``127.0.0.1:port``, the
+        test PKI's files, the documented ACL copied here, persistence here, logging to the test."""
+        assert self.tls is not None, "the documented configuration is TLS only"
+        acl_path = self.work / "acl"
+        acl_path.write_text(documented_acl(), encoding="utf-8")
+        store = self.work / "persistence"
+        store.mkdir(exist_ok=True)
+        cert, key = (
+            (self.tls.rogue_cert, self.tls.rogue_key)
+            if self.rogue
+            else (self.tls.server_cert, self.tls.server_key)
+        )
+        replace = {
+            "listener": f"{port} {HOST}",
+            "cafile": str(self.tls.ca),
+            "certfile": str(cert),
+            "keyfile": str(key),
+            "acl_file": str(acl_path),
+            "persistence_location": f"{store}/",
+        }
+        lines, seen = [], set()
+        for line in DOCUMENTED_CONF.read_text(encoding="utf-8").splitlines():
+            option = line.split(None, 1)[0] if line.strip() and not line.startswith("#") else ""
+            if option in replace:
+                line = f"{option} {replace[option]}"
+                seen.add(option)
+            elif option in _LOGGING_OPTIONS:
+                continue  # the test's logging instead (mosquitto refuses some options twice)
+            lines.append(line)
+        assert seen == set(replace), f"{DOCUMENTED_CONF} lacks {set(replace) - seen}"
+        return "\n".join([*lines, "# added by tests/support/broker.py", *self._logging()]) + "\n"
+
+    def text(self, port: int) -> str:
+        """The mosquitto.conf for a listener on ``127.0.0.1:port``."""
+        if self.documented:
+            return self._documented(port)
+        lines = [
+            "# written by tests/support/broker.py",
+            "per_listener_settings false",
+            f"listener {port} {HOST}",
+            *self._logging(),
+            f"max_queued_messages {self.max_queued_messages}",
+        ]
         if self.tls is not None:
             pki = self.tls
             cert, key = (pki.rogue_cert, pki.rogue_key) if self.rogue else (pki.server_cert, pki.server_key)
@@ -513,17 +558,22 @@ async def mosquitto(
     port: int = 0,
     persistence: bool = False,
     max_queued_messages: int = 1000,
+    documented: bool = False,
 ) -> AsyncIterator[Broker]:
     """A running mosquitto on ``127.0.0.1:port`` (``port=0``: a free one), configured in ``work``.
 
     ``tls``: a TLS listener with the PKI's server certificate (the rogue one with ``rogue``),
     client certificates required and their CN the username. ``acl``: the text of an ACL file
     (:func:`documented_acl` for the documented one). Without TLS and password file, anonymous
-    clients may connect (tests only). The broker is ended when the block ends.
+    clients may connect (tests only). ``documented``: docs/mosquitto/mosquitto.conf itself, with
+    its ACL, only the port, the paths and the logging replaced (``persistence`` and
+    ``max_queued_messages`` are then what it says). The broker is ended when the block ends.
     """
     if rogue and tls is None:
         raise ValueError("rogue=True needs tls")
-    config = BrokerConfig(work, tls, rogue, acl, password_file, persistence, max_queued_messages)
+    if documented and (tls is None or acl is not None or password_file is not None):
+        raise ValueError("documented=True needs tls, and brings its own ACL")
+    config = BrokerConfig(work, tls, rogue, acl, password_file, persistence, max_queued_messages, documented)
     broker = Broker(config, port)
     try:
         await broker.start()
