@@ -1,6 +1,7 @@
-"""The broker side of the uplink, with a real mosquitto and the documented configuration:
-the ACL in docs/mosquitto/acl (read from the repository, so the documented file is the tested
-one), TLS with client certificates whose CN is the username (tests/support/broker.py).
+"""The broker side of the uplink, with a real mosquitto running the documented configuration:
+docs/mosquitto/mosquitto.conf and its ACL docs/mosquitto/acl, read from the repository at test
+time so the documented files are the tested ones (only the port, the paths and the logging are
+the test's): TLS with client certificates whose CN is the username (tests/support/broker.py).
 
 A box (CN = its PublisherId) writes only below its own PublisherId and reads only the acks
 and replay requests addressed to it; the head-end reads everything and writes acks and replay
@@ -52,27 +53,22 @@ def pki(tmp_path: Path) -> BrokerPki:
 
 @pytest_asyncio.fixture
 async def broker(tmp_path: Path, pki: BrokerPki) -> AsyncIterator[Broker]:
-    async with mosquitto(tmp_path / "broker", tls=pki, acl=documented_acl()) as running:
+    """docs/mosquitto/mosquitto.conf and docs/mosquitto/acl as an operator installs them (only
+    the port, the paths and the logging differ)."""
+    async with mosquitto(tmp_path / "broker", tls=pki, documented=True) as running:
         yield running
 
 
-def test_the_documented_configuration_matches_the_tested_one() -> None:
-    """docs/mosquitto/mosquitto.conf says what the tests' broker does (TLS, identities, ACL)."""
-    conf = (Path(__file__).resolve().parents[2] / "docs" / "mosquitto" / "mosquitto.conf").read_text()
-    settings = {
-        line.split()[0]: line.split(None, 1)[1] for line in conf.splitlines() if line and line[0] != "#"
-    }
-    assert settings["listener"] == "8883"
-    assert settings["require_certificate"] == "true"
-    assert settings["use_identity_as_username"] == "true"
-    assert settings["allow_anonymous"] == "false"
-    assert settings["tls_version"] == "tlsv1.2"
-    assert settings["persistence"] == "true"
-    assert "acl_file" in settings
-    assert int(settings["max_queued_messages"]) > 0
+async def test_the_documented_configuration_is_the_one_running(broker: Broker) -> None:
+    """The broker of these tests runs docs/mosquitto/mosquitto.conf with docs/mosquitto/acl."""
+    conf = broker.conf_path.read_text()
+    for line in ("require_certificate true", "use_identity_as_username true", "allow_anonymous false",
+                 "tls_version tlsv1.2", "persistence true"):  # fmt: skip
+        assert f"\n{line}\n" in conf, line
+    assert (broker.config.work / "acl").read_text() == documented_acl()
     # Comments in an ACL are whole lines: anything after a rule would be part of its topic.
     rules = [line for line in documented_acl().splitlines() if line.strip() and not line.startswith("#")]
-    assert all("#" not in line.split()[-1][:-1] for line in rules), rules
+    assert all(len(line.split()) == (2 if line.startswith("user ") else 3) for line in rules), rules
 
 
 async def test_a_box_writes_only_below_its_own_publisher_id(broker: Broker, pki: BrokerPki) -> None:
@@ -95,7 +91,7 @@ async def test_a_box_writes_only_below_its_own_publisher_id(broker: Broker, pki:
         f"opcua/json/status/{BOX}",
     ]
     async with subscriber(broker, ["opcua/json/#", "elsewhere/#"], tls=pki, client_name="headend") as headend:
-        assert all(not code.is_failure for code in headend.granted.values()), headend.granted  # type: ignore[attr-defined]
+        assert all(not code.is_failure for code in headend.granted.values()), headend.granted
         mark = broker.mark()
         async with mqtt_client(broker, BOX, tls=pki) as box:
             for topic in forbidden:
@@ -144,7 +140,7 @@ async def test_a_client_certificate_of_another_ca_is_refused(broker: Broker, pki
     with pytest.raises(aiomqtt.MqttError):
         async with mqtt_client(broker, "rogue", context=rogue, timeout=REFUSED_TIMEOUT):
             pass
-    await broker.wait_log(r"OpenSSL Error.*certificate verify failed", since=mark)
+    await broker.wait_log(r"certificate verify failed", since=mark)
     assert not broker.matching(r"New client connected", since=mark)
 
     mark = broker.mark()

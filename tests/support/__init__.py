@@ -6,6 +6,7 @@
 - ``strategies``: Hypothesis strategies of the protocol cores; ``fuzz_targets``: the fuzzers.
 - ``browser``: headless Chromium over CDP; ``web_page``: what the page shows.
 - ``netns``: network namespaces and OpenVPN; ``loopback``: a small HTTP server.
+- ``broker``: mosquitto with its PKI, an MQTT 5 subscriber, a TCP proxy that can go silent.
 - ``garbled_line``: a proxy that damages a line; ``disks``: a tiny full disk.
 - ``virtual_time``: the virtual-time loop; ``soak``: a week of the gateway on it;
   ``load_clients``: the OPC UA clients of the load test and bench.

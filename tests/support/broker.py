@@ -44,11 +44,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The broker's ACL as documented for operators; tests load this very file.
+#: The broker's ACL and configuration as documented for operators; tests load these very files.
 DOCUMENTED_ACL = ROOT / "docs" / "mosquitto" / "acl"
+DOCUMENTED_CONF = ROOT / "docs" / "mosquitto" / "mosquitto.conf"
 HOST = "127.0.0.1"
 #: Client certificates every PKI has: the observing client and the operator's head-end.
 DEFAULT_CLIENTS = ("observer", "headend")
@@ -59,6 +62,10 @@ ROGUE_CLIENT = "headend"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 _PORT_ATTEMPTS = 5
+#: What the tests' own logging lines set (BrokerConfig._logging).
+_LOGGING_OPTIONS = ("log_dest", "log_type", "log_timestamp_format", "connection_messages", "user")
+#: A stopping mosquitto that has not ended after this long is woken (see Broker._wake).
+_WAKE_INTERVAL = 0.5
 _BACKDATE = dt.timedelta(minutes=5)
 _LIFETIME = dt.timedelta(days=30)
 
@@ -278,26 +285,68 @@ class BrokerConfig:
     password_file: Path | None = None
     persistence: bool = False
     max_queued_messages: int = 1000
+    #: docs/mosquitto/mosquitto.conf with the documented ACL, only paths and port replaced.
+    documented: bool = False
 
-    def text(self, port: int) -> str:
-        """The mosquitto.conf for a listener on ``127.0.0.1:port``."""
-        log = self.work / "mosquitto.log"
+    def _logging(self) -> list[str]:
         lines = [
-            "# written by tests/support/broker.py",
-            "per_listener_settings false",
-            f"listener {port} {HOST}",
-            f"log_dest file {log}",
+            f"log_dest file {self.work / 'mosquitto.log'}",
             # stderr is read by the test as it comes: the broker's readiness and its refusals are events.
             "log_dest stderr",
             "log_type all",
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             "connection_messages true",
-            f"max_queued_messages {self.max_queued_messages}",
         ]
         if os.geteuid() == 0:
             # As root, mosquitto would change to the user "mosquitto", which may not read the
             # test's 0700 folders (keys, log, persistence). A broker in production runs as its user.
             lines.append("user root")
+        return lines
+
+    def _documented(self, port: int) -> str:
+        """docs/mosquitto/mosquitto.conf for this test: its listener on ``127.0.0.1:port``, the
+        test PKI's files, the documented ACL copied here, persistence here, logging to the test."""
+        assert self.tls is not None, "the documented configuration is TLS only"
+        acl_path = self.work / "acl"
+        acl_path.write_text(documented_acl(), encoding="utf-8")
+        store = self.work / "persistence"
+        store.mkdir(exist_ok=True)
+        cert, key = (
+            (self.tls.rogue_cert, self.tls.rogue_key)
+            if self.rogue
+            else (self.tls.server_cert, self.tls.server_key)
+        )
+        replace = {
+            "listener": f"{port} {HOST}",
+            "cafile": str(self.tls.ca),
+            "certfile": str(cert),
+            "keyfile": str(key),
+            "acl_file": str(acl_path),
+            "persistence_location": f"{store}/",
+        }
+        lines, seen = [], set()
+        for line in DOCUMENTED_CONF.read_text(encoding="utf-8").splitlines():
+            option = line.split(None, 1)[0] if line.strip() and not line.startswith("#") else ""
+            if option in replace:
+                line = f"{option} {replace[option]}"
+                seen.add(option)
+            elif option in _LOGGING_OPTIONS:
+                continue  # the test's logging instead (mosquitto refuses some options twice)
+            lines.append(line)
+        assert seen == set(replace), f"{DOCUMENTED_CONF} lacks {set(replace) - seen}"
+        return "\n".join([*lines, "# added by tests/support/broker.py", *self._logging()]) + "\n"
+
+    def text(self, port: int) -> str:
+        """The mosquitto.conf for a listener on ``127.0.0.1:port``."""
+        if self.documented:
+            return self._documented(port)
+        lines = [
+            "# written by tests/support/broker.py",
+            "per_listener_settings false",
+            f"listener {port} {HOST}",
+            *self._logging(),
+            f"max_queued_messages {self.max_queued_messages}",
+        ]
         if self.tls is not None:
             pki = self.tls
             cert, key = (pki.rogue_cert, pki.rogue_key) if self.rogue else (pki.server_cert, pki.server_key)
@@ -343,8 +392,11 @@ class Broker:
         self.lines: list[str] = []
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        #: The process whose output has ended (it has exited and all it wrote is read).
+        self._silent: asyncio.subprocess.Process | None = None
         self._changed = asyncio.Condition()
         self._choose_port = port == 0
+        self._killed = False
 
     @property
     def tls(self) -> bool:
@@ -389,7 +441,7 @@ class Broker:
                             if found >= count:
                                 return line
                     seen = len(self.lines)
-                    if not self.running:
+                    if self._silent is self._process:  # all it wrote is read, and it has ended
                         raise AssertionError(
                             f"mosquitto is not running; {found} of {count} line(s) matching {pattern!r}:\n"
                             + self.tail()
@@ -406,6 +458,8 @@ class Broker:
 
     async def start(self) -> None:
         """Start mosquitto (again on the same port once it has one) and wait until it runs."""
+        if self._killed:
+            await self._end(signal.SIGKILL)  # reap the killed one first
         if self.running:
             raise RuntimeError("mosquitto is running already")
         binary = mosquitto_binary()
@@ -426,8 +480,7 @@ class Broker:
                 await self.wait_log(r"mosquitto version \S+ running", since=since, timeout=START_TIMEOUT)
             except AssertionError as err:
                 await self._end(signal.SIGKILL)
-                in_use = self.matching("Address already in use", since)
-                if in_use and attempt + 1 < attempts:
+                if self.matching("Address already in use", since) and attempt + 1 < attempts:
                     continue  # another process took the port between free_port() and the bind
                 raise BrokerStartError(f"mosquitto did not start on port {self.port}: {err}") from None
             self._choose_port = False  # from now on: the same port, as a restarted broker has
@@ -441,6 +494,7 @@ class Broker:
                 self._changed.notify_all()
         await process.wait()
         async with self._changed:
+            self._silent = process
             self._changed.notify_all()
 
     async def stop(self) -> int | None:
@@ -455,8 +509,10 @@ class Broker:
             assert self._process is not None
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()
+            self._killed = True
 
     async def _end(self, sig: int) -> int | None:
+        self._killed = False
         process, reader = self._process, self._reader
         if process is None:
             return None
@@ -465,7 +521,12 @@ class Broker:
                 process.send_signal(sig)
             try:
                 async with asyncio.timeout(STOP_TIMEOUT):
-                    await process.wait()
+                    while True:
+                        try:
+                            await asyncio.wait_for(asyncio.shield(process.wait()), _WAKE_INTERVAL)
+                            break
+                        except TimeoutError:
+                            await self._wake(process, sig)
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
@@ -473,6 +534,17 @@ class Broker:
         if reader is not None:
             await reader
         return process.returncode
+
+    async def _wake(self, process: asyncio.subprocess.Process, sig: int) -> None:
+        """The signal again, and a connection to make it look at it: mosquitto 2.0.11 loses a
+        SIGTERM that comes just after it logged "running" (seen here in one stop of three
+        right after the start: it runs on with the signal handled, not pending), and it
+        blocks the signal while it waits for its sockets."""
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection(self.host, self.port)
+            writer.transport.abort()
 
 
 @contextlib.asynccontextmanager
@@ -486,17 +558,22 @@ async def mosquitto(
     port: int = 0,
     persistence: bool = False,
     max_queued_messages: int = 1000,
+    documented: bool = False,
 ) -> AsyncIterator[Broker]:
     """A running mosquitto on ``127.0.0.1:port`` (``port=0``: a free one), configured in ``work``.
 
     ``tls``: a TLS listener with the PKI's server certificate (the rogue one with ``rogue``),
     client certificates required and their CN the username. ``acl``: the text of an ACL file
     (:func:`documented_acl` for the documented one). Without TLS and password file, anonymous
-    clients may connect (tests only). The broker is ended when the block ends.
+    clients may connect (tests only). ``documented``: docs/mosquitto/mosquitto.conf itself, with
+    its ACL, only the port, the paths and the logging replaced (``persistence`` and
+    ``max_queued_messages`` are then what it says). The broker is ended when the block ends.
     """
     if rogue and tls is None:
         raise ValueError("rogue=True needs tls")
-    config = BrokerConfig(work, tls, rogue, acl, password_file, persistence, max_queued_messages)
+    if documented and (tls is None or acl is not None or password_file is not None):
+        raise ValueError("documented=True needs tls, and brings its own ACL")
+    config = BrokerConfig(work, tls, rogue, acl, password_file, persistence, max_queued_messages, documented)
     broker = Broker(config, port)
     try:
         await broker.start()
@@ -554,16 +631,19 @@ def mqtt_client(
     *,
     tls: BrokerPki | None = None,
     context: ssl.SSLContext | None = None,
+    port: int | None = None,
     **kwargs: object,
 ) -> aiomqtt.Client:
     """An (unconnected) aiomqtt MQTT 5 client of ``broker``; with ``tls`` it presents the
     client certificate ``client_name`` and trusts the PKI's CA (or uses ``context``). The
-    client id is ``client_name`` plus the pid and a counter (ids must be unique on a broker)."""
+    client id is ``client_name`` plus the pid and a counter (ids must be unique on a broker).
+    ``port``: dial this loopback port instead (a :class:`BlackholeProxy` in front of the
+    broker). ``kwargs`` go to :class:`aiomqtt.Client` (``will``, ``timeout``, ``keepalive``...)."""
     if context is None and tls is not None:
         context = tls.client_context(client_name)
     return aiomqtt.Client(
         broker.host,
-        broker.port,
+        broker.port if port is None else port,
         identifier=f"{client_name}-{os.getpid()}-{next(_ids)}",
         protocol=aiomqtt.ProtocolVersion.V5,
         tls_context=context,
@@ -582,14 +662,18 @@ class Subscriber:
         self.topics = tuple(topics)
         self.messages: list[Received] = []
         #: topic filter -> the SUBACK's reason code (``.is_failure`` when the broker refused).
-        self.granted: dict[str, object] = {}
+        self.granted: dict[str, ReasonCode] = {}
         self._changed = asyncio.Condition()
         self._reader: asyncio.Task[None] | None = None
+        #: The messages end (connection lost, or the block ended), and why.
+        self._closed = False
+        self._ended: BaseException | None = None
 
     async def _subscribe(self) -> None:
         for topic in self.topics:
-            codes = await self.client.subscribe(topic, qos=1)
-            self.granted[topic] = codes[0]
+            (code,) = await self.client.subscribe(topic, qos=1)
+            assert isinstance(code, ReasonCode), code  # MQTT 5: a reason code, not a bare QoS
+            self.granted[topic] = code
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -606,8 +690,12 @@ class Subscriber:
                 async with self._changed:
                     self.messages.append(received)
                     self._changed.notify_all()
+        except BaseException as error:
+            self._ended = error
+            raise
         finally:
             async with self._changed:
+                self._closed = True
                 self._changed.notify_all()
 
     def on(self, topic_filter: str) -> list[Received]:
@@ -625,14 +713,9 @@ class Subscriber:
         try:
             async with asyncio.timeout(timeout), self._changed:
                 while not predicate(self.messages):
-                    if self._reader is None or self._reader.done():
-                        error = (
-                            self._reader.exception()
-                            if self._reader and not self._reader.cancelled()
-                            else None
-                        )
+                    if self._closed:
                         raise AssertionError(
-                            f"the subscriber's connection ended ({error!r}):\n{self.summary()}"
+                            f"the subscriber's connection ended ({self._ended!r}):\n{self.summary()}"
                         )
                     await self._changed.wait()
         except TimeoutError:
@@ -651,11 +734,13 @@ async def subscriber(
     *,
     tls: BrokerPki | None = None,
     client_name: str = "observer",
+    port: int | None = None,
 ) -> AsyncIterator[Subscriber]:
     """A :class:`Subscriber` of ``broker`` whose subscriptions are acknowledged (SUBACK) when
-    the block starts: whatever is published after that is recorded."""
+    the block starts: whatever is published after that is recorded. ``port``: as for
+    :func:`mqtt_client`."""
     topics = [topics] if isinstance(topics, str) else list(topics)
-    async with mqtt_client(broker, client_name, tls=tls) as client:
+    async with mqtt_client(broker, client_name, tls=tls, port=port) as client:
         sub = Subscriber(client, topics)
         await sub._subscribe()
         try:
@@ -685,9 +770,7 @@ def exception_chain(error: BaseException) -> Iterator[BaseException]:
 
 def content_type_properties(content_type: str = "application/json") -> Properties:
     """MQTT 5 PUBLISH properties with a content type."""
-    from paho.mqtt.packettypes import PacketTypes
-
-    props = Properties(PacketTypes.PUBLISH)
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     props.ContentType = content_type
     return props
 
@@ -695,7 +778,7 @@ def content_type_properties(content_type: str = "application/json") -> Propertie
 # -- a link that can go silent ------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)  # kept in a set: by identity
 class _Link:
     """One proxied connection: the client's and the target's streams."""
 
