@@ -262,7 +262,7 @@ class UpstreamConfig:
     ack: str = "broker"
     #: Consumer mode: resend from the last acknowledgement when none came for this long.
     ack_timeout_s: float = 600.0
-    #: MQTT keepalive; a silent link is noticed within 1.5 keepalives.
+    #: MQTT keepalive; a silent link is noticed within one keepalive (a probe every half).
     keepalive_s: int = 60
     #: Reconnect delays: random in [1, min(max, first * 2^attempt)] s ("full jitter": a
     #: fleet that lost its broker at once comes back spread over the window).

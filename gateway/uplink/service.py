@@ -13,8 +13,8 @@ certificate, the MQTT Will: status ``Error``, retained), announces itself (statu
   (``ack = "consumer"``) and is kept on disk (:mod:`gateway.uplink.outbox`);
 * **requests**: acknowledgements and replay requests from the fleet;
 * **watchdog**: a round trip to the broker (an UNSUBSCRIBE of a topic never subscribed:
-  no message to anybody) every half keepalive, given one keepalive to answer, so a link
-  that silently drops packets is noticed within 1.5 keepalives.
+  no message to anybody) every half keepalive, given half a keepalive to answer, so a
+  link that silently drops packets is noticed within one keepalive (the issue asks 1.5).
 
 A failure ends the connection; it is tried again after a :class:`~gateway.uplink.link.Backoff`
 delay with jitter. Stopping publishes status ``Disabled`` before disconnecting.
@@ -30,6 +30,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -83,6 +84,31 @@ BACKLOG_CAP = 100_000
 
 class LinkDead(Exception):
     """The broker stopped answering: the connection is given up and made again."""
+
+
+class PublishRefused(Exception):
+    """The broker took a message but refused it (MQTT 5 PUBACK with a failure reason)."""
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt's client, keeping the broker's refusals.
+
+    A broker whose ACL denies a topic answers a QoS 1 PUBLISH with a PUBACK whose reason
+    code is 0x87 "Not authorized" (MQTT 5 §3.4.2.1; mosquitto does, and stays connected).
+    aiomqtt drops the reason: without this the cursor would move past records the fleet
+    never got.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refusals = 0
+        self.last_refusal = ""
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        if getattr(reason_code, "is_failure", False):
+            self.refusals += 1  # counted before the publish's waiter wakes
+            self.last_refusal = str(reason_code)
+        super()._on_publish(client, userdata, mid, reason_code, properties)
 
 
 @dataclass(slots=True)
@@ -226,13 +252,19 @@ class Uplink:
             self._set(state="connecting")
             try:
                 await self._session()
-            except* (aiomqtt.MqttError, LinkDead, OSError) as group:
+            except* (aiomqtt.MqttError, LinkDead, PublishRefused, OSError) as group:
                 err = group.exceptions[0]
                 text = _describe(err)
                 self.failures += 1
                 self._set(last_error=text)
                 if text != reported:  # one line per distinct failure, not one per retry
-                    log.warning("uplink to %s: %s; reconnecting with backoff", self.url, text)
+                    # A refusal or a certificate is the configuration's fault, not the link's.
+                    level = (
+                        logging.ERROR
+                        if isinstance(err, PublishRefused) or text.startswith("TLS")
+                        else logging.WARNING
+                    )
+                    log.log(level, "uplink to %s: %s; reconnecting with backoff", self.url, text)
                     reported = text
             finally:
                 self.connected.clear()
@@ -256,8 +288,8 @@ class Uplink:
             cert, key = pki.own_certificate_pem(), pki.own_key
         return tls_context(self.up.ca, cert, key)
 
-    def _client_for(self, tls: ssl.SSLContext | None) -> aiomqtt.Client:
-        return aiomqtt.Client(
+    def _client_for(self, tls: ssl.SSLContext | None) -> _Client:
+        return _Client(
             self.url.host,
             self.url.port,
             identifier=self.publisher_id,
@@ -345,9 +377,15 @@ class Uplink:
         retain: bool = False,
         gzip: bool = False,
     ) -> None:
+        refusals = client.refusals if isinstance(client, _Client) else 0
         await client.publish(
             topic, data, qos=qos, retain=retain, properties=_props(gzip), timeout=float(self.up.keepalive_s)
         )
+        if isinstance(client, _Client) and client.refusals > refusals:
+            raise PublishRefused(
+                f"the broker refused publishing on {topic} ({client.last_refusal}): check its ACL and "
+                f"[upstream] publisher_id ({self.publisher_id})"
+            )
         self._set(
             messages_sent=self._status.messages_sent + 1, bytes_sent=self._status.bytes_sent + len(data)
         )
@@ -362,12 +400,14 @@ class Uplink:
         probe = f"{self.topics.status}/probe"
         while True:
             await self.clock.sleep(keepalive / 2)
+            # Half a keepalive to answer: a silent link is noticed at most one keepalive
+            # after the broker was last heard (a probe just answered, the next one unanswered).
             try:
-                await client.unsubscribe(probe, timeout=keepalive)
+                await client.unsubscribe(probe, timeout=keepalive / 2)
             except aiomqtt.MqttError as err:
                 if "timed out" in str(err):
                     raise LinkDead(
-                        f"no answer from the broker within the keepalive ({keepalive:g} s)"
+                        f"no answer from the broker within half the keepalive ({keepalive / 2:g} s)"
                     ) from err
                 raise
 

@@ -271,7 +271,7 @@ def _uplink(keepalive: int, tmp_path: Path) -> Uplink:
 
 
 @pytest.mark.parametrize("stall_at", [0.01, 14.9, 15.1, 29.99, 47.0])
-def test_a_silent_link_is_noticed_within_one_and_a_half_keepalives(stall_at: float, tmp_path: Path) -> None:
+def test_a_silent_link_is_noticed_within_one_keepalive(stall_at: float, tmp_path: Path) -> None:
     keepalive = 30
 
     async def main() -> float:
@@ -282,8 +282,8 @@ def test_a_silent_link_is_noticed_within_one_and_a_half_keepalives(stall_at: flo
         return asyncio.get_running_loop().time()
 
     noticed = run_virtual(main())
-    # The last moment the broker was heard from is the last probe before the stall.
-    assert noticed - stall_at <= 1.5 * keepalive
+    # Noticed at most one keepalive after the broker was last heard (the issue allows 1.5).
+    assert noticed - stall_at <= keepalive
     assert noticed > stall_at
 
 
