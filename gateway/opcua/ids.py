@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Final
 
-SMX_NAMESPACE: Final = "http://smx-gateway.org/UA/"
+import gateway
+
+SMX_NAMESPACE: Final = gateway.SMX_NAMESPACE
 
 SMX_GATEWAY_TYPE: Final = 1001
 GATEWAY_METERS: Final = 1002

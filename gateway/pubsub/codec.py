@@ -213,6 +213,9 @@ class DataSetMetaData:
     fields: tuple[FieldMetaData, ...]
     configuration_version: ConfigurationVersion
     description: str = ""
+    #: The namespace table of the QualifiedNames in the fields' properties
+    #: (DataTypeSchemaHeader.Namespaces): namespace index 1 is the first entry.
+    namespaces: tuple[str, ...] = ()
 
     def field_types(self) -> dict[str, BuiltInType]:
         return {f.name: f.built_in_type for f in self.fields}
@@ -345,6 +348,7 @@ def _property(key: str, value: EUInformation | str) -> dict[str, Any]:
 
 def _metadata(md: DataSetMetaData) -> dict[str, Any]:
     return {
+        "Namespaces": list(md.namespaces),
         "Name": md.name,
         "Description": {"Text": md.description},
         "Fields": [
@@ -618,7 +622,11 @@ def _metadata_of(v: Any, path: str) -> DataSetMetaData:
                 ),
             )
         )
+    namespaces = o.get("Namespaces") or []
+    if not isinstance(namespaces, list) or not all(isinstance(n, str) for n in namespaces):
+        raise MessageError(_join(path, "Namespaces"), "expected an array of strings")
     return DataSetMetaData(
+        namespaces=tuple(namespaces),
         name=_string(o.get("Name", ""), _join(path, "Name")),
         fields=tuple(out),
         configuration_version=_version_of(

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway import SMX_NAMESPACE
 from gateway.config import MeterConfig, one_second_set, register_set
 from gateway.events import describe
 from gateway.meter.model import Quality, Snapshot
@@ -232,6 +233,7 @@ def fields_digest(fields: Sequence[Field]) -> str:
 def metadata(meter: MeterConfig, spec: WriterSpec, version: ConfigurationVersion) -> DataSetMetaData:
     """The DataSetMetaData of ``spec`` for ``meter``."""
     return DataSetMetaData(
+        namespaces=(SMX_NAMESPACE,),  # the "1:" of the Obis and Quantity property keys
         name=f"{meter.id}.{spec.name}",
         fields=tuple(f.meta for f in writer_fields(meter, spec)),
         configuration_version=version,

@@ -9,6 +9,7 @@ loopback; an observing MQTT 5 client records every message.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -25,6 +26,7 @@ from gateway.pubsub import codec
 from gateway.uplink.writers import WRITERS
 from tests.support.broker import Broker, Received, Subscriber, mosquitto, require_mosquitto, subscriber
 from tests.support.harness import Running, demo, running_gateway, subscribe
+from tests.support.pubsub_schema import SCHEMA, validate
 
 PUBLISHER = "smx-test"
 ALL_WRITERS = [str(w.name) for w in WRITERS]
@@ -53,10 +55,12 @@ def gateway_config(tmp_path: Path, broker: Broker, **changes: Any) -> GatewayCon
 
 
 def decoded(messages: list[Received]) -> list[codec.Message]:
+    """The messages decoded, each checked first against the Part 14 JSON Schema."""
     out = []
     for m in messages:
         assert m.content_type in (codec.CONTENT_TYPE, codec.CONTENT_TYPE_GZIP), m
         data = codec.decompress(m.payload) if m.content_type == codec.CONTENT_TYPE_GZIP else m.payload
+        assert validate(json.loads(data), SCHEMA) == [], (m.topic, validate(json.loads(data), SCHEMA)[:3])
         out.append(codec.decode(data))
     return out
 
@@ -110,6 +114,9 @@ async def test_every_writer_reaches_the_fleet_valid_and_equal_to_opcua_and_the_a
                 # Retained: a subscriber that comes later still learns the status and every writer's fields.
                 await late.wait_for(lambda msgs: len([m for m in msgs if m.retain]) >= 1 + len(ALL_WRITERS))
                 retained = {m.topic: m for m in late.messages if m.retain}
+            # Every message any subscriber got is valid PubSub JSON (status and metadata too).
+            assert len(decoded(early.messages)) == len(early.messages)
+            decoded(late.messages)
             status_topic = f"opcua/json/status/{PUBLISHER}"
             status = codec.decode(retained[status_topic].payload)
             assert isinstance(status, codec.StatusMessage)

@@ -215,6 +215,7 @@ METADATA = MetaDataMessage(
     writer_name="minute",
     timestamp=T0,
     metadata=DataSetMetaData(
+        namespaces=("http://smx-gateway.org/UA/",),
         name="meter-1.minute",
         fields=(
             FieldMetaData(
@@ -242,6 +243,8 @@ METADATA_JSON: dict[str, Any] = {
     "DataSetWriterName": "minute",
     "Timestamp": "2026-03-29T00:15:00Z",
     "MetaData": {
+        # DataTypeSchemaHeader.Namespaces: index 1 of the "1:Obis" key is its first entry.
+        "Namespaces": ["http://smx-gateway.org/UA/"],
         "Name": "meter-1.minute",
         "Description": {"Text": "Minute records."},
         "Fields": [
