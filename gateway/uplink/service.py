@@ -78,6 +78,9 @@ log = logging.getLogger(__name__)
 _GOODBYE_S = 3.0
 #: Seconds between two counts of the backlog on disk (a count reads the day files).
 _BACKLOG_EVERY_S = 30.0
+#: Seconds after which a reconnect publishes the (retained) metadata again even unchanged:
+#: a broker restarted without persistence has lost it.
+METADATA_EVERY_S = 6 * 3600.0
 #: Largest backlog counted exactly; more shows as this number.
 BACKLOG_CAP = 100_000
 
@@ -165,7 +168,10 @@ class Uplink:
         self._requests: asyncio.Queue[ReplayRequest] = asyncio.Queue(maxsize=64)
         self._client: aiomqtt.Client | None = None
         self._status = UplinkStatus(broker=str(self.url), publisher_id=self.publisher_id, ack=self.up.ack)
+        self._changed = asyncio.Event()
         self._backlog_at = -_BACKLOG_EVERY_S
+        #: Per writer: the metadata version last published, and when (clock seconds).
+        self._metadata_sent: dict[int, tuple[ConfigurationVersion, float]] = {}
         self.status_listeners: list[StatusListener] = []
         #: Set while connected and announced (tests and the bench wait on it).
         self.connected = asyncio.Event()
@@ -346,7 +352,15 @@ class Uplink:
     async def _announce(self, client: aiomqtt.Client) -> None:
         status = StatusMessage(codec.new_message_id(), self.publisher_id, PubSubState.OPERATIONAL)
         await self._publish(client, self.topics.status, codec.encode(status), qos=1, retain=True)
+        now = self.clock.monotonic()
         for w in self._writers.values():
+            w.sent = w.state.cursor  # what was sent but not acknowledged goes again
+            w.last_progress = now
+            # Retained in the broker: sent again only when it changed or a while has passed
+            # (a flaky 3G link reconnects often; the metadata of all writers is ~85 kB).
+            sent = self._metadata_sent.get(w.id)
+            if sent is not None and sent[0] == w.state.version and now - sent[1] < METADATA_EVERY_S:
+                continue
             md = MetaDataMessage(
                 codec.new_message_id(),
                 self.publisher_id,
@@ -359,8 +373,7 @@ class Uplink:
             await self._publish(
                 client, self.topics.metadata(w.meter.id, w.spec.name), codec.encode(md), qos=1, retain=True
             )
-            w.sent = w.state.cursor  # what was sent but not acknowledged goes again
-            w.last_progress = self.clock.monotonic()
+            self._metadata_sent[w.id] = (w.state.version, now)
         for frames in self._live.values():
             frames.restart()
         await client.subscribe(self.topics.replay, qos=1)
@@ -391,7 +404,17 @@ class Uplink:
         )
 
     def _set(self, **changes: object) -> None:
-        self._status = replace(self._status, **changes)  # type: ignore[arg-type]
+        status = replace(self._status, **changes)  # type: ignore[arg-type]
+        if (status.state, status.connects, status.last_error) != (
+            self._status.state, self._status.connects, self._status.last_error,
+        ):  # fmt: skip
+            self._changed.set()
+            self._changed = asyncio.Event()
+        self._status = status
+
+    async def changed(self) -> None:
+        """Wait until the state, the connection count or the last error changes."""
+        await self._changed.wait()
 
     # -- the tasks of a connection ------------------------------------------------------
 

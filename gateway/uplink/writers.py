@@ -137,6 +137,12 @@ def profile_status(word: int | None) -> int:
     return 0
 
 
+def significant(value: float) -> float:
+    """``value`` to 12 significant digits: more than any meter resolves, while the last bits
+    of a scaled integer (350 * 0.001 = 0.35000000000000003) or of a mean would cost 3G bytes."""
+    return float(f"{value:.12g}")
+
+
 def writer_id(meter_index: int, spec: WriterSpec) -> int:
     """The DataSetWriterId of ``spec`` for the meter at ``meter_index`` (0-based)."""
     if not 0 <= meter_index < MAX_METERS:
@@ -272,9 +278,7 @@ class LiveFrames:
             quality = reading.quality if reading is not None else Quality.WAITING
             value = reading.value if reading is not None else None
             if value is not None:
-                # 12 significant digits hold any meter's resolution; the last bits of a
-                # scaled integer (350 * 0.001 = 0.35000000000000003) cost 3G bytes only.
-                value = float(f"{value:.12g}")
+                value = significant(value)
             status = QUALITY_STATUS[quality]
             current[f.meta.name] = FieldValue(value, status)
             worst = max(worst, status & 0xC0000000)
@@ -301,7 +305,9 @@ def record_payload(
         kind = f.meta.built_in_type
         if f.column is not None:
             v = next(columns)
-            payload[f.meta.name] = None if v is None else (int(v) if kind is not BuiltInType.DOUBLE else v)
+            payload[f.meta.name] = (
+                None if v is None else (int(v) if kind is not BuiltInType.DOUBLE else significant(v))
+            )
     if spec.name is Writer.EVENTS:
         code = int(payload.get("EventCode") or 0)
         info = describe(code)

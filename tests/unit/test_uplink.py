@@ -327,3 +327,11 @@ def test_encoded_live_message_is_compact_and_names_its_writer() -> None:
     data = json.loads(codec.encode(msg))
     assert data["Messages"][0]["DataSetWriterName"] == "live"
     assert data["Messages"][0]["Payload"] == {"P": {"Value": 1.0}}
+
+
+def test_the_example_documents_the_upstream_defaults() -> None:
+    from gateway.config import load_config
+
+    example = load_config(Path(__file__).resolve().parents[2] / "smx.example.toml").upstream
+    assert not example.enabled  # off unless a broker is configured
+    assert replace(example, broker="") == UpstreamConfig()
