@@ -589,11 +589,17 @@ class Uplink:
         through = Position(ack.through, ALL)
         if through <= w.state.cursor:
             return
+        if through > w.sent:
+            # A consumer can only have stored what it was sent: an acknowledgement ahead of
+            # that (a clock or a bug on its side) would skip records it never got.
+            log.warning("uplink: %s acknowledged through %s, beyond what was sent (%s); taken as that",
+                        w.key, ack.through, w.sent.time)  # fmt: skip
+            through = w.sent
+            if through <= w.state.cursor:
+                return
         w.state.cursor = through
-        if w.sent < through:
-            w.sent = through
         w.last_progress = self.clock.monotonic()
-        w.status = replace(w.status, last_acknowledged=ack.through)
+        w.status = replace(w.status, last_acknowledged=through.time)
         await self._save(w.meter.id)
 
     async def _idle(self, seconds: float) -> None:

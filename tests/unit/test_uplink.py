@@ -335,3 +335,31 @@ def test_the_example_documents_the_upstream_defaults() -> None:
     example = load_config(Path(__file__).resolve().parents[2] / "smx.example.toml").upstream
     assert not example.enabled  # off unless a broker is configured
     assert replace(example, broker="") == UpstreamConfig()
+
+
+def test_an_acknowledgement_moves_the_cursor_but_never_past_what_was_sent(tmp_path: Path) -> None:
+    times = [T0 + timedelta(minutes=n) for n in range(5)]
+    reader = _events_archive(tmp_path, times)
+    config = GatewayConfig(
+        meters=(METER,),
+        upstream=UpstreamConfig(broker="mqtt://127.0.0.1:1883", ack="consumer", writers=("events",)),
+    )
+
+    async def main() -> tuple[Position, Position, Position]:
+        uplink = Uplink(config, ManualClock(T0 + timedelta(days=1)), {"meter1": reader})
+        await uplink.prepare()
+        (w,) = uplink._writers.values()
+        w.sent = Position(times[2], 1)  # three events sent
+        await uplink._acknowledged(codec.Ack(w.id, times[1]))
+        first = w.state.cursor
+        await uplink._acknowledged(codec.Ack(w.id, times[0]))  # an older one changes nothing
+        second = w.state.cursor
+        await uplink._acknowledged(codec.Ack(w.id, T0 + timedelta(days=30)))  # ahead of what was sent
+        return first, second, w.state.cursor
+
+    first, second, third = asyncio.run(main())
+    assert first == Position(times[1], ALL)
+    assert second == first
+    assert third == Position(times[2], 1)
+    saved = StateFile(tmp_path / "meter1" / "uplink.json").load()
+    assert saved["events"].cursor == third  # on disk
