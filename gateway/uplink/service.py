@@ -54,7 +54,16 @@ from gateway.pubsub.codec import (
 from gateway.pubsub.topics import Topics, publisher_id_from_uri
 from gateway.security.pki import Pki
 from gateway.uplink.link import Backoff, BrokerUrl, TokenBucket, tls_context
-from gateway.uplink.outbox import ALL, Position, Row, StateFile, WriterState, initial_position, read_after
+from gateway.uplink.outbox import (
+    ALL,
+    STATE_FILE,
+    Position,
+    Row,
+    StateFile,
+    WriterState,
+    initial_position,
+    read_after,
+)
 from gateway.uplink.status import UplinkStatus, WriterStatus
 from gateway.uplink.writers import (
     BY_NAME,
@@ -166,7 +175,6 @@ class Uplink:
         self._files: dict[str, StateFile] = {}
         self._wake = asyncio.Event()
         self._requests: asyncio.Queue[ReplayRequest] = asyncio.Queue(maxsize=64)
-        self._client: aiomqtt.Client | None = None
         self._status = UplinkStatus(broker=str(self.url), publisher_id=self.publisher_id, ack=self.up.ack)
         self._changed = asyncio.Event()
         self._backlog_at = -_BACKLOG_EVERY_S
@@ -205,7 +213,7 @@ class Uplink:
         now = self.clock.now()
         for index, meter in enumerate(self.config.meters):
             reader = self.readers.get(meter.id)
-            file = StateFile(Path(reader.root) / meter.id / "uplink.json") if reader is not None else None
+            file = StateFile(Path(reader.root) / meter.id / STATE_FILE) if reader is not None else None
             saved = await asyncio.to_thread(file.load) if file is not None else {}
             states: dict[str, WriterState] = {}
             for name in self.up.writers:
@@ -234,11 +242,8 @@ class Uplink:
         file = self._files.get(meter_id)
         if file is None:
             return
-        states = {
-            str(w.spec.name): w.state
-            for w in self._writers.values()
-            if w.meter.id == meter_id and w.spec.stream is not None
-        }
+        # Every writer's metadata version, the live writer's too (its cursor is unused).
+        states = {str(w.spec.name): w.state for w in self._writers.values() if w.meter.id == meter_id}
         # Shielded: a stop in the middle must not cancel the write before it began (the
         # cursor would lag on disk and the fleet get duplicates after the restart).
         saving = asyncio.ensure_future(asyncio.to_thread(file.save, states))
@@ -274,7 +279,6 @@ class Uplink:
                     reported = text
             finally:
                 self.connected.clear()
-                self._client = None
             delay = self.backoff.next_delay()
             self._set(state="waiting")
             await self.clock.sleep(delay)
@@ -312,7 +316,6 @@ class Uplink:
     async def _session(self) -> None:
         client = self._client_for(await asyncio.to_thread(self._tls))
         async with client:
-            self._client = client
             self._set(
                 state="connected",
                 last_connected=self.clock.now(),

@@ -363,3 +363,20 @@ def test_an_acknowledgement_moves_the_cursor_but_never_past_what_was_sent(tmp_pa
     assert third == Position(times[2], 1)
     saved = StateFile(tmp_path / "meter1" / "uplink.json").load()
     assert saved["events"].cursor == third  # on disk
+
+
+def test_metadata_versions_survive_a_restart_and_change_with_the_fields(tmp_path: Path) -> None:
+    reader = _events_archive(tmp_path, [T0])
+
+    def versions(meter: MeterConfig, at: datetime) -> dict[str, codec.ConfigurationVersion]:
+        config = GatewayConfig(meters=(meter,), upstream=UpstreamConfig(broker="mqtt://127.0.0.1:1883"))
+        uplink = Uplink(config, ManualClock(at), {"meter1": reader})
+        asyncio.run(uplink.prepare())
+        return {str(w.spec.name): w.state.version for w in uplink._writers.values()}
+
+    first = versions(METER, T0)
+    assert versions(METER, T0 + timedelta(days=1)) == first  # a restart: the same fields, the same version
+    fewer = versions(replace(METER, values=(POWER, VOLTAGE)), T0 + timedelta(days=2))
+    assert fewer["live"] != first["live"]  # other fields: a new version
+    assert fewer["live"].major == w.version_time(T0 + timedelta(days=2))
+    assert fewer["lp1"] == first["lp1"]  # a profile's fields did not change
