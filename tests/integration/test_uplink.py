@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from asyncua import ua
 
@@ -26,6 +27,8 @@ from gateway.pubsub import codec
 from gateway.uplink.writers import WRITERS
 from tests.support.broker import Broker, Received, Subscriber, mosquitto, require_mosquitto, subscriber
 from tests.support.harness import Running, demo, running_gateway, subscribe
+from tests.support.openapi_check import response_schema
+from tests.support.openapi_check import validate as openapi_validate
 from tests.support.pubsub_schema import SCHEMA, validate
 
 PUBLISHER = "smx-test"
@@ -202,6 +205,20 @@ async def test_every_writer_reaches_the_fleet_valid_and_equal_to_opcua_and_the_a
             assert {w.writer for w in state.writers} == set(ALL_WRITERS)
             node = running.client.get_node(ua.NodeId("SMX.Diagnostics.Uplink.State", running.ns))
             assert await node.read_value() == "connected"
+            # REST says the same, as its OpenAPI document describes it.
+            async with aiohttp.ClientSession() as http:
+                base = gateway.web_url.rstrip("/")
+                async with http.get(f"{base}/api/openapi.json") as resp:
+                    document = await resp.json()
+                async with http.get(f"{base}/api/meters/meter1") as resp:
+                    assert resp.status == 200
+                    body = await resp.json()
+            schema = response_schema(document, "/api/meters/{meter}", "get", 200)
+            assert openapi_validate(body, schema, document) == []
+            rest = body["status"]["uplink"]
+            assert rest["state"] == "connected"
+            assert rest["publisher_id"] == PUBLISHER
+            assert {w["writer"]: w["writer_id"] for w in rest["writers"]}["lp1"] == 104
             node = running.client.get_node(
                 ua.NodeId("SMX.Diagnostics.Uplink.meter1.lp1.DataSetWriterId", running.ns)
             )
