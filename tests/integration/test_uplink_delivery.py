@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 from collections import Counter
@@ -320,3 +321,57 @@ async def test_with_consumer_acknowledgements_only_the_unacknowledged_is_replaye
         again = lp1_times(second_run.on(topic))
         assert min(again) > through
         assert min(again) == min(t for t in sent if t > through)
+
+
+@pytest.mark.slow
+async def test_a_replay_request_sends_the_range_again_from_the_archive(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ScaledClock(datetime.now(UTC), SPEED)
+    config = demo()
+    archive = replace(config.archive, path=str(tmp_path / "archive"))
+    async with mosquitto(tmp_path / "broker") as broker:
+        up = replace(
+            config.upstream, broker=broker.url, publisher_id=PUBLISHER, initial_days=2.0, writers=("lp1",),
+            replay_messages_per_s=50.0, replay_bytes_per_s=2e6,
+        )  # fmt: skip
+        config = replace(config, archive=archive, upstream=up)
+        topic = f"opcua/json/data/{PUBLISHER}/meter1/lp1"
+        async with (
+            subscriber(broker, topic) as fleet_side,
+            subscriber(broker, "#", client_name="headend") as head,
+            running_gateway(config, clock) as running,
+        ):
+            uplink = running.gateway.uplink
+            assert uplink is not None
+            reader = running.gateway.recorders["meter1"].archive.reader
+            await fleet_side.wait_for(lambda msgs: len(msgs) >= 10)
+            first = lp1_times(fleet_side.on(topic))
+            start, end = first[2], first[6]
+            cursor_before = next(w for w in uplink.status().writers if w.writer == "lp1").last_delivered
+            seen = len(fleet_side.messages)
+            # A malformed request is refused with a log line; the uplink goes on.
+            with caplog.at_level(logging.WARNING, logger="gateway.uplink.service"):
+                await head.client.publish(
+                    f"opcua/json/replay/{PUBLISHER}", b'{"DataSetWriterId": 104}', qos=1
+                )
+                request = codec.ReplayRequest(104, start, end)
+                await head.client.publish(f"opcua/json/replay/{PUBLISHER}", codec.encode(request), qos=1)
+                await fleet_side.wait_for(lambda msgs: end in lp1_times(msgs[seen:]))
+            assert any(
+                "refused a message" in r.getMessage() and "From" in r.getMessage() for r in caplog.records
+            )
+            again = [t for t in lp1_times(fleet_side.messages[seen:]) if t <= end]
+            columns = [(str(f.property("Obis")), "") for f in uplink_fields("lp1") if f.property("Obis")]
+            stored = [t for t, _s, _v in reader.read_columns("lp1", columns, start, end)]
+            assert again == stored  # exactly the range, in order
+            assert len(stored) == 5
+            # The cursors did not move back: a request is not a delivery problem.
+            after = next(w for w in uplink.status().writers if w.writer == "lp1").last_delivered
+            assert cursor_before is not None
+            assert after is not None
+            assert after >= cursor_before
+
+
+def uplink_fields(writer: str) -> list[codec.FieldMetaData]:
+    return [f.meta for f in writer_fields(demo().meters[0], BY_NAME[writer])]
