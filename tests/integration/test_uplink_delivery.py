@@ -279,7 +279,8 @@ async def test_a_gateway_killed_in_the_middle_of_a_replay_resumes_from_its_curso
 def lp1_times(messages: list[Received]) -> list[datetime]:
     out = []
     for m in messages:
-        msg = codec.decode(m.payload)
+        gzip = m.content_type == codec.CONTENT_TYPE_GZIP
+        msg = codec.decode(codec.decompress(m.payload) if gzip else m.payload)
         assert isinstance(msg, codec.NetworkMessage)
         out += [d.timestamp for d in msg.messages]
     return out
@@ -333,7 +334,7 @@ async def test_a_replay_request_sends_the_range_again_from_the_archive(
     async with mosquitto(tmp_path / "broker") as broker:
         up = replace(
             config.upstream, broker=broker.url, publisher_id=PUBLISHER, initial_days=2.0, writers=("lp1",),
-            replay_messages_per_s=50.0, replay_bytes_per_s=2e6,
+            replay_messages_per_s=50.0, replay_bytes_per_s=2e6, compress=True,
         )  # fmt: skip
         config = replace(config, archive=archive, upstream=up)
         topic = f"opcua/json/data/{PUBLISHER}/meter1/lp1"
@@ -365,6 +366,8 @@ async def test_a_replay_request_sends_the_range_again_from_the_archive(
             columns = [(str(f.property("Obis")), "") for f in uplink_fields("lp1") if f.property("Obis")]
             stored = [t for t, _s, _v in reader.read_columns("lp1", columns, start, end)]
             assert again == stored  # exactly the range, in order
+            # compress = true: the replay travels gzipped, marked so (MQTT 5 content type).
+            assert {m.content_type for m in fleet_side.messages} == {codec.CONTENT_TYPE_GZIP}
             assert len(stored) == 5
             # The cursors did not move back: a request is not a delivery problem.
             after = next(w for w in uplink.status().writers if w.writer == "lp1").last_delivered
