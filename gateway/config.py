@@ -379,8 +379,9 @@ def demo_config() -> GatewayConfig:
     )
 
 
-class _Section:
-    """Reads one TOML table, remembering the key path for error messages."""
+class Section:
+    """Reads one TOML table, remembering the key path for error messages (also the
+    head-end's configuration reads its tables with it)."""
 
     def __init__(self, source: str, path: str, data: Any) -> None:
         if not isinstance(data, Mapping):
@@ -407,11 +408,11 @@ class _Section:
             raise self.fail(key, problem, value)
         return value
 
-    def table(self, key: str) -> _Section | None:
+    def table(self, key: str) -> Section | None:
         self._used.add(key)
         if key not in self.data:
             return None
-        return _Section(self.source, self._key(key), self.data[key])
+        return Section(self.source, self._key(key), self.data[key])
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self._used)
@@ -468,7 +469,7 @@ def _range(low: int, high: int) -> Callable[[int], str | None]:
     return check
 
 
-def _simulator(sec: _Section, line_baudrate: int) -> SimulatorConfig:
+def _simulator(sec: Section, line_baudrate: int) -> SimulatorConfig:
     d = SimulatorConfig()
     cfg = SimulatorConfig(
         host=sec.get("host", str, d.host),
@@ -490,7 +491,7 @@ def _simulator(sec: _Section, line_baudrate: int) -> SimulatorConfig:
     return cfg
 
 
-def _meter(sec: _Section) -> MeterConfig:
+def _meter(sec: Section) -> MeterConfig:
     ident = sec.get(
         "id", str, "", lambda v: None if _ID_RE.match(v) else "an identifier [A-Za-z][A-Za-z0-9_-]*"
     )
@@ -552,7 +553,7 @@ def _meter(sec: _Section) -> MeterConfig:
 
 def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
     """Validate an already-parsed TOML document."""
-    top = _Section(source, "", data)
+    top = Section(source, "", data)
     log_level = top.get("log_level", str, "INFO", _one_of(("DEBUG", "INFO", "WARNING", "ERROR")))
     opc_sec = top.table("opcua")
     opcua = OpcUaConfig()
@@ -575,7 +576,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
     security = _security(top.table("security"))
     upstream = _upstream(top.table("upstream"), security)
     raw_external = top.get("external", list, [])
-    external = tuple(_external(_Section(source, f"external[{n}]", e)) for n, e in enumerate(raw_external))
+    external = tuple(_external(Section(source, f"external[{n}]", e)) for n, e in enumerate(raw_external))
     names = [e.name for e in external]
     for n, name in enumerate(names):
         if name in names[:n]:
@@ -583,7 +584,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
     raw_meters = top.get("meters", list, [])
     if not raw_meters:
         raise top.fail("meters", "at least one [[meters]] table", None)
-    meters = tuple(_meter(_Section(source, f"meters[{n}]", m)) for n, m in enumerate(raw_meters))
+    meters = tuple(_meter(Section(source, f"meters[{n}]", m)) for n, m in enumerate(raw_meters))
     seen: set[str] = set()
     for n, m in enumerate(meters):
         if m.id in seen:
@@ -596,7 +597,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
     )  # fmt: skip
 
 
-def _limits(sec: _Section | None) -> OpcUaLimits:
+def _limits(sec: Section | None) -> OpcUaLimits:
     d = OpcUaLimits()
     if sec is None:
         return d
@@ -620,7 +621,7 @@ def _limits(sec: _Section | None) -> OpcUaLimits:
     return cfg
 
 
-def _market(sec: _Section | None) -> MarketConfig:
+def _market(sec: Section | None) -> MarketConfig:
     d = MarketConfig()
     if sec is None:
         return d
@@ -640,7 +641,7 @@ def _market_zone(value: str) -> str | None:
     return "an IANA time zone name like 'CET' or 'Europe/Vienna'" if not value or _zone(value) else None
 
 
-def _web(sec: _Section | None) -> WebConfig:
+def _web(sec: Section | None) -> WebConfig:
     d = WebConfig()
     if sec is None:
         return d
@@ -654,7 +655,7 @@ def _web(sec: _Section | None) -> WebConfig:
     return cfg
 
 
-def _security(sec: _Section | None) -> SecurityConfig:
+def _security(sec: Section | None) -> SecurityConfig:
     d = SecurityConfig()
     if sec is None:
         return d
@@ -695,7 +696,7 @@ def _broker_url(value: str) -> str | None:
     return None
 
 
-def _upstream(sec: _Section | None, security: SecurityConfig) -> UpstreamConfig:
+def _upstream(sec: Section | None, security: SecurityConfig) -> UpstreamConfig:
     d = UpstreamConfig()
     if sec is None:
         return d
@@ -764,7 +765,7 @@ def _source(value: str) -> str | None:
     return "an http(s):// URL or a file path"
 
 
-def _external(sec: _Section) -> ExternalConfig:
+def _external(sec: Section) -> ExternalConfig:
     name = sec.get("name", str, "", lambda v: None if EXTERNAL_NAME.match(v) else "a name like spot_price")
     if not name:
         raise sec.fail("name", "a name like spot_price", None)
@@ -789,7 +790,7 @@ def _external(sec: _Section) -> ExternalConfig:
     return cfg
 
 
-def _archive(sec: _Section | None) -> ArchiveConfig:
+def _archive(sec: Section | None) -> ArchiveConfig:
     d = ArchiveConfig()
     if sec is None:
         return d
