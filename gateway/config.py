@@ -260,8 +260,9 @@ class UpstreamConfig:
     key_frame_count: int = 6
     #: ``broker``: the cursor moves on PUBACK; ``consumer``: on the consumer's acknowledgement.
     ack: str = "broker"
-    #: Consumer mode: resend from the last acknowledgement when none came for this long.
-    ack_timeout_s: float = 600.0
+    #: Consumer mode: one message per writer waits for its acknowledgement; none within
+    #: this long, and it is sent again.
+    ack_timeout_s: float = 60.0
     #: MQTT keepalive; a silent link is noticed within one keepalive (a probe every half).
     keepalive_s: int = 60
     #: Reconnect delays: random in [1, min(max, first * 2^attempt)] s ("full jitter": a

@@ -485,7 +485,8 @@ class Uplink:
             while not self._requests.empty():
                 await self._serve_request(client, self._requests.get_nowait(), messages, volume)
             for w in replayed:
-                self._resend_if_unacknowledged(w)
+                if self._awaiting_ack(w):
+                    continue
                 rows = await asyncio.to_thread(
                     read_after, self.readers[w.meter.id], str(w.spec.stream), w.columns, w.sent, self.up.batch
                 )
@@ -553,18 +554,24 @@ class Uplink:
             await self._send_rows(client, w, rows, messages, volume)
             position = rows[-1].after
 
-    def _resend_if_unacknowledged(self, w: _Writer) -> None:
+    def _awaiting_ack(self, w: _Writer) -> bool:
+        """Consumer mode sends one message per writer at a time ("stop and wait"): the next
+        goes when the consumer has acknowledged the last. Head-end instances that share the
+        fleet's messages (MQTT 5 shared subscriptions) can then acknowledge what they stored
+        without knowing what the others hold: no later message of the writer is in flight.
+        No acknowledgement within ``ack_timeout_s`` (an instance died before its commit):
+        the message goes again."""
         if self.up.ack != "consumer" or w.sent <= w.state.cursor:
-            return
-        if self.clock.monotonic() - w.last_progress >= self.up.ack_timeout_s:
-            log.warning(
-                "uplink: no acknowledgement of %s for %.0f s; sending again from %s",
-                w.key,
-                self.up.ack_timeout_s,
-                w.state.cursor.time,
-            )
-            w.sent = w.state.cursor
-            w.last_progress = self.clock.monotonic()
+            return False
+        if self.clock.monotonic() - w.last_progress < self.up.ack_timeout_s:
+            return True
+        log.warning(
+            "uplink: no acknowledgement of %s for %.0f s; sending again from %s",
+            w.key, self.up.ack_timeout_s, w.state.cursor.time,
+        )  # fmt: skip
+        w.sent = w.state.cursor
+        w.last_progress = self.clock.monotonic()
+        return False
 
     async def _incoming(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
