@@ -19,8 +19,8 @@ simulate: $(STAMP)
 	$(BIN)/smx-gateway simulate --listen 127.0.0.1:4059 $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway tests bench tools
-	$(BIN)/ruff format --check gateway tests bench tools
+	$(BIN)/ruff check gateway headend tests bench tools
+	$(BIN)/ruff format --check gateway headend tests bench tools
 	$(BIN)/mypy --strict gateway
 
 # The test files shared out to pytest-xdist workers, one per core, each file whole in one

@@ -1,0 +1,227 @@
+"""The head-end's storage: plain record types and the one small repository interface (issue 17).
+
+Two backends implement :class:`Repository` and pass the same contract tests
+(``tests/headend/test_storage_contract.py``): :mod:`headend.storage.postgres` (asyncpg,
+tables partitioned by month) for production and :mod:`headend.storage.sqlite` (stdlib
+sqlite3 in WAL mode) as the embedded default for one machine.
+
+What is stored
+--------------
+The gateway's uplink writers (``gateway/uplink/writers.py``) publish per record:
+
+* ``minute``, ``registers``, ``lp1``, ``lp2``: numeric fields. Each field of each record
+  is one :class:`Sample`, keyed by (publisher, meter, stream, field, time); ``stream`` is
+  the writer's name, ``status`` the DataSetMessage Status (an OPC UA StatusCode,
+  OPC 10000-4 §7.39; 0 is Good, and it is a UInt32, so the backends keep it in 64 bits).
+* ``events``: one :class:`Event` per record (EventCode, Severity, Message, MeterStatus),
+  keyed by (publisher, meter, time, code).
+* ``live`` is not stored (it is not replayed either: its history is the minute records).
+
+Every write is idempotent: a replayed record upserts (the later value wins), so the
+uplink's at-least-once delivery and the head-end's replay requests never duplicate a row.
+Times are timezone-aware datetimes; the backends keep and return them in UTC (a load
+profile period's local day is the completeness check's business, not storage's).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from gateway.errors import GatewayError
+
+#: The stream name of the events writer: :meth:`Repository.latest` and
+#: :meth:`Repository.times` answer it from the events table.
+EVENTS = "events"
+#: The schema this code writes; ``open`` refuses a database with a newer one.
+SCHEMA_VERSION = 1
+
+
+class StorageError(GatewayError):
+    """The database could not be reached or refused an operation. The message says which
+    database (a DSN with its password masked) and why; the cause is chained."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One numeric field of one record of a writer (``minute``, ``registers``, ``lp1``, ``lp2``)."""
+
+    publisher: str
+    meter: str
+    stream: str
+    field: str
+    time: datetime
+    #: None: the record had no value for the field (the meter gave none).
+    value: float | None
+    #: The DataSetMessage Status (OPC UA StatusCode, UInt32; 0 Good).
+    status: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One record of the ``events`` writer."""
+
+    publisher: str
+    meter: str
+    time: datetime
+    code: int
+    severity: int
+    message: str
+    meter_status: int
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one :meth:`Repository.store` writes in one transaction."""
+
+    samples: Sequence[Sample] = ()
+    events: Sequence[Event] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SiteState:
+    """A site (one gateway, one PublisherId) as the status messages describe it."""
+
+    publisher: str
+    #: ``online``/``offline`` (or what the ingest chooses to call it).
+    state: str
+    last_seen: datetime | None
+    #: Records the box reports it still has to send.
+    backlog: int
+    info: dict[str, str] = field(default_factory=dict)
+
+
+class Repository(Protocol):
+    """The storage interface the head-end's ingest, acknowledgements, completeness check,
+    REST interface and export use. Both backends implement it; the contract tests hold
+    them to the same behaviour."""
+
+    async def open(self) -> None:
+        """Connect and create the schema if it is missing (idempotent; several instances
+        may open one database at once). Raises :class:`StorageError`."""
+
+    async def close(self) -> None:
+        """Release the connections; the repository cannot be used afterwards."""
+
+    async def store(self, batch: Batch) -> int:
+        """Write ``batch`` in ONE transaction (all of it or nothing) and return the rows
+        inserted or changed: a replayed identical row counts 0, a changed value replaces
+        the stored one and counts 1. Raises ValueError for a naive time or a non-finite
+        value (before anything is written), :class:`StorageError` for the database."""
+
+    async def samples(
+        self,
+        publisher: str,
+        meter: str,
+        stream: str,
+        start: datetime,
+        end: datetime,
+        fields: Sequence[str] | None = None,
+    ) -> list[Sample]:
+        """The samples with ``start <= time < end`` (of ``fields`` only, if given),
+        ordered by time, then field."""
+
+    async def events(self, publisher: str, meter: str, start: datetime, end: datetime) -> list[Event]:
+        """The events with ``start <= time < end``, ordered by time, then code."""
+
+    async def times(
+        self, publisher: str, meter: str, stream: str, start: datetime, end: datetime
+    ) -> list[datetime]:
+        """The distinct record times of a stream (``events`` included) in ``[start, end)``,
+        ascending: what the completeness check compares with the expected periods."""
+
+    async def contiguous_through(
+        self, publisher: str, meter: str, stream: str, since: datetime, step: timedelta
+    ) -> datetime | None:
+        """The last time T >= ``since`` such that every time ``since + k * step`` up to T
+        is stored; None when ``since`` itself is not. For the acknowledgements of the
+        regular streams (``lp1``/``lp2``: 15-minute periods, ``minute``); times off that
+        grid are ignored. Irregular streams (``events``, ``registers``) use :meth:`latest`."""
+
+    async def latest(self, publisher: str, meter: str, stream: str) -> datetime | None:
+        """The newest record time of a stream (``events`` included), None when empty."""
+
+    async def save_site(self, site: SiteState) -> None:
+        """Insert or replace a site's state."""
+
+    async def sites(self) -> list[SiteState]:
+        """Every site's state, ordered by publisher."""
+
+    async def publishers_and_meters(self) -> list[tuple[str, str]]:
+        """Every (publisher, meter) that has stored anything, ordered."""
+
+
+def to_micros(t: datetime) -> int:
+    """Microseconds since 1970-01-01 UTC of an aware datetime, exactly (no float on the way)."""
+    if t.tzinfo is None or t.utcoffset() is None:
+        raise ValueError(f"naive datetime {t.isoformat()}: storage needs an aware time (UTC)")
+    delta = t - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(us: int) -> datetime:
+    """The UTC datetime of :func:`to_micros`."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def step_micros(step: timedelta) -> int:
+    """The grid step of :meth:`Repository.contiguous_through` in microseconds (it must be a
+    positive whole number of them: the backends do integer arithmetic on it)."""
+    us = step // timedelta(microseconds=1)
+    if us <= 0 or timedelta(microseconds=us) != step:
+        raise ValueError(f"step {step}: not a positive whole number of microseconds")
+    return us
+
+
+def prepared(batch: Batch) -> tuple[list[Sample], list[Event]]:
+    """``batch`` checked and ready for one upsert statement per table.
+
+    * Times must be aware (a naive time would be read as the server's local time by one
+      backend and as UTC by another), values finite or None: SQLite stores NaN as NULL, so
+      a NaN could not round-trip the same on both backends (and no meter measures one).
+    * A key given twice keeps its last row: the later value wins, as it does across
+      batches, and PostgreSQL refuses ``ON CONFLICT DO UPDATE`` touching one row twice.
+    * Rows are sorted by key, so two instances writing overlapping batches take their row
+      locks in the same order and cannot deadlock each other.
+    """
+    texts: set[str] = set()
+    samples: dict[tuple[str, str, str, datetime, str], Sample] = {}
+    for s in batch.samples:
+        to_micros(s.time)
+        if s.value is not None and not math.isfinite(s.value):
+            raise ValueError(f"{s.publisher}/{s.meter}/{s.stream}/{s.field} at {s.time}: value {s.value}")
+        samples[(s.publisher, s.meter, s.stream, s.time.astimezone(UTC), s.field)] = s
+        texts.update((s.publisher, s.meter, s.stream, s.field))
+    events: dict[tuple[str, str, datetime, int], Event] = {}
+    for e in batch.events:
+        to_micros(e.time)
+        events[(e.publisher, e.meter, e.time.astimezone(UTC), e.code)] = e
+        texts.update((e.publisher, e.meter, e.message))
+    # Names repeat across a batch: each distinct one is checked once.
+    for text in texts:
+        _check_text(text)
+    return [samples[k] for k in sorted(samples)], [events[k] for k in sorted(events)]
+
+
+def _check_text(text: str) -> None:
+    """PostgreSQL's text holds no NUL and only valid UTF-8 (no lone surrogates, which a JSON
+    ``\\ud800`` escape can produce); SQLite would take both. Refused on both backends alike."""
+    if not isinstance(text, str):
+        return  # the database's NOT NULL (or type) check answers, inside the transaction
+    if "\x00" in text:
+        raise ValueError(f"text with a NUL character: {text!r}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"text that is not valid Unicode: {text!r}") from None
+
+
+def meters_of(samples: Sequence[Sample], events: Sequence[Event]) -> list[tuple[str, str]]:
+    """The (publisher, meter) pairs of a batch, sorted (the lock order, as in :func:`prepared`)."""
+    return sorted({(s.publisher, s.meter) for s in samples} | {(e.publisher, e.meter) for e in events})
