@@ -21,7 +21,7 @@ simulate: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check gateway headend tests bench tools
 	$(BIN)/ruff format --check gateway headend tests bench tools
-	$(BIN)/mypy --strict gateway
+	$(BIN)/mypy --strict gateway headend
 
 # The test files shared out to pytest-xdist workers, one per core, each file whole in one
 # worker (most integration tests wait on real time, not the CPU); then, alone, the files

@@ -1,0 +1,102 @@
+"""``smx-headend``: the fleet head-end (issue 17).
+
+smx-headend check-config headend.toml
+smx-headend run --config headend.toml [--name headend-1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from gateway.clock import SystemClock
+from gateway.errors import GatewayError
+from headend.config import HeadendConfig, load_config
+from headend.service import Headend
+from headend.storage import Repository, StorageError
+
+log = logging.getLogger("headend")
+
+
+def repository(config: HeadendConfig) -> Repository:
+    """The configured storage backend."""
+    storage = config.storage
+    if storage.backend == "postgresql":
+        from headend.storage.postgres import PostgresRepository  # asyncpg only when configured
+
+        password = ""
+        if storage.password_file:
+            try:
+                password = Path(storage.password_file).read_text().strip()
+            except OSError as err:
+                raise StorageError(f"cannot read {storage.password_file}: {err.strerror or err}") from err
+        return PostgresRepository(_with_password(storage.dsn, password))
+    from headend.storage.sqlite import SqliteRepository
+
+    Path(storage.path).parent.mkdir(parents=True, exist_ok=True)
+    return SqliteRepository(Path(storage.path))
+
+
+def _with_password(dsn: str, password: str) -> str:
+    """The DSN with the password from its file (never written in the configuration)."""
+    if not password:
+        return dsn
+    parts = urlsplit(dsn)
+    user = quote(parts.username or "", safe="")
+    netloc = f"{user}:{quote(password, safe='')}@{parts.hostname or ''}" + (
+        f":{parts.port}" if parts.port else ""
+    )
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def _run(config: HeadendConfig, name: str) -> None:
+    repo = repository(config)
+    await repo.open()
+    headend = Headend(config, repo, SystemClock(), name=name)
+    task = asyncio.create_task(headend.run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    print(f"SMX head-end {name} ingesting from {config.broker.url} into {config.storage.backend}", flush=True)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        with contextlib.suppress(Exception):
+            await headend.flush(None)  # what was received is stored; its ack comes again from the box
+        await repo.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="smx-headend", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("config", type=Path)
+    run = sub.add_parser("run", help="ingest the fleet")
+    run.add_argument("--config", type=Path, required=True)
+    run.add_argument(
+        "--name", default="", help="this instance's MQTT client id (default: smx-headend-<host>)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if args.command == "check-config":
+            print(f"{args.config}: OK, storage {config.storage.backend}, {len(config.sites)} site(s) listed")
+            return 0
+        asyncio.run(_run(config, args.name or f"smx-headend-{socket.gethostname()}"))
+        return 0
+    except GatewayError as err:
+        print(f"smx-headend: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

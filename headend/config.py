@@ -1,0 +1,232 @@
+"""The head-end's configuration: typed, frozen, from TOML, validated once (issue 17).
+
+Read with the gateway's own table reader (:class:`gateway.config.Section`): every mistake
+names the file, the key and what was expected; unknown keys are errors. ::
+
+    profile = "production"        # "demo": plain mqtt:// and an anonymous broker allowed
+    [broker]
+    url = "mqtts://broker.example.net:8883"
+    ca = "certs/fleet-ca.pem"
+    certificate = "certs/headend.crt"
+    key = "certs/headend.key"
+    group = "smx-headend"         # the shared-subscription group: instances split the data
+    prefix = "opcua"
+    [storage]
+    backend = "postgresql"        # or "sqlite" (one machine)
+    dsn = "postgresql://smx@db.example.net/smx"
+    password_file = "/etc/smx-headend/db-password"
+    [[sites]]
+    publisher = "smx-17"
+    timezone = "Europe/Vienna"    # completeness counts 92/96/100 periods on DST days there
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.config import Section
+from gateway.errors import ConfigError
+from gateway.localtime import meter_zone
+from gateway.pubsub.topics import check_level, check_prefix
+
+PROFILES = ("production", "demo")
+BACKENDS = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    url: str = "mqtt://127.0.0.1:1883"
+    ca: str = ""
+    certificate: str = ""
+    key: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)
+    #: MQTT 5 shared subscription group (``$share/<group>/...``): instances of one group
+    #: split the fleet's data messages between them.
+    group: str = "smx-headend"
+    prefix: str = "opcua"
+    keepalive_s: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    backend: str = "sqlite"
+    #: SQLite: the database file.
+    path: str = "var/headend.sqlite"
+    #: PostgreSQL: a libpq URL without the password; the password from ``password_file``.
+    dsn: str = ""
+    password_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    """What the head-end knows of a site beyond its messages."""
+
+    publisher: str
+    name: str = ""
+    #: The site's local time zone: its days and their 92/96/100 periods.
+    timezone: str = "Europe/Vienna"
+
+
+#: A site's time zone when its table does not say.
+DEFAULT_ZONE = "Europe/Vienna"
+
+
+@dataclass(frozen=True, slots=True)
+class HeadendConfig:
+    profile: str = "production"
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    sites: tuple[SiteConfig, ...] = ()
+    log_level: str = "INFO"
+    source: str = "<defaults>"
+
+    @property
+    def demo(self) -> bool:
+        return self.profile == "demo"
+
+    def site(self, publisher: str) -> SiteConfig:
+        """The site's configuration, or the defaults for a site nobody listed."""
+        return next((s for s in self.sites if s.publisher == publisher), SiteConfig(publisher))
+
+
+def _one_of(options: tuple[str, ...]) -> Any:
+    return lambda v: None if v in options else f"one of {', '.join(options)}"
+
+
+def _level(what: str) -> Any:
+    def check(value: str) -> str | None:
+        try:
+            check_level(value, what)
+        except ValueError:
+            return "one MQTT topic level: text without / + # or NUL"
+        return None
+
+    return check
+
+
+def _prefix(value: str) -> str | None:
+    try:
+        check_prefix(value)
+    except ValueError:
+        return "MQTT topic levels like opcua"
+    return None
+
+
+def _zone(value: str) -> str | None:
+    try:
+        zone = meter_zone(value)
+    except ValueError:
+        zone = None
+    return None if zone is not None else "an IANA time zone like Europe/Vienna"
+
+
+def _broker(sec: Section | None, demo: bool) -> BrokerConfig:
+    d = BrokerConfig()
+    if sec is None:
+        if not demo:
+            raise ConfigError(
+                "[broker] is needed outside the demo profile (an mqtts:// URL, its CA and our certificate)"
+            )
+        return d
+
+    def url_check(value: str) -> str | None:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            return "a URL like mqtts://broker.example.net:8883"
+        return None
+
+    cfg = BrokerConfig(
+        url=sec.get("url", str, d.url, url_check),
+        ca=sec.get("ca", str, d.ca),
+        certificate=sec.get("certificate", str, d.certificate),
+        key=sec.get("key", str, d.key),
+        username=sec.get("username", str, d.username),
+        password=sec.get("password", str, d.password),
+        group=sec.get("group", str, d.group, _level("group")),
+        prefix=sec.get("prefix", str, d.prefix, _prefix),
+        keepalive_s=sec.get(
+            "keepalive_s", int, d.keepalive_s, lambda v: None if 1 <= v <= 65535 else "1..65535"
+        ),
+    )
+    if cfg.url.startswith("mqtt:") and not demo:
+        raise sec.fail("url", "an mqtts:// URL (plain MQTT only in the demo profile)", cfg.url)
+    if cfg.url.startswith("mqtts:") and not cfg.ca:
+        raise sec.fail("ca", "the CA file (PEM) that signed the broker's certificate", None)
+    if bool(cfg.certificate) != bool(cfg.key):
+        raise sec.fail(
+            "key" if cfg.certificate else "certificate", "both certificate and key, or neither", None
+        )
+    if not demo and not (cfg.certificate or cfg.username):
+        raise sec.fail("certificate", "a client certificate (or a user name) outside the demo profile", None)
+    sec.done()
+    return cfg
+
+
+def _storage(sec: Section | None) -> StorageConfig:
+    d = StorageConfig()
+    if sec is None:
+        return d
+    cfg = StorageConfig(
+        backend=sec.get("backend", str, d.backend, _one_of(BACKENDS)),
+        path=sec.get("path", str, d.path),
+        dsn=sec.get("dsn", str, d.dsn),
+        password_file=sec.get("password_file", str, d.password_file),
+    )
+    if cfg.backend == "postgresql":
+        if not cfg.dsn.startswith(("postgresql://", "postgres://")):
+            raise sec.fail("dsn", "a URL like postgresql://smx@db.example.net/smx", cfg.dsn)
+        if urlsplit(cfg.dsn).password:
+            raise sec.fail(
+                "dsn", "a URL without the password (put it into password_file)", "<a URL with a password>"
+            )
+    elif not cfg.path:
+        raise sec.fail("path", "the SQLite database file", cfg.path)
+    sec.done()
+    return cfg
+
+
+def parse_config(data: dict[str, Any], source: str) -> HeadendConfig:
+    top = Section(source, "", data)
+    profile = top.get("profile", str, "production", _one_of(PROFILES))
+    log_level = top.get("log_level", str, "INFO", _one_of(("DEBUG", "INFO", "WARNING", "ERROR")))
+    broker = _broker(top.table("broker"), profile == "demo")
+    storage = _storage(top.table("storage"))
+    sites = []
+    for n, raw in enumerate(top.get("sites", list, [])):
+        sec = Section(source, f"sites[{n}]", raw)
+        publisher = sec.get("publisher", str, "", _level("publisher"))
+        if not publisher:
+            raise sec.fail("publisher", "the site's PublisherId", None)
+        sites.append(
+            SiteConfig(
+                publisher=publisher,
+                name=sec.get("name", str, ""),
+                timezone=sec.get("timezone", str, DEFAULT_ZONE, _zone),
+            )
+        )
+        sec.done()
+    seen = [s.publisher for s in sites]
+    for n, p in enumerate(seen):
+        if p in seen[:n]:
+            raise ConfigError(
+                f"{source}: sites[{n}].publisher: expected a unique PublisherId, got duplicate {p!r}"
+            )
+    top.done()
+    return HeadendConfig(profile, broker, storage, tuple(sites), log_level, source)
+
+
+def load_config(path: Path) -> HeadendConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from err
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    return parse_config(data, str(path))

@@ -1,0 +1,190 @@
+"""The head-end instance: the fleet's messages from the broker into storage, acknowledged.
+
+One task owns the broker connection (as the gateway's uplink does). It subscribes to
+
+* ``$share/<group>/<prefix>/json/data/#`` — the data, **shared** (MQTT 5 §4.8.2): the
+  instances of one group split the fleet's messages, none sees them all, none is special;
+* ``<prefix>/json/metadata/#`` and ``<prefix>/json/status/#`` — not shared: every instance
+  needs every writer's metadata (retained) to read the data it gets, and the boxes' states.
+
+Every message goes through :class:`~headend.ingest.Ingest`. What it accepts is collected
+into a batch, stored in one transaction (:class:`~headend.storage.Repository`), and only
+then acknowledged: per (publisher, writer) a ``Through`` on the publisher's ack topic, the
+newest record time of what was committed. The gateway's uplink in consumer mode sends one
+message per writer at a time and waits for that acknowledgement, so no later record of the
+writer can be in flight at another instance: what this instance committed is everything
+through that time. Refusals are counted per publisher and cause and logged at most once a
+minute per cause; nothing stops ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import aiomqtt
+
+from gateway.clock import Clock
+from gateway.pubsub import codec
+from gateway.uplink.link import Backoff, BrokerUrl, tls_context
+from headend.config import HeadendConfig
+from headend.ingest import Accepted, Ingest, Refused, StatusSeen
+from headend.storage import Batch, Event, Repository, Sample, SiteState
+
+log = logging.getLogger(__name__)
+
+#: A batch is stored when it holds this many rows or is this old (seconds).
+BATCH_ROWS = 5_000
+BATCH_AGE_S = 0.25
+#: Refusals of one cause are logged at most this often (seconds).
+LOG_EVERY_S = 60.0
+
+
+@dataclass(slots=True)
+class Counters:
+    """What one instance did since start (the bench and the tests read it)."""
+
+    messages: int = 0
+    accepted: int = 0
+    rows: int = 0
+    batches: int = 0
+    acks: int = 0
+    refused: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class _Pending:
+    samples: list[Sample] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    #: (publisher, writer id) -> newest record time in the batch.
+    through: dict[tuple[str, int], datetime] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return len(self.samples) + len(self.events)
+
+
+class Headend:
+    """One head-end instance."""
+
+    def __init__(
+        self, config: HeadendConfig, repository: Repository, clock: Clock, *, name: str = ""
+    ) -> None:
+        self.config = config
+        self.repository = repository
+        self.clock = clock
+        self.name = name or "smx-headend"
+        self.url = BrokerUrl.parse(config.broker.url)
+        self.ingest = Ingest(config.broker.prefix)
+        self.counters = Counters()
+        self.connected = asyncio.Event()
+        self._pending = _Pending()
+        self._logged: dict[str, float] = {}
+        self._backoff = Backoff(2.0, 60.0)
+
+    async def run(self) -> None:
+        """Connect, ingest, reconnect; only cancellation ends it."""
+        while True:
+            try:
+                await self._session()
+            except* (aiomqtt.MqttError, OSError) as group:
+                log.warning(
+                    "head-end %s: broker %s: %s; reconnecting", self.name, self.url, group.exceptions[0]
+                )
+            finally:
+                self.connected.clear()
+            await self.clock.sleep(self._backoff.next_delay())
+
+    def _tls(self) -> ssl.SSLContext | None:
+        b = self.config.broker
+        if not self.url.tls:
+            return None
+        return tls_context(b.ca, Path(b.certificate), Path(b.key))
+
+    async def _session(self) -> None:
+        b = self.config.broker
+        tls = await asyncio.to_thread(self._tls)
+        client = aiomqtt.Client(
+            self.url.host,
+            self.url.port,
+            identifier=self.name,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            keepalive=b.keepalive_s,
+            tls_context=tls,
+            username=b.username or None,
+            password=b.password or None,
+            max_queued_incoming_messages=10_000,
+            timeout=float(b.keepalive_s),
+        )
+        async with client:
+            prefix = b.prefix
+            await client.subscribe(f"{prefix}/json/metadata/#", qos=1)
+            await client.subscribe(f"{prefix}/json/status/#", qos=1)
+            await client.subscribe(f"$share/{b.group}/{prefix}/json/data/#", qos=1)
+            self._backoff.reset()
+            self.connected.set()
+            log.info("head-end %s: ingesting from %s (group %s)", self.name, self.url, b.group)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._flusher(client))
+                async for message in client.messages:
+                    await self._take(message)
+
+    async def _take(self, message: aiomqtt.Message) -> None:
+        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        content_type = getattr(message.properties, "ContentType", None) if message.properties else None
+        self.counters.messages += 1
+        now = self.clock.now()
+        for outcome in self.ingest.feed(str(message.topic), payload, content_type, now):
+            if isinstance(outcome, Accepted):
+                self.counters.accepted += 1
+                self._pending.samples += outcome.samples
+                self._pending.events += outcome.events
+                key = (outcome.publisher, outcome.writer_id)
+                last = self._pending.through.get(key)
+                if last is None or outcome.time > last:
+                    self._pending.through[key] = outcome.time
+            elif isinstance(outcome, Refused):
+                self._refused(outcome)
+            elif isinstance(outcome, StatusSeen):
+                state = (
+                    "online" if outcome.state is codec.PubSubState.OPERATIONAL else outcome.state.name.lower()
+                )
+                await self.repository.save_site(SiteState(outcome.publisher, state, now, 0))
+
+    def _refused(self, refused: Refused) -> None:
+        self.counters.refused[(refused.publisher, str(refused.cause))] += 1
+        now = self.clock.monotonic()
+        cause = str(refused.cause)
+        if now - self._logged.get(cause, -LOG_EVERY_S) >= LOG_EVERY_S:
+            self._logged[cause] = now
+            total = sum(n for (_p, c), n in self.counters.refused.items() if c == cause)
+            log.warning("head-end %s: refused (%s, %d so far): %s: %s", self.name, cause, total,
+                        refused.publisher, refused.detail)  # fmt: skip
+
+    async def _flusher(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self.clock.sleep(BATCH_AGE_S)
+            await self.flush(client)
+
+    async def flush(self, client: aiomqtt.Client | None) -> None:
+        """Store what is pending in one transaction, then acknowledge it."""
+        pending, self._pending = self._pending, _Pending()
+        if not pending.rows and not pending.through:
+            return
+        stored = await self.repository.store(Batch(pending.samples, pending.events))
+        self.counters.rows += stored
+        self.counters.batches += 1
+        if client is None:
+            return
+        prefix = self.config.broker.prefix
+        for (publisher, writer_id), through in pending.through.items():
+            ack = codec.encode(codec.Ack(writer_id, through))
+            with contextlib.suppress(aiomqtt.MqttError):  # a lost ack: the box sends again, we upsert
+                await client.publish(f"{prefix}/json/ack/{publisher}", ack, qos=1)
+                self.counters.acks += 1

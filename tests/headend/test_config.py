@@ -1,0 +1,70 @@
+"""The head-end's configuration: secure by default, every mistake named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.errors import ConfigError
+from headend.config import load_config, parse_config
+
+SECURE = {
+    "broker": {
+        "url": "mqtts://broker.example.net:8883",
+        "ca": "ca.pem",
+        "certificate": "h.crt",
+        "key": "h.key",
+    },
+    "storage": {"backend": "postgresql", "dsn": "postgresql://smx@db.example.net/smx", "password_file": "pw"},
+    "sites": [{"publisher": "smx-17", "timezone": "Europe/Vienna", "name": "Vienna 17"}],
+}
+
+
+def test_a_production_configuration() -> None:
+    config = parse_config(SECURE, "headend.toml")
+    assert config.broker.group == "smx-headend"
+    assert config.storage.backend == "postgresql"
+    assert config.site("smx-17").name == "Vienna 17"
+    assert config.site("smx-99").timezone == "Europe/Vienna"  # unlisted sites get the defaults
+    assert "secret" not in repr(
+        parse_config({**SECURE, "broker": {**SECURE["broker"], "password": "secret"}}, "x")
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"broker": {"url": "mqtt://broker:1883"}}, "plain MQTT only in the demo profile"),
+        ({"broker": {"url": "mqtts://broker:8883"}}, "broker.ca"),
+        ({"broker": {"url": "mqtts://b:8883", "ca": "c"}}, "client certificate"),
+        ({"broker": {"url": "https://b"}}, "broker.url"),
+        ({"broker": {**SECURE["broker"], "group": "a/b"}}, "broker.group"),
+        ({"storage": {"backend": "postgresql", "dsn": "postgresql://smx:pw@db/smx"}}, "without the password"),
+        ({"storage": {"backend": "oracle"}}, "storage.backend"),
+        (
+            {"sites": [{"publisher": "smx-17", "timezone": "Mars/Olympus"}]},
+            "sites.0..timezone|sites\\[0\\].timezone",
+        ),
+        ({"sites": [{"publisher": "a"}, {"publisher": "a"}]}, "unique"),
+        ({"color": "red"}, "color"),
+    ],
+)
+def test_mistakes_are_named(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({**SECURE, **change}, "headend.toml")
+
+
+def test_without_a_broker_only_the_demo_runs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[broker\] is needed"):
+        parse_config({}, "x")
+    demo = parse_config({"profile": "demo"}, "x")
+    assert demo.broker.url == "mqtt://127.0.0.1:1883"
+    assert demo.storage.backend == "sqlite"
+    path = tmp_path / "headend.toml"
+    path.write_text('profile = "demo"\n[storage]\npath = "x.sqlite"\n')
+    assert load_config(path).storage.path == "x.sqlite"
+    path.write_text("profile = [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
