@@ -195,3 +195,19 @@ def test_the_test_module_rule_catches_an_import_from_one(tmp_path: Path) -> None
         "tests.unit.test_b imports tests.unit.test_a",
         "tests.unit.test_b imports tests.unit.test_a.frames",
     ]
+
+
+def test_the_head_end_and_the_gateway_share_only_the_vocabulary_and_the_codec(tmp_path: Path) -> None:
+    """The head-end reuses the gateway's vocabulary (config reader, errors, clock, time), the
+    PubSub codec and the uplink's writer table; never a room of the running gateway. The
+    gateway never imports the head-end."""
+    graph = {**import_graph(ROOT), **import_graph(ROOT, "headend")}
+    rooms = ("gateway.app", "gateway.opcua", "gateway.web", "gateway.meter.poller", "gateway.uplink.service",
+             "gateway.archive", "gateway.provision", "gateway.simulator", "asyncua")  # fmt: skip
+    assert forbidden(graph, "headend", rooms) == []
+    assert forbidden(graph, "gateway", ("headend",)) == []
+    # The rule can fail: a head-end module importing an OPC UA room is caught.
+    (tmp_path / "headend").mkdir()
+    (tmp_path / "headend" / "__init__.py").write_text("")
+    (tmp_path / "headend" / "x.py").write_text("from gateway.opcua.ids import SMX_NAMESPACE\n")
+    assert forbidden(import_graph(tmp_path, "headend"), "headend", rooms)
