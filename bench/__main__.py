@@ -18,14 +18,19 @@ transport, protocol cores, session, poller) and reports what the line carried:
    latency and the server's CPU for one subscription, and the cost of a password check;
 7. startup (``bench/startup.py``): from ``smx-gateway run`` to the first Good value over
    OPC UA, first start (certificate created) and later ones, and the RSS then;
-8. fuzz (``bench/fuzz.py``): every protocol core in both roles fed mutated real and own
+8. uplink (``bench/uplink.py``): the MQTT uplink's bytes and messages per writer at live
+   intervals of 1, 15 and 60 s and the default, the bytes per meter and month (payload and
+   an estimate on the wire), the gateway's CPU with the uplink off and on, and the replay of
+   a 24-hour outage at the default limits (plain and gzip) (``--uplink-minutes``);
+9. fuzz (``bench/fuzz.py``): every protocol core in both roles fed mutated real and own
    frames for ``--seconds`` per core (``python -m bench.fuzz --inputs 1000000`` for the
    long run): inputs/s and exceptions escaped (must be 0).
 
 Results are printed as tables and written to bench/results/latest.json
 (``python -m bench history`` runs only part 4 and writes bench/results/history.json).
 
-    python -m bench [all | history | web | security | startup | fuzz] [--seconds 10] [--hour-minutes 60]
+    python -m bench [all | history | web | security | startup | uplink | fuzz] [--seconds 10]
+                    [--hour-minutes 60] [--uplink-minutes 3]
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from bench.soak import measure_soak, print_soak
 from bench.startup import measure_startup, print_startup
 from bench.summary import print_summary, summary
 from bench.tables import table
+from bench.uplink import measure_uplink, print_uplink
 from bench.web import measure_web
 from gateway.app import Gateway, dlms_settings, link_factory
 from gateway.clock import Clock, LoopClock, ManualClock
@@ -318,6 +324,7 @@ PARTS: dict[
     "clients": (lambda args: measure_clients(args.seconds), print_clients),
     "load": (lambda args: measure_load(args.seconds, args.load_minutes), print_load),
     "soak": (lambda args: measure_soak(args.soak_days), print_soak),
+    "uplink": (lambda args: measure_uplink(args.uplink_minutes), print_uplink),
 }
 
 
@@ -370,5 +377,8 @@ if __name__ == "__main__":
     parser.add_argument("--load-minutes", type=float, default=10.0, help="minutes of the load part")
     parser.add_argument(
         "--soak-days", type=float, default=1.0, help="simulated days of the soak part (7: the week)"
+    )
+    parser.add_argument(
+        "--uplink-minutes", type=float, default=3.0, help="minutes of the uplink's steady-state window"
     )
     main(parser.parse_args())

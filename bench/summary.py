@@ -10,6 +10,7 @@ from typing import Any
 
 from bench.clients import RSS_GOAL_MIB
 from bench.tables import table
+from bench.uplink import BUDGET_BYTES, CPU_GOAL_PERCENT
 
 
 def _row(
@@ -144,6 +145,49 @@ def summary(r: dict[str, Any]) -> list[dict[str, str]]:
                 )
             )
             break
+    rows += _uplink(r)
+    return rows
+
+
+def _uplink(r: dict[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for x in r.get("uplink_cpu_goal", []):
+        rows.append(
+            _row(
+                "uplink CPU added, live 1 s (medians, 2 rounds)",
+                f"+{x['added % of a core']:.2f} % of a core",
+                f"off {x['CPU % off (median)']:.1f} %, on {x['CPU % on (median)']:.1f} %",
+                f"{x['on / off']:.2f}",
+                f"<= {CPU_GOAL_PERCENT} %",
+                x["verdict"],
+            )
+        )
+    for v in r.get("uplink_volume", []):
+        if v["default"]:
+            wire = v["wire MB/month (TLS, TCP/IP, ACKs)"]
+            rows.append(
+                _row(
+                    f"uplink bytes per meter and month, defaults (live {v['live s']} s)",
+                    f"{wire:.0f} MB on the wire",
+                    f"payload {v['payload MB/month']:.0f} MB",
+                    f"{v['of 1 GB']} of 1 GB",
+                    f"<= {BUDGET_BYTES / 1e9:.0f} GB (385 B/s)",
+                    _pass(wire * 1e6 <= BUDGET_BYTES),
+                )
+            )
+    replay = r.get("uplink_replay", [])
+    if len(replay) == 2:
+        plain, gzip = replay
+        rows.append(
+            _row(
+                "uplink replay of a 24-h outage, default limits",
+                f"{plain['drain s']:.0f} s, {plain['replay MB']:.1f} MB",
+                f"gzip {gzip['drain s']:.0f} s, {gzip['replay MB']:.1f} MB",
+                f"gzip {gzip['replay MB / plain']:.2f} x bytes",
+                f"live gap max {max(plain['live gap max s'], gzip['live gap max s']):.1f} s",
+                _pass(plain["complete"] == gzip["complete"] == "yes"),
+            )
+        )
     return rows
 
 
