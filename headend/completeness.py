@@ -1,0 +1,143 @@
+"""Completeness of a metering point's load profile per day, and which holes to ask for again.
+
+A billing day is the site's **local** day: from local midnight to the next, so it holds
+92, 96 or 100 quarter hours on the days the clocks change (in Europe/Vienna: the last
+Sundays of March and October). A load-profile period is stamped at its **end** (DESIGN §5,
+IEC 62056-21 P.01 / COSEM profile capture): the periods of a day end from 00:15 local to
+24:00 local.
+
+A period that is not stored is **missing** — unless the meter itself never recorded it: a
+meter that loses its supply records nothing while it is down and flags the first period
+after the outage with the power-down bit of its status word (IDIS/DSMR "AMR profile
+status" 0x80). A hole that ends at such a period is the meter's, **not recorded**, and is
+never asked for again; the head-end records it as such.
+
+Pure: stored times and status words in, a verdict out. The service asks the publisher for
+what is missing and older than a grace time, paced by :class:`ReplayPlanner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+#: The load profile's capture period the head-end expects (the market's quarter hour).
+PERIOD = timedelta(minutes=15)
+#: The status word's power-down bit (the period saw a supply interruption).
+POWER_DOWN = 0x80
+
+
+def day_bounds(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
+    """UTC start and end of the local ``day`` in ``zone``."""
+    start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+    return start, end
+
+
+def expected_periods(day: date, zone: tzinfo, period: timedelta = PERIOD) -> list[datetime]:
+    """The UTC end times of the periods of the local ``day`` (92, 96 or 100 quarter hours)."""
+    start, end = day_bounds(day, zone)
+    count = (end - start) // period
+    return [start + period * (n + 1) for n in range(count)]
+
+
+@dataclass(frozen=True, slots=True)
+class DayCompleteness:
+    """One metering point's load profile on one local day."""
+
+    day: date
+    expected: int
+    stored: int
+    #: Period ends neither stored nor explained, oldest first.
+    missing: tuple[datetime, ...] = ()
+    #: Period ends the meter did not record (a power-down hole), oldest first.
+    not_recorded: tuple[datetime, ...] = ()
+
+    @property
+    def percent(self) -> float:
+        """Share of the day's periods stored or explained by the meter."""
+        if not self.expected:
+            return 100.0
+        return 100.0 * (self.stored + len(self.not_recorded)) / self.expected
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+def completeness(
+    day: date,
+    zone: tzinfo,
+    stored: Mapping[datetime, int],
+    *,
+    later: Iterable[tuple[datetime, int]] = (),
+    period: timedelta = PERIOD,
+) -> DayCompleteness:
+    """The verdict for ``day``: ``stored`` maps the stored period ends (UTC) to their status
+    words; ``later`` are stored periods after the day (oldest first), which may explain a
+    hole at the day's end."""
+    expected = expected_periods(day, zone, period)
+    after = sorted(list(stored.items()) + list(later))
+    missing: list[datetime] = []
+    not_recorded: list[datetime] = []
+    hole: list[datetime] = []
+    for t in expected:
+        if t in stored:
+            if hole:
+                (not_recorded if stored[t] & POWER_DOWN else missing).extend(hole)
+                hole = []
+            continue
+        hole.append(t)
+    if hole:
+        # The hole runs to the day's end: what comes first after it decides.
+        nxt = next(((t, w) for t, w in after if t > hole[-1]), None)
+        (not_recorded if nxt is not None and nxt[1] & POWER_DOWN else missing).extend(hole)
+    count = sum(1 for t in expected if t in stored)
+    return DayCompleteness(day, len(expected), count, tuple(missing), tuple(not_recorded))
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Ask ``publisher`` for ``writer_id``'s records from ``start`` to ``end`` again."""
+
+    publisher: str
+    writer_id: int
+    start: datetime
+    end: datetime
+
+
+@dataclass(slots=True)
+class ReplayPlanner:
+    """Turns missing periods into replay requests, rate-limited per publisher and in all.
+
+    A hole is asked for once it is older than ``grace`` (the box may still be sending it),
+    at most once per ``per_publisher`` per publisher, and at most ``total_per_minute``
+    requests a minute in all, so a fleet-wide outage cannot turn into a storm of requests
+    against thousands of 3G links at once.
+    """
+
+    grace: timedelta = timedelta(hours=1)
+    per_publisher: timedelta = timedelta(minutes=10)
+    total_per_minute: int = 60
+    _last: dict[str, datetime] = field(default_factory=dict)
+    _minute: list[datetime] = field(default_factory=list)
+
+    def plan(self, now: datetime, holes: Iterable[tuple[str, int, tuple[datetime, ...]]]) -> list[Request]:
+        """Requests for ``(publisher, writer id, missing period ends)``, as far as the limits allow."""
+        self._minute = [t for t in self._minute if now - t < timedelta(minutes=1)]
+        out = []
+        for publisher, writer_id, missing in holes:
+            due = [t for t in missing if now - t >= self.grace]
+            if not due:
+                continue
+            last = self._last.get(publisher)
+            if last is not None and now - last < self.per_publisher:
+                continue
+            if len(self._minute) >= self.total_per_minute:
+                break
+            # The uplink's replay range is inclusive at both ends.
+            out.append(Request(publisher, writer_id, min(due), max(due)))
+            self._last[publisher] = now
+            self._minute.append(now)
+        return out
