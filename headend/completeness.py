@@ -107,37 +107,62 @@ class Request:
     end: datetime
 
 
+def runs(missing: Iterable[datetime], period: timedelta = PERIOD) -> list[tuple[datetime, ...]]:
+    """Missing period ends split into runs of consecutive periods, oldest first."""
+    out: list[list[datetime]] = []
+    for t in sorted(missing):
+        if out and t - out[-1][-1] == period:
+            out[-1].append(t)
+        else:
+            out.append([t])
+    return [tuple(r) for r in out]
+
+
 @dataclass(slots=True)
 class ReplayPlanner:
-    """Turns missing periods into replay requests, rate-limited per publisher and in all.
+    """Turns holes (runs of missing periods) into replay requests, paced.
 
     A hole is asked for once it is older than ``grace`` (the box may still be sending it),
     at most once per ``per_publisher`` per publisher, and at most ``total_per_minute``
     requests a minute in all, so a fleet-wide outage cannot turn into a storm of requests
-    against thousands of 3G links at once.
+    against thousands of 3G links at once. A hole asked for ``attempts`` times that is
+    still missing is given up (the box does not have it either: older than its archive, or
+    lost with it) and counted in :attr:`given_up`, so one hole cannot starve the others.
     """
 
     grace: timedelta = timedelta(hours=1)
     per_publisher: timedelta = timedelta(minutes=10)
     total_per_minute: int = 60
+    attempts: int = 3
     _last: dict[str, datetime] = field(default_factory=dict)
     _minute: list[datetime] = field(default_factory=list)
+    _asked: dict[tuple[str, int, datetime, datetime], int] = field(default_factory=dict)
+    given_up: set[tuple[str, int, datetime, datetime]] = field(default_factory=set)
 
     def plan(self, now: datetime, holes: Iterable[tuple[str, int, tuple[datetime, ...]]]) -> list[Request]:
-        """Requests for ``(publisher, writer id, missing period ends)``, as far as the limits allow."""
+        """Requests for ``(publisher, writer id, run of missing period ends)``, oldest run of
+        each publisher first, as far as the limits allow."""
         self._minute = [t for t in self._minute if now - t < timedelta(minutes=1)]
         out = []
         for publisher, writer_id, missing in holes:
             due = [t for t in missing if now - t >= self.grace]
             if not due:
                 continue
+            key = (publisher, writer_id, min(due), max(due))
+            if key in self.given_up:
+                continue
             last = self._last.get(publisher)
             if last is not None and now - last < self.per_publisher:
                 continue
             if len(self._minute) >= self.total_per_minute:
                 break
+            asked = self._asked.get(key, 0)
+            if asked >= self.attempts:
+                self.given_up.add(key)
+                continue
+            self._asked[key] = asked + 1
             # The uplink's replay range is inclusive at both ends.
-            out.append(Request(publisher, writer_id, min(due), max(due)))
+            out.append(Request(publisher, writer_id, key[2], key[3]))
             self._last[publisher] = now
             self._minute.append(now)
         return out

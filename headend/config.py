@@ -63,6 +63,19 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CompletenessConfig:
+    """How holes are found and asked for (``[completeness]``)."""
+
+    #: Seconds between two checks of every site's today and yesterday.
+    check_s: float = 60.0
+    #: A missing period is asked for once it is this old (the box may still be sending it).
+    grace_s: float = 3600.0
+    #: At most one replay request per publisher this often, and this many a minute in all.
+    per_publisher_s: float = 600.0
+    total_per_minute: int = 60
+
+
+@dataclass(frozen=True, slots=True)
 class SiteConfig:
     """What the head-end knows of a site beyond its messages."""
 
@@ -82,6 +95,7 @@ class HeadendConfig:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     sites: tuple[SiteConfig, ...] = ()
+    completeness: CompletenessConfig = field(default_factory=CompletenessConfig)
     log_level: str = "INFO"
     source: str = "<defaults>"
 
@@ -190,12 +204,33 @@ def _storage(sec: Section | None) -> StorageConfig:
     return cfg
 
 
+def _completeness(sec: Section | None) -> CompletenessConfig:
+    d = CompletenessConfig()
+    if sec is None:
+        return d
+
+    def positive(v: float) -> str | None:
+        return None if v > 0 else "a number > 0"
+
+    cfg = CompletenessConfig(
+        check_s=sec.get("check_s", float, d.check_s, positive),
+        grace_s=sec.get("grace_s", float, d.grace_s, lambda v: None if v >= 0 else "a number >= 0"),
+        per_publisher_s=sec.get("per_publisher_s", float, d.per_publisher_s, positive),
+        total_per_minute=sec.get(
+            "total_per_minute", int, d.total_per_minute, lambda v: None if v >= 1 else ">= 1"
+        ),
+    )
+    sec.done()
+    return cfg
+
+
 def parse_config(data: dict[str, Any], source: str) -> HeadendConfig:
     top = Section(source, "", data)
     profile = top.get("profile", str, "production", _one_of(PROFILES))
     log_level = top.get("log_level", str, "INFO", _one_of(("DEBUG", "INFO", "WARNING", "ERROR")))
     broker = _broker(top.table("broker"), profile == "demo")
     storage = _storage(top.table("storage"))
+    completeness = _completeness(top.table("completeness"))
     sites = []
     for n, raw in enumerate(top.get("sites", list, [])):
         sec = Section(source, f"sites[{n}]", raw)
@@ -217,7 +252,7 @@ def parse_config(data: dict[str, Any], source: str) -> HeadendConfig:
                 f"{source}: sites[{n}].publisher: expected a unique PublisherId, got duplicate {p!r}"
             )
     top.done()
-    return HeadendConfig(profile, broker, storage, tuple(sites), log_level, source)
+    return HeadendConfig(profile, broker, storage, tuple(sites), completeness, log_level, source)
 
 
 def load_config(path: Path) -> HeadendConfig:

@@ -218,6 +218,21 @@ class Ingest:
                 out += self._dataset(Topic("data", publisher, group, where.writer), d, now)
         return out
 
+    def meters(self) -> set[tuple[str, str]]:
+        """The (publisher, meter) pairs whose metadata was seen."""
+        return {(publisher, k.meter) for (publisher, _wid), k in self._known.items()}
+
+    def writer_id(self, publisher: str, meter: str, writer: str) -> int | None:
+        """The DataSetWriterId of a publisher's meter's writer, as its metadata said."""
+        return next(
+            (
+                wid
+                for (pub, wid), k in self._known.items()
+                if pub == publisher and k.meter == meter and k.writer == writer
+            ),
+            None,
+        )
+
     def metadata(self, publisher: str, writer_id: int) -> DataSetMetaData | None:
         known = self._known.get((publisher, writer_id))
         return known.metadata if known else None

@@ -25,14 +25,16 @@ import logging
 import ssl
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiomqtt
 
 from gateway.clock import Clock
 from gateway.pubsub import codec
 from gateway.uplink.link import Backoff, BrokerUrl, tls_context
+from headend.completeness import PERIOD, ReplayPlanner, Request, completeness, day_bounds, runs
 from headend.config import HeadendConfig
 from headend.ingest import Accepted, Ingest, Refused, StatusSeen
 from headend.storage import Batch, Event, Repository, Sample, SiteState
@@ -55,6 +57,7 @@ class Counters:
     rows: int = 0
     batches: int = 0
     acks: int = 0
+    requests: int = 0
     refused: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
@@ -87,6 +90,10 @@ class Headend:
         self._pending = _Pending()
         self._logged: dict[str, float] = {}
         self._backoff = Backoff(2.0, 60.0)
+        c = config.completeness
+        self._planner = ReplayPlanner(
+            timedelta(seconds=c.grace_s), timedelta(seconds=c.per_publisher_s), c.total_per_minute
+        )
 
     async def run(self) -> None:
         """Connect, ingest, reconnect; only cancellation ends it."""
@@ -132,6 +139,7 @@ class Headend:
             log.info("head-end %s: ingesting from %s (group %s)", self.name, self.url, b.group)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._flusher(client))
+                tasks.create_task(self._completeness_loop(client))
                 async for message in client.messages:
                     await self._take(message)
 
@@ -166,6 +174,42 @@ class Headend:
             total = sum(n for (_p, c), n in self.counters.refused.items() if c == cause)
             log.warning("head-end %s: refused (%s, %d so far): %s: %s", self.name, cause, total,
                         refused.publisher, refused.detail)  # fmt: skip
+
+    async def _completeness_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self.clock.sleep(self.config.completeness.check_s)
+            for request in await self.holes():
+                msg = codec.encode(codec.ReplayRequest(request.writer_id, request.start, request.end))
+                log.info("head-end %s: asking %s for writer %d from %s to %s", self.name, request.publisher,
+                         request.writer_id, request.start.isoformat(), request.end.isoformat())  # fmt: skip
+                await client.publish(
+                    f"{self.config.broker.prefix}/json/replay/{request.publisher}", msg, qos=1
+                )
+                self.counters.requests += 1
+
+    async def holes(self) -> list[Request]:
+        """Every site's load profile, today and yesterday in its own time zone: the replay
+        requests for what is missing, as far as the pacing allows."""
+        now = self.clock.now()
+        found: list[tuple[str, int, tuple[datetime, ...]]] = []
+        # The sites stored so far and those only announced (metadata seen, nothing stored yet).
+        sites = set(await self.repository.publishers_and_meters()) | self.ingest.meters()
+        for publisher, meter in sorted(sites):
+            writer_id = self.ingest.writer_id(publisher, meter, "lp1")
+            if writer_id is None:
+                continue  # its metadata not seen yet: nothing to ask by
+            zone = ZoneInfo(self.config.site(publisher).timezone)
+            today = now.astimezone(zone).date()
+            for day in (today - timedelta(days=1), today):
+                start, end = day_bounds(day, zone)
+                rows = await self.repository.samples(publisher, meter, "lp1", start, end + PERIOD * 8,
+                                                     ["MeterStatus"])  # fmt: skip
+                stored = {r.time: int(r.value or 0) for r in rows if r.time <= end}
+                later = [(r.time, int(r.value or 0)) for r in rows if r.time > end]
+                verdict = completeness(day, zone, stored, later=later)
+                for run in runs(t for t in verdict.missing if t <= now):
+                    found.append((publisher, writer_id, run))
+        return self._planner.plan(now, found)
 
     async def _flusher(self, client: aiomqtt.Client) -> None:
         while True:

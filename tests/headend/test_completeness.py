@@ -17,6 +17,7 @@ from headend.completeness import (
     completeness,
     day_bounds,
     expected_periods,
+    runs,
 )
 
 VIENNA = ZoneInfo("Europe/Vienna")
@@ -85,3 +86,22 @@ def test_replay_requests_wait_for_the_grace_time_and_are_paced() -> None:
     assert len(planner.plan(later, many)) == 3  # at most 3 a minute in all
     assert len(planner.plan(later + timedelta(seconds=30), many)) == 0
     assert len(planner.plan(later + timedelta(minutes=1), many)) == 3  # the next ones, not the same
+
+
+def test_holes_split_into_runs_and_a_hole_the_box_lacks_is_given_up() -> None:
+    t0 = datetime(2026, 7, 1, 0, 15, tzinfo=UTC)
+    missing = [t0, t0 + PERIOD, t0 + 4 * PERIOD, t0 + 5 * PERIOD, t0 + 9 * PERIOD]
+    assert runs(missing) == [(t0, t0 + PERIOD), (t0 + 4 * PERIOD, t0 + 5 * PERIOD), (t0 + 9 * PERIOD,)]
+    planner = ReplayPlanner(grace=timedelta(0), per_publisher=timedelta(seconds=1), attempts=2)
+    holes = [("smx-1", 104, r) for r in runs(missing)]
+    now = datetime(2026, 7, 2, tzinfo=UTC)
+    asked = []
+    for n in range(8):
+        asked += planner.plan(now + timedelta(seconds=2 * n), holes)
+    # The oldest run twice, then given up; then the next, and so on: none starves another.
+    assert [(r.start, r.end) for r in asked] == [
+        (t0, t0 + PERIOD), (t0, t0 + PERIOD),
+        (t0 + 4 * PERIOD, t0 + 5 * PERIOD), (t0 + 4 * PERIOD, t0 + 5 * PERIOD),
+        (t0 + 9 * PERIOD, t0 + 9 * PERIOD), (t0 + 9 * PERIOD, t0 + 9 * PERIOD),
+    ]  # fmt: skip
+    assert len(planner.given_up) == 3

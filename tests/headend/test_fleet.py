@@ -14,7 +14,7 @@ import pytest
 
 from gateway.clock import ScaledClock, SystemClock
 from gateway.uplink.writers import BY_NAME, writer_fields
-from headend.config import BrokerConfig, HeadendConfig, StorageConfig
+from headend.config import BrokerConfig, CompletenessConfig, HeadendConfig, StorageConfig
 from headend.service import Headend
 from headend.storage.sqlite import SqliteRepository
 from tests.support.broker import Broker, mosquitto, require_mosquitto
@@ -30,11 +30,14 @@ def _mosquitto_installed() -> None:
 
 
 @contextlib.asynccontextmanager
-async def instance(broker: Broker, db: Path, name: str) -> AsyncIterator[Headend]:
+async def instance(
+    broker: Broker, db: Path, name: str, completeness: CompletenessConfig | None = None
+) -> AsyncIterator[Headend]:
     config = HeadendConfig(
         profile="demo",
         broker=BrokerConfig(url=broker.url, group="g"),
         storage=StorageConfig(backend="sqlite", path=str(db)),
+        completeness=completeness or CompletenessConfig(),
     )
     repo = SqliteRepository(db)
     await repo.open()
@@ -80,23 +83,28 @@ async def test_two_instances_store_a_gateway_once_and_acknowledge_it(tmp_path: P
                 status = next(w for w in uplink.status().writers if w.writer == writer)
                 return last is not None and status.last_acknowledged == last
 
-            # Until the fleet has acknowledged the whole day of load profile and a few
-            # minute records (every acknowledgement follows a commit).
+            # Until the meter's day of load profile is read out and archived, and the fleet
+            # has acknowledged it and a few minute records (every acknowledgement follows a
+            # commit); what the archive holds then is what the fleet must have.
             async with asyncio.timeout(120):
-                while not (acknowledged("lp1") and (reader.last_time("minute") is not None)
+                while not (poller.readouts_pending == 0 and running.gateway.recorders["meter1"].idle.is_set()
+                           and acknowledged("lp1") and reader.last_time("minute") is not None
                            and acknowledged("minute")):  # fmt: skip
                     await poller.wait_snapshot()
+            start, end = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+            columns = [f.column for f in writer_fields(config.meters[0], BY_NAME["lp1"]) if f.column]
+            archived = [t for t, _s, _v in reader.read_columns("lp1", columns, start, end)]
 
         repo = SqliteRepository(db)
         await repo.open()
         try:
-            start, end = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
-            columns = [f.column for f in writer_fields(config.meters[0], BY_NAME["lp1"]) if f.column]
-            archived = [t for t, _s, _v in reader.read_columns("lp1", columns, start, end)]
+            # Every period archived when the fleet acknowledged it, each once (the unique key);
+            # what the stopping gateway archived after that may have reached it too.
             stored = await repo.times(PUBLISHER, "meter1", "lp1", start, end)
-            assert stored == archived  # every period, each once (the unique key holds)
+            assert stored[: len(archived)] == archived
+            assert len(archived) >= 90
             rows = await repo.samples(PUBLISHER, "meter1", "lp1", start, end, ["APlusPerPeriod"])
-            assert len(rows) == len(archived)
+            assert [r.time for r in rows[: len(archived)]] == archived  # one row per period and field
             minutes = await repo.times(PUBLISHER, "meter1", "minute", start, end)
             assert minutes
         finally:
@@ -105,3 +113,50 @@ async def test_two_instances_store_a_gateway_once_and_acknowledge_it(tmp_path: P
         split = (first.counters.accepted, second.counters.accepted)
         assert all(n > 0 for n in split), split
         print(f"records accepted per instance: {split}; acks {first.counters.acks} + {second.counters.acks}")
+
+
+@pytest.mark.slow
+async def test_what_the_head_end_missed_is_found_and_asked_for_again(tmp_path: Path) -> None:
+    """The box published its day of load profile while no head-end listened (broker mode: the
+    broker took it, the box's cursor moved on). The head-end finds the holes from the
+    metadata it gets (retained) and asks for them; the box replays them from its archive."""
+    db = tmp_path / "fleet.sqlite"
+    clock = ScaledClock(datetime.now(UTC), SPEED)
+    config = demo()
+    up = replace(config.upstream, publisher_id=PUBLISHER, initial_days=1.0, writers=("lp1",),
+                 replay_messages_per_s=100.0, replay_bytes_per_s=4e6)  # fmt: skip
+    async with mosquitto(tmp_path / "broker") as broker:
+        config = replace(
+            config,
+            archive=replace(config.archive, path=str(tmp_path / "archive")),
+            upstream=replace(up, broker=broker.url),
+        )
+        async with running_gateway(config, clock) as running:
+            uplink = running.gateway.uplink
+            assert uplink is not None
+            reader = running.gateway.recorders["meter1"].archive.reader
+            poller = running.gateway.pollers["meter1"]
+
+            def delivered() -> bool:
+                status = next(w for w in uplink.status().writers if w.writer == "lp1")
+                return status.last_delivered is not None and status.last_delivered == reader.last_time("lp1")
+
+            async with asyncio.timeout(60):
+                while not (delivered() and poller.readouts_pending == 0):
+                    await poller.wait_snapshot()
+            # Only now a head-end: the day went to nobody.
+            quick = CompletenessConfig(check_s=0.5, grace_s=0.0, per_publisher_s=0.5)
+            async with instance(broker, db, "headend-late", quick) as late:
+                start, end = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+                columns = [f.column for f in writer_fields(config.meters[0], BY_NAME["lp1"]) if f.column]
+
+                async def filled() -> bool:
+                    archived = [t for t, _s, _v in reader.read_columns("lp1", columns, start, end)]
+                    stored = await late.repository.times(PUBLISHER, "meter1", "lp1", start, end)
+                    return bool(archived) and stored == archived
+
+                async with asyncio.timeout(90):
+                    while not await filled():
+                        await poller.wait_snapshot()
+                assert late.counters.requests >= 1
+        print(f"replay requests: {late.counters.requests}, rows stored: {late.counters.rows}")
