@@ -13,12 +13,15 @@ import logging
 import signal
 import socket
 import sys
+from datetime import date
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from gateway.clock import SystemClock
 from gateway.errors import GatewayError
+from gateway.files import replace_file
 from headend.config import HeadendConfig, load_config
+from headend.export import export_day
 from headend.service import Headend
 from headend.storage import Repository, StorageError
 
@@ -74,6 +77,15 @@ async def _run(config: HeadendConfig, name: str) -> None:
         await repo.close()
 
 
+async def _export(config: HeadendConfig, day: date, sites: list[str]) -> str:
+    repo = repository(config)
+    await repo.open()
+    try:
+        return await export_day(repo, config, day, sites)
+    finally:
+        await repo.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smx-headend", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,12 +96,27 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--name", default="", help="this instance's MQTT client id (default: smx-headend-<host>)"
     )
+    export = sub.add_parser("export", help="a day's 15-minute load profiles as CSV, with completeness flags")
+    export.add_argument("--config", type=Path, required=True)
+    export.add_argument(
+        "--day", type=date.fromisoformat, required=True, help="the sites' local day, YYYY-MM-DD"
+    )
+    export.add_argument("--site", action="append", default=[], help="only this PublisherId (repeatable)")
+    export.add_argument("--format", choices=["csv"], default="csv")
+    export.add_argument("--out", type=Path, help="write to this file (default: standard output)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
         logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if args.command == "check-config":
             print(f"{args.config}: OK, storage {config.storage.backend}, {len(config.sites)} site(s) listed")
+            return 0
+        if args.command == "export":
+            text = asyncio.run(_export(config, args.day, args.site))
+            if args.out:
+                replace_file(args.out, text.encode())
+            else:
+                sys.stdout.write(text)
             return 0
         asyncio.run(_run(config, args.name or f"smx-headend-{socket.gethostname()}"))
         return 0
