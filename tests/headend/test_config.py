@@ -68,3 +68,12 @@ def test_without_a_broker_only_the_demo_runs(tmp_path: Path) -> None:
     path.write_text("profile = [")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path)
+
+
+def test_the_committed_example_is_valid_and_states_the_defaults() -> None:
+    from headend.config import CompletenessConfig
+
+    example = load_config(Path(__file__).resolve().parents[2] / "headend.example.toml")
+    assert example.storage.backend == "postgresql"
+    assert example.completeness == CompletenessConfig()
+    assert example.site("smx-17").timezone == "Europe/Vienna"
