@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import ScaledClock, SystemClock
+from gateway.config import GatewayConfig
 from gateway.uplink.writers import BY_NAME, writer_fields
 from headend.config import BrokerConfig, CompletenessConfig, HeadendConfig, StorageConfig
 from headend.service import Headend
@@ -53,25 +54,28 @@ async def instance(
         await repo.close()
 
 
+def publishing(tmp_path: Path, broker: Broker, **upstream: object) -> GatewayConfig:
+    """The demo gateway archiving in ``tmp_path`` and publishing to ``broker`` as PUBLISHER."""
+    config = demo()
+    up = replace(config.upstream, broker=broker.url, publisher_id=PUBLISHER, initial_days=1.0,
+                 replay_messages_per_s=100.0, replay_bytes_per_s=4e6)  # fmt: skip
+    return replace(
+        config,
+        archive=replace(config.archive, path=str(tmp_path / "archive")),
+        upstream=replace(up, **upstream),  # type: ignore[arg-type]
+    )
+
+
 @pytest.mark.slow
 async def test_two_instances_store_a_gateway_once_and_acknowledge_it(tmp_path: Path) -> None:
     db = tmp_path / "fleet.sqlite"
     clock = ScaledClock(datetime.now(UTC), SPEED)
-    config = demo()
-    up = replace(
-        config.upstream, publisher_id=PUBLISHER, ack="consumer", initial_days=1.0,
-        writers=("lp1", "minute", "events"), batch=16, replay_messages_per_s=100.0, replay_bytes_per_s=4e6,
-    )  # fmt: skip
     async with (
         mosquitto(tmp_path / "broker") as broker,
         instance(broker, db, "headend-1") as first,
         instance(broker, db, "headend-2") as second,
     ):
-        config = replace(
-            config,
-            archive=replace(config.archive, path=str(tmp_path / "archive")),
-            upstream=replace(up, broker=broker.url),
-        )
+        config = publishing(tmp_path, broker, ack="consumer", writers=("lp1", "minute", "events"), batch=16)
         async with running_gateway(config, clock) as running:
             uplink = running.gateway.uplink
             assert uplink is not None
@@ -122,15 +126,8 @@ async def test_what_the_head_end_missed_is_found_and_asked_for_again(tmp_path: P
     metadata it gets (retained) and asks for them; the box replays them from its archive."""
     db = tmp_path / "fleet.sqlite"
     clock = ScaledClock(datetime.now(UTC), SPEED)
-    config = demo()
-    up = replace(config.upstream, publisher_id=PUBLISHER, initial_days=1.0, writers=("lp1",),
-                 replay_messages_per_s=100.0, replay_bytes_per_s=4e6)  # fmt: skip
     async with mosquitto(tmp_path / "broker") as broker:
-        config = replace(
-            config,
-            archive=replace(config.archive, path=str(tmp_path / "archive")),
-            upstream=replace(up, broker=broker.url),
-        )
+        config = publishing(tmp_path, broker, writers=("lp1",))
         async with running_gateway(config, clock) as running:
             uplink = running.gateway.uplink
             assert uplink is not None
