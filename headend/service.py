@@ -67,6 +67,8 @@ class _Pending:
     events: list[Event] = field(default_factory=list)
     #: (publisher, writer id) -> newest record time in the batch.
     through: dict[tuple[str, int], datetime] = field(default_factory=dict)
+    #: publisher -> when its data last arrived.
+    seen: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -89,6 +91,9 @@ class Headend:
         self.connected = asyncio.Event()
         self._pending = _Pending()
         self._logged: dict[str, float] = {}
+        #: publisher -> its state from its last status message.
+        self._states: dict[str, str] = {}
+        self._status_seen = asyncio.Event()
         self._backoff = Backoff(2.0, 60.0)
         c = config.completeness
         self._planner = ReplayPlanner(
@@ -151,6 +156,7 @@ class Headend:
         for outcome in self.ingest.feed(str(message.topic), payload, content_type, now):
             if isinstance(outcome, Accepted):
                 self.counters.accepted += 1
+                self._pending.seen[outcome.publisher] = now
                 self._pending.samples += outcome.samples
                 self._pending.events += outcome.events
                 key = (outcome.publisher, outcome.writer_id)
@@ -160,10 +166,23 @@ class Headend:
             elif isinstance(outcome, Refused):
                 self._refused(outcome)
             elif isinstance(outcome, StatusSeen):
-                state = (
-                    "online" if outcome.state is codec.PubSubState.OPERATIONAL else outcome.state.name.lower()
+                # Operational: online; Error (the Will: the box or its link died): offline;
+                # Disabled (a clean stop) and the others by their name.
+                state = {codec.PubSubState.OPERATIONAL: "online", codec.PubSubState.ERROR: "offline"}.get(
+                    outcome.state, outcome.state.name.lower()
                 )
+                self._states[outcome.publisher] = state
                 await self.repository.save_site(SiteState(outcome.publisher, state, now, 0))
+                self._status_seen.set()
+                self._status_seen = asyncio.Event()
+
+    def state(self, publisher: str) -> str | None:
+        """A box's state as its last status message (stored) said."""
+        return self._states.get(publisher)
+
+    async def status_seen(self) -> None:
+        """Wait for the next status message to be stored."""
+        await self._status_seen.wait()
 
     def _refused(self, refused: Refused) -> None:
         self.counters.refused[(refused.publisher, str(refused.cause))] += 1
@@ -224,6 +243,10 @@ class Headend:
         stored = await self.repository.store(Batch(pending.samples, pending.events))
         self.counters.rows += stored
         self.counters.batches += 1
+        for publisher, when in pending.seen.items():
+            # Data is a sign of life too: last seen, and online unless a status said otherwise.
+            state = self._states.get(publisher, "online")
+            await self.repository.save_site(SiteState(publisher, state, when, 0))
         if client is None:
             return
         prefix = self.config.broker.prefix

@@ -81,6 +81,9 @@ async def test_two_instances_store_a_gateway_once_and_acknowledge_it(tmp_path: P
             assert uplink is not None
             reader = running.gateway.recorders["meter1"].archive.reader
             poller = running.gateway.pollers["meter1"]
+            async with asyncio.timeout(30):  # the box announced itself: online
+                while first.state(PUBLISHER) != "online":
+                    await first.status_seen()
 
             def acknowledged(writer: str) -> bool:
                 last = reader.last_time(writer)
@@ -98,6 +101,10 @@ async def test_two_instances_store_a_gateway_once_and_acknowledge_it(tmp_path: P
             start, end = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
             columns = [f.column for f in writer_fields(config.meters[0], BY_NAME["lp1"]) if f.column]
             archived = [t for t, _s, _v in reader.read_columns("lp1", columns, start, end)]
+        # The gateway stopped cleanly: its status says Disabled.
+        async with asyncio.timeout(30):
+            while first.state(PUBLISHER) != "disabled":
+                await first.status_seen()
 
         repo = SqliteRepository(db)
         await repo.open()
@@ -111,6 +118,9 @@ async def test_two_instances_store_a_gateway_once_and_acknowledge_it(tmp_path: P
             assert [r.time for r in rows[: len(archived)]] == archived  # one row per period and field
             minutes = await repo.times(PUBLISHER, "meter1", "minute", start, end)
             assert minutes
+            (site,) = await repo.sites()
+            assert (site.publisher, site.state) == (PUBLISHER, "disabled")  # the gateway stopped cleanly
+            assert site.last_seen is not None
         finally:
             await repo.close()
         # The group split the data: each instance stored some of it, neither all.
