@@ -686,7 +686,25 @@ def _security(sec: Section | None) -> SecurityConfig:
     return cfg
 
 
-def _broker_url(value: str) -> str | None:
+def topic_level(value: str) -> str | None:
+    """Why ``value`` cannot be one MQTT topic level (a PublisherId, a group), None if it can."""
+    try:
+        check_level(value, "name") if value else None
+    except ValueError:
+        return "one MQTT topic level: text without / + # or NUL"
+    return None
+
+
+def topic_prefix(value: str) -> str | None:
+    """Why ``value`` cannot be a topic prefix (one or more levels), None if it can."""
+    try:
+        check_prefix(value)
+    except ValueError:
+        return "MQTT topic levels like opcua or fleet/opcua (no + # or empty level)"
+    return None
+
+
+def broker_url(value: str) -> str | None:
     try:
         url = urlsplit(value)
         port = url.port
@@ -702,26 +720,12 @@ def _upstream(sec: Section | None, security: SecurityConfig) -> UpstreamConfig:
     if sec is None:
         return d
 
-    def publisher_level(value: str) -> str | None:
-        try:
-            check_level(value, "PublisherId") if value else None
-        except ValueError:
-            return "one MQTT topic level: text without / + # or NUL"
-        return None
-
-    def prefix_levels(value: str) -> str | None:
-        try:
-            check_prefix(value)
-        except ValueError:
-            return "MQTT topic levels like opcua or fleet/opcua (no + # or empty level)"
-        return None
-
     writers = sec.get("writers", list, list(d.writers))
     if not writers or any(w not in UPLINK_WRITERS for w in writers) or len(set(writers)) != len(writers):
         raise sec.fail(
             "writers", f"a non-empty list of distinct names from {', '.join(UPLINK_WRITERS)}", writers
         )
-    broker = sec.get("broker", str, d.broker, lambda v: _broker_url(v) if v else None)
+    broker = sec.get("broker", str, d.broker, lambda v: broker_url(v) if v else None)
     cfg = UpstreamConfig(
         broker=broker,
         ca=sec.get("ca", str, d.ca),
@@ -729,8 +733,8 @@ def _upstream(sec: Section | None, security: SecurityConfig) -> UpstreamConfig:
         key=sec.get("key", str, d.key),
         username=sec.get("username", str, d.username),
         password=sec.get("password", str, d.password),
-        publisher_id=sec.get("publisher_id", str, d.publisher_id, publisher_level),
-        prefix=sec.get("prefix", str, d.prefix, prefix_levels),
+        publisher_id=sec.get("publisher_id", str, d.publisher_id, topic_level),
+        prefix=sec.get("prefix", str, d.prefix, topic_prefix),
         live_interval_s=sec.get("live_interval_s", int, d.live_interval_s, _range(1, 900)),
         key_frame_count=sec.get("key_frame_count", int, d.key_frame_count, _range(1, 10_000)),
         ack=sec.get("ack", str, d.ack, _one_of(ACK_MODES)),
@@ -810,17 +814,21 @@ def _archive(sec: Section | None) -> ArchiveConfig:
     )
 
 
-def load_config(path: Path) -> GatewayConfig:
-    """Read and validate ``path``; every failure is a :class:`ConfigError` naming the file."""
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document of ``path``; a :class:`ConfigError` naming the file if it cannot be read."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from err
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from err
-    return parse_config(data, str(path))
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read and validate ``path``; every failure is a :class:`ConfigError` naming the file."""
+    return parse_config(read_toml(path), str(path))
 
 
 def values_read(meter: MeterConfig) -> tuple[ObisInfo, ...]:

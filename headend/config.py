@@ -22,16 +22,14 @@ names the file, the key and what was expected; unknown keys are errors. ::
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.config import Section
+from gateway.config import Section, broker_url, read_toml, topic_level, topic_prefix
 from gateway.errors import ConfigError
 from gateway.localtime import meter_zone
-from gateway.pubsub.topics import check_level, check_prefix
 
 PROFILES = ("production", "demo")
 BACKENDS = ("sqlite", "postgresql")
@@ -112,25 +110,6 @@ def _one_of(options: tuple[str, ...]) -> Any:
     return lambda v: None if v in options else f"one of {', '.join(options)}"
 
 
-def _level(what: str) -> Any:
-    def check(value: str) -> str | None:
-        try:
-            check_level(value, what)
-        except ValueError:
-            return "one MQTT topic level: text without / + # or NUL"
-        return None
-
-    return check
-
-
-def _prefix(value: str) -> str | None:
-    try:
-        check_prefix(value)
-    except ValueError:
-        return "MQTT topic levels like opcua"
-    return None
-
-
 def _zone(value: str) -> str | None:
     try:
         zone = meter_zone(value)
@@ -148,21 +127,15 @@ def _broker(sec: Section | None, demo: bool) -> BrokerConfig:
             )
         return d
 
-    def url_check(value: str) -> str | None:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            return "a URL like mqtts://broker.example.net:8883"
-        return None
-
     cfg = BrokerConfig(
-        url=sec.get("url", str, d.url, url_check),
+        url=sec.get("url", str, d.url, broker_url),
         ca=sec.get("ca", str, d.ca),
         certificate=sec.get("certificate", str, d.certificate),
         key=sec.get("key", str, d.key),
         username=sec.get("username", str, d.username),
         password=sec.get("password", str, d.password),
-        group=sec.get("group", str, d.group, _level("group")),
-        prefix=sec.get("prefix", str, d.prefix, _prefix),
+        group=sec.get("group", str, d.group, topic_level),
+        prefix=sec.get("prefix", str, d.prefix, topic_prefix),
         keepalive_s=sec.get(
             "keepalive_s", int, d.keepalive_s, lambda v: None if 1 <= v <= 65535 else "1..65535"
         ),
@@ -234,7 +207,7 @@ def parse_config(data: dict[str, Any], source: str) -> HeadendConfig:
     sites = []
     for n, raw in enumerate(top.get("sites", list, [])):
         sec = Section(source, f"sites[{n}]", raw)
-        publisher = sec.get("publisher", str, "", _level("publisher"))
+        publisher = sec.get("publisher", str, "", topic_level)
         if not publisher:
             raise sec.fail("publisher", "the site's PublisherId", None)
         sites.append(
@@ -256,12 +229,5 @@ def parse_config(data: dict[str, Any], source: str) -> HeadendConfig:
 
 
 def load_config(path: Path) -> HeadendConfig:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from err
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from err
-    return parse_config(data, str(path))
+    """Read and validate ``path``; every failure is a :class:`ConfigError` naming the file."""
+    return parse_config(read_toml(path), str(path))
