@@ -258,6 +258,9 @@ class UpstreamConfig:
     #: Seconds between two live messages (1-900); every ``key_frame_count``-th is a key frame.
     live_interval_s: int = 10
     key_frame_count: int = 6
+    #: Seconds between two cyclic ``ua-status`` reports (retained; with the box's backlog
+    #: and messages sent, so a head-end sees how far behind it is).
+    status_interval_s: int = 60
     #: ``broker``: the cursor moves on PUBACK; ``consumer``: on the consumer's acknowledgement.
     ack: str = "broker"
     #: Consumer mode: one message per writer waits for its acknowledgement; none within
@@ -737,6 +740,7 @@ def _upstream(sec: Section | None, security: SecurityConfig) -> UpstreamConfig:
         prefix=sec.get("prefix", str, d.prefix, topic_prefix),
         live_interval_s=sec.get("live_interval_s", int, d.live_interval_s, _range(1, 900)),
         key_frame_count=sec.get("key_frame_count", int, d.key_frame_count, _range(1, 10_000)),
+        status_interval_s=sec.get("status_interval_s", int, d.status_interval_s, _range(1, 3600)),
         ack=sec.get("ack", str, d.ack, _one_of(ACK_MODES)),
         ack_timeout_s=sec.get("ack_timeout_s", float, d.ack_timeout_s, _positive),
         keepalive_s=sec.get("keepalive_s", int, d.keepalive_s, _range(1, 65535)),

@@ -128,6 +128,10 @@ class StatusSeen:
 
     publisher: str
     state: codec.PubSubState
+    #: A cyclic report's Timestamp (the box's clock), and the SMX extension's counts.
+    timestamp: datetime | None = None
+    backlog: int | None = None
+    messages_sent: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +191,8 @@ class Ingest:
             detail = f"{topic}: PublisherId {message.publisher_id!r} is not the topic's"
             return [Refused(where.publisher, Cause.PUBLISHER_MISMATCH, detail)]
         if where.kind == "status" and isinstance(message, StatusMessage):
-            return [StatusSeen(where.publisher, message.status)]
+            m = message
+            return [StatusSeen(where.publisher, m.status, m.timestamp, m.backlog, m.messages_sent)]
         if where.kind == "metadata" and isinstance(message, MetaDataMessage):
             return self._metadata(where, message, now)
         if where.kind == "data" and isinstance(message, NetworkMessage):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import ssl
 from collections import Counter
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ BATCH_ROWS = 5_000
 BATCH_AGE_S = 0.25
 #: Refusals of one cause are logged at most this often (seconds).
 LOG_EVERY_S = 60.0
+#: A site's last seen time is saved from its data at most this often (seconds).
+SEEN_EVERY_S = 5.0
 
 
 @dataclass(slots=True)
@@ -75,6 +78,34 @@ class _Pending:
         return len(self.samples) + len(self.events)
 
 
+@dataclass(slots=True)
+class Site:
+    """One box as this instance knows it (every instance sees every status message)."""
+
+    state: str = "online"
+    last_seen: datetime | None = None
+    backlog: int = 0
+    rate: float = 0.0
+    #: The last cyclic report: (its Timestamp, its MessagesSent).
+    last_report: tuple[datetime, int] | None = None
+    #: When (monotonic) the site was last saved.
+    saved_at: float = -math.inf
+
+    def report(self, timestamp: datetime, sent: int) -> None:
+        """A cyclic status: messages/s since the previous report. A count that went back is
+        a restarted box: the rate waits for its next report."""
+        last, self.last_report = self.last_report, (timestamp, sent)
+        if last is not None and timestamp > last[0] and sent >= last[1]:
+            self.rate = (sent - last[1]) / (timestamp - last[0]).total_seconds()
+
+    def as_state(self, publisher: str) -> SiteState:
+        return SiteState(publisher, self.state, self.last_seen, self.backlog, rate=self.rate)
+
+    def saved(self, publisher: str, moment: float) -> SiteState:
+        self.saved_at = moment
+        return self.as_state(publisher)
+
+
 class Headend:
     """One head-end instance."""
 
@@ -91,8 +122,8 @@ class Headend:
         self.connected = asyncio.Event()
         self._pending = _Pending()
         self._logged: dict[str, float] = {}
-        #: publisher -> its state from its last status message.
-        self._states: dict[str, str] = {}
+        #: publisher -> what its status messages and its data said.
+        self._sites: dict[str, Site] = {}
         self._status_seen = asyncio.Event()
         self._backoff = Backoff(2.0, 60.0)
         c = config.completeness
@@ -166,19 +197,36 @@ class Headend:
             elif isinstance(outcome, Refused):
                 self._refused(outcome)
             elif isinstance(outcome, StatusSeen):
-                # Operational: online; Error (the Will: the box or its link died): offline;
-                # Disabled (a clean stop) and the others by their name.
-                state = {codec.PubSubState.OPERATIONAL: "online", codec.PubSubState.ERROR: "offline"}.get(
-                    outcome.state, outcome.state.name.lower()
-                )
-                self._states[outcome.publisher] = state
-                await self.repository.save_site(SiteState(outcome.publisher, state, now, 0))
-                self._status_seen.set()
-                self._status_seen = asyncio.Event()
+                await self._status(outcome, now)
+
+    async def _status(self, seen: StatusSeen, now: datetime) -> None:
+        """A box's status: its state, and from a cyclic report its backlog and messages/s."""
+        site = self._sites.setdefault(seen.publisher, Site())
+        # Operational: online; Error (the Will: the box or its link died): offline;
+        # Disabled (a clean stop) and the others by their name.
+        site.state = {codec.PubSubState.OPERATIONAL: "online", codec.PubSubState.ERROR: "offline"}.get(
+            seen.state, seen.state.name.lower()
+        )
+        if seen.backlog is not None:
+            site.backlog = seen.backlog
+        if seen.timestamp is not None and seen.messages_sent is not None:
+            site.report(seen.timestamp, seen.messages_sent)
+        if seen.state is codec.PubSubState.OPERATIONAL:
+            # A retained report may be old (read at this instance's start): its own time.
+            site.last_seen = now if seen.timestamp is None else min(seen.timestamp, now)
+        await self.repository.save_site(site.saved(seen.publisher, self.clock.monotonic()))
+        self._status_seen.set()
+        self._status_seen = asyncio.Event()
 
     def state(self, publisher: str) -> str | None:
         """A box's state as its last status message (stored) said."""
-        return self._states.get(publisher)
+        site = self._sites.get(publisher)
+        return None if site is None else site.state
+
+    def site(self, publisher: str) -> SiteState | None:
+        """What this instance knows of a box (what it last saved, or newer)."""
+        site = self._sites.get(publisher)
+        return None if site is None else site.as_state(publisher)
 
     async def status_seen(self) -> None:
         """Wait for the next status message to be stored."""
@@ -243,10 +291,14 @@ class Headend:
         stored = await self.repository.store(Batch(pending.samples, pending.events))
         self.counters.rows += stored
         self.counters.batches += 1
+        moment = self.clock.monotonic()
         for publisher, when in pending.seen.items():
-            # Data is a sign of life too: last seen, and online unless a status said otherwise.
-            state = self._states.get(publisher, "online")
-            await self.repository.save_site(SiteState(publisher, state, when, 0))
+            # Data is a sign of life too: last seen, and online unless a status said otherwise;
+            # saved every SEEN_EVERY_S at most (10,000 boxes would be 10,000 updates a batch).
+            site = self._sites.setdefault(publisher, Site())
+            site.last_seen = when
+            if moment - site.saved_at >= SEEN_EVERY_S:
+                await self.repository.save_site(site.saved(publisher, moment))
         if client is None:
             return
         prefix = self.config.broker.prefix

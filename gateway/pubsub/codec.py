@@ -41,7 +41,10 @@ SMX extension (not in Part 14)
 PubSub has no delivery acknowledgement. :class:`Ack` (``{"DataSetWriterId", "Through"}``,
 on ``<prefix>/json/ack/<PublisherId>``) lets a consumer say it has stored everything of a
 writer through a time; :class:`ReplayRequest` (``{"DataSetWriterId", "From", "To"}``, on
-``<prefix>/json/replay/<PublisherId>``) asks the publisher to send a range again.
+``<prefix>/json/replay/<PublisherId>``) asks the publisher to send a range again. A
+``ua-status`` message may carry ``Backlog`` (UInt32: records not yet with the fleet) and
+``MessagesSent`` (UInt64: messages published since start), so a head-end sees how far behind
+each box is and how busy it is without a second topic; other subscribers ignore them.
 """
 
 from __future__ import annotations
@@ -129,6 +132,7 @@ STATUS_SYMBOLS: dict[int, str] = {
 _SYMBOL_CODES = {name: code for code, name in STATUS_SYMBOLS.items()}
 _UINT16 = 0xFFFF
 _UINT32 = 0xFFFFFFFF
+_UINT64 = 0xFFFFFFFFFFFFFFFF
 
 
 def severity_bad(code: int) -> bool:
@@ -244,6 +248,11 @@ class StatusMessage:
     is_cyclic: bool = False
     timestamp: datetime | None = None
     next_report: datetime | None = None
+    #: SMX extension ``Backlog``: archived records not yet with the fleet (all writers).
+    backlog: int | None = None
+    #: SMX extension ``MessagesSent``: MQTT messages the box published since it started;
+    #: two cyclic reports give the fleet the box's messages per second.
+    messages_sent: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +415,10 @@ def to_json(msg: Message | Ack | ReplayRequest) -> dict[str, Any]:
         if msg.is_cyclic:
             assert msg.next_report is not None
             out["NextReportTime"] = format_time(msg.next_report)
+        if msg.backlog is not None:
+            out["Backlog"] = msg.backlog
+        if msg.messages_sent is not None:
+            out["MessagesSent"] = msg.messages_sent
         return out
     if isinstance(msg, Ack):
         return {"DataSetWriterId": msg.writer_id, "Through": format_time(msg.through)}
@@ -697,6 +710,8 @@ def decode(data: bytes | str) -> Message:
             cyclic,
             parse_time(_need(o, "Timestamp", ""), "Timestamp") if cyclic else None,
             parse_time(_need(o, "NextReportTime", ""), "NextReportTime") if cyclic else None,
+            _uint(o["Backlog"], "Backlog", _UINT32) if "Backlog" in o else None,
+            _uint(o["MessagesSent"], "MessagesSent", _UINT64) if "MessagesSent" in o else None,
         )
     raise MessageError("MessageType", f"unknown message type {kind!r}")
 

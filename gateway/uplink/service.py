@@ -29,6 +29,7 @@ import random
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -333,6 +334,7 @@ class Uplink:
                     tasks.create_task(self._live_loop(client), name="uplink-live")
                     tasks.create_task(self._replay_loop(client), name="uplink-replay")
                     tasks.create_task(self._report_loop(), name="uplink-report")
+                    tasks.create_task(self._status_loop(client), name="uplink-status")
             except asyncio.CancelledError:
                 await self._goodbye(client)
                 raise
@@ -352,9 +354,33 @@ class Uplink:
                 )
             )
 
+    def _cyclic_status(self) -> StatusMessage:
+        """``Operational``, cyclic (§7.2.5.5.5: Timestamp and NextReportTime), with the SMX
+        extension: the backlog of all writers and the messages sent since start."""
+        now = self.clock.now()
+        return StatusMessage(
+            codec.new_message_id(),
+            self.publisher_id,
+            PubSubState.OPERATIONAL,
+            True,
+            now,
+            now + timedelta(seconds=self.up.status_interval_s),
+            backlog=min(sum(w.status.backlog for w in self._writers.values()), 0xFFFFFFFF),
+            messages_sent=self._status.messages_sent,
+        )
+
+    async def _status_loop(self, client: aiomqtt.Client) -> None:
+        """The cyclic status every ``status_interval_s``, retained (the newest report is what
+        a head-end starting later reads first)."""
+        while True:
+            await self.clock.sleep(float(self.up.status_interval_s))
+            await self.refresh_backlog()
+            msg = codec.encode(self._cyclic_status())
+            await self._publish(client, self.topics.status, msg, qos=1, retain=True)
+
     async def _announce(self, client: aiomqtt.Client) -> None:
-        status = StatusMessage(codec.new_message_id(), self.publisher_id, PubSubState.OPERATIONAL)
-        await self._publish(client, self.topics.status, codec.encode(status), qos=1, retain=True)
+        msg = codec.encode(self._cyclic_status())
+        await self._publish(client, self.topics.status, msg, qos=1, retain=True)
         now = self.clock.monotonic()
         for w in self._writers.values():
             w.sent = w.state.cursor  # what was sent but not acknowledged goes again

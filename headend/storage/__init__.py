@@ -89,9 +89,11 @@ class SiteState:
     #: ``online``/``offline`` (or what the ingest chooses to call it).
     state: str
     last_seen: datetime | None
-    #: Records the box reports it still has to send.
+    #: Records the box reports it still has to send (its cyclic status, SMX extension).
     backlog: int
     info: dict[str, str] = field(default_factory=dict)
+    #: Messages per second the box published between its last two cyclic status reports.
+    rate: float = 0.0
 
 
 class Repository(Protocol):
@@ -145,7 +147,8 @@ class Repository(Protocol):
         """The newest record time of a stream (``events`` included), None when empty."""
 
     async def save_site(self, site: SiteState) -> None:
-        """Insert or replace a site's state."""
+        """Insert or replace a site's state; ``last_seen`` never goes back (instances that
+        saw the box at different times may save in any order)."""
 
     async def sites(self) -> list[SiteState]:
         """Every site's state, ordered by publisher."""

@@ -87,7 +87,7 @@ _SCHEMA = (
     " PRIMARY KEY (publisher, meter))",
     """CREATE TABLE IF NOT EXISTS sites (
         publisher text PRIMARY KEY, state text NOT NULL, last_seen timestamptz,
-        backlog bigint NOT NULL, info jsonb NOT NULL
+        backlog bigint NOT NULL, info jsonb NOT NULL, rate double precision NOT NULL
     )""",
 )
 #: Per connection (the pool's init): where COPY puts a batch's rows before the upsert.
@@ -430,22 +430,24 @@ class PostgresRepository:
     async def save_site(self, site: SiteState) -> None:
         async with self._translated("cannot save a site"):
             await self._require().execute(
-                "INSERT INTO sites VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (publisher) DO UPDATE SET"
-                " state = EXCLUDED.state, last_seen = EXCLUDED.last_seen, backlog = EXCLUDED.backlog,"
-                " info = EXCLUDED.info",
+                "INSERT INTO sites VALUES ($1, $2, $3, $4, $5::jsonb, $6)"
+                " ON CONFLICT (publisher) DO UPDATE SET state = EXCLUDED.state,"
+                " last_seen = GREATEST(sites.last_seen, EXCLUDED.last_seen),"
+                " backlog = EXCLUDED.backlog, info = EXCLUDED.info, rate = EXCLUDED.rate",
                 site.publisher,
                 site.state,
                 site.last_seen,
                 site.backlog,
                 json.dumps(site.info, sort_keys=True),
+                site.rate,
             )
 
     async def sites(self) -> list[SiteState]:
         rows = await self._fetch(
             "cannot read sites",
-            "SELECT publisher, state, last_seen, backlog, info::text FROM sites ORDER BY publisher",
+            "SELECT publisher, state, last_seen, backlog, info::text, rate FROM sites ORDER BY publisher",
         )
-        return [SiteState(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+        return [SiteState(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
 
     async def publishers_and_meters(self) -> list[tuple[str, str]]:
         rows = await self._fetch("cannot read meters", "SELECT publisher, meter FROM meters ORDER BY 1, 2")

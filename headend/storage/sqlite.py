@@ -70,7 +70,7 @@ _SCHEMA = (
     ) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS sites (
         publisher TEXT PRIMARY KEY, state TEXT NOT NULL, last_seen INTEGER,
-        backlog INTEGER NOT NULL, info TEXT NOT NULL
+        backlog INTEGER NOT NULL, info TEXT NOT NULL, rate REAL NOT NULL
     )""",
 )
 _UPSERT_SAMPLE = """
@@ -278,20 +278,24 @@ class SqliteRepository:
             None if site.last_seen is None else to_micros(site.last_seen),
             site.backlog,
             json.dumps(site.info, sort_keys=True),
+            site.rate,
         )
+        # SQLite's two-argument max() is NULL if either is: the COALESCEs keep the known one.
         sql = (
-            "INSERT INTO sites VALUES (?, ?, ?, ?, ?) ON CONFLICT (publisher) DO UPDATE SET"
-            " state = excluded.state, last_seen = excluded.last_seen,"
-            " backlog = excluded.backlog, info = excluded.info"
+            "INSERT INTO sites VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (publisher) DO UPDATE SET"
+            " state = excluded.state,"
+            " last_seen = max(coalesce(sites.last_seen, excluded.last_seen),"
+            " coalesce(excluded.last_seen, sites.last_seen)),"
+            " backlog = excluded.backlog, info = excluded.info, rate = excluded.rate"
         )
         await self._run(lambda c: c.execute(sql, row))
 
     async def sites(self) -> list[SiteState]:
-        sql = "SELECT publisher, state, last_seen, backlog, info FROM sites ORDER BY publisher"
+        sql = "SELECT publisher, state, last_seen, backlog, info, rate FROM sites ORDER BY publisher"
         rows = await self._run(lambda c: c.execute(sql).fetchall())
         return [
-            SiteState(p, st, None if seen is None else from_micros(seen), backlog, json.loads(info))
-            for p, st, seen, backlog, info in rows
+            SiteState(p, st, None if seen is None else from_micros(seen), backlog, json.loads(info), rate)
+            for p, st, seen, backlog, info, rate in rows
         ]
 
     async def publishers_and_meters(self) -> list[tuple[str, str]]:

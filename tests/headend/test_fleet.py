@@ -75,7 +75,8 @@ async def test_two_instances_store_a_gateway_once_and_acknowledge_it(tmp_path: P
         instance(broker, db, "headend-1") as first,
         instance(broker, db, "headend-2") as second,
     ):
-        config = publishing(tmp_path, broker, ack="consumer", writers=("lp1", "minute", "events"), batch=16)
+        config = publishing(tmp_path, broker, ack="consumer", writers=("lp1", "minute", "events"), batch=16,
+                            status_interval_s=16)  # fmt: skip
         async with running_gateway(config, clock) as running:
             uplink = running.gateway.uplink
             assert uplink is not None
@@ -83,6 +84,11 @@ async def test_two_instances_store_a_gateway_once_and_acknowledge_it(tmp_path: P
             poller = running.gateway.pollers["meter1"]
             async with asyncio.timeout(30):  # the box announced itself: online
                 while first.state(PUBLISHER) != "online":
+                    await first.status_seen()
+            # Its cyclic reports tell every instance how busy it is (the group split the data,
+            # not the status).
+            async with asyncio.timeout(60):
+                while not all((s := h.site(PUBLISHER)) is not None and s.rate > 0 for h in (first, second)):
                     await first.status_seen()
 
             def acknowledged(writer: str) -> bool:
@@ -120,6 +126,7 @@ async def test_two_instances_store_a_gateway_once_and_acknowledge_it(tmp_path: P
             assert minutes
             (site,) = await repo.sites()
             assert (site.publisher, site.state) == (PUBLISHER, "disabled")  # the gateway stopped cleanly
+            assert site.rate > 0  # messages/s from its last two cyclic reports
             assert site.last_seen is not None
         finally:
             await repo.close()

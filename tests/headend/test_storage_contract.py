@@ -495,9 +495,23 @@ async def test_sites_are_upserted(backend: Backend) -> None:
     await repo.save_site(b)
     await repo.save_site(a)
     assert await repo.sites() == [a, b]
-    b2 = SiteState("smx-b", "offline", T0 + MINUTE, 0, {})
+    b2 = SiteState("smx-b", "offline", T0 + MINUTE, 0, {}, 2.5)
     await repo.save_site(b2)
     assert await repo.sites() == [a, b2]
+
+
+async def test_last_seen_never_goes_back(backend: Backend) -> None:
+    """Two instances saw the box at different times and save in any order."""
+    repo = await backend.opened()
+    await repo.save_site(SiteState("smx-a", "online", T0 + MINUTE, 5, rate=0.5))
+    await repo.save_site(SiteState("smx-a", "online", T0, 4, rate=0.25))
+    assert await repo.sites() == [SiteState("smx-a", "online", T0 + MINUTE, 4, rate=0.25)]
+    # A state without a time (the Will) keeps the time the box was last seen.
+    await repo.save_site(SiteState("smx-a", "offline", None, 4))
+    assert await repo.sites() == [SiteState("smx-a", "offline", T0 + MINUTE, 4)]
+    await repo.save_site(SiteState("smx-b", "offline", None, 0))
+    await repo.save_site(SiteState("smx-b", "online", T0, 0))
+    assert (await repo.sites())[1].last_seen == T0
 
 
 # -- volume ---------------------------------------------------------------------------------------

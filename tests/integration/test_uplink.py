@@ -232,3 +232,44 @@ async def test_every_writer_reaches_the_fleet_valid_and_equal_to_opcua_and_the_a
                 for m in msgs
             )
         )
+
+
+@pytest.mark.slow
+async def test_the_cyclic_status_reports_the_backlog_and_the_messages_sent(tmp_path: Path) -> None:
+    """Every ``status_interval_s`` a retained, cyclic Operational status with the SMX
+    extension: a consumer-mode box nobody acknowledges has its whole archive as backlog,
+    and its MessagesSent grows with what it publishes."""
+    clock = ScaledClock(datetime.now(UTC), SPEED)
+    status_topic = f"opcua/json/status/{PUBLISHER}"
+    async with mosquitto(tmp_path / "broker") as broker, subscriber(broker, status_topic) as sub:
+        # Consumer mode with no consumer: nothing is ever acknowledged.
+        config = gateway_config(tmp_path, broker, ack="consumer", status_interval_s=8, writers=("lp1",))
+
+        def reports(msgs: list[Received]) -> list[codec.StatusMessage]:
+            out = [codec.decode(m.payload) for m in msgs if m.topic == status_topic]
+            return [s for s in out if isinstance(s, codec.StatusMessage) and s.is_cyclic]
+
+        async with gateway_publishing(config, clock) as running:
+            assert running.gateway.uplink is not None
+            # Three reports after the one at connect, the last with the day counted as backlog.
+            await sub.wait_for(
+                lambda msgs: len(reports(msgs)) >= 4 and (reports(msgs)[-1].backlog or 0) > 0, timeout=120
+            )
+            found = reports(sub.messages)
+            await running.gateway.uplink.refresh_backlog(force=True)
+            writers = running.gateway.uplink.status().writers
+        for s in found:
+            assert s.status is codec.PubSubState.OPERATIONAL
+            assert validate(codec.to_json(s), SCHEMA) == []
+            assert s.timestamp is not None
+            assert s.next_report is not None
+            assert (s.next_report - s.timestamp).total_seconds() == 8
+        times = [s.timestamp for s in found]
+        assert times == sorted(times)
+        sent = [s.messages_sent or 0 for s in found]
+        assert sent == sorted(sent)
+        assert sent[-1] > sent[0]
+        # Nothing acknowledged: the backlog is what the archive holds of lp1 (the poller may
+        # have archived a period more since that report).
+        (lp1,) = [w for w in writers if w.writer == "lp1"]
+        assert 0 < (found[-1].backlog or 0) <= lp1.backlog

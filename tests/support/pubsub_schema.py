@@ -274,6 +274,9 @@ DEFS: dict[str, Any] = {
             # PubSubState (Part 14 §6.2.1): an Enumeration, encoded as its number.
             "Status": {"enum": [0, 1, 2, 3, 4]},
             "NextReportTime": _ref("DateTime"),
+            # SMX extension (gateway/pubsub/codec.py): the box's backlog and traffic.
+            "Backlog": _ref("UInt32"),
+            "MessagesSent": {"type": "integer", "minimum": 0, "maximum": 2**64 - 1},
         },
         "required": ["MessageId", "MessageType", "PublisherId", "IsCyclic", "Status"],
         "additionalProperties": False,

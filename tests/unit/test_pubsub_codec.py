@@ -17,6 +17,7 @@ import dataclasses
 import gzip
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -303,7 +304,9 @@ STATUS_JSON: dict[str, Any] = {
     "Status": 2,
 }
 
-CYCLIC_STATUS = StatusMessage("msg-7", "smx-17", PubSubState.OPERATIONAL, True, T0, T0 + timedelta(minutes=1))
+CYCLIC_STATUS = StatusMessage(
+    "msg-7", "smx-17", PubSubState.OPERATIONAL, True, T0, T0 + timedelta(minutes=1), 96, 12_345
+)
 CYCLIC_STATUS_JSON: dict[str, Any] = {
     "MessageId": "msg-7",
     "MessageType": "ua-status",
@@ -312,6 +315,8 @@ CYCLIC_STATUS_JSON: dict[str, Any] = {
     "IsCyclic": True,
     "Status": 2,
     "NextReportTime": "2026-03-29T00:16:00Z",
+    "Backlog": 96,
+    "MessagesSent": 12_345,
 }
 
 ACK = Ack(102, T0)
@@ -445,6 +450,20 @@ def test_non_cyclic_status_omits_timestamp_and_next_report_time() -> None:
     out = codec.to_json(dataclasses.replace(STATUS, timestamp=T0, next_report=T0))
     assert "Timestamp" not in out
     assert "NextReportTime" not in out
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "error"),
+    [
+        ("Backlog", -1, "Backlog: -1 is outside 0..4294967295"),
+        ("Backlog", "96", "Backlog: expected an integer, got a string"),
+        ("MessagesSent", 2**64, "MessagesSent: 18446744073709551616 is outside"),
+        ("MessagesSent", 1.5, "MessagesSent: expected an integer, got a number"),
+    ],
+)
+def test_the_smx_status_extension_is_checked(key: str, value: Any, error: str) -> None:
+    with pytest.raises(MessageError, match=re.escape(error)):
+        codec.decode(json.dumps({**CYCLIC_STATUS_JSON, key: value}))
 
 
 def test_a_cyclic_status_needs_both_times() -> None:
@@ -817,6 +836,8 @@ def status_messages(draw: st.DrawFn) -> StatusMessage:
         cyclic,
         draw(times) if cyclic else None,
         draw(times) if cyclic else None,
+        draw(st.none() | st.integers(0, 2**32 - 1)),
+        draw(st.none() | st.integers(0, 2**64 - 1)),
     )
 
 
