@@ -26,6 +26,7 @@ import pytest
 import pytest_asyncio
 from yarl import URL
 
+from gateway.clock import ManualClock
 from headend.storage import Repository
 from headend.storage.postgres import PostgresRepository
 from headend.storage.sqlite import SqliteRepository
@@ -146,7 +147,7 @@ async def test_the_served_document_is_valid_and_matches_the_routes(api: Api) -> 
     from headend.config import parse_config
     from headend.web.api import FleetApi
 
-    app = FleetApi(parse_config({"profile": "demo"}, "x"), api.repo, None).app  # type: ignore[arg-type]
+    app = FleetApi(parse_config({"profile": "demo"}, "x"), api.repo, ManualClock(fleet.NOW)).app
     routes = {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
