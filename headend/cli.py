@@ -2,6 +2,9 @@
 
 smx-headend check-config headend.toml
 smx-headend run --config headend.toml [--name headend-1]
+smx-headend export --config headend.toml --day 2026-12-06 [--site smx-17] [--out day.csv]
+
+``run`` ingests and serves the REST API and the fleet page (``[http] listen``) beside it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from headend.config import HeadendConfig, load_config
 from headend.export import export_day
 from headend.service import Headend
 from headend.storage import Repository, StorageError
+from headend.web.api import FleetApi, FleetServer, read_token
 
 log = logging.getLogger("headend")
 
@@ -59,19 +63,33 @@ def _with_password(dsn: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _token(config: HeadendConfig) -> str:
+    return read_token(config.http.token_file) if config.http.token_file else ""
+
+
 async def _run(config: HeadendConfig, name: str) -> None:
+    token = _token(config)  # before anything opens: a bad token file is a configuration mistake
     repo = repository(config)
     await repo.open()
-    headend = Headend(config, repo, SystemClock(), name=name)
+    clock = SystemClock()
+    headend = Headend(config, repo, clock, name=name)
+    server = FleetServer(FleetApi(config, repo, clock, token), config.http.host, config.http.port)
+    try:
+        await server.start()
+    except OSError as err:
+        await repo.close()
+        raise GatewayError(str(err)) from err
     task = asyncio.create_task(headend.run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     print(f"SMX head-end {name} ingesting from {config.broker.url} into {config.storage.backend}", flush=True)
+    print(f"fleet page: {server.url}", flush=True)
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     finally:
+        await server.stop()
         with contextlib.suppress(Exception):
             await headend.flush(None)  # what was received is stored; its ack comes again from the box
         await repo.close()
@@ -109,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if args.command == "check-config":
+            _token(config)
             print(f"{args.config}: OK, storage {config.storage.backend}, {len(config.sites)} site(s) listed")
             return 0
         if args.command == "export":

@@ -15,6 +15,9 @@ names the file, the key and what was expected; unknown keys are errors. ::
     backend = "postgresql"        # or "sqlite" (one machine)
     dsn = "postgresql://smx@db.example.net/smx"
     password_file = "/etc/smx-headend/db-password"
+    [http]
+    listen = "127.0.0.1:8090"     # the REST API and the fleet page
+    token_file = "/etc/smx-headend/api-token"   # needed off loopback: Authorization: Bearer
     [[sites]]
     publisher = "smx-17"
     timezone = "Europe/Vienna"    # completeness counts 92/96/100 periods on DST days there
@@ -22,6 +25,7 @@ names the file, the key and what was expected; unknown keys are errors. ::
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +78,47 @@ class CompletenessConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """Where the REST API and the fleet page listen (``[http]``), and who may read them."""
+
+    #: ``host:port`` (``[::1]:8090`` for IPv6); port 0 picks a free one (tests).
+    listen: str = "127.0.0.1:8090"
+    #: A file holding the bearer token every API request must carry; empty: no token. Needed
+    #: for any address but loopback, since the API hands out every site's meter data.
+    token_file: str = ""
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``) as its host and port; ValueError naming what is wrong."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("host:port with a port 0..65535, like 127.0.0.1:8090")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("an IPv6 address in brackets, like [::1]:8090")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (a name other than localhost may resolve anywhere)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
 class SiteConfig:
     """What the head-end knows of a site beyond its messages."""
 
@@ -94,6 +139,7 @@ class HeadendConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     sites: tuple[SiteConfig, ...] = ()
     completeness: CompletenessConfig = field(default_factory=CompletenessConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     log_level: str = "INFO"
     source: str = "<defaults>"
 
@@ -197,6 +243,29 @@ def _completeness(sec: Section | None) -> CompletenessConfig:
     return cfg
 
 
+def _http(sec: Section | None) -> HttpConfig:
+    d = HttpConfig()
+    if sec is None:
+        return d
+
+    def listen(value: str) -> str | None:
+        try:
+            split_listen(value)
+        except ValueError as err:
+            return str(err)
+        return None
+
+    cfg = HttpConfig(
+        listen=sec.get("listen", str, d.listen, listen), token_file=sec.get("token_file", str, d.token_file)
+    )
+    if not cfg.token_file and not is_loopback(cfg.host):
+        raise sec.fail(
+            "token_file", f"a bearer token file to serve off loopback (listen = {cfg.listen!r})", None
+        )
+    sec.done()
+    return cfg
+
+
 def parse_config(data: dict[str, Any], source: str) -> HeadendConfig:
     top = Section(source, "", data)
     profile = top.get("profile", str, "production", _one_of(PROFILES))
@@ -204,6 +273,7 @@ def parse_config(data: dict[str, Any], source: str) -> HeadendConfig:
     broker = _broker(top.table("broker"), profile == "demo")
     storage = _storage(top.table("storage"))
     completeness = _completeness(top.table("completeness"))
+    http = _http(top.table("http"))
     sites = []
     for n, raw in enumerate(top.get("sites", list, [])):
         sec = Section(source, f"sites[{n}]", raw)
@@ -225,7 +295,7 @@ def parse_config(data: dict[str, Any], source: str) -> HeadendConfig:
                 f"{source}: sites[{n}].publisher: expected a unique PublisherId, got duplicate {p!r}"
             )
     top.done()
-    return HeadendConfig(profile, broker, storage, tuple(sites), completeness, log_level, source)
+    return HeadendConfig(profile, broker, storage, tuple(sites), completeness, http, log_level, source)
 
 
 def load_config(path: Path) -> HeadendConfig:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import signal
+import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from headend.cli import _with_password, main, repository
@@ -48,3 +53,41 @@ def test_the_configured_backend_and_the_password_from_its_file(tmp_path: Path) -
         == "postgresql://smx:s3cr%3Aet%2F@db:5433/smx"
     )
     assert _with_password("postgresql://smx@db/smx", "") == "postgresql://smx@db/smx"
+
+
+async def test_run_serves_the_fleet_page_beside_the_ingest_and_stops_on_sigterm(tmp_path: Path) -> None:
+    # No broker at all (port 1 refuses): the page is served all the same, the ingest retries.
+    config = tmp_path / "headend.toml"
+    config.write_text(
+        'profile = "demo"\n[broker]\nurl = "mqtt://127.0.0.1:1"\n'
+        f'[storage]\npath = "{tmp_path / "h.sqlite"}"\n[http]\nlisten = "127.0.0.1:0"\n'
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "headend.cli", "run", "--config", str(config), "--name", "h-test",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            while not (line := (await process.stdout.readline()).decode()).startswith("fleet page: "):
+                assert line, "smx-headend run ended without printing the page URL"
+            url = line.removeprefix("fleet page: ").strip()
+            assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url), url
+            async with aiohttp.ClientSession() as http, http.get(url + "api/sites") as resp:
+                assert resp.status == 200
+                assert await resp.json() == []
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def test_check_config_reads_the_token_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "headend.toml"
+    config.write_text(f'profile = "demo"\n[http]\nlisten = "0.0.0.0:8090"\ntoken_file = "{tmp_path / "t"}"\n')
+    assert main(["check-config", str(config)]) == 2
+    assert "token_file" in capsys.readouterr().err
+    (tmp_path / "t").write_text("a-token-of-the-fleet-page\n")
+    assert main(["check-config", str(config)]) == 0

@@ -49,6 +49,13 @@ def test_a_production_configuration() -> None:
         ),
         ({"sites": [{"publisher": "a"}, {"publisher": "a"}]}, "unique"),
         ({"color": "red"}, "color"),
+        ({"http": {"listen": "0.0.0.0:8090"}}, "http.token_file: expected a bearer token file"),
+        ({"http": {"listen": "[::]:8090"}}, "http.token_file"),
+        ({"http": {"listen": "headend.example.net:8090"}}, "http.token_file"),
+        ({"http": {"listen": "127.0.0.1"}}, "http.listen: expected host:port"),
+        ({"http": {"listen": "127.0.0.1:70000"}}, "port 0..65535"),
+        ({"http": {"listen": "::1:8090"}}, "IPv6 address in brackets"),
+        ({"http": {"listen": "127.0.0.1:8090", "tls": True}}, "http.tls"),
     ],
 )
 def test_mistakes_are_named(change: dict[str, Any], message: str) -> None:
@@ -71,9 +78,25 @@ def test_without_a_broker_only_the_demo_runs(tmp_path: Path) -> None:
 
 
 def test_the_committed_example_is_valid_and_states_the_defaults() -> None:
-    from headend.config import CompletenessConfig
+    from headend.config import CompletenessConfig, HttpConfig
 
     example = load_config(Path(__file__).resolve().parents[2] / "headend.example.toml")
     assert example.storage.backend == "postgresql"
     assert example.completeness == CompletenessConfig()
     assert example.site("smx-17").timezone == "Europe/Vienna"
+    assert example.http == HttpConfig()
+
+
+def test_the_api_listens_on_loopback_unless_a_token_guards_it() -> None:
+    from headend.config import HttpConfig
+
+    assert parse_config(SECURE, "x").http == HttpConfig("127.0.0.1:8090", "")
+    for listen, host, port in [("localhost:0", "localhost", 0), ("[::1]:8090", "::1", 8090)]:
+        http = parse_config({**SECURE, "http": {"listen": listen}}, "x").http
+        assert (http.host, http.port) == (host, port)
+    # Off loopback in either profile only with a token (it hands out every site's data).
+    for profile in ("production", "demo"):
+        with pytest.raises(ConfigError, match="token_file"):
+            parse_config({**SECURE, "profile": profile, "http": {"listen": "0.0.0.0:8090"}}, "x")
+    guarded = parse_config({**SECURE, "http": {"listen": "0.0.0.0:8090", "token_file": "t"}}, "x").http
+    assert (guarded.host, guarded.port, guarded.token_file) == ("0.0.0.0", 8090, "t")
