@@ -225,7 +225,7 @@ class FleetApi:
             "state": state.state if state else "unknown",
             "last_seen": iso(state.last_seen) if state else None,
             "backlog": state.backlog if state else 0,
-            "rate": float(getattr(state, "rate", 0.0)) if state else 0.0,
+            "rate": state.rate if state else 0.0,
             "completeness": [
                 {"day": d.day.isoformat(), "periods": d.periods, "expected": d.expected, "stored": d.stored,
                  "not_recorded": len(d.not_recorded), "percent": d.percent}

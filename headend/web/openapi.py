@@ -75,7 +75,11 @@ _SITE = {
     },
     "last_seen": {**_TIME_OR_NULL, "description": "When its last status or data arrived."},
     "backlog": {**_COUNT, "description": "Records the box reports it still has to send."},
-    "rate": {"type": "number", "minimum": 0, "description": "Messages per second lately."},
+    "rate": {
+        "type": "number",
+        "minimum": 0,
+        "description": "Messages per second the box published between its last two cyclic status reports.",
+    },
     "completeness": _array(
         _DAY_SUMMARY,
         minItems=7,

@@ -92,7 +92,7 @@ async def test_the_sites_with_state_backlog_and_seven_days_of_completeness(page:
     rows: list[dict[str, Any]] = await page.evaluate(TABLE)
     one, two, three = rows
     assert [r["publisher"] for r in rows] == ["smx-1", "smx-2", "smx-3"]
-    assert (one["name"], one["state"], one["backlog"], one["rate"]) == ("Vienna 1", "online", "3", "0.00")
+    assert (one["name"], one["state"], one["backlog"], one["rate"]) == ("Vienna 1", "online", "3", "0.75")
     assert one["lastSeen"] != "never"
     assert [d[0] for d in one["days"]] == [d.isoformat() for d in fleet.WEEK]
     cells = {d[0]: (d[1], d[2]) for d in one["days"]}

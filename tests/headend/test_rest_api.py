@@ -190,7 +190,7 @@ async def test_every_site_with_its_state_and_seven_days(api: Api) -> None:
         3,
     )
     assert one["last_seen"] == "2026-10-27T09:59:55Z"
-    assert one["rate"] == 0.0
+    assert one["rate"] == 0.75
     assert [d["day"] for d in one["completeness"]] == [d.isoformat() for d in fleet.WEEK]
     by_day = {d["day"]: d for d in one["completeness"]}
     assert by_day["2026-10-24"] == {"day": "2026-10-24", "periods": 96, "expected": 96, "stored": 92,

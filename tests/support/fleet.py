@@ -85,7 +85,9 @@ async def fill(repo: Repository) -> None:
         Event("smx-1", METER, EVENT_TIMES[1], 62, 1, "PowerUp", 0),
     ]
     await repo.store(Batch(samples, events))
-    await repo.save_site(SiteState("smx-1", "online", NOW - timedelta(seconds=5), 3, {"version": "1.0"}))
+    await repo.save_site(
+        SiteState("smx-1", "online", NOW - timedelta(seconds=5), 3, {"version": "1.0"}, 0.75)
+    )
     await repo.save_site(SiteState("smx-2", "offline", NOW - timedelta(hours=3), 0))
 
 
