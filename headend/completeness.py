@@ -141,28 +141,48 @@ class ReplayPlanner:
 
     def plan(self, now: datetime, holes: Iterable[tuple[str, int, tuple[datetime, ...]]]) -> list[Request]:
         """Requests for ``(publisher, writer id, run of missing period ends)``, oldest run of
-        each publisher first, as far as the limits allow."""
-        self._minute = [t for t in self._minute if now - t < timedelta(minutes=1)]
+        each publisher first, as far as the limits allow (the per-publisher pacing kept in
+        this planner: one instance; :meth:`due`, :meth:`room` and :meth:`asked` let several
+        share it through the database)."""
         out = []
+        for request in self.due(now, holes):
+            last = self._last.get(request.publisher)
+            if last is not None and now - last < self.per_publisher:
+                continue
+            if not self.room(now):
+                break
+            self.asked(request, now)
+            out.append(request)
+        return out
+
+    def due(self, now: datetime, holes: Iterable[tuple[str, int, tuple[datetime, ...]]]) -> list[Request]:
+        """Per publisher the oldest run that is past the grace time and not given up: what
+        may be asked for if the pacing allows."""
+        out: dict[str, Request] = {}
         for publisher, writer_id, missing in holes:
+            if publisher in out:
+                continue
             due = [t for t in missing if now - t >= self.grace]
             if not due:
                 continue
             key = (publisher, writer_id, min(due), max(due))
             if key in self.given_up:
                 continue
-            last = self._last.get(publisher)
-            if last is not None and now - last < self.per_publisher:
-                continue
-            if len(self._minute) >= self.total_per_minute:
-                break
-            asked = self._asked.get(key, 0)
-            if asked >= self.attempts:
+            if self._asked.get(key, 0) >= self.attempts:
                 self.given_up.add(key)
                 continue
-            self._asked[key] = asked + 1
             # The uplink's replay range is inclusive at both ends.
-            out.append(Request(publisher, writer_id, key[2], key[3]))
-            self._last[publisher] = now
-            self._minute.append(now)
-        return out
+            out[publisher] = Request(publisher, writer_id, key[2], key[3])
+        return list(out.values())
+
+    def room(self, now: datetime) -> bool:
+        """Whether another request fits in this minute's budget."""
+        self._minute = [t for t in self._minute if now - t < timedelta(minutes=1)]
+        return len(self._minute) < self.total_per_minute
+
+    def asked(self, request: Request, now: datetime) -> None:
+        """``request`` was sent at ``now``: its attempt and the budgets are counted."""
+        key = (request.publisher, request.writer_id, request.start, request.end)
+        self._asked[key] = self._asked.get(key, 0) + 1
+        self._last[request.publisher] = now
+        self._minute.append(now)

@@ -256,15 +256,26 @@ class Headend:
 
     async def holes(self) -> list[Request]:
         """Every site's load profile, today and yesterday in its own time zone: the replay
-        requests for what is missing, as far as the pacing allows."""
+        requests for what is missing, as far as the pacing allows.
+
+        The instances of a group share the work through the database
+        (:meth:`~headend.storage.Repository.claim`): a site is checked by one of them per
+        half ``check_s``, and asked for a replay by one of them per ``per_publisher_s``."""
         now = self.clock.now()
+        c = self.config.completeness
         found: list[tuple[str, int, tuple[datetime, ...]]] = []
         # The sites stored so far and those only announced (metadata seen, nothing stored yet).
         sites = set(await self.repository.publishers_and_meters()) | self.ingest.meters()
+        checked: dict[str, bool] = {}
         for publisher, meter in sorted(sites):
             writer_id = self.ingest.writer_id(publisher, meter, "lp1")
             if writer_id is None:
                 continue  # its metadata not seen yet: nothing to ask by
+            if publisher not in checked:
+                every = timedelta(seconds=c.check_s / 2)
+                checked[publisher] = await self.repository.claim(publisher, "check", now, every)
+            if not checked[publisher]:
+                continue  # another instance checks it this time
             zone = ZoneInfo(self.config.site(publisher).timezone)
             today = now.astimezone(zone).date()
             for day in (today - timedelta(days=1), today):
@@ -276,7 +287,16 @@ class Headend:
                 verdict = completeness(day, zone, stored, later=later)
                 for run in runs(t for t in verdict.missing if t <= now):
                     found.append((publisher, writer_id, run))
-        return self._planner.plan(now, found)
+        out = []
+        for request in self._planner.due(now, found):
+            if not self._planner.room(now):
+                break
+            if await self.repository.claim(
+                request.publisher, "replay", now, timedelta(seconds=c.per_publisher_s)
+            ):
+                self._planner.asked(request, now)
+                out.append(request)
+        return out
 
     async def _flusher(self, client: aiomqtt.Client) -> None:
         while True:

@@ -156,6 +156,12 @@ class Repository(Protocol):
     async def publishers_and_meters(self) -> list[tuple[str, str]]:
         """Every (publisher, meter) that has stored anything, ordered."""
 
+    async def claim(self, publisher: str, task: str, now: datetime, every: timedelta) -> bool:
+        """Whether this instance may do ``task`` for ``publisher`` at ``now``: True (and
+        ``now`` recorded) when no instance claimed it after ``now - every``; atomic, so of
+        several instances asking at once exactly one gets it. The instances of a group
+        share the completeness checks and pace the replay requests this way."""
+
 
 def to_micros(t: datetime) -> int:
     """Microseconds since 1970-01-01 UTC of an aware datetime, exactly (no float on the way)."""

@@ -85,6 +85,9 @@ _SCHEMA = (
     # Who has stored anything: a DISTINCT over the samples would read them all.
     "CREATE TABLE IF NOT EXISTS meters (publisher text NOT NULL, meter text NOT NULL,"
     " PRIMARY KEY (publisher, meter))",
+    # Who did which periodic task for a publisher last (Repository.claim).
+    "CREATE TABLE IF NOT EXISTS claims (publisher text NOT NULL, task text NOT NULL,"
+    " at timestamptz NOT NULL, PRIMARY KEY (publisher, task))",
     """CREATE TABLE IF NOT EXISTS sites (
         publisher text PRIMARY KEY, state text NOT NULL, last_seen timestamptz,
         backlog bigint NOT NULL, info jsonb NOT NULL, rate double precision NOT NULL
@@ -448,6 +451,19 @@ class PostgresRepository:
             "SELECT publisher, state, last_seen, backlog, info::text, rate FROM sites ORDER BY publisher",
         )
         return [SiteState(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+
+    async def claim(self, publisher: str, task: str, now: datetime, every: timedelta) -> bool:
+        to_micros(now)
+        async with self._translated("cannot claim a task"):
+            got = await self._require().fetchval(
+                "INSERT INTO claims VALUES ($1, $2, $3) ON CONFLICT (publisher, task) DO UPDATE"
+                " SET at = EXCLUDED.at WHERE claims.at <= $4 RETURNING 1",
+                publisher,
+                task,
+                now,
+                now - every,
+            )
+        return got is not None
 
     async def publishers_and_meters(self) -> list[tuple[str, str]]:
         rows = await self._fetch("cannot read meters", "SELECT publisher, meter FROM meters ORDER BY 1, 2")

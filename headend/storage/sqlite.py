@@ -68,6 +68,10 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS meters (
         publisher TEXT NOT NULL, meter TEXT NOT NULL, PRIMARY KEY (publisher, meter)
     ) WITHOUT ROWID""",
+    # Who did which periodic task for a publisher last (Repository.claim).
+    """CREATE TABLE IF NOT EXISTS claims (
+        publisher TEXT NOT NULL, task TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (publisher, task)
+    ) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS sites (
         publisher TEXT PRIMARY KEY, state TEXT NOT NULL, last_seen INTEGER,
         backlog INTEGER NOT NULL, info TEXT NOT NULL, rate REAL NOT NULL
@@ -297,6 +301,15 @@ class SqliteRepository:
             SiteState(p, st, None if seen is None else from_micros(seen), backlog, json.loads(info), rate)
             for p, st, seen, backlog, info, rate in rows
         ]
+
+    async def claim(self, publisher: str, task: str, now: datetime, every: timedelta) -> bool:
+        at, before = to_micros(now), to_micros(now - every)
+        sql = (
+            "INSERT INTO claims VALUES (?, ?, ?) ON CONFLICT (publisher, task) DO UPDATE"
+            " SET at = excluded.at WHERE claims.at <= ? RETURNING 1"
+        )
+        row = await self._run(lambda c: c.execute(sql, (publisher, task, at, before)).fetchone())
+        return row is not None
 
     async def publishers_and_meters(self) -> list[tuple[str, str]]:
         rows = await self._run(

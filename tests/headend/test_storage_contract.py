@@ -514,6 +514,31 @@ async def test_last_seen_never_goes_back(backend: Backend) -> None:
     assert (await repo.sites())[1].last_seen == T0
 
 
+# -- claims ---------------------------------------------------------------------------------------
+
+
+async def test_a_claim_is_given_once_per_interval_per_publisher_and_task(backend: Backend) -> None:
+    repo = await backend.opened()
+    every = timedelta(minutes=10)
+    assert await repo.claim("smx-1", "replay", T0, every)
+    assert not await repo.claim("smx-1", "replay", T0 + 5 * MINUTE, every)  # asked 5 minutes ago
+    assert await repo.claim("smx-1", "check", T0 + 5 * MINUTE, every)  # another task
+    assert await repo.claim("smx-2", "replay", T0 + 5 * MINUTE, every)  # another publisher
+    assert await repo.claim("smx-1", "replay", T0 + every, every)
+    assert not await repo.claim("smx-1", "replay", T0 + every + MINUTE, every)
+    with pytest.raises(ValueError, match="naive"):
+        await repo.claim("smx-1", "replay", T0.replace(tzinfo=None), every)
+
+
+async def test_of_instances_claiming_at_once_exactly_one_gets_it(backend: Backend) -> None:
+    first, second = await backend.opened(), await backend.opened()
+    every = timedelta(seconds=60)
+    for n in range(20):
+        when = T0 + n * every
+        got = await asyncio.gather(*(r.claim("smx-1", "check", when, every) for r in (first, second)))
+        assert sorted(got) == [False, True], (n, got)
+
+
 # -- volume ---------------------------------------------------------------------------------------
 
 
