@@ -125,6 +125,7 @@ class Headend:
         #: publisher -> what its status messages and its data said.
         self._sites: dict[str, Site] = {}
         self._status_seen = asyncio.Event()
+        self._flushed = asyncio.Event()
         self._backoff = Backoff(2.0, 60.0)
         c = config.completeness
         self._planner = ReplayPlanner(
@@ -232,6 +233,10 @@ class Headend:
         """Wait for the next status message to be stored."""
         await self._status_seen.wait()
 
+    async def flushed(self) -> None:
+        """Wait for the next batch to be committed."""
+        await self._flushed.wait()
+
     def _refused(self, refused: Refused) -> None:
         self.counters.refused[(refused.publisher, str(refused.cause))] += 1
         now = self.clock.monotonic()
@@ -311,6 +316,8 @@ class Headend:
         stored = await self.repository.store(Batch(pending.samples, pending.events))
         self.counters.rows += stored
         self.counters.batches += 1
+        self._flushed.set()
+        self._flushed = asyncio.Event()
         moment = self.clock.monotonic()
         for publisher, when in pending.seen.items():
             # Data is a sign of life too: last seen, and online unless a status said otherwise;

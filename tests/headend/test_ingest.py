@@ -135,7 +135,7 @@ def test_status_messages_and_the_will() -> None:
     assert ingest.feed(topic("status"), will, None, NOW) == [StatusSeen(PUB, codec.PubSubState.ERROR)]
 
 
-def _hostile() -> list[tuple[str, str, bytes, str | None, Cause]]:
+def hostile() -> list[tuple[str, str, bytes, str | None, Cause]]:
     """(what, topic, payload, content type, expected cause): the bad input of issue 17."""
     good = json.loads(data_message("lp1", [(NOW, lp1_values(), 0)]))
 
@@ -327,7 +327,7 @@ def _hostile() -> list[tuple[str, str, bytes, str | None, Cause]]:
 def test_thirty_hostile_messages_are_refused_with_their_cause_and_ingest_goes_on() -> None:
     ingest = Ingest()
     ready(ingest, "lp1", "lp2", "events")
-    cases = _hostile()
+    cases = hostile()
     assert len(cases) >= 30
     for what, where, payload, content_type, cause in cases:
         out = ingest.feed(where, payload, content_type, NOW)
