@@ -75,6 +75,18 @@ async def _run(config: HeadendConfig, name: str) -> None:
         with contextlib.suppress(Exception):
             await headend.flush(None)  # what was received is stored; its ack comes again from the box
         await repo.close()
+        print(summary(headend), flush=True)
+
+
+def summary(headend: Headend) -> str:
+    """The line a cleanly stopped instance prints last: what it did since it started, so
+    the split of a shared subscription between instances can be read off their output."""
+    c = headend.counters
+    return (
+        f"SMX head-end {headend.name} stopped: {c.messages} messages, {c.accepted} accepted, "
+        f"{c.rows} rows in {c.batches} batches, {c.acks} acks, {c.requests} replay requests, "
+        f"{sum(c.refused.values())} refused"
+    )
 
 
 async def _export(config: HeadendConfig, day: date, sites: list[str]) -> str:
