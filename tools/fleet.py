@@ -592,9 +592,6 @@ def parse(argv: Sequence[str] | None = None) -> Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse(argv)
-    if mosquitto_binary() is None:
-        print(MISSING_MOSQUITTO, file=sys.stderr)
-        return 2
     # A fresh folder each run: last run's archives and database would be replayed and mixed
     # in. Only a folder this tool made (its marker inside) is removed.
     if options.var.exists() and any(options.var.iterdir()):
@@ -605,6 +602,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         shutil.rmtree(options.var)
+    if mosquitto_binary() is None:
+        print(MISSING_MOSQUITTO, file=sys.stderr)
+        return 2
     try:
         return asyncio.run(main_async(options))
     except FleetError as err:
