@@ -352,8 +352,10 @@ class Fleet:
                 for h in self.headends]  # fmt: skip
 
     async def stop_all(self) -> None:
-        children = [gw.child for gw in self.gateways if gw.child] + self.headends
-        await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
+        """The gateways first (their goodbye, status Disabled, reaches the head-end), then
+        the instances, then the broker."""
+        for group in ([gw.child for gw in self.gateways if gw.child], self.headends):
+            await asyncio.gather(*(c.stop(signal.SIGINT) for c in group), return_exceptions=True)
         if self.broker is not None:
             await self.broker.stop()
 
