@@ -48,10 +48,9 @@ from headend.config import BrokerConfig, CompletenessConfig, HeadendConfig, Site
 from headend.service import Headend
 from headend.storage import Repository
 from headend.storage.sqlite import SqliteRepository
-from tests.headend.test_fleet import PUBLISHER, publishing
-from tests.headend.test_ingest import data_message, lp1_values, metadata_message, topic
 from tests.support.broker import Broker, blackhole_proxy, mosquitto, require_mosquitto
-from tests.support.harness import running_gateway
+from tests.support.harness import PUBLISHER, publishing, running_gateway
+from tests.support.headend_messages import data_message, lp1_values, metadata_message, topic
 from tests.support.mqtt_proxy import dropping_proxy
 from tests.support.postgres import require_postgres
 from tools.fleet import Fleet, Options, check, drain, fleet, repository, split_of, wait_online

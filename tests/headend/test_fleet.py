@@ -6,22 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gateway.clock import ScaledClock, SystemClock
-from gateway.config import GatewayConfig
 from gateway.uplink.writers import BY_NAME, writer_fields
 from headend.config import BrokerConfig, CompletenessConfig, HeadendConfig, StorageConfig
 from headend.service import Headend
 from headend.storage.sqlite import SqliteRepository
 from tests.support.broker import Broker, mosquitto, require_mosquitto
-from tests.support.harness import demo, running_gateway
+from tests.support.harness import PUBLISHER, publishing, running_gateway
 
-PUBLISHER = "smx-a"
 SPEED = 8.0
 
 
@@ -52,18 +49,6 @@ async def instance(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await repo.close()
-
-
-def publishing(tmp_path: Path, broker: Broker, **upstream: object) -> GatewayConfig:
-    """The demo gateway archiving in ``tmp_path`` and publishing to ``broker`` as PUBLISHER."""
-    config = demo()
-    up = replace(config.upstream, broker=broker.url, publisher_id=PUBLISHER, initial_days=1.0,
-                 replay_messages_per_s=100.0, replay_bytes_per_s=4e6)  # fmt: skip
-    return replace(
-        config,
-        archive=replace(config.archive, path=str(tmp_path / "archive")),
-        upstream=replace(up, **upstream),  # type: ignore[arg-type]
-    )
 
 
 @pytest.mark.slow

@@ -16,8 +16,8 @@ from headend.config import BrokerConfig, HeadendConfig, StorageConfig
 from headend.service import Headend
 from headend.storage import Batch, StorageError
 from headend.storage.sqlite import SqliteRepository
-from tests.headend.test_ingest import data_message, lp1_values, metadata_message, topic
 from tests.support.broker import mosquitto, require_mosquitto
+from tests.support.headend_messages import data_message, lp1_values, metadata_message, topic
 
 EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asyncua import Client, ua
 from cryptography.hazmat.primitives import serialization
@@ -22,6 +22,9 @@ from gateway.config import GatewayConfig, MeterConfig, demo_config
 from gateway.opcua.ids import SMX_NAMESPACE
 from gateway.security.pki import Pki, create_application_certificate, write_private_key
 from gateway.security.users import Role, UserDb
+
+if TYPE_CHECKING:
+    from tests.support.broker import Broker
 
 #: The test client's ApplicationUri (its certificate is made for it).
 CLIENT_URI = "urn:smx:test-client"
@@ -222,3 +225,19 @@ async def subscribe(running: Running, identifiers: list[str], period_ms: float =
     for r in results:
         assert not isinstance(r, ua.StatusCode) or r.is_good(), r
     return collector
+
+
+#: The PublisherId of :func:`publishing`'s gateway.
+PUBLISHER = "smx-a"
+
+
+def publishing(tmp_path: Path, broker: Broker, **upstream: object) -> GatewayConfig:
+    """The demo gateway archiving in ``tmp_path`` and publishing to ``broker`` as PUBLISHER."""
+    config = demo()
+    up = replace(config.upstream, broker=broker.url, publisher_id=PUBLISHER, initial_days=1.0,
+                 replay_messages_per_s=100.0, replay_bytes_per_s=4e6)  # fmt: skip
+    return replace(
+        config,
+        archive=replace(config.archive, path=str(tmp_path / "archive")),
+        upstream=replace(up, **upstream),  # type: ignore[arg-type]
+    )
