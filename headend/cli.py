@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from gateway.clock import SystemClock
 from gateway.errors import GatewayError
 from gateway.files import replace_file
-from headend.config import HeadendConfig, load_config
+from headend.config import HeadendConfig, load_config, with_listen
 from headend.export import export_day
 from headend.service import Headend
 from headend.storage import Repository, StorageError
@@ -93,6 +93,18 @@ async def _run(config: HeadendConfig, name: str) -> None:
         with contextlib.suppress(Exception):
             await headend.flush(None)  # what was received is stored; its ack comes again from the box
         await repo.close()
+        print(summary(headend), flush=True)
+
+
+def summary(headend: Headend) -> str:
+    """The line a cleanly stopped instance prints last: what it did since it started, so
+    the split of a shared subscription between instances can be read off their output."""
+    c = headend.counters
+    return (
+        f"SMX head-end {headend.name} stopped: {c.messages} messages, {c.accepted} accepted, "
+        f"{c.rows} rows in {c.batches} batches, {c.acks} acks, {c.requests} replay requests, "
+        f"{sum(c.refused.values())} refused"
+    )
 
 
 async def _export(config: HeadendConfig, day: date, sites: list[str]) -> str:
@@ -113,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", type=Path, required=True)
     run.add_argument(
         "--name", default="", help="this instance's MQTT client id (default: smx-headend-<host>)"
+    )
+    run.add_argument(
+        "--listen", help="the fleet page's HOST:PORT, port 0 for any free one (overrides [http])"
     )
     export = sub.add_parser("export", help="a day's 15-minute load profiles as CSV, with completeness flags")
     export.add_argument("--config", type=Path, required=True)
@@ -137,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 sys.stdout.write(text)
             return 0
+        if args.listen:
+            config = with_listen(config, args.listen)
         asyncio.run(_run(config, args.name or f"smx-headend-{socket.gethostname()}"))
         return 0
     except GatewayError as err:

@@ -26,7 +26,7 @@ names the file, the key and what was expected; unknown keys are errors. ::
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -264,6 +264,18 @@ def _http(sec: Section | None) -> HttpConfig:
         )
     sec.done()
     return cfg
+
+
+def with_listen(config: HeadendConfig, listen: str) -> HeadendConfig:
+    """``config`` with ``[http] listen`` replaced (``smx-headend run --listen``), checked as
+    the file's value is: a valid address, and off loopback only with a token file."""
+    try:
+        host, _port = split_listen(listen)
+    except ValueError as err:
+        raise ConfigError(f"--listen {listen!r}: {err}") from None
+    if not config.http.token_file and not is_loopback(host):
+        raise ConfigError(f"--listen {listen!r}: serving off loopback needs [http] token_file")
+    return replace(config, http=replace(config.http, listen=listen))
 
 
 def parse_config(data: dict[str, Any], source: str) -> HeadendConfig:

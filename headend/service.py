@@ -38,7 +38,7 @@ from gateway.uplink.link import Backoff, BrokerUrl, tls_context
 from headend.completeness import PERIOD, ReplayPlanner, Request, completeness, day_bounds, runs
 from headend.config import HeadendConfig
 from headend.ingest import Accepted, Ingest, Refused, StatusSeen
-from headend.storage import Batch, Event, Repository, Sample, SiteState
+from headend.storage import Batch, Event, Repository, Sample, SiteState, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,10 @@ class Headend:
                 log.warning(
                     "head-end %s: broker %s: %s; reconnecting", self.name, self.url, group.exceptions[0]
                 )
+            except* StorageError as group:
+                # A failed write ends the session (its batch was never acknowledged: the
+                # boxes send it again); the database may be back by the next one.
+                log.warning("head-end %s: storage: %s; reconnecting", self.name, group.exceptions[0])
             finally:
                 self.connected.clear()
             await self.clock.sleep(self._backoff.next_delay())

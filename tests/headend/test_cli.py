@@ -91,3 +91,18 @@ def test_check_config_reads_the_token_file(tmp_path: Path, capsys: pytest.Captur
     assert "token_file" in capsys.readouterr().err
     (tmp_path / "t").write_text("a-token-of-the-fleet-page\n")
     assert main(["check-config", str(config)]) == 0
+
+
+def test_a_stopped_instance_says_what_it_did(tmp_path: Path) -> None:
+    from gateway.clock import SystemClock
+    from headend.cli import summary
+    from headend.service import Headend
+
+    config = parse_config({"profile": "demo"}, "x")
+    headend = Headend(config, SqliteRepository(tmp_path / "h.sqlite"), SystemClock(), name="h-1")
+    headend.counters.messages, headend.counters.accepted, headend.counters.rows = 12, 10, 40
+    headend.counters.refused[("smx-x", "json")] += 2
+    assert summary(headend) == (
+        "SMX head-end h-1 stopped: 12 messages, 10 accepted, 40 rows in 0 batches, 0 acks, "
+        "0 replay requests, 2 refused"
+    )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import ConfigError
-from headend.config import load_config, parse_config
+from headend.config import load_config, parse_config, with_listen
 
 SECURE = {
     "broker": {
@@ -100,3 +100,16 @@ def test_the_api_listens_on_loopback_unless_a_token_guards_it() -> None:
             parse_config({**SECURE, "profile": profile, "http": {"listen": "0.0.0.0:8090"}}, "x")
     guarded = parse_config({**SECURE, "http": {"listen": "0.0.0.0:8090", "token_file": "t"}}, "x").http
     assert (guarded.host, guarded.port, guarded.token_file) == ("0.0.0.0", 8090, "t")
+
+
+def test_run_listen_overrides_http_with_the_same_checks(tmp_path: Path) -> None:
+    config = parse_config({"profile": "demo"}, "x")
+    assert with_listen(config, "127.0.0.1:0").http.listen == "127.0.0.1:0"
+    with pytest.raises(ConfigError, match="off loopback needs \\[http\\] token_file"):
+        with_listen(config, "0.0.0.0:8090")
+    with pytest.raises(ConfigError, match="--listen 'nowhere'"):
+        with_listen(config, "nowhere")
+    token = tmp_path / "token"
+    token.write_text("a-token-of-the-fleet-page\n")
+    guarded = parse_config({"profile": "demo", "http": {"token_file": str(token)}}, "x")
+    assert with_listen(guarded, "0.0.0.0:8090").http.listen == "0.0.0.0:8090"

@@ -4,24 +4,18 @@ real mosquitto, into one database: everything stored once, acknowledged, the wor
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from gateway.clock import ScaledClock, SystemClock
-from gateway.config import GatewayConfig
+from gateway.clock import ScaledClock
 from gateway.uplink.writers import BY_NAME, writer_fields
-from headend.config import BrokerConfig, CompletenessConfig, HeadendConfig, StorageConfig
-from headend.service import Headend
+from headend.config import CompletenessConfig
 from headend.storage.sqlite import SqliteRepository
-from tests.support.broker import Broker, mosquitto, require_mosquitto
-from tests.support.harness import demo, running_gateway
+from tests.support.broker import mosquitto, require_mosquitto
+from tests.support.harness import PUBLISHER, headend_instance, publishing, running_gateway
 
-PUBLISHER = "smx-a"
 SPEED = 8.0
 
 
@@ -30,50 +24,14 @@ def _mosquitto_installed() -> None:
     require_mosquitto()
 
 
-@contextlib.asynccontextmanager
-async def instance(
-    broker: Broker, db: Path, name: str, completeness: CompletenessConfig | None = None
-) -> AsyncIterator[Headend]:
-    config = HeadendConfig(
-        profile="demo",
-        broker=BrokerConfig(url=broker.url, group="g"),
-        storage=StorageConfig(backend="sqlite", path=str(db)),
-        completeness=completeness or CompletenessConfig(),
-    )
-    repo = SqliteRepository(db)
-    await repo.open()
-    headend = Headend(config, repo, SystemClock(), name=name)
-    task = asyncio.create_task(headend.run())
-    try:
-        await asyncio.wait_for(headend.connected.wait(), 30)
-        yield headend
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await repo.close()
-
-
-def publishing(tmp_path: Path, broker: Broker, **upstream: object) -> GatewayConfig:
-    """The demo gateway archiving in ``tmp_path`` and publishing to ``broker`` as PUBLISHER."""
-    config = demo()
-    up = replace(config.upstream, broker=broker.url, publisher_id=PUBLISHER, initial_days=1.0,
-                 replay_messages_per_s=100.0, replay_bytes_per_s=4e6)  # fmt: skip
-    return replace(
-        config,
-        archive=replace(config.archive, path=str(tmp_path / "archive")),
-        upstream=replace(up, **upstream),  # type: ignore[arg-type]
-    )
-
-
 @pytest.mark.slow
 async def test_two_instances_store_a_gateway_once_and_acknowledge_it(tmp_path: Path) -> None:
     db = tmp_path / "fleet.sqlite"
     clock = ScaledClock(datetime.now(UTC), SPEED)
     async with (
         mosquitto(tmp_path / "broker") as broker,
-        instance(broker, db, "headend-1") as first,
-        instance(broker, db, "headend-2") as second,
+        headend_instance(broker, db, "headend-1") as first,
+        headend_instance(broker, db, "headend-2") as second,
     ):
         config = publishing(tmp_path, broker, ack="consumer", writers=("lp1", "minute", "events"), batch=16,
                             status_interval_s=16)  # fmt: skip
@@ -160,7 +118,7 @@ async def test_what_the_head_end_missed_is_found_and_asked_for_again(tmp_path: P
                     await poller.wait_snapshot()
             # Only now a head-end: the day went to nobody.
             quick = CompletenessConfig(check_s=0.5, grace_s=0.0, per_publisher_s=0.5)
-            async with instance(broker, db, "headend-late", quick) as late:
+            async with headend_instance(broker, db, "headend-late", None, quick) as late:
                 start, end = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
                 columns = [f.column for f in writer_fields(config.meters[0], BY_NAME["lp1"]) if f.column]
 

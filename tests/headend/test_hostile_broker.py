@@ -15,8 +15,9 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.headend.test_fleet import instance
-from tests.headend.test_ingest import (
+from tests.support.broker import mosquitto, require_mosquitto
+from tests.support.harness import headend_instance
+from tests.support.headend_messages import (
     METER,
     NOW,
     PUB,
@@ -26,7 +27,6 @@ from tests.headend.test_ingest import (
     metadata_message,
     topic,
 )
-from tests.support.broker import mosquitto, require_mosquitto
 
 FAR = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
@@ -55,7 +55,7 @@ async def test_hostile_messages_through_the_broker_are_counted_and_logged_and_in
     assert len(delivered) >= 30
     async with (
         mosquitto(tmp_path / "broker") as broker,
-        instance(broker, tmp_path / "fleet.sqlite", "headend-1") as headend,
+        headend_instance(broker, tmp_path / "fleet.sqlite", "headend-1") as headend,
         aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as box,
     ):
         for writer in ("lp1", "lp2", "events"):

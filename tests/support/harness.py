@@ -11,17 +11,23 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asyncua import Client, ua
 from cryptography.hazmat.primitives import serialization
 
 from gateway.app import Gateway
-from gateway.clock import Clock
+from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, MeterConfig, demo_config
 from gateway.opcua.ids import SMX_NAMESPACE
 from gateway.security.pki import Pki, create_application_certificate, write_private_key
 from gateway.security.users import Role, UserDb
+from headend.config import BrokerConfig, CompletenessConfig, HeadendConfig, SiteConfig, StorageConfig
+from headend.service import Headend
+from headend.storage.sqlite import SqliteRepository
+
+if TYPE_CHECKING:
+    from tests.support.broker import Broker
 
 #: The test client's ApplicationUri (its certificate is made for it).
 CLIENT_URI = "urn:smx:test-client"
@@ -222,3 +228,51 @@ async def subscribe(running: Running, identifiers: list[str], period_ms: float =
     for r in results:
         assert not isinstance(r, ua.StatusCode) or r.is_good(), r
     return collector
+
+
+#: The PublisherId of :func:`publishing`'s gateway.
+PUBLISHER = "smx-a"
+
+
+def publishing(tmp_path: Path, broker: Broker, **upstream: object) -> GatewayConfig:
+    """The demo gateway archiving in ``tmp_path`` and publishing to ``broker`` as PUBLISHER."""
+    config = demo()
+    up = replace(config.upstream, broker=broker.url, publisher_id=PUBLISHER, initial_days=1.0,
+                 replay_messages_per_s=100.0, replay_bytes_per_s=4e6)  # fmt: skip
+    return replace(
+        config,
+        archive=replace(config.archive, path=str(tmp_path / "archive")),
+        upstream=replace(up, **upstream),  # type: ignore[arg-type]
+    )
+
+
+@contextlib.asynccontextmanager
+async def headend_instance(
+    broker: Broker,
+    db: Path,
+    name: str,
+    clock: Clock | None = None,
+    completeness: CompletenessConfig | None = None,
+    sites: tuple[SiteConfig, ...] = (),
+) -> AsyncIterator[Headend]:
+    """A head-end instance of shared-subscription group ``g`` on ``clock`` (the system's by
+    default), storing into the SQLite file ``db``; connected when the block begins."""
+    config = HeadendConfig(
+        profile="demo",
+        broker=BrokerConfig(url=broker.url, group="g"),
+        storage=StorageConfig(backend="sqlite", path=str(db)),
+        completeness=completeness or CompletenessConfig(),
+        sites=sites,
+    )
+    repo = SqliteRepository(db)
+    await repo.open()
+    headend = Headend(config, repo, clock or SystemClock(), name=name)
+    task = asyncio.create_task(headend.run())
+    try:
+        await asyncio.wait_for(headend.connected.wait(), 30)
+        yield headend
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await repo.close()
