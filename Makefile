@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean simulate
+.PHONY: run test lint bench clean simulate fleet
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/smx-gateway run $(ARGS)
+
+# A local fleet: mosquitto, three simulated gateways and the head-end (tools/fleet.py); Ctrl-C stops it.
+fleet: $(STAMP)
+	$(BIN)/python -m tools.fleet $(ARGS)
 
 simulate: $(STAMP)
 	$(BIN)/smx-gateway simulate --listen 127.0.0.1:4059 $(ARGS)
