@@ -50,6 +50,7 @@ from typing import Any
 
 from bench.clients import measure_clients, print_clients
 from bench.fuzz import measure_fuzz, print_fuzz
+from bench.headend import measure_headend, print_headend
 from bench.history import READS, measure_history
 from bench.load import measure_load, print_load
 from bench.security import measure_security
@@ -325,6 +326,10 @@ PARTS: dict[
     "load": (lambda args: measure_load(args.seconds, args.load_minutes), print_load),
     "soak": (lambda args: measure_soak(args.soak_days), print_soak),
     "uplink": (lambda args: measure_uplink(args.uplink_minutes), print_uplink),
+    "headend": (
+        lambda args: measure_headend(args.headend_seconds, args.quick, args.profile, args.headend_sites),
+        print_headend,
+    ),
 }
 
 
@@ -381,4 +386,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--uplink-minutes", type=float, default=3.0, help="minutes of the uplink's steady-state window"
     )
+    parser.add_argument(
+        "--headend-seconds", type=float, default=60.0, help="seconds of each head-end load scenario"
+    )
+    parser.add_argument("--headend-sites", type=int, default=0, help="simulated sites (default 10,000)")
+    parser.add_argument("--quick", action="store_true", help="head-end: 1,000 sites, 15 s a scenario")
+    parser.add_argument("--profile", action="store_true", help="head-end: one run under cProfile too")
     main(parser.parse_args())
