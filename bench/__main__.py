@@ -24,13 +24,18 @@ transport, protocol cores, session, poller) and reports what the line carried:
    a 24-hour outage at the default limits (plain and gzip) (``--uplink-minutes``);
 9. fuzz (``bench/fuzz.py``): every protocol core in both roles fed mutated real and own
    frames for ``--seconds`` per core (``python -m bench.fuzz --inputs 1000000`` for the
-   long run): inputs/s and exceptions escaped (must be 0).
+   long run): inputs/s and exceptions escaped (must be 0);
+10. headend (``bench/headend.py``): 10,000 simulated sites publishing through one mosquitto
+   into head-end processes: messages/s one instance takes, its CPU per 1,000 messages/s,
+   lag publish -> commit (p50/p99), two instances of one shared-subscription group,
+   PostgreSQL beside SQLite, RSS (``--headend-seconds``, ``--headend-sites``, ``--quick``,
+   ``--profile``).
 
 Results are printed as tables and written to bench/results/latest.json
 (``python -m bench history`` runs only part 4 and writes bench/results/history.json).
 
-    python -m bench [all | history | web | security | startup | uplink | fuzz] [--seconds 10]
-                    [--hour-minutes 60] [--uplink-minutes 3]
+    python -m bench [all | history | web | security | startup | uplink | fuzz | headend] [--seconds 10]
+                    [--hour-minutes 60] [--uplink-minutes 3] [--headend-seconds 60] [--quick] [--profile]
 """
 
 from __future__ import annotations

@@ -57,8 +57,9 @@ ROOT = Path(__file__).resolve().parents[1]
 GOAL_LAG_P99_S = 2.0
 #: A scenario's counters are read this long after its start, to leave out the first second.
 WARMUP_S = 3.0
-#: After the last publish, what is in flight is stored once the counters stand still this long.
-SETTLED_S = 3.0
+#: After the last publish, what is in flight is stored once the counters stand still this long
+#: (longer than one flush: a batch, its sites' states and its acknowledgements).
+SETTLED_S = 8.0
 DRAIN_TIMEOUT_S = 120.0
 #: Starting instances get this long without progress to learn all the metadata.
 METADATA_STALL_S = 20.0
@@ -69,6 +70,14 @@ METADATA_STALL_S = 20.0
 #: queue, and mosquitto drops what does not fit: 10,000 sites left an instance knowing 10,020
 #: of 60,000 writers. Large here, so that what is measured is the head-end.
 QUEUED = 1_000_000
+
+
+#: The instances' MQTT client queue while they start (bench/headend_runner.py
+#: --incoming-queue): the service bounds it at 10,000 and aiomqtt discards beyond that, so an
+#: instance (re)starting with 10,000 sites' retained metadata (60,000 messages, ~0.8 GB) lost
+#: half of it. Room for all while starting, so that the steady state is measured with every
+#: writer known; then (SIGUSR2) the service's own bound again.
+INCOMING_QUEUE = 200_000
 
 
 class QuietBroker(BrokerConfig):
@@ -106,6 +115,7 @@ class Runner:
     reports: list[dict[str, Any]] = field(default_factory=list)
     lags: list[tuple[float, float]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    profiled: bool = False
     _reader: asyncio.Task[None] | None = None
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -161,15 +171,16 @@ async def runners(configs: Sequence[tuple[str, Path]], work: Path,
     out: list[Runner] = []
     try:
         for name, config in configs:
-            argv = ["-m", "bench.headend_runner", "--config", str(config), "--name", name]
+            argv = ["-m", "bench.headend_runner", "--config", str(config), "--name", name,
+                    "--incoming-queue", str(INCOMING_QUEUE)]  # fmt: skip
             if profile is not None:
                 argv += ["--profile", str(profile)]
             with (work / f"{name}.log").open("ab") as log:
                 process = await asyncio.create_subprocess_exec(
                     sys.executable, *argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=log,
-                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                    env={**os.environ, "PYTHONPATH": str(ROOT)}, limit=1 << 26,
                 )  # fmt: skip
-            runner = Runner(name, process)
+            runner = Runner(name, process, profiled=profile is not None)
             runner._reader = asyncio.create_task(runner.read())
             out.append(runner)
         for runner in out:
@@ -237,6 +248,7 @@ async def wait_metadata(group: Sequence[Runner], writers: int) -> list[dict[str,
                 last, since = known, time.monotonic()
             elif time.monotonic() - since > METADATA_STALL_S:
                 break
+        runner.process.send_signal(signal.SIGUSR2)  # the service's own queue bound from now on
         r = runner.last
         rows.append({
             "instance": runner.name,
@@ -270,6 +282,10 @@ async def scenario(
 ) -> dict[str, Any]:  # fmt: skip
     """Publish the steady state for ``seconds``; what the instances did with it."""
     await settle(group)  # what came before (retained status messages) is in
+    for runner in group:
+        if runner.profiled:  # its profile starts now (SIGUSR1 would end any other runner)
+            with contextlib.suppress(ProcessLookupError):
+                runner.process.send_signal(signal.SIGUSR1)
     pg0 = postgres_cpu(pg_data)
     busy0, all0 = machine_busy()
     assert broker.pid is not None
@@ -301,6 +317,9 @@ async def scenario(
             "rss_mib": last["rss_mib"],
             "batches": last["batches"] - b["batches"],
             "store_s": last["store_s"] - b["store_s"],
+            "save_site_s": last["save_site_s"] - b["save_site_s"],
+            "save_sites": last["save_sites"] - b["save_sites"],
+            "gc_pct": 100 * (z["gc_s"] - a["gc_s"]) / span,
         })  # fmt: skip
     lags = [lag for r in group for t, lag in r.lags if t_start <= t <= drained + 1]
     offered = sent["messages"] / sent["seconds"]
@@ -329,6 +348,10 @@ async def scenario(
         "generator_cpu_pct": 100 * sent["cpu_s"] / sent["seconds"],
         "postgres_cpu_pct": 100 * pg_cpu / (t_end - t_start) if backend == "postgresql" else 0.0,
         "store_ms_per_batch": 1000 * sum(p["store_s"] for p in per) / max(1, sum(p["batches"] for p in per)),
+        "rows_per_batch": sum(p["rows"] for p in per) / max(1, sum(p["batches"] for p in per)),
+        "save_site_s": sum(p["save_site_s"] for p in per),
+        "save_sites": sum(p["save_sites"] for p in per),
+        "gc_pct": sum(p["gc_pct"] for p in per),
         "refused": sum(p["refused"] for p in per),
         # The whole machine meanwhile, in % of one core (200 % is both cores).
         "machine_busy_pct": 100 * (busy1 - busy0) / (t_end - t_start),
@@ -342,16 +365,38 @@ async def scenario(
     return row
 
 
-def profile_rows(path: Path, n: int = 25) -> list[dict[str, Any]]:
+#: Where a function's own time is counted in the profile's summary (first match of its file).
+AREAS = (
+    ("MQTT client (paho, aiomqtt)", ("paho/", "aiomqtt/")),
+    ("JSON parsing (json)", ("json/",)),
+    ("codec decode (gateway/pubsub/codec.py)", ("gateway/pubsub/codec.py",)),
+    ("ingest checks (headend/ingest.py)", ("headend/ingest.py",)),
+    ("service: batches, acks, completeness (headend/service.py)", ("headend/service.py",)),
+    ("storage (headend/storage, asyncpg, sqlite3)", ("headend/storage", "asyncpg", "sqlite3")),
+    ("asyncio", ("asyncio/", "selectors.py")),
+)
+_IDLE = "<method 'poll' of 'select.epoll' objects>"
+
+
+def profile_rows(path: Path, n: int = 25) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the top ``n`` functions by own time, the own time summed by area), as % of the event
+    loop thread's busy time (its waits in epoll left out)."""
     stats = pstats.Stats(str(path))
-    total = stats.total_tt  # type: ignore[attr-defined]
-    entries = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # type: ignore[attr-defined]
-    rows = []
+    entries = [(k, v) for k, v in stats.stats.items() if k[2] != _IDLE]  # type: ignore[attr-defined]
+    busy = sum(v[2] for _k, v in entries)
+    entries.sort(key=lambda kv: kv[1][2], reverse=True)
+    top = []
     for (filename, line, func), (_cc, calls, tottime, cumtime, _callers) in entries[:n]:
         where = filename.replace(str(ROOT) + "/", "").replace(sys.prefix, "<venv>")
-        rows.append({"function": f"{where}:{line}({func})", "calls": calls, "tottime_s": tottime,
-                     "tottime_pct": 100 * tottime / total, "cumtime_s": cumtime})  # fmt: skip
-    return rows
+        top.append({"function": f"{where}:{line}({func})", "calls": calls, "tottime_s": tottime,
+                    "busy_pct": 100 * tottime / busy, "cumtime_s": cumtime})  # fmt: skip
+    areas: dict[str, float] = {}
+    for (filename, _line, func), v in entries:
+        area = next((a for a, keys in AREAS if any(k in filename or k in func for k in keys)), "other")
+        areas[area] = areas.get(area, 0.0) + v[2]
+    summary = [{"area": a, "own_s": t, "busy_pct": 100 * t / busy}
+               for a, t in sorted(areas.items(), key=lambda kv: -kv[1])]  # fmt: skip
+    return top, summary
 
 
 async def measure_headend(seconds: float, quick: bool = False, profile: bool = False,
@@ -397,7 +442,7 @@ async def measure_headend(seconds: float, quick: bool = False, profile: bool = F
                     results["headend_profiled"] = [
                         await scenario("1-s live, cProfile", group, *args, 1, seconds, "postgresql")
                     ]
-                results["headend_profile"] = profile_rows(prof)
+                results["headend_profile"], results["headend_profile_areas"] = profile_rows(prof)
             for line in broker.log_text().splitlines():
                 if "dropped" in line:
                     results.setdefault("headend_broker_drops", []).append(line)
@@ -429,7 +474,8 @@ def print_headend(results: dict[str, Any]) -> None:
     rows = [{k: (_goal(r) if k == "keeps_up" else r[k]) for k in shown} for r in results["headend_scenarios"]]
     print(table(f"{sites} sites, {results['headend_seconds']:.0f} s each (15-s live plans {planned})", rows))
     print()
-    others = ("scenario", "backend", "instances", "split", "rows_stored", "refused", "store_ms_per_batch",
+    others = ("scenario", "backend", "instances", "split", "rows_stored", "refused", "rows_per_batch",
+              "store_ms_per_batch", "save_sites", "save_site_s", "gc_pct",
               "broker_cpu_pct", "generator_cpu_pct", "postgres_cpu_pct", "machine_busy_pct")  # fmt: skip
     print(table("The same runs: split per instance, rows, the other processes' CPU (% of a core)",
                 [{k: r[k] for k in others} for r in results["headend_scenarios"]]))  # fmt: skip
@@ -455,4 +501,10 @@ def print_headend(results: dict[str, Any]) -> None:
         print(table("Profiled run (cProfile slows it)", [
             {k: r[k] for k in shown if k != "keeps_up"} for r in results["headend_profiled"]]))  # fmt: skip
         print()
-        print(table("Where the event loop's time goes (cProfile, by own time)", results["headend_profile"]))
+        print(
+            table(
+                "Where the event loop's busy time goes, by area (cProfile)", results["headend_profile_areas"]
+            )
+        )
+        print()
+        print(table("Top functions by own time (cProfile)", results["headend_profile"]))

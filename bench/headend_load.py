@@ -357,7 +357,9 @@ class Stream:
     offset: float = 0.0
 
     def phase(self, i: int) -> float:
-        return (self.offset + (i + 0.5) / self.sites) % 1.0 * self.interval
+        """Rising with ``i`` (``due`` walks the sites in order); ``offset`` (s) keeps the
+        writers of one site apart."""
+        return self.offset + (i + 0.5) / self.sites * self.interval
 
     def due(self, t0: float, now: float) -> list[tuple[int, int]]:
         """(site, round) of every message due by ``now``, in order."""
@@ -383,7 +385,7 @@ def streams(sites: int, live_s: float, writers: Sequence[Writer] = tuple(BY_NAME
     intervals = {Writer.LIVE: live_s, **INTERVALS}
     out = []
     for n, w in enumerate(x for x in writers if x in intervals):
-        out.append(Stream(w, intervals[w], sites, BY_NAME[w].qos, data_templates(w), offset=n / 7))
+        out.append(Stream(w, intervals[w], sites, BY_NAME[w].qos, data_templates(w), offset=n * 0.1))
     return out
 
 

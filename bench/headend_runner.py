@@ -9,7 +9,10 @@ a row is the time ``store`` returned (the commit) minus its Timestamp. Every
 Prints ``SMX head-end bench runner <name>`` when connected, then a JSON line every
 ``--report-s``: the instance's counters, the writers whose metadata it knows, what it holds
 for want of metadata, its CPU seconds (all threads) and RSS, and the lags since the last
-line. With ``--profile FILE`` the event loop's thread runs under cProfile, written at exit.
+line. With ``--profile FILE`` the event loop's thread runs under cProfile from the first
+SIGUSR1 on (the steady state, not the start), written at exit. ``--incoming-queue N``
+replaces the MQTT client's bound of messages received and not yet taken (the service's own:
+10,000; beyond it aiomqtt discards what the broker delivered, QoS 1 included) until SIGUSR2.
 
     python -m bench.headend_runner --config headend.toml --name bench-1 [--profile out.prof]
 """
@@ -20,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import json
 import os
 import signal
@@ -27,15 +31,19 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
+import aiomqtt
+
 from gateway.clock import SystemClock
 from headend.cli import repository
 from headend.config import load_config
 from headend.service import Headend
-from headend.storage import Batch, Repository
+from headend.storage import Batch, Repository, SiteState
 
 
 class TimedRepository:
-    """A repository whose ``store`` notes the lag of every ``every``-th row it committed."""
+    """A repository whose ``store`` notes the lag of every ``every``-th row it committed, and
+    which counts the time spent in ``store`` and in ``save_site`` (the flush's two parts in
+    the database; the rest of a flush is its acknowledgements)."""
 
     def __init__(self, inner: Repository, every: int) -> None:
         self.inner = inner
@@ -43,6 +51,14 @@ class TimedRepository:
         self.lags: list[float] = []
         self.store_s = 0.0
         self.stores = 0
+        self.save_site_s = 0.0
+        self.save_sites = 0
+
+    async def save_site(self, site: SiteState) -> None:
+        started = time.perf_counter()
+        await self.inner.save_site(site)
+        self.save_site_s += time.perf_counter() - started
+        self.save_sites += 1
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -87,11 +103,56 @@ def _report(headend: Headend, repo: TimedRepository) -> dict[str, Any]:
         "rss_mib": _rss_mib(),
         "store_s": repo.store_s,
         "stores": repo.stores,
+        "save_site_s": repo.save_site_s,
+        "save_sites": repo.save_sites,
+        "gc_s": GC.seconds,
         "lags": [round(x, 4) for x in repo.take()],
     }
 
 
-async def _run(args: argparse.Namespace) -> None:
+#: The aiomqtt clients made with another queue bound (:func:`_incoming_queue`).
+CLIENTS: list[aiomqtt.Client] = []
+
+
+def _incoming_queue(size: int) -> None:
+    """Every aiomqtt client of this process made with ``max_queued_incoming_messages=size``
+    (until :func:`_own_queue`)."""
+    original = aiomqtt.Client
+
+    class Client(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["max_queued_incoming_messages"] = size
+            super().__init__(*args, **kwargs)
+            CLIENTS.append(self)
+
+    aiomqtt.Client = Client  # type: ignore[misc]
+
+
+def _own_queue() -> None:
+    """The clients' queue bound back to the service's own (10,000): for the steady state."""
+    for client in CLIENTS:
+        client._queue._maxsize = 10_000
+
+
+class GcClock:
+    """Seconds spent in the garbage collector (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+
+GC = GcClock()
+
+
+async def _run(args: argparse.Namespace, profiler: cProfile.Profile | None) -> None:
     config = load_config(args.config)
     inner = repository(config)
     await inner.open()
@@ -101,6 +162,9 @@ async def _run(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
+    if profiler is not None:
+        loop.add_signal_handler(signal.SIGUSR1, profiler.enable)
+    loop.add_signal_handler(signal.SIGUSR2, _own_queue)
 
     async def report() -> None:
         await headend.connected.wait()
@@ -128,12 +192,13 @@ def main() -> None:
     parser.add_argument("--report-s", type=float, default=0.5)
     parser.add_argument("--lag-every", type=int, default=20)
     parser.add_argument("--profile", type=Path, help="write the event loop thread's cProfile here")
+    parser.add_argument("--incoming-queue", type=int, help="the MQTT client's queue of received messages")
     args = parser.parse_args()
+    if args.incoming_queue is not None:
+        _incoming_queue(args.incoming_queue)
     profiler = cProfile.Profile() if args.profile else None
-    if profiler is not None:
-        profiler.enable()
     try:
-        asyncio.run(_run(args))
+        asyncio.run(_run(args, profiler))
     finally:
         if profiler is not None:
             profiler.disable()
