@@ -395,6 +395,6 @@ if __name__ == "__main__":
         "--headend-seconds", type=float, default=60.0, help="seconds of each head-end load scenario"
     )
     parser.add_argument("--headend-sites", type=int, default=0, help="simulated sites (default 10,000)")
-    parser.add_argument("--quick", action="store_true", help="head-end: 1,000 sites, 15 s a scenario")
+    parser.add_argument("--quick", action="store_true", help="head-end: 1,000 sites, 10 s a scenario")
     parser.add_argument("--profile", action="store_true", help="head-end: one run under cProfile too")
     main(parser.parse_args())
