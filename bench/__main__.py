@@ -24,13 +24,18 @@ transport, protocol cores, session, poller) and reports what the line carried:
    a 24-hour outage at the default limits (plain and gzip) (``--uplink-minutes``);
 9. fuzz (``bench/fuzz.py``): every protocol core in both roles fed mutated real and own
    frames for ``--seconds`` per core (``python -m bench.fuzz --inputs 1000000`` for the
-   long run): inputs/s and exceptions escaped (must be 0).
+   long run): inputs/s and exceptions escaped (must be 0);
+10. headend (``bench/headend.py``): 10,000 simulated sites publishing through one mosquitto
+   into head-end processes: messages/s one instance takes, its CPU per 1,000 messages/s,
+   lag publish -> commit (p50/p99), two instances of one shared-subscription group,
+   PostgreSQL beside SQLite, RSS (``--headend-seconds``, ``--headend-sites``, ``--quick``,
+   ``--profile``).
 
 Results are printed as tables and written to bench/results/latest.json
 (``python -m bench history`` runs only part 4 and writes bench/results/history.json).
 
-    python -m bench [all | history | web | security | startup | uplink | fuzz] [--seconds 10]
-                    [--hour-minutes 60] [--uplink-minutes 3]
+    python -m bench [all | history | web | security | startup | uplink | fuzz | headend] [--seconds 10]
+                    [--hour-minutes 60] [--uplink-minutes 3] [--headend-seconds 60] [--quick] [--profile]
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from typing import Any
 
 from bench.clients import measure_clients, print_clients
 from bench.fuzz import measure_fuzz, print_fuzz
+from bench.headend import measure_headend, print_headend
 from bench.history import READS, measure_history
 from bench.load import measure_load, print_load
 from bench.security import measure_security
@@ -325,6 +331,10 @@ PARTS: dict[
     "load": (lambda args: measure_load(args.seconds, args.load_minutes), print_load),
     "soak": (lambda args: measure_soak(args.soak_days), print_soak),
     "uplink": (lambda args: measure_uplink(args.uplink_minutes), print_uplink),
+    "headend": (
+        lambda args: measure_headend(args.headend_seconds, args.quick, args.profile, args.headend_sites),
+        print_headend,
+    ),
 }
 
 
@@ -381,4 +391,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--uplink-minutes", type=float, default=3.0, help="minutes of the uplink's steady-state window"
     )
+    parser.add_argument(
+        "--headend-seconds", type=float, default=60.0, help="seconds of each head-end load scenario"
+    )
+    parser.add_argument("--headend-sites", type=int, default=0, help="simulated sites (default 10,000)")
+    parser.add_argument("--quick", action="store_true", help="head-end: 1,000 sites, 10 s a scenario")
+    parser.add_argument("--profile", action="store_true", help="head-end: one run under cProfile too")
     main(parser.parse_args())

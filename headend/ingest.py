@@ -163,6 +163,10 @@ class Ingest:
     def __init__(self, prefix: str = "opcua") -> None:
         self.prefix = prefix
         self._known: dict[tuple[str, int], _Known] = {}
+        #: (publisher, meter, writer name) -> its DataSetWriterIds, the first announced first:
+        #: :meth:`writer_id` without a scan of every writer of the fleet (the completeness
+        #: check asks it for every site; a scan made that quadratic in the sites).
+        self._ids: dict[tuple[str, str, str], dict[int, None]] = {}
         #: Held DataSetMessages per (publisher, writer id), oldest first.
         self._held: OrderedDict[tuple[str, int], deque[tuple[str, str, DataSetMessage]]] = OrderedDict()
         self.held = 0
@@ -215,7 +219,14 @@ class Ingest:
         known = _Known(where.group, where.writer, msg.metadata, msg.metadata.field_types())
         key = (where.publisher, msg.writer_id)
         out: list[Outcome] = [MetadataSeen(where.publisher, msg.writer_id, where.writer, msg.metadata)]
+        old = self._known.get(key)
+        if old is not None and (old.meter, old.writer) != (known.meter, known.writer):
+            ids = self._ids.get((where.publisher, old.meter, old.writer), {})
+            ids.pop(msg.writer_id, None)
+            if not ids:
+                self._ids.pop((where.publisher, old.meter, old.writer), None)
         self._known[key] = known
+        self._ids.setdefault((where.publisher, known.meter, known.writer), {})[msg.writer_id] = None
         waiting = self._held.pop(key, None)
         if waiting:
             self.held -= len(waiting)
@@ -228,15 +239,10 @@ class Ingest:
         return {(publisher, k.meter) for (publisher, _wid), k in self._known.items()}
 
     def writer_id(self, publisher: str, meter: str, writer: str) -> int | None:
-        """The DataSetWriterId of a publisher's meter's writer, as its metadata said."""
-        return next(
-            (
-                wid
-                for (pub, wid), k in self._known.items()
-                if pub == publisher and k.meter == meter and k.writer == writer
-            ),
-            None,
-        )
+        """The DataSetWriterId of a publisher's meter's writer, as its metadata said (the
+        first announced, should two ids carry one name)."""
+        ids = self._ids.get((publisher, meter, writer))
+        return next(iter(ids)) if ids else None
 
     def metadata(self, publisher: str, writer_id: int) -> DataSetMetaData | None:
         known = self._known.get((publisher, writer_id))

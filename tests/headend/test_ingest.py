@@ -142,3 +142,21 @@ def test_one_publishers_metadata_does_not_serve_another(publisher: str) -> None:
     data = data_message("lp1", [(NOW, lp1_values(), 0)], publisher=publisher)
     out = ingest.feed(topic("data", "lp1", publisher=publisher), data, None, NOW)
     assert (out == []) is (publisher == "smx-18")  # smx-18's data waits for smx-18's metadata
+
+
+def test_writer_id_by_name_follows_the_metadata() -> None:
+    ingest = Ingest()
+    assert ingest.writer_id(PUB, "meter1", "lp1") is None
+    ready(ingest, "lp1", "minute")
+    lp1, minute = w.writer_id(0, w.BY_NAME["lp1"]), w.writer_id(0, w.BY_NAME["minute"])
+    assert ingest.writer_id(PUB, "meter1", "lp1") == lp1
+    assert ingest.writer_id(PUB, "meter1", "minute") == minute
+    assert ingest.writer_id("smx-18", "meter1", "lp1") is None
+    assert ingest.writer_id(PUB, "meter2", "lp1") is None
+    # The id of lp1 announced again as another meter's lp1: the old name no longer has it.
+    spec = w.BY_NAME["lp1"]
+    moved = codec.MetaDataMessage("m2", PUB, lp1, "meter2", "lp1", NOW, w.metadata(METER, spec, VERSION))
+    ingest.feed(f"opcua/json/metadata/{PUB}/meter2/lp1", codec.encode(moved), None, NOW)
+    assert ingest.writer_id(PUB, "meter1", "lp1") is None
+    assert ingest.writer_id(PUB, "meter2", "lp1") == lp1
+    assert ingest.meters() == {(PUB, "meter1"), (PUB, "meter2")}
