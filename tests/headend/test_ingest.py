@@ -160,3 +160,19 @@ def test_writer_id_by_name_follows_the_metadata() -> None:
     assert ingest.writer_id(PUB, "meter1", "lp1") is None
     assert ingest.writer_id(PUB, "meter2", "lp1") == lp1
     assert ingest.meters() == {(PUB, "meter1"), (PUB, "meter2")}
+
+
+def test_writers_with_the_same_fields_share_one_type_table() -> None:
+    """A fleet's boxes mostly have the same fields: ingest keeps one table per layout, not
+    the whole metadata per writer (10,000 boxes' metadata decoded whole is 1.7 GB)."""
+    ingest = Ingest()
+    for n in range(50):
+        for writer in ("lp1", "lp2", "minute"):
+            out = ingest.feed(
+                topic("metadata", writer, f"smx-{n}"), metadata_message(writer, f"smx-{n}"), None, NOW
+            )
+            assert isinstance(out[0], MetadataSeen)
+    assert ingest.layouts == 3  # one per kind of writer, not one per writer (150)
+    # And every box's data is still checked against its writer's fields.
+    good = data_message("lp1", [(NOW, lp1_values(), 0)], publisher="smx-7")
+    assert [type(o) for o in ingest.feed(topic("data", "lp1", "smx-7"), good, None, NOW)] == [Accepted]
