@@ -20,7 +20,6 @@ minute per cause; nothing stops ingest.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import ssl
@@ -43,7 +42,7 @@ from headend.storage import Batch, Event, Repository, Sample, SiteState, Storage
 log = logging.getLogger(__name__)
 
 #: A batch is stored when it holds this many rows or is this old (seconds).
-BATCH_ROWS = 5_000
+BATCH_ROWS = 10_000
 BATCH_AGE_S = 0.25
 #: Refusals of one cause are logged at most this often (seconds).
 LOG_EVERY_S = 60.0
@@ -126,6 +125,12 @@ class Headend:
         self._sites: dict[str, Site] = {}
         self._status_seen = asyncio.Event()
         self._flushed = asyncio.Event()
+        #: Sites whose status changed since the last save.
+        self._dirty: set[str] = set()
+        #: Set when a batch is full or a status waits: the flusher need not wait its age out.
+        self._wake = asyncio.Event()
+        #: Committed batches' (publisher, writer) -> Through, for the acknowledger, in order.
+        self._acks: asyncio.Queue[dict[tuple[str, int], datetime]] = asyncio.Queue()
         self._backoff = Backoff(2.0, 60.0)
         c = config.completeness
         self._planner = ReplayPlanner(
@@ -180,6 +185,7 @@ class Headend:
             log.info("head-end %s: ingesting from %s (group %s)", self.name, self.url, b.group)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._flusher(client))
+                tasks.create_task(self._acknowledger(client))
                 tasks.create_task(self._completeness_loop(client))
                 async for message in client.messages:
                     await self._take(message)
@@ -199,6 +205,8 @@ class Headend:
                 last = self._pending.through.get(key)
                 if last is None or outcome.time > last:
                     self._pending.through[key] = outcome.time
+                if self._pending.rows >= BATCH_ROWS:
+                    self._wake.set()
             elif isinstance(outcome, Refused):
                 self._refused(outcome)
             elif isinstance(outcome, StatusSeen):
@@ -219,9 +227,9 @@ class Headend:
         if seen.state is codec.PubSubState.OPERATIONAL:
             # A retained report may be old (read at this instance's start): its own time.
             site.last_seen = now if seen.timestamp is None else min(seen.timestamp, now)
-        await self.repository.save_site(site.saved(seen.publisher, self.clock.monotonic()))
-        self._status_seen.set()
-        self._status_seen = asyncio.Event()
+        # Saved with the next batch (one statement for every box that reported meanwhile).
+        self._dirty.add(seen.publisher)
+        self._wake.set()
 
     def state(self, publisher: str) -> str | None:
         """A box's state as its last status message (stored) said."""
@@ -309,19 +317,30 @@ class Headend:
 
     async def _flusher(self, client: aiomqtt.Client) -> None:
         while True:
-            await self.clock.sleep(BATCH_AGE_S)
+            # A batch is BATCH_AGE_S old or BATCH_ROWS big, whichever comes first.
+            sleeper = asyncio.ensure_future(self.clock.sleep(BATCH_AGE_S))
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+                waker.cancel()
+            self._wake.clear()
             await self.flush(client)
 
     async def flush(self, client: aiomqtt.Client | None) -> None:
-        """Store what is pending in one transaction, then acknowledge it."""
+        """Store what is pending in one transaction, then hand its acknowledgements to the
+        acknowledger (which publishes them while the next batch is stored) and save the
+        sites' states that changed."""
         pending, self._pending = self._pending, _Pending()
-        if not pending.rows and not pending.through:
-            return
-        stored = await self.repository.store(Batch(pending.samples, pending.events))
-        self.counters.rows += stored
-        self.counters.batches += 1
-        self._flushed.set()
-        self._flushed = asyncio.Event()
+        if pending.rows or pending.through:
+            stored = await self.repository.store(Batch(pending.samples, pending.events))
+            self.counters.rows += stored
+            self.counters.batches += 1
+            if client is not None and pending.through:
+                self._acks.put_nowait(pending.through)
+            self._flushed.set()
+            self._flushed = asyncio.Event()
         moment = self.clock.monotonic()
         for publisher, when in pending.seen.items():
             # Data is a sign of life too: last seen, and online unless a status said otherwise;
@@ -329,12 +348,27 @@ class Headend:
             site = self._sites.setdefault(publisher, Site())
             site.last_seen = when
             if moment - site.saved_at >= SEEN_EVERY_S:
-                await self.repository.save_site(site.saved(publisher, moment))
-        if client is None:
-            return
+                self._dirty.add(publisher)
+        if self._dirty:
+            dirty, self._dirty = self._dirty, set()
+            await self.repository.save_sites([self._sites[p].saved(p, moment) for p in sorted(dirty)])
+            self._status_seen.set()
+            self._status_seen = asyncio.Event()
+
+    async def _acknowledger(self, client: aiomqtt.Client) -> None:
+        """Publishes the committed batches' acknowledgements, a batch's all at once (QoS 1;
+        the broker's receive maximum paces them), batches in order."""
         prefix = self.config.broker.prefix
-        for (publisher, writer_id), through in pending.through.items():
+
+        async def one(publisher: str, writer_id: int, through: datetime) -> bool:
             ack = codec.encode(codec.Ack(writer_id, through))
-            with contextlib.suppress(aiomqtt.MqttError):  # a lost ack: the box sends again, we upsert
+            try:
                 await client.publish(f"{prefix}/json/ack/{publisher}", ack, qos=1)
-                self.counters.acks += 1
+            except aiomqtt.MqttError:
+                return False  # a lost ack: the box sends again after its ack_timeout_s, we upsert
+            return True
+
+        while True:
+            through = await self._acks.get()
+            done = await asyncio.gather(*(one(p, w, t) for (p, w), t in through.items()))
+            self.counters.acks += sum(done)

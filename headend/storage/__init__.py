@@ -150,6 +150,9 @@ class Repository(Protocol):
         """Insert or replace a site's state; ``last_seen`` never goes back (instances that
         saw the box at different times may save in any order)."""
 
+    async def save_sites(self, sites: Sequence[SiteState]) -> None:
+        """:meth:`save_site` of each, in one transaction (a batch's boxes at once)."""
+
     async def sites(self) -> list[SiteState]:
         """Every site's state, ordered by publisher."""
 
@@ -229,6 +232,12 @@ def _check_text(text: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(f"text that is not valid Unicode: {text!r}") from None
+
+
+def by_publisher(sites: Sequence[SiteState]) -> list[SiteState]:
+    """The last state given of each site, sorted: one row each (PostgreSQL refuses an
+    upsert touching a row twice) in one lock order (two instances cannot deadlock)."""
+    return [s for _p, s in sorted({s.publisher: s for s in sites}.items())]
 
 
 def meters_of(samples: Sequence[Sample], events: Sequence[Event]) -> list[tuple[str, str]]:

@@ -46,6 +46,7 @@ from headend.storage import (
     Sample,
     SiteState,
     StorageError,
+    by_publisher,
     meters_of,
     prepared,
     step_micros,
@@ -431,18 +432,27 @@ class PostgresRepository:
         return t
 
     async def save_site(self, site: SiteState) -> None:
-        async with self._translated("cannot save a site"):
-            await self._require().execute(
+        await self.save_sites([site])
+
+    async def save_sites(self, sites: Sequence[SiteState]) -> None:
+        sites = by_publisher(sites)
+        if not sites:
+            return
+        rows = [
+            (s.publisher, s.state, s.last_seen, s.backlog, json.dumps(s.info, sort_keys=True), s.rate)
+            for s in sites
+        ]
+        async with (
+            self._translated("cannot save sites"),
+            self._require().acquire() as conn,
+            conn.transaction(),
+        ):
+            await conn.executemany(
                 "INSERT INTO sites VALUES ($1, $2, $3, $4, $5::jsonb, $6)"
                 " ON CONFLICT (publisher) DO UPDATE SET state = EXCLUDED.state,"
                 " last_seen = GREATEST(sites.last_seen, EXCLUDED.last_seen),"
                 " backlog = EXCLUDED.backlog, info = EXCLUDED.info, rate = EXCLUDED.rate",
-                site.publisher,
-                site.state,
-                site.last_seen,
-                site.backlog,
-                json.dumps(site.info, sort_keys=True),
-                site.rate,
+                rows,
             )
 
     async def sites(self) -> list[SiteState]:

@@ -37,6 +37,7 @@ from headend.storage import (
     Sample,
     SiteState,
     StorageError,
+    by_publisher,
     from_micros,
     meters_of,
     prepared,
@@ -276,14 +277,21 @@ class SqliteRepository:
         return None if row is None else from_micros(row[0])
 
     async def save_site(self, site: SiteState) -> None:
-        row = (
-            site.publisher,
-            site.state,
-            None if site.last_seen is None else to_micros(site.last_seen),
-            site.backlog,
-            json.dumps(site.info, sort_keys=True),
-            site.rate,
-        )
+        await self.save_sites([site])
+
+    async def save_sites(self, sites: Sequence[SiteState]) -> None:
+        sites = by_publisher(sites)
+        rows = [
+            (
+                site.publisher,
+                site.state,
+                None if site.last_seen is None else to_micros(site.last_seen),
+                site.backlog,
+                json.dumps(site.info, sort_keys=True),
+                site.rate,
+            )
+            for site in sites
+        ]
         # SQLite's two-argument max() is NULL if either is: the COALESCEs keep the known one.
         sql = (
             "INSERT INTO sites VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (publisher) DO UPDATE SET"
@@ -292,7 +300,18 @@ class SqliteRepository:
             " coalesce(excluded.last_seen, sites.last_seen)),"
             " backlog = excluded.backlog, info = excluded.info, rate = excluded.rate"
         )
-        await self._run(lambda c: c.execute(sql, row))
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        if rows:
+            await self._run(write)
 
     async def sites(self) -> list[SiteState]:
         sql = "SELECT publisher, state, last_seen, backlog, info, rate FROM sites ORDER BY publisher"

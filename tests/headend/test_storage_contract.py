@@ -514,6 +514,19 @@ async def test_last_seen_never_goes_back(backend: Backend) -> None:
     assert (await repo.sites())[1].last_seen == T0
 
 
+async def test_many_sites_are_saved_at_once_the_last_state_of_each_winning(backend: Backend) -> None:
+    first, second = await backend.opened(), await backend.opened()
+    many = [SiteState(f"smx-{n:03d}", "online", T0 + n * MINUTE, n, rate=n / 10) for n in range(200)]
+    await first.save_sites([*many, SiteState("smx-007", "offline", T0, 0)])  # given twice: the last wins
+    # Two instances saving overlapping sites in opposite orders at once: no deadlock.
+    later = [SiteState(s.publisher, "online", T0 + 300 * MINUTE, 1) for s in many]
+    await asyncio.gather(second.save_sites(later[::-1]), first.save_sites(later[:100]))
+    got = {s.publisher: s for s in await first.sites()}
+    assert len(got) == 200
+    assert got["smx-007"] == SiteState("smx-007", "online", T0 + 300 * MINUTE, 1)
+    await first.save_sites([])
+
+
 # -- claims ---------------------------------------------------------------------------------------
 
 
