@@ -328,19 +328,22 @@ class Fleet:
     def dsn_without_password(self) -> str:
         return re.sub(r"//([^:@/]+):[^@]*@", r"//\1@", self.dsn)
 
-    async def start_headend(self, n: int) -> Child:
+    async def start_headends(self) -> None:
+        """Every instance started, then waited for: each is in :attr:`headends` from its
+        start on, so one that never says it runs is stopped at the end all the same."""
         assert self.headend_config is not None
-        name = f"headend-{n}"
-        # One configuration for all; the second and later instances serve on any free port.
-        listen = ("--listen", f"{HOST}:0") if n > 1 else ()
-        child = await self.spawn(
-            name, sys.executable, "-m", "headend.cli", "run", "--config", str(self.headend_config),
-            "--name", name, *listen, cwd=self.options.var,
-        )  # fmt: skip
-        if n == 1:
-            self.page_url = (await child.wait_line(r"^fleet page: ")).removeprefix("fleet page: ").strip()
-        await child.wait_line(rf"head-end {name}: ingesting from ")
-        return child
+        for n in range(1, self.options.instances + 1):
+            # One configuration for all; the second and later instances serve on any free port.
+            listen = ("--listen", f"{HOST}:0") if n > 1 else ()
+            self.headends.append(
+                await self.spawn(
+                    f"headend-{n}", sys.executable, "-m", "headend.cli", "run", "--config",
+                    str(self.headend_config), "--name", f"headend-{n}", *listen, cwd=self.options.var,
+                )
+            )  # fmt: skip
+        first = await self.headends[0].wait_line(r"^fleet page: ")
+        self.page_url = first.removeprefix("fleet page: ").strip()
+        await asyncio.gather(*(h.wait_line(rf"head-end {h.name}: ingesting from ") for h in self.headends))
 
     async def stop_gateways(self) -> None:
         """SIGINT as Ctrl-C: each gateway stops cleanly (its status says Disabled)."""
@@ -411,9 +414,7 @@ async def fleet(options: Options) -> AsyncIterator[Fleet]:
             await running.start_broker()
             running.gateways = [running.write_gateway(n) for n in range(1, options.gateways + 1)]
             running.headend_config = running.write_headend()
-            running.headends = list(
-                await asyncio.gather(*(running.start_headend(n) for n in range(1, options.instances + 1)))
-            )
+            await running.start_headends()
             # One after the other: the first makes the shared OPC UA node cache the others read.
             for gw in running.gateways:
                 await running.start_gateway(gw)
