@@ -627,9 +627,11 @@ class Uplink:
             return
         if through > w.sent:
             # A consumer can only have stored what it was sent: an acknowledgement ahead of
-            # that (a clock or a bug on its side) would skip records it never got.
-            log.warning("uplink: %s acknowledged through %s, beyond what was sent (%s); taken as that",
-                        w.key, ack.through, w.sent.time)  # fmt: skip
+            # that (a clock or a bug on its side) would skip records it never got. One of the
+            # time of the last record sent is not ahead: a time acknowledges what was sent of it.
+            if ack.through > w.sent.time:
+                log.warning("uplink: %s acknowledged through %s, beyond what was sent (%s); taken as that",
+                            w.key, ack.through, w.sent.time)  # fmt: skip
             through = w.sent
             if through <= w.state.cursor:
                 return

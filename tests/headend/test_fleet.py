@@ -4,6 +4,7 @@ real mosquitto, into one database: everything stored once, acknowledged, the wor
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +26,10 @@ def _mosquitto_installed() -> None:
 
 
 @pytest.mark.slow
-async def test_two_instances_store_a_gateway_once_and_acknowledge_it(tmp_path: Path) -> None:
+async def test_two_instances_store_a_gateway_once_and_acknowledge_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway.uplink.service")
     db = tmp_path / "fleet.sqlite"
     clock = ScaledClock(datetime.now(UTC), SPEED)
     async with (
@@ -88,6 +92,8 @@ async def test_two_instances_store_a_gateway_once_and_acknowledge_it(tmp_path: P
             assert site.last_seen is not None
         finally:
             await repo.close()
+        # The acknowledgements were of what was sent: the box had nothing to correct.
+        assert [r.getMessage() for r in caplog.records if "beyond what was sent" in r.getMessage()] == []
         # The group split the data: each instance stored some of it, neither all.
         split = (first.counters.accepted, second.counters.accepted)
         assert all(n > 0 for n in split), split
