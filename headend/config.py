@@ -142,14 +142,19 @@ class HeadendConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     log_level: str = "INFO"
     source: str = "<defaults>"
+    #: ``sites`` by PublisherId (a fleet lists thousands; the completeness check asks for each).
+    _by_publisher: dict[str, SiteConfig] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_publisher", {s.publisher: s for s in reversed(self.sites)})
 
     @property
     def demo(self) -> bool:
         return self.profile == "demo"
 
     def site(self, publisher: str) -> SiteConfig:
-        """The site's configuration, or the defaults for a site nobody listed."""
-        return next((s for s in self.sites if s.publisher == publisher), SiteConfig(publisher))
+        """The site's configuration (the first listed), or the defaults for a site nobody listed."""
+        return self._by_publisher.get(publisher) or SiteConfig(publisher)
 
 
 def _one_of(options: tuple[str, ...]) -> Any:
