@@ -28,6 +28,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -42,8 +43,8 @@ from headend.storage import Batch, Repository, SiteState
 
 class TimedRepository:
     """A repository whose ``store`` notes the lag of every ``every``-th row it committed, and
-    which counts the time spent in ``store`` and in ``save_site`` (the flush's two parts in
-    the database; the rest of a flush is its acknowledgements)."""
+    which counts the time spent in ``store`` and in saving the sites' states (the flush's two
+    parts in the database; the acknowledgements are published by their own task)."""
 
     def __init__(self, inner: Repository, every: int) -> None:
         self.inner = inner
@@ -52,13 +53,16 @@ class TimedRepository:
         self.store_s = 0.0
         self.stores = 0
         self.save_site_s = 0.0
-        self.save_sites = 0
+        self.site_saves = 0
 
     async def save_site(self, site: SiteState) -> None:
+        await self.save_sites([site])
+
+    async def save_sites(self, sites: Sequence[SiteState]) -> None:
         started = time.perf_counter()
-        await self.inner.save_site(site)
+        await self.inner.save_sites(sites)
         self.save_site_s += time.perf_counter() - started
-        self.save_sites += 1
+        self.site_saves += 1
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -104,7 +108,7 @@ def _report(headend: Headend, repo: TimedRepository) -> dict[str, Any]:
         "store_s": repo.store_s,
         "stores": repo.stores,
         "save_site_s": repo.save_site_s,
-        "save_sites": repo.save_sites,
+        "save_sites": repo.site_saves,
         "gc_s": GC.seconds,
         "lags": [round(x, 4) for x in repo.take()],
     }
