@@ -166,13 +166,17 @@ def _config(work: Path, name: str, broker: Broker, backend: str, dsn: str, passw
 
 
 @contextlib.asynccontextmanager
-async def runners(configs: Sequence[tuple[str, Path]], work: Path,
-                  profile: Path | None = None) -> AsyncIterator[list[Runner]]:  # fmt: skip
+async def runners(configs: Sequence[tuple[str, Path]], work: Path, profile: Path | None = None,
+                  all_writers: bool = False) -> AsyncIterator[list[Runner]]:  # fmt: skip
+    """Head-end instances; ``all_writers``: subscribed to live too (the ingest's capacity; as
+    shipped an instance takes only the writers it stores)."""
     out: list[Runner] = []
     try:
         for name, config in configs:
             argv = ["-m", "bench.headend_runner", "--config", str(config), "--name", name,
                     "--incoming-queue", str(INCOMING_QUEUE)]  # fmt: skip
+            if all_writers:
+                argv.append("--all-writers")
             if profile is not None:
                 argv += ["--profile", str(profile)]
             with (work / f"{name}.log").open("ab") as log:
@@ -279,9 +283,10 @@ async def settle(group: Sequence[Runner], still_s: float = SETTLED_S) -> float:
 
 async def scenario(
     label: str, group: Sequence[Runner], broker: Broker, pg_data: Path, url: str, sites: int,
-    live_s: float, seconds: float, backend: str,
+    live_s: float, seconds: float, backend: str, with_live: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """Publish the steady state for ``seconds``; what the instances did with it."""
+    """Publish the steady state for ``seconds``; what the instances did with it. Offered is
+    what the instances subscribe to: the stored writers, and live if ``with_live``."""
     await settle(group, 2.0)  # what came before (retained status messages) is in
     for runner in group:
         if runner.profiled:  # its profile starts now (SIGUSR1 would end any other runner)
@@ -323,19 +328,21 @@ async def scenario(
             "gc_pct": 100 * (z["gc_s"] - a["gc_s"]) / span,
         })  # fmt: skip
     lags = [lag for r in group for t, lag in r.lags if t_start <= t <= drained + 1]
-    offered = sent["messages"] / sent["seconds"]
+    for_them = sum(n for w, n in sent["sent"].items() if with_live or w != "live")
+    offered = for_them / sent["seconds"]
     taken = sum(p["msg_s"] for p in per)
     cpu = sum(p["cpu_pct"] for p in per)
     received = sum(p["received"] for p in per)
     rows_expected = sum(n * rows_per_message()[w] for w, n in sent["sent"].items())
     row = {
         "scenario": label,
+        "live_taken": "yes" if with_live else "no",
         "backend": backend,
         "instances": len(group),
         "offered_msg_s": offered,
         "taken_msg_s": taken,
         "split": "/".join(f"{p['received']}" for p in per),
-        "lost": sent["messages"] - received,
+        "lost": for_them - received,
         "rows_s": sum(p["rows_s"] for p in per),
         "rows_stored": f"{sum(p['rows'] for p in per)}/{rows_expected}",
         "cpu_pct": cpu,
@@ -361,7 +368,7 @@ async def scenario(
         "sent": sent,
     }
     row["keeps_up"] = bool(
-        row["lost"] <= 0.001 * sent["messages"] and row["lag_p99_s"] < GOAL_LAG_P99_S and row["drain_s"] < 5
+        row["lost"] <= 0.001 * for_them and row["lag_p99_s"] < GOAL_LAG_P99_S and row["drain_s"] < 5
     )
     return row
 
@@ -434,6 +441,14 @@ async def measure_headend(seconds: float, quick: bool = False, profile: bool = F
                     rows.append(
                         await scenario("1-s live", [*group, *second], *args, 1, seconds, "postgresql")
                     )
+            # The ingest's capacity: subscribed to live as well (every message of the fleet).
+            async with runners([("pg-1", pg[0])], work, all_writers=True) as group:
+                await wait_metadata(group, writers)
+                rows.append(await scenario("1-s live", group, *args, 1, seconds, "postgresql", True))
+                async with runners([("pg-2", pg[1])], work, all_writers=True) as second:
+                    await wait_metadata(second, writers)
+                    both = [*group, *second]
+                    rows.append(await scenario("1-s live", both, *args, 1, seconds, "postgresql", True))
             results["headend_start"] = starts
             results["headend_scenarios"] = rows
             if profile:
@@ -469,13 +484,13 @@ def print_headend(results: dict[str, Any]) -> None:
     print()
     rates = expected_rates(sites, 15)
     planned = ", ".join(f"{w} {r:.3g}/s" for w, r in rates.items())
-    shown = ("scenario", "backend", "instances", "offered_msg_s", "taken_msg_s", "lost", "rows_s",
-             "cpu_pct", "cpu_pct_per_1k_msg_s", "lag_p50_s", "lag_p99_s", "lag_max_s", "drain_s",
+    shown = ("scenario", "live_taken", "backend", "instances", "offered_msg_s", "taken_msg_s", "lost",
+             "rows_s", "cpu_pct", "cpu_pct_per_1k_msg_s", "lag_p50_s", "lag_p99_s", "lag_max_s", "drain_s",
              "rss_mib", "keeps_up")  # fmt: skip
     rows = [{k: (_goal(r) if k == "keeps_up" else r[k]) for k in shown} for r in results["headend_scenarios"]]
     print(table(f"{sites} sites, {results['headend_seconds']:.0f} s each (15-s live plans {planned})", rows))
     print()
-    others = ("scenario", "backend", "instances", "split", "rows_stored", "refused", "rows_per_batch",
+    others = ("scenario", "live_taken", "backend", "instances", "split", "rows_stored", "refused", "rows_per_batch",
               "store_ms_per_batch", "save_sites", "save_site_s", "gc_pct",
               "broker_cpu_pct", "generator_cpu_pct", "postgres_cpu_pct", "machine_busy_pct")  # fmt: skip
     print(table("The same runs: split per instance, rows, the other processes' CPU (% of a core)",
@@ -489,11 +504,14 @@ def print_headend(results: dict[str, Any]) -> None:
             f"rows/s PostgreSQL / SQLite at 15-s live: {pg['rows_s']:.0f} / {sq['rows_s']:.0f}; store "
             f"ms per batch {pg['store_ms_per_batch']:.1f} / {sq['store_ms_per_batch']:.1f}"
         )
-    one = [r for r in scen if r["instances"] == 1 and r["scenario"] == "1-s live"]
-    two = [r for r in scen if r["instances"] == 2]
+    one = [
+        r for r in scen if r["instances"] == 1 and r["scenario"] == "1-s live" and r["live_taken"] == "yes"
+    ]
+    two = [r for r in scen if r["instances"] == 2 and r["live_taken"] == "yes"]
     if one and two:
         print(
-            f"2 instances / 1 at 1-s live: {two[0]['taken_msg_s'] / one[0]['taken_msg_s']:.2f} x messages/s"
+            "2 instances / 1 at 1-s live, live taken: "
+            f"{two[0]['taken_msg_s'] / one[0]['taken_msg_s']:.2f} x messages/s"
         )
     for line in results.get("headend_broker_drops", [])[:5]:
         print("broker:", line)

@@ -35,9 +35,10 @@ from typing import Any, cast
 import aiomqtt
 
 from gateway.clock import SystemClock
+from gateway.uplink.writers import BY_NAME
 from headend.cli import repository
 from headend.config import load_config
-from headend.service import Headend
+from headend.service import STORED_WRITERS, Headend
 from headend.storage import Batch, Repository, SiteState
 
 
@@ -161,7 +162,8 @@ async def _run(args: argparse.Namespace, profiler: cProfile.Profile | None) -> N
     inner = repository(config)
     await inner.open()
     repo = TimedRepository(inner, args.lag_every)
-    headend = Headend(config, cast(Repository, repo), SystemClock(), name=args.name)
+    writers = tuple(BY_NAME) if args.all_writers else STORED_WRITERS
+    headend = Headend(config, cast(Repository, repo), SystemClock(), name=args.name, writers=writers)
     task = asyncio.create_task(headend.run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -196,6 +198,7 @@ def main() -> None:
     parser.add_argument("--report-s", type=float, default=0.5)
     parser.add_argument("--lag-every", type=int, default=20)
     parser.add_argument("--profile", type=Path, help="write the event loop thread's cProfile here")
+    parser.add_argument("--all-writers", action="store_true", help="subscribe to live too (capacity)")
     parser.add_argument("--incoming-queue", type=int, help="the MQTT client's queue of received messages")
     args = parser.parse_args()
     if args.incoming_queue is not None:

@@ -15,7 +15,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.support.broker import mosquitto, require_mosquitto
+from headend.service import STORED_WRITERS
+from tests.support.broker import mosquitto, require_mosquitto, topic_matches
 from tests.support.harness import headend_instance
 from tests.support.headend_messages import (
     METER,
@@ -50,8 +51,13 @@ async def test_hostile_messages_through_the_broker_are_counted_and_logged_and_in
 ) -> None:
     caplog.set_level(logging.WARNING, logger="headend.service")
     cases = hostile()
-    # What the broker delivers to the instance: its subscriptions are under opcua/json/.
-    delivered = [c for c in cases if c[1].startswith("opcua/json/")]
+    # What the broker delivers to the instance: what its subscriptions match (the data of
+    # the writers it stores, every writer's metadata, every box's status).
+    filters = [f"opcua/json/data/+/+/{w}" for w in STORED_WRITERS] + [
+        "opcua/json/metadata/#",
+        "opcua/json/status/#",
+    ]
+    delivered = [c for c in cases if any(topic_matches(f, c[1]) for f in filters)]
     assert len(delivered) >= 30
     async with (
         mosquitto(tmp_path / "broker") as broker,
@@ -69,6 +75,8 @@ async def test_hostile_messages_through_the_broker_are_counted_and_logged_and_in
 
         for _what, where, payload, content_type, _cause in cases:
             await box.publish(where, payload, qos=1, properties=_props(content_type))
+        # Live data is not stored, so not taken: it never reaches the instance.
+        await box.publish(topic("data", "live"), data_message("lp1", [(NOW, lp1_values(), 0)]), qos=1)
         # Then a good period: taken after all of them (one publisher's messages arrive in order).
         later = NOW.replace(minute=15)
         await box.publish(topic("data", "lp1"), data_message("lp1", [(later, lp1_values(1), 0)]), qos=1)

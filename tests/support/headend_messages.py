@@ -71,6 +71,8 @@ def hostile() -> list[tuple[str, str, bytes, str | None, Cause]]:
     bomb = gzip.compress(b" " * (8 << 20))
     return [
         ("not JSON", lp1, b"\x00\xffnot json", None, Cause.INVALID),
+        ("an empty payload", lp1, b"", None, Cause.INVALID),
+        ("a JSON string", lp1, b'"ua-data"', None, Cause.INVALID),
         ("a JSON array", lp1, b"[1, 2]", None, Cause.INVALID),
         ("no MessageId", lp1, mutated(lambda d: d.pop("MessageId")), None, Cause.INVALID),
         (
