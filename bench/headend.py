@@ -490,8 +490,8 @@ def print_headend(results: dict[str, Any]) -> None:
     rows = [{k: (_goal(r) if k == "keeps_up" else r[k]) for k in shown} for r in results["headend_scenarios"]]
     print(table(f"{sites} sites, {results['headend_seconds']:.0f} s each (15-s live plans {planned})", rows))
     print()
-    others = ("scenario", "live_taken", "backend", "instances", "split", "rows_stored", "refused", "rows_per_batch",
-              "store_ms_per_batch", "save_sites", "save_site_s", "gc_pct",
+    others = ("scenario", "live_taken", "backend", "instances", "split", "rows_stored", "refused",
+              "rows_per_batch", "store_ms_per_batch", "save_sites", "save_site_s", "gc_pct",
               "broker_cpu_pct", "generator_cpu_pct", "postgres_cpu_pct", "machine_busy_pct")  # fmt: skip
     print(table("The same runs: split per instance, rows, the other processes' CPU (% of a core)",
                 [{k: r[k] for k in others} for r in results["headend_scenarios"]]))  # fmt: skip
