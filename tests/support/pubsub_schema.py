@@ -47,9 +47,10 @@ _DATE_TIME = (
     r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{0,6}[1-9])?Z$"
 )
 # A NodeId in the v1.05 string form: [ns=<index>;|nsu=<uri>;]<i|s|g|b>=<identifier> (Part 6 §5.4.2.10).
-_NODE_ID = r"^((ns=[1-9][0-9]*|nsu=[^;]+);)?(i=[0-9]+|s=.+|g=[0-9a-fA-F-]{36}|b=[A-Za-z0-9+/=]*)$"
+_NODE_ID = r"^((ns=[1-9][0-9]*|nsu=[^;]+);)?(i=[0-9]+|s=[\s\S]+|g=[0-9a-fA-F-]{36}|b=[A-Za-z0-9+/=]*)$"
 # A QualifiedName in the v1.05 string form: [<namespace index>:]<name> (Part 6 §5.4.2.14).
-_QUALIFIED_NAME = r"^([1-9][0-9]*:)?[^:].*$"
+# A name (and a string identifier) is any String, line breaks included: ECMA-262's "." is not.
+_QUALIFIED_NAME = r"^([1-9][0-9]*:)?[^:][\s\S]*$"
 _GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 

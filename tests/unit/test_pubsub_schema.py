@@ -202,3 +202,21 @@ def test_the_errors_point_at_the_field() -> None:
 def test_schema_of_unknown_definition() -> None:
     with pytest.raises(KeyError):
         schema_of("Nothing")
+
+
+@pytest.mark.parametrize(
+    ("definition", "good", "bad"),
+    [
+        ("QualifiedName", ["1:0\n", "Obis", "2:a\nb"], [":x", "1:", ""]),
+        ("NodeId", ["s=a\nb", "ns=1;s=line\nbreak", "i=11"], ["s=", "x=1"]),
+    ],
+)
+def test_names_and_string_identifiers_may_hold_line_breaks(
+    definition: str, good: list[str], bad: list[str]
+) -> None:
+    """A QualifiedName's name and a string NodeId identifier are any String (Hypothesis found
+    the schema refusing "1:0\\n", which the codec rightly encodes: ECMA-262's "." stops at a
+    line break)."""
+    schema = schema_of(definition)
+    assert [v for v in good if validate(v, schema)] == []
+    assert [v for v in bad if not validate(v, schema)] == []
