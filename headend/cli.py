@@ -16,8 +16,10 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Coroutine
 from datetime import date
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from gateway.clock import SystemClock
@@ -25,6 +27,7 @@ from gateway.errors import GatewayError
 from gateway.files import replace_file
 from headend.config import HeadendConfig, load_config, with_listen
 from headend.export import export_day
+from headend.portfolio.service import PortfolioService
 from headend.service import Headend
 from headend.storage import Repository, StorageError
 from headend.web.api import FleetApi, FleetServer, read_token
@@ -73,13 +76,15 @@ async def _run(config: HeadendConfig, name: str) -> None:
     await repo.open()
     clock = SystemClock()
     headend = Headend(config, repo, clock, name=name)
+    portfolios = PortfolioService(config, repo, clock, headend.ingest, name=name)
+    headend.observers.append(portfolios)
     server = FleetServer(FleetApi(config, repo, clock, token), config.http.host, config.http.port)
     try:
         await server.start()
     except OSError as err:
         await repo.close()
         raise GatewayError(str(err)) from err
-    task = asyncio.create_task(headend.run())
+    task = asyncio.create_task(_together(headend.run(), portfolios.run()))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
@@ -94,6 +99,13 @@ async def _run(config: HeadendConfig, name: str) -> None:
             await headend.flush(None)  # what was received is stored; its ack comes again from the box
         await repo.close()
         print(summary(headend), flush=True)
+
+
+async def _together(*jobs: Coroutine[Any, Any, None]) -> None:
+    """Run the ingest and the portfolios until cancelled (neither ends by itself)."""
+    async with asyncio.TaskGroup() as tasks:
+        for job in jobs:
+            tasks.create_task(job)
 
 
 def summary(headend: Headend) -> str:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import aiomqtt
@@ -39,7 +40,7 @@ from gateway.uplink.link import Backoff, BrokerUrl, tls_context
 from gateway.uplink.writers import WRITERS
 from headend.completeness import PERIOD, ReplayPlanner, Request, completeness, day_bounds, runs
 from headend.config import HeadendConfig
-from headend.ingest import Accepted, Ingest, Refused, StatusSeen
+from headend.ingest import Accepted, Ingest, LiveSeen, Refused, StatusSeen
 from headend.storage import Batch, Event, Repository, Sample, SiteState, StorageError
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,15 @@ LOG_EVERY_S = 60.0
 STORED_WRITERS = tuple(str(w.name) for w in WRITERS if w.stream is not None)
 #: A site's last seen time is saved from its data at most this often (seconds).
 SEEN_EVERY_S = 5.0
+
+
+class SiteObserver(Protocol):
+    """What else wants the boxes' live values and states (the portfolios, issue 18): live
+    values this connection sees (those released when their metadata came), every status."""
+
+    def on_live(self, seen: LiveSeen) -> None: ...
+
+    def on_status(self, publisher: str, state: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -145,6 +155,7 @@ class Headend:
         #: Committed batches' (publisher, writer) -> Through, for the acknowledger, in order.
         self._acks: asyncio.Queue[dict[tuple[str, int], datetime]] = asyncio.Queue()
         self._backoff = Backoff(2.0, 60.0)
+        self.observers: list[SiteObserver] = []
         c = config.completeness
         self._planner = ReplayPlanner(
             timedelta(seconds=c.grace_s), timedelta(seconds=c.per_publisher_s), c.total_per_minute
@@ -227,6 +238,9 @@ class Headend:
                 self._refused(outcome)
             elif isinstance(outcome, StatusSeen):
                 await self._status(outcome, now)
+            elif isinstance(outcome, LiveSeen):
+                for observer in self.observers:
+                    observer.on_live(outcome)
 
     async def _status(self, seen: StatusSeen, now: datetime) -> None:
         """A box's status: its state, and from a cyclic report its backlog and messages/s."""
@@ -243,6 +257,8 @@ class Headend:
         if seen.state is codec.PubSubState.OPERATIONAL:
             # A retained report may be old (read at this instance's start): its own time.
             site.last_seen = now if seen.timestamp is None else min(seen.timestamp, now)
+        for observer in self.observers:
+            observer.on_status(seen.publisher, site.state)
         # Saved with the next batch (one statement for every box that reported meanwhile).
         self._dirty.add(seen.publisher)
         self._wake.set()
