@@ -176,6 +176,11 @@ class Headend:
                 log.warning("head-end %s: storage: %s; reconnecting", self.name, group.exceptions[0])
             finally:
                 self.connected.clear()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Cancelled while the connection failed (a stop closes it): the failure
+                # was caught above, the cancellation must not be.
+                raise asyncio.CancelledError
             await self.clock.sleep(self._backoff.next_delay())
 
     def _tls(self) -> ssl.SSLContext | None:

@@ -62,7 +62,7 @@ class Rules:
     #: Nothing for this long (or its Will): offline.
     offline_after: timedelta = timedelta(minutes=5)
     #: A bucket's partial older than this: its owner is gone, its members are estimated.
-    bucket_stale: timedelta = timedelta(seconds=5)
+    bucket_stale: timedelta = timedelta(seconds=1.5)
     #: Below this coverage the advice says no-measurement.
     min_coverage: float = 0.5
     #: The flexibility ranking compares the power now with the mean of this many minutes ago.
@@ -210,10 +210,12 @@ def combine(
     """The portfolio's aggregate from the latest partial of each bucket that has members.
 
     A bucket whose partial is older than ``bucket_stale`` (its owner is gone), of another
-    period or of another membership is estimated from that partial's recent profile,
-    scaled to the bucket's members now; a bucket that never reported is unknown."""
-    members = fresh = stale = offline = unmeasured = reporting = unknown = 0
-    measured = estimated = uncertainty = fresh_abs = known_abs = 0.0
+    period or of another membership is estimated from that partial's recent profile per
+    member. Members nobody has a recent profile of (a bucket never reported, or just taken
+    over by an instance that has not heard from them yet) are estimated at the mean of the
+    members with one, and weigh that mean in the coverage: never counted as zero."""
+    members = fresh = stale = offline = unmeasured = reporting = unknown = known = 0
+    measured = estimated = uncertainty = fresh_abs = known_kw = known_abs = 0.0
     energy = energy_unc = 0.0
     newest: datetime | None = None
     elapsed_h = max(0.0, (now - period.start).total_seconds()) / _HOUR
@@ -231,13 +233,15 @@ def combine(
             reporting += 1
             fresh, stale, offline = fresh + p.fresh, stale + p.stale, offline + p.offline
             unknown += p.unknown
+            known += p.members - p.unknown
             unmeasured += p.unmeasured
             measured += p.measured_kw
             estimated += p.estimated_kw
             uncertainty += p.uncertainty_kw
             fresh_abs += p.fresh_abs_kw
+            known_kw += p.recent_kw
             known_abs += p.recent_abs_kw
-            # The partial is up to bucket_stale old: its energy is carried to now at its power.
+            # The partial may be a little older than now: its energy is carried on at its power.
             lag_h = max(0.0, (now - p.time).total_seconds()) / _HOUR
             energy += p.energy_kwh + (p.measured_kw + p.estimated_kw) * lag_h
             energy_unc += p.energy_uncertainty_kwh + p.uncertainty_kw * lag_h
@@ -245,28 +249,36 @@ def combine(
                 newest = p.newest
             continue
         # Its owner is gone (or the bucket changed): every member estimated from the profile.
-        scale = count / p.members if p.members else 0.0
         stale += count
         unmeasured += count
-        known_share = (p.members - p.unknown) / p.members if p.members else 0.0
-        unknown += count - round(count * known_share)
-        estimated += p.recent_kw * scale
-        uncertainty += p.recent_abs_kw * scale
-        known_abs += p.recent_abs_kw * scale
+        profiled = p.members - p.unknown
+        if profiled <= 0:
+            unknown += count
+            continue
+        per_kw, per_abs = p.recent_kw / profiled, p.recent_abs_kw / profiled
+        known += count
+        known_kw += per_kw * count
+        known_abs += per_abs * count
+        estimated += per_kw * count
+        uncertainty += per_abs * count
         if p.period_start == period.start and p.members == count:
             gap_h = max(0.0, (now - p.time).total_seconds()) / _HOUR
             energy += p.energy_kwh
             energy_unc += p.energy_uncertainty_kwh
         else:
             gap_h = elapsed_h
-        energy += p.recent_kw * scale * gap_h
-        energy_unc += p.recent_abs_kw * scale * gap_h
-    known = members - unknown
-    if known_abs > 0 and known > 0:
-        # Members without a recent profile weigh the mean of those with one.
-        coverage = fresh_abs / (known_abs * members / known)
-    else:
-        coverage = fresh / members if members else 0.0
+        energy += per_kw * count * gap_h
+        energy_unc += per_abs * count * gap_h
+    weight = known_abs
+    if unknown and known:
+        mean_kw, mean_abs = known_kw / known, known_abs / known
+        estimated += unknown * mean_kw
+        uncertainty += unknown * mean_abs
+        energy += unknown * mean_kw * elapsed_h
+        energy_unc += unknown * mean_abs * elapsed_h
+        weight += unknown * mean_abs
+    # By the members' recent consumption; by their count while nobody's is known.
+    coverage = fresh_abs / weight if weight > 0 else (fresh / members if members else 0.0)
     return Aggregate(
         portfolio, now, period.start, members, fresh, stale, offline, measured, estimated, uncertainty,
         min(1.0, coverage), energy, energy_unc, unmeasured,

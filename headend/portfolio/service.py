@@ -73,6 +73,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two reads of the stored definitions (REST changes reach every instance).
 RELOAD_S = 2.0
+#: The aggregate of a second is combined this long after it (the partials of that second
+#: travel meanwhile); a bucket's partial more than BUCKET_STALE older than the aggregate is
+#: its owner's last word (it is gone or late): its members are estimated.
+COMBINE_AFTER_S = 0.25
+BUCKET_STALE = timedelta(seconds=1.5)
 #: Member views are exchanged every this many ticks (the portfolio view's table).
 VIEWS_EVERY = 5
 #: Topic filters per SUBSCRIBE packet.
@@ -91,7 +96,7 @@ def rules_of(config: HeadendConfig) -> Rules:
     return Rules(
         stale_after=timedelta(seconds=a.stale_after_s),
         offline_after=timedelta(seconds=a.offline_after_s),
-        bucket_stale=timedelta(seconds=max(3.0, a.lease_s / 2)),
+        bucket_stale=BUCKET_STALE,
         min_coverage=a.min_coverage,
     )
 
@@ -456,6 +461,11 @@ class PortfolioService:
                 self._subscribed.clear()
                 self.owned = frozenset()
                 self._state.clear()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Cancelled while the connection failed (a stop closes it): the failure
+                # was caught above, the cancellation must not be.
+                raise asyncio.CancelledError
             await self.clock.sleep(self._backoff.next_delay())
 
     async def _session(self) -> None:
@@ -608,21 +618,37 @@ class PortfolioService:
     # -- the tick -----------------------------------------------------------------------------
 
     async def _tick_loop(self, client: aiomqtt.Client) -> None:
+        b = self.config.broker
         while True:
             now = self.clock.now()
             # On the whole second: every instance's partials are of the same instant.
             await self.clock.sleep(1.0 - now.microsecond / 1e6)
-            message = self.tick()
+            second = self.clock.now().replace(microsecond=0)
+            message = self.partials(second)
             if message is not None:
-                b = self.config.broker
                 await client.publish(wire.topic(b.prefix, b.group, self.name), wire.encode(message), qos=0)
                 self.counters.partials_sent += len(message.partials)
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Python 3.11's wait_for (inside aiomqtt's publish) can swallow a cancellation
+                    # that comes as the publish completes: a stop must still stop the loop.
+                    raise asyncio.CancelledError
+            # The other instances' partials of this second arrive meanwhile: the aggregate of
+            # the second is combined from every bucket's partial of that second.
+            await self.clock.sleep(COMBINE_AFTER_S)
+            self.combine(second)
 
     def tick(self) -> wire.Partials | None:
-        """Compute this instance's partials and every portfolio's aggregate at the clock's now;
-        returns the message to publish (None when it owns nothing)."""
-        started = time.process_time()
+        """:meth:`partials` and :meth:`combine` at the clock's now, at once (tests, one instance)."""
         now = self.clock.now()
+        message = self.partials(now)
+        self.combine(now)
+        return message
+
+    def partials(self, now: datetime) -> wire.Partials | None:
+        """This instance's partials at ``now`` (applied here at once); the message to publish,
+        None when it owns no bucket with members."""
+        started = time.process_time()
         self.counters.ticks += 1
         own: list[Partial] = []
         views: list[tuple[str, MemberView]] = []
@@ -637,6 +663,14 @@ class PortfolioService:
                 if with_views:
                     views += [(name, member_view(m, bucket, now, self.rules)) for m in members]
         self._apply(own)
+        self.counters.tick_cpu_s += time.process_time() - started
+        if not own:
+            return None
+        return wire.Partials(self.name, now, tuple(own), tuple(views))
+
+    def combine(self, now: datetime) -> None:
+        """Every portfolio's aggregate at ``now`` from the latest partial of each bucket."""
+        started = time.process_time()
         for name, portfolio in self.portfolios.items():
             period = portfolio.calendar.period_at(now)
             counts = {b: len(ps) for b, ps in self._members.get(name, {}).items()}
@@ -646,9 +680,6 @@ class PortfolioService:
         self._ticked.set()
         self._ticked = asyncio.Event()
         self.counters.tick_cpu_s += time.process_time() - started
-        if not own:
-            return None
-        return wire.Partials(self.name, now, tuple(own), tuple(views))
 
     def _record(self, name: str, portfolio: Portfolio, aggregate: Aggregate) -> None:
         now = aggregate.time
