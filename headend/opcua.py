@@ -359,6 +359,21 @@ class PortfolioServer:
                   ua.NodeId(ua.ObjectIds.PropertyType), "Settlement period length, minutes (15 or 60).",
                   prop=True)
         )  # fmt: skip
+        try:
+            await self._build(portfolio, items)
+        except BaseException:
+            # Nothing half-built stays behind: the next update tries the whole portfolio again.
+            await server.delete_nodes([server.get_node(obj)], recursive=True)
+            raise
+        self.history.nodes[self.nid(name, "NetPowerMinute")] = (name, 60)
+        self.history.nodes[self.nid(name, "NetPowerPeriod")] = (name, portfolio.period_minutes * 60)
+        self.nodes[name] = _Nodes(portfolio, obj)
+        log.info("portfolio %s over OPC UA", name)
+
+    async def _build(self, portfolio: Portfolio, items: list[ua.AddNodesItem]) -> None:
+        server = self.server
+        assert server is not None
+        name = portfolio.name
         results = await server.iserver.isession.add_nodes(items)
         for added, result in zip(items, results, strict=True):
             if not result.StatusCode.is_good():
@@ -368,17 +383,13 @@ class PortfolioServer:
         waiting = [f[0] for f in AGGREGATE_FIELDS] + [f[0] for f in ADVICE_FIELDS]
         for variable in (*waiting, ADVICE_UNCERTAINTY, *HISTORY):
             await self._set(self.nid(name, variable), ua.DataValue(ua.Variant(), StatusCode=_WAITING))
-        node = server.get_node(obj)
+        node = server.get_node(self.nid(name))
         for method, (inputs, outputs) in _ARGUMENTS.items():
             await node.add_method(
                 self.nid(name, method), ua.QualifiedName(method, self.ns),
                 for_role(METHOD_ROLES[method], f"{name}.{method}", self._method(name, method)),
                 [_argument(*a) for a in inputs], [_argument(*a) for a in outputs],
             )  # fmt: skip
-        self.history.nodes[self.nid(name, "NetPowerMinute")] = (name, 60)
-        self.history.nodes[self.nid(name, "NetPowerPeriod")] = (name, portfolio.period_minutes * 60)
-        self.nodes[name] = _Nodes(portfolio, obj)
-        log.info("portfolio %s over OPC UA", name)
 
     async def _remove(self, name: str) -> None:
         server = self.server
