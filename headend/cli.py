@@ -4,7 +4,8 @@ smx-headend check-config headend.toml
 smx-headend run --config headend.toml [--name headend-1]
 smx-headend export --config headend.toml --day 2026-12-06 [--site smx-17] [--out day.csv]
 
-``run`` ingests and serves the REST API and the fleet page (``[http] listen``) beside it.
+``run`` ingests and serves the REST API and the fleet page (``[http] listen``) beside it, and
+with ``[opcua]`` the portfolios over OPC UA (``headend/opcua.py``).
 """
 
 from __future__ import annotations
@@ -79,21 +80,40 @@ async def _run(config: HeadendConfig, name: str) -> None:
     portfolios = PortfolioService(config, repo, clock, headend.ingest, name=name)
     headend.observers.append(portfolios)
     server = FleetServer(FleetApi(config, repo, clock, token), config.http.host, config.http.port)
+    opcua = None
     try:
         await server.start()
-    except OSError as err:
+        if config.opcua is not None:
+            from headend.opcua import PortfolioServer  # asyncua only when configured
+
+            opcua = PortfolioServer(portfolios, config.opcua, config.security)
+            try:
+                await opcua.start()
+            except OSError as err:
+                raise GatewayError(
+                    f"cannot serve OPC UA at {config.opcua.endpoint}: {err.strerror or err}"
+                ) from err
+    except BaseException as err:
+        await server.stop()
         await repo.close()
-        raise GatewayError(str(err)) from err
-    task = asyncio.create_task(_together(headend.run(), portfolios.run()))
+        if isinstance(err, OSError):
+            raise GatewayError(str(err)) from err
+        raise
+    jobs = [headend.run(), portfolios.run()] + ([opcua.run()] if opcua is not None else [])
+    task = asyncio.create_task(_together(*jobs))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     print(f"SMX head-end {name} ingesting from {config.broker.url} into {config.storage.backend}", flush=True)
     print(f"fleet page: {server.url}", flush=True)
+    if opcua is not None:
+        print(f"portfolios over OPC UA: {opcua.endpoint}", flush=True)
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     finally:
+        if opcua is not None:
+            await opcua.stop()
         await server.stop()
         with contextlib.suppress(Exception):
             await headend.flush(None)  # what was received is stored; its ack comes again from the box
@@ -102,7 +122,7 @@ async def _run(config: HeadendConfig, name: str) -> None:
 
 
 async def _together(*jobs: Coroutine[Any, Any, None]) -> None:
-    """Run the ingest and the portfolios until cancelled (neither ends by itself)."""
+    """Run the ingest, the portfolios (and their OPC UA server) until cancelled (none ends by itself)."""
     async with asyncio.TaskGroup() as tasks:
         for job in jobs:
             tasks.create_task(job)

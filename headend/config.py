@@ -29,6 +29,12 @@ names the file, the key and what was expected; unknown keys are errors. ::
     period_minutes = 15
     timezone = "Europe/Vienna"
     tags = ["brp-north"]
+    [opcua]                       # optional: the portfolios' OPC UA server (none without it)
+    host = "0.0.0.0"
+    port = 4840
+    [security]                    # as the gateway's: production profile, PKI folder, users file
+    pki = "certs"
+    users = "certs/users"         # smx-gateway users --file certs/users add NAME --role operator
 """
 
 from __future__ import annotations
@@ -39,7 +45,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.config import Section, broker_url, read_toml, topic_level, topic_prefix
+from gateway.config import (
+    OpcUaConfig,
+    Section,
+    SecurityConfig,
+    broker_url,
+    opcua_section,
+    read_toml,
+    security_section,
+    topic_level,
+    topic_prefix,
+)
 from gateway.errors import ConfigError, MarketInputError
 from gateway.localtime import meter_zone
 from headend.portfolio.model import TAG, Portfolio, parse_portfolio
@@ -155,6 +171,11 @@ class AggregationConfig:
     lease_s: float = 6.0
 
 
+#: The head-end's ``[opcua]`` defaults (the gateway's, named for the head-end).
+HEADEND_OPCUA = OpcUaConfig(
+    path="/smx-headend", application_uri="urn:smx:headend", server_name="SMX Head-end"
+)
+
 #: A site's time zone when its table does not say.
 DEFAULT_ZONE = "Europe/Vienna"
 
@@ -172,6 +193,11 @@ class HeadendConfig:
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     #: Portfolios of the configuration file (REST adds more, stored in the database).
     portfolios: tuple[Portfolio, ...] = ()
+    #: The portfolios' OPC UA server (``[opcua]``, read as the gateway's); None: no server.
+    opcua: OpcUaConfig | None = None
+    #: Its certificates, users and policies (``[security]``, the gateway's table and defaults:
+    #: the production profile, no None endpoint, no anonymous session).
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     #: ``sites`` by PublisherId (a fleet lists thousands; the completeness check asks for each).
     _by_publisher: dict[str, SiteConfig] = field(init=False, repr=False, compare=False)
 
@@ -372,6 +398,11 @@ def parse_config(data: dict[str, Any], source: str) -> HeadendConfig:
     http = _http(top.table("http"))
     aggregation = _aggregation(top.table("aggregation"))
     portfolios = _portfolios(top.get("portfolios", list, []), source)
+    opc_sec, security_sec = top.table("opcua"), top.table("security")
+    opcua = None if opc_sec is None else opcua_section(opc_sec, HEADEND_OPCUA)
+    if opcua is None and security_sec is not None:
+        raise ConfigError(f"{source}: security: only for the OPC UA server, which needs [opcua]")
+    security = security_section(security_sec)
     sites = []
     for n, raw in enumerate(top.get("sites", list, [])):
         sec = Section(source, f"sites[{n}]", raw)
@@ -395,8 +426,9 @@ def parse_config(data: dict[str, Any], source: str) -> HeadendConfig:
             )
     top.done()
     return HeadendConfig(
-        profile, broker, storage, tuple(sites), completeness, http, log_level, source, aggregation, portfolios
-    )
+        profile, broker, storage, tuple(sites), completeness, http, log_level, source, aggregation,
+        portfolios, opcua, security,
+    )  # fmt: skip
 
 
 def load_config(path: Path) -> HeadendConfig:

@@ -44,9 +44,9 @@ from gateway.opcua.ids import (
     SMX_GATEWAY_TYPE,
     SMX_NAMESPACE,
 )
+from gateway.opcua.units import eu_information
 from gateway.streams import EVENT_LOG, PROFILES, StreamId, value_stream
 from gateway.streams import stream as stream_of
-from gateway.units import UNECE_NAMESPACE, UNITS
 from gateway.uplink.status import UplinkStatus
 
 NODESET = Path(__file__).resolve().parents[2] / "nodesets" / "smx.xml"
@@ -86,21 +86,6 @@ IDENTITY = {
     "FirmwareVersion": "firmware",
     "Protocol": "protocol",
 }
-
-
-def eu_information(unit_text: str) -> ua.EUInformation:
-    """EngineeringUnits: the UNECE unit if there is one, else the text with UnitId -1
-    (OPC 10000-8 §5.6.3; a price in EUR/MWh has no UNECE code)."""
-    unit = UNITS.get(unit_text)
-    if unit is None:
-        text = ua.LocalizedText(unit_text)
-        return ua.EUInformation(NamespaceUri=UNECE_NAMESPACE, UnitId=-1, DisplayName=text, Description=text)
-    return ua.EUInformation(
-        NamespaceUri=UNECE_NAMESPACE,
-        UnitId=unit.unit_id,
-        DisplayName=ua.LocalizedText(unit.display),
-        Description=ua.LocalizedText(unit.description),
-    )
 
 
 @dataclass(slots=True)

@@ -24,9 +24,8 @@ the same rules as a REST PUT; a refused write answers BadTypeMismatch or BadOutO
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from asyncua import Server, ua
@@ -38,68 +37,36 @@ from gateway.errors import ArchiveError, MarketInputError
 from gateway.market.advice import Advice
 from gateway.market.desk import MarketDesk
 from gateway.market.external import ExternalData, ExternalState, ExternalValue
-from gateway.market.periods import parse_day
 from gateway.market.profiles import NotifiedProfile
 from gateway.meter.model import Snapshot
-from gateway.opcua.address_space import AddressSpace, eu_information
+from gateway.opcua.address_space import AddressSpace
 from gateway.opcua.guard import SessionUser, caller
 from gateway.opcua.ids import EXTERNAL_VALUE_TYPE, MARKET_SERVICES_TYPE
-from gateway.opcua.methods import ArgumentError, count, for_role, refused, scalar
+from gateway.opcua.methods import (
+    ADVICE_FIELDS,
+    NUMBERS,
+    REGISTER_ARGUMENTS,
+    ArgumentError,
+    advice_outputs,
+    count,
+    day_argument,
+    for_role,
+    from_market_error,
+    profile_outputs,
+    refused,
+    register_outputs,
+    scalar,
+    time_argument,
+    values_argument,
+)
+from gateway.opcua.units import eu_information
 from gateway.security.users import Role
 
 log = logging.getLogger(__name__)
 
 
-#: The live advice variables and the ComputeAdvice outputs, in the NodeSet's order:
-#: name, variant type, unit, how to take it from an Advice.
-ADVICE_FIELDS: tuple[tuple[str, ua.VariantType, str, Callable[[Advice], Any]], ...] = (
-    ("State", ua.VariantType.String, "", lambda a: a.state.value),
-    ("Recommendation", ua.VariantType.String, "", lambda a: a.text),
-    ("PeriodStart", ua.VariantType.DateTime, "", lambda a: a.period.start),
-    ("PeriodEnd", ua.VariantType.DateTime, "", lambda a: a.period.end),
-    ("NotifiedEnergy", ua.VariantType.Double, "kWh", lambda a: a.notified_kwh),
-    ("MeasuredEnergy", ua.VariantType.Double, "kWh", lambda a: a.measured_kwh),
-    ("RemainingTime", ua.VariantType.Double, "s", lambda a: a.remaining_s),
-    ("RequiredPower", ua.VariantType.Double, "kW", lambda a: a.required_kw),
-    ("CurrentPower", ua.VariantType.Double, "kW", lambda a: a.current_kw),
-    ("ProjectedImbalance", ua.VariantType.Double, "kWh", lambda a: a.projected_imbalance_kwh),
-    ("CorrectionPower", ua.VariantType.Double, "kW", lambda a: a.correction_kw),
-)
-REGISTER_ARGUMENTS = ("day", "values", "unit", "replace")
-#: Numeric variant types a client may send the profile's values as.
-_NUMBERS = frozenset(
-    {
-        ua.VariantType.Double, ua.VariantType.Float, ua.VariantType.SByte, ua.VariantType.Byte,
-        ua.VariantType.Int16, ua.VariantType.UInt16, ua.VariantType.Int32, ua.VariantType.UInt32,
-        ua.VariantType.Int64, ua.VariantType.UInt64,
-    }
-)  # fmt: skip
-#: DateTime values a client sends for "no time": null, or OPC UA's minimum (1601-01-01).
-_NO_TIME_BEFORE = datetime(1602, 1, 1, tzinfo=UTC)
-
-
 #: The least role that may call each method (DESIGN §8); anonymous sessions call none.
 METHOD_ROLES = {"RegisterProfile": Role.OPERATOR, "ComputeAdvice": Role.VIEWER, "ReadProfile": Role.VIEWER}
-
-
-def _from_market_error(err: MarketInputError, fields: Sequence[str]) -> ArgumentError:
-    index = fields.index(err.field) if err.field in fields else 0
-    if err.out_of_range:
-        return ArgumentError(index, ua.StatusCodes.BadOutOfRange, str(err))
-    return ArgumentError(index, ua.StatusCodes.BadInvalidArgument, str(err))
-
-
-def _day(args: Sequence[ua.Variant], index: int) -> date:
-    text = scalar(args, index, ua.VariantType.String, "Day")
-    try:
-        return parse_day(text)
-    except MarketInputError as err:
-        raise ArgumentError(index, ua.StatusCodes.BadInvalidArgument, str(err)) from None
-
-
-def _advice_variant(vtype: ua.VariantType, value: Any) -> ua.Variant:
-    """A ComputeAdvice output: a quantity the state does not have is NaN (outputs have no status)."""
-    return ua.Variant(math.nan if value is None else value, vtype)
 
 
 class MarketNodes:
@@ -258,7 +225,7 @@ class MarketNodes:
         if name is None:
             return None
         variant = dv.Value
-        if variant is None or variant.VariantType not in _NUMBERS or isinstance(variant.Value, list):
+        if variant is None or variant.VariantType not in NUMBERS or isinstance(variant.Value, list):
             return ua.StatusCode(ua.StatusCodes.BadTypeMismatch)
         now = self.clock.now()
         try:
@@ -282,21 +249,14 @@ class MarketNodes:
         try:
             meter_id = self._meter(parent)
             count(args, 4)
-            day = _day(args, 0)
-            values_arg = args[1]
-            if values_arg.VariantType not in _NUMBERS or not isinstance(values_arg.Value, list):
-                got = values_arg.VariantType.name + ("[]" if isinstance(values_arg.Value, list) else "")
-                raise ArgumentError(
-                    1, ua.StatusCodes.BadTypeMismatch, f"Values: expected an array of Double, got {got}"
-                )
+            day = day_argument(args, 0)
+            values = values_argument(args, 1)
             unit = scalar(args, 2, ua.VariantType.String, "Unit")
             replace = scalar(args, 3, ua.VariantType.Boolean, "Replace")
             try:
-                profile, _replaced = await self.desk.register(
-                    meter_id, day, list(values_arg.Value), unit, replace=replace
-                )
+                profile, _replaced = await self.desk.register(meter_id, day, values, unit, replace=replace)
             except MarketInputError as err:
-                raise _from_market_error(err, REGISTER_ARGUMENTS) from err
+                raise from_market_error(err, REGISTER_ARGUMENTS) from err
             except ArchiveError as err:
                 raise ArgumentError(
                     -1, ua.StatusCodes.BadResourceUnavailable, str(err), ua.StatusCodes.BadResourceUnavailable
@@ -305,10 +265,7 @@ class MarketNodes:
             log.info("RegisterProfile by %s refused: %s", caller(), err)
             return refused(err, len(args))
         log.info("RegisterProfile by %s: %s %s, %d periods", caller(), meter_id, day, len(profile.energy_kwh))
-        return [
-            ua.Variant(len(profile.energy_kwh), ua.VariantType.UInt32),
-            ua.Variant(sum(profile.energy_kwh), ua.VariantType.Double),
-        ]
+        return register_outputs(profile)
 
     async def _compute_advice(
         self, parent: ua.NodeId, *args: ua.Variant
@@ -316,23 +273,14 @@ class MarketNodes:
         try:
             meter_id = self._meter(parent)
             count(args, 1)
-            if args[0].VariantType not in (ua.VariantType.DateTime, ua.VariantType.Null):
-                raise ArgumentError(
-                    0,
-                    ua.StatusCodes.BadTypeMismatch,
-                    f"Time: expected a DateTime, got {args[0].VariantType.name}",
-                )
-            at = args[0].Value
-            if at is not None and at.tzinfo is None:
-                at = at.replace(tzinfo=UTC)  # asyncua decodes UtcTime naive
-            moment = None if at is None or at < _NO_TIME_BEFORE else at
+            moment = time_argument(args, 0)
             try:
                 advice = await self.desk.advice_at(meter_id, moment)
             except MarketInputError as err:
-                raise _from_market_error(err, ("time",)) from err
+                raise from_market_error(err, ("time",)) from err
         except ArgumentError as err:
             return refused(err, len(args))
-        return [_advice_variant(vtype, take(advice)) for _name, vtype, _unit, take in ADVICE_FIELDS]
+        return advice_outputs(advice)
 
     async def _read_profile(
         self, parent: ua.NodeId, *args: ua.Variant
@@ -340,7 +288,7 @@ class MarketNodes:
         try:
             meter_id = self._meter(parent)
             count(args, 1)
-            day = _day(args, 0)
+            day = day_argument(args, 0)
             try:
                 profile = await self.desk.load(meter_id, day)
             except ArchiveError as err:
@@ -353,11 +301,7 @@ class MarketNodes:
                 )
         except ArgumentError as err:
             return refused(err, len(args))
-        starts = [p.start for p in self.desk.calendar.periods(day)]
-        return [
-            ua.Variant(starts, ua.VariantType.DateTime, is_array=True),
-            ua.Variant(list(profile.energy_kwh), ua.VariantType.Double, is_array=True),
-        ]
+        return profile_outputs([p.start for p in self.desk.calendar.periods(day)], profile)
 
 
 _WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)

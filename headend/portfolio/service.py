@@ -707,6 +707,11 @@ class PortfolioService:
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
 
+    async def saved(self) -> None:
+        """Wait until the records handed to the database so far are stored (or refused)."""
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
     async def _save(self, records: list[AggregateRecord]) -> None:
         try:
             await self.repository.save_aggregates(records)

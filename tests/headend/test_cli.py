@@ -84,6 +84,59 @@ async def test_run_serves_the_fleet_page_beside_the_ingest_and_stops_on_sigterm(
             await process.wait()
 
 
+async def test_run_serves_the_portfolios_over_opcua_with_opcua_configured(tmp_path: Path) -> None:
+    """[opcua]: the portfolios' OPC UA server starts with the service (production profile:
+    a viewer over SignAndEncrypt) and stops with it on SIGTERM."""
+    from asyncua import ua
+
+    from gateway.security.pki import Pki
+    from gateway.security.users import Role
+    from headend.opcua import NAMESPACE
+    from tests.support.harness import add_user, secure_client, shared_pki, trust_test_client
+
+    pki, users = tmp_path / "pki", tmp_path / "users"
+    config = tmp_path / "headend.toml"
+    config.write_text(
+        'profile = "demo"\n[broker]\nurl = "mqtt://127.0.0.1:1"\n'
+        f'[storage]\npath = "{tmp_path / "h.sqlite"}"\n[http]\nlisten = "127.0.0.1:0"\n'
+        f'[opcua]\nport = 0\nnode_cache = "{shared_pki() / "node-cache"}"\n'
+        f'[security]\npki = "{pki}"\nusers = "{users}"\nlogin_delay_s = 0.05\n'
+        '[[portfolios]]\nname = "north"\nsites = ["smx-1", "smx-2"]\n'
+    )
+    add_user(parse_config({"opcua": {}, "security": {"users": str(users)}, "profile": "demo"}, "x"), "viewer",
+             Role.VIEWER)  # fmt: skip
+    trust_test_client(pki)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "headend.cli", "run", "--config", str(config), "--name", "h-test",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            while not (line := (await process.stdout.readline()).decode()).startswith(
+                "portfolios over OPC UA: "
+            ):
+                assert line, "smx-headend run ended without printing the OPC UA endpoint"
+            endpoint = line.removeprefix("portfolios over OPC UA: ").strip()
+            assert re.fullmatch(r"opc\.tcp://127\.0\.0\.1:\d+/smx-headend", endpoint), endpoint
+            client = await secure_client(endpoint, "viewer", server_certificate=Pki(pki).own_certificate)
+            async with client:
+                ns = await client.get_namespace_index(NAMESPACE)
+                north = client.get_node(ua.NodeId("Portfolios/north", ns))
+                assert (await north.read_browse_name()).Name == "north"
+                # No broker, no tick yet: the aggregate is awaited, not a zero.
+                net = await client.get_node(ua.NodeId("Portfolios/north/NetPower", ns)).read_data_value(
+                    raise_on_bad_status=False
+                )
+                assert net.StatusCode.name == "BadWaitingForInitialData"
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 def test_check_config_reads_the_token_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "headend.toml"
     config.write_text(f'profile = "demo"\n[http]\nlisten = "0.0.0.0:8090"\ntoken_file = "{tmp_path / "t"}"\n')
