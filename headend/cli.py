@@ -78,7 +78,8 @@ async def _run(config: HeadendConfig, name: str) -> None:
     headend = Headend(config, repo, clock, name=name)
     portfolios = PortfolioService(config, repo, clock, headend.ingest, name=name)
     headend.observers.append(portfolios)
-    server = FleetServer(FleetApi(config, repo, clock, token), config.http.host, config.http.port)
+    api = FleetApi(config, repo, clock, token, portfolios)
+    server = FleetServer(api, config.http.host, config.http.port)
     try:
         await server.start()
     except OSError as err:
