@@ -31,6 +31,7 @@ profile period's local day is the completeness check's business, not storage's).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -351,6 +352,50 @@ def _check_text(text: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(f"text that is not valid Unicode: {text!r}") from None
+
+
+def check_texts(*texts: str) -> None:
+    """Names a backend writes (a portfolio's, a lease's and its owner's) refused alike on
+    both backends, as :func:`prepared` refuses a batch's (a NUL, invalid Unicode)."""
+    for text in texts:
+        _check_text(text)
+
+
+def definition_json(record: PortfolioRecord) -> str:
+    """``record`` checked (its name, an aware ``updated``) and its definition as JSON text.
+
+    Kept as text on both backends, so it reads back exactly as saved: jsonb would print its
+    numbers anew (``1e300`` comes back an integer) and refuses NUL characters. Non-finite
+    numbers are refused (ValueError): ``NaN`` is not JSON, and not a definition's."""
+    check_texts(record.name)
+    to_micros(record.updated)
+    return json.dumps(record.definition, allow_nan=False)
+
+
+def schedule_values(record: ScheduleRecord) -> list[float]:
+    """``record`` checked (its portfolio's name, an aware ``registered``, finite energies)
+    and its energies as floats (an int given comes back a float, as on PostgreSQL)."""
+    check_texts(record.portfolio)
+    to_micros(record.registered)
+    values = [float(v) for v in record.energy_kwh]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"schedule {record.portfolio} {record.day}: a non-finite energy")
+    return values
+
+
+def unique_aggregates(records: Sequence[AggregateRecord]) -> list[AggregateRecord]:
+    """``records`` checked (aware starts, finite values: SQLite would store a NaN as NULL)
+    and ready for one insert-or-ignore: a key given twice keeps its FIRST record (the first
+    writer wins, within a batch as across instances), sorted by key (one lock order)."""
+    first: dict[tuple[str, int, datetime], AggregateRecord] = {}
+    for r in records:
+        to_micros(r.start)
+        values = (r.mean_kw, r.min_kw, r.max_kw, r.coverage, r.energy_kwh, r.uncertainty_kwh)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"aggregate {r.portfolio}/{r.seconds} at {r.start}: a non-finite value")
+        check_texts(r.portfolio)
+        first.setdefault((r.portfolio, r.seconds, r.start.astimezone(UTC)), r)
+    return [first[k] for k in sorted(first)]
 
 
 def by_publisher(sites: Sequence[SiteState]) -> list[SiteState]:
