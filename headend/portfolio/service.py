@@ -412,6 +412,12 @@ class PortfolioService:
         """Wait for the next aggregate (every second)."""
         await self._ticked.wait()
 
+    async def saved(self) -> None:
+        """Wait until the history records handed to the database so far are written (or
+        their failure logged)."""
+        while self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
     # -- what the storage connection sees ---------------------------------------------------
 
     def on_live(self, seen: LiveSeen) -> None:
