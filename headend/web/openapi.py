@@ -200,7 +200,7 @@ _ERRORS = {
     "stream, a malformed day; a body that is not JSON, not an object, with a key unknown, missing or "
     "of the wrong JSON type",
     401: "Without the bearer token ([http] token_file is set): Authorization: Bearer <token>",
-    404: "No such site, meter, portfolio or schedule",
+    404: "No such site, meter, portfolio or schedule (or this head-end runs no portfolio service)",
     409: "A portfolio of the configuration file (change it there), or a day already notified without replace",
     413: "The body is too large",
     415: "The body is not Content-Type application/json",
@@ -558,7 +558,7 @@ PORTFOLIO_PATHS: dict[str, Any] = {
             body="PortfolioInput",
             status="201",
             extra_ok={"200": {"description": "Replaced", **_json_content(_ref("Portfolio"))}},
-            errors=(400, 409, 413, 415, 422, 503),
+            errors=(400, 404, 409, 413, 415, 422, 503),
             description="Stored in the database; every instance of the group takes it within seconds. "
             "A name of the configuration file is refused with 409 (change it there).",
         ),
