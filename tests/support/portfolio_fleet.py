@@ -27,7 +27,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from gateway.clock import ManualClock
 from headend.config import HeadendConfig, parse_config
@@ -87,16 +87,22 @@ class Feed:
         self.registers: dict[str, list[float]] = {}
         self.quarter: dict[str, list[float]] = {}
         self.last: dict[str, tuple[float, float]] = {}
+        #: The last instant fed and ticked.
+        self.done: datetime | None = None
 
     def members(self) -> list[str]:
         s = self.service
         return sorted({m for name in s.portfolios for m in s.members_of(name)})
 
     async def run(self, until: datetime) -> None:
-        """Steps from the clock's now to ``until`` (both included), then waits for the history."""
+        """Steps from the clock's now (or the step after the last one run) to ``until`` (both
+        included), then waits for the history to be written."""
         s = self.service
+        if self.done is not None and self.clock.now() <= self.done < until:
+            self.clock.advance(min(self.step_s, (until - self.done).total_seconds()))
         while True:
             now = self.clock.now()
+            self.done = now
             profiles: list[Sample] = []
             for p in self.members():
                 registers = self.registers.setdefault(p, [1000.0 + 10 * len(self.registers), 50.0])
@@ -140,6 +146,8 @@ class Portfolios:
     clock: ManualClock
     service: PortfolioService
     server: FleetServer
+    #: Feeds on from :data:`NOW` (``await feed.run(later)``).
+    feed: Feed
 
 
 @contextlib.asynccontextmanager
@@ -155,9 +163,10 @@ async def scenario(
     await service.define({"name": "vpp-south", "sites": list(SOUTH), "description": "PV and a house"})
     await service.own_buckets()
     await service.register_schedule("north", TODAY, [NOTIFIED_KWH] * 96, replace=True)
-    await Feed(service, clock, power).run(NOW)
+    feed = Feed(service, clock, power)
+    await feed.run(NOW)
     async with serving(cfg, repo, clock, service, token) as server:
-        yield Portfolios(cfg, clock, service, server)
+        yield Portfolios(cfg, clock, service, server, feed)
 
 
 @contextlib.asynccontextmanager
@@ -173,12 +182,60 @@ async def serving(
 
 
 def household(publisher: str, t: datetime) -> tuple[float, float] | None:
-    """A member of a livelier fleet (the screenshot's): a household's base, its cooking peak
-    and, on the even ones, PV feeding in at noon; each its own phase."""
+    """A member of a livelier fleet (the screenshot's): a household's base and fridge, a kettle
+    and a cooker now and then, a little noise, and on every third one PV with passing clouds;
+    each with its own phase (deterministic: the same every run)."""
     k = int(publisher.rsplit("-", 1)[-1])
     minutes = t.hour * 60 + t.minute + t.second / 60
-    base = 0.4 + 0.1 * (k % 4) + 0.25 * math.sin((minutes + 37 * k) / 9.0) ** 2
-    cooking = 2.2 if (minutes + 13 * k) % 50 < 6 else 0.0
-    pv = 2.5 * max(0.0, math.cos((minutes - 12 * 60) / 240)) if k % 2 == 0 else 0.0
-    net = base + cooking - pv
+    base = 0.3 + 0.08 * (k % 5) + 0.15 * math.sin((minutes + 37 * k) / 11.0) ** 2
+    fridge = 0.12 if (minutes * 60 + 97 * k) % 1800 < 600 else 0.0
+    kettle = 1.8 if (minutes + 7 * k) % 37 < 2 else 0.0
+    cooker = 2.0 if (minutes + 23 * k) % 90 < 8 else 0.0
+    noise = 0.05 * math.sin(t.timestamp() / 7.0 + 3 * k) * math.sin(t.timestamp() / 3.0 + k)
+    clouds = 0.75 + 0.25 * math.sin(minutes / 3.0 + k) * math.sin(minutes / 7.0)
+    pv = 1.6 * max(0.0, math.cos((minutes - 12 * 60) / 200)) * clouds if k % 3 == 0 else 0.0
+    net = base + fridge + kettle + cooker + noise - pv
     return (net, 0.0) if net >= 0 else (0.0, -net)
+
+
+#: The livelier fleet of :func:`showcase`: twelve households, one silent for 50 s (stale),
+#: one for 8 minutes (offline).
+HOUSES = tuple(f"house-{k:02}" for k in range(1, 13))
+SILENT = {"house-05": NOW - timedelta(seconds=50), "house-11": NOW - timedelta(minutes=8)}
+
+
+def showcase_power(publisher: str, t: datetime) -> tuple[float, float] | None:
+    silent = SILENT.get(publisher)
+    return None if silent is not None and t > silent else household(publisher, t)
+
+
+@contextlib.asynccontextmanager
+async def showcase(repo: Repository) -> AsyncIterator[Portfolios]:
+    """:data:`HOUSES` (``north``) through the hour before :data:`NOW`, a step every 5 s, with a
+    schedule of 90 % of what they draw at each period's middle: the portfolio view as the
+    README shows it."""
+    cfg = parse_config(
+        {
+            "profile": "demo",
+            "sites": [{"publisher": h, "name": f"House {h[6:]}", "tags": ["north"]} for h in HOUSES],
+            "portfolios": [{"name": "north", "tags": ["north"], "description": "BRP portfolio Vienna north"}],
+            "http": {"listen": "127.0.0.1:0"},
+        },
+        "portfolio-showcase",
+    )
+    start = NOW - timedelta(hours=1)
+    clock = ManualClock(start)
+    service = PortfolioService(cfg, repo, clock, Ingest(cfg.broker.prefix), name="headend-showcase")
+    await service.reload()
+    await service.own_buckets()
+    calendar = service.portfolio("north").calendar
+    schedule = []
+    for period in calendar.periods(TODAY):
+        middle = period.start + (period.end - period.start) / 2
+        powers = [household(h, middle) or (0.0, 0.0) for h in HOUSES]
+        schedule.append(round(0.9 * sum(i - e for i, e in powers) * 0.25, 3))
+    await service.register_schedule("north", TODAY, schedule, replace=True)
+    feed = Feed(service, clock, showcase_power, step_s=5.0)
+    await feed.run(NOW)
+    async with serving(cfg, repo, clock, service) as server:
+        yield Portfolios(cfg, clock, service, server, feed)
