@@ -280,6 +280,29 @@ async def test_the_portfolio_view_shows_the_aggregate_the_advice_and_the_members
         await page.close()
 
 
+async def test_the_portfolio_view_with_the_token_of_the_tab(
+    browser: Chromium, portfolios: pf.Portfolios
+) -> None:
+    p = portfolios
+    async with pf.serving(p.config, p.service.repository, p.clock, p.service, TOKEN) as server:
+        page = await browser.new_page(1280, 900)
+        try:
+            await page.goto(server.url)
+            await page.wait_for("!document.querySelector('#token-form').hidden")
+            assert await page.evaluate("document.querySelector('#portfolio-view').hidden")
+            await page.fill("#token-form input[name=token]", TOKEN)
+            await page.evaluate("document.querySelector('#token-form').requestSubmit()")
+            view = await page.wait_for(
+                "(() => { const v = document.querySelector('#portfolio-view');"
+                " return !v.hidden && v.dataset.portfolio === 'north' && v.dataset.time"
+                " && document.querySelector('#pf-net').textContent; })()"
+            )
+            assert view.endswith(" kW")
+            assert page.errors == [], page.errors
+        finally:
+            await page.close()
+
+
 async def test_without_portfolios_the_view_stays_hidden(page: Page) -> None:
     await page.wait_for(f"{ROWS} === 3")
     # The fleet's server runs no portfolio service: the list is empty, the view hidden.
