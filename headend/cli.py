@@ -79,7 +79,7 @@ async def _run(config: HeadendConfig, name: str) -> None:
     headend = Headend(config, repo, clock, name=name)
     portfolios = PortfolioService(config, repo, clock, headend.ingest, name=name)
     headend.observers.append(portfolios)
-    server = FleetServer(FleetApi(config, repo, clock, token), config.http.host, config.http.port)
+    server = FleetServer(FleetApi(config, repo, clock, token, portfolios), config.http.host, config.http.port)
     opcua = None
     try:
         await server.start()

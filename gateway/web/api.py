@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import math
 import os
 import re
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -43,6 +42,15 @@ from gateway.clock import Clock
 from gateway.config import GatewayConfig
 from gateway.errors import ArchiveError, GatewayError, MarketInputError
 from gateway.events import describe
+from gateway.jsonbody import (
+    MAX_BODY,
+    PROFILE_KEYS,
+    PROFILE_REQUIRED,
+    BodyError,
+    Types,
+    json_object,
+    too_large,
+)
 from gateway.market.advice import Advice
 from gateway.market.desk import MarketDesk
 from gateway.market.external import ExternalData
@@ -61,8 +69,6 @@ from gateway.web.sessions import Denied, WebSessions, WebUser
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-#: Largest request body: a 100-period profile is ~2 KB of JSON.
-MAX_BODY = 64 * 1024
 #: The API's aggregate names -> those of OPC 10000-13 ("delta_bounds" -> "DeltaBounds").
 AGGREGATES = {name: name.title().replace("_", "") for name in AGGREGATE_NAMES}
 NO_ARCHIVE = "no archive is configured ([archive] path is empty)"
@@ -116,7 +122,7 @@ async def _errors(
             raise
         reason = err.text if err.text and not err.text.startswith(str(err.status)) else err.reason
         if err.status == 413:
-            reason = f"request body too large (at most {MAX_BODY} bytes)"
+            reason = too_large(MAX_BODY)
         return _json(error_body(err.status, reason), err.status)
     except ArchiveError as err:
         log.error("%s %s: %s", request.method, request.path, err)
@@ -200,42 +206,15 @@ def _day(text: str) -> date:
         raise ApiError(400, str(err), "day") from None
 
 
-async def _body(request: web.Request, allowed: dict[str, str], required: tuple[str, ...]) -> dict[str, Any]:
-    """The request's JSON object, its keys and their JSON types (``allowed``: key -> type)
-    checked; NaN/Infinity literals come through as numbers so the market's validation
-    names the period that holds them."""
-    if request.content_type != "application/json":
-        raise ApiError(415, f"expected Content-Type application/json, got {request.content_type or 'none'}")
-    raw = await request.read()
+async def _body(
+    request: web.Request, allowed: Mapping[str, Types], required: tuple[str, ...]
+) -> dict[str, Any]:
+    """The request's JSON object, checked for its form (:func:`gateway.jsonbody.json_object`)."""
+    raw = await request.read() if request.content_type == "application/json" else b""
     try:
-        data = json.loads(raw, parse_constant=float)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ApiError(400, f"the body is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, f"the body must be a JSON object, got {_json_type(data)}")
-    for key in data:
-        if key not in allowed:
-            raise ApiError(400, f"unknown key {key!r} (expected: {', '.join(allowed)})", key)
-    for key in required:
-        if key not in data:
-            raise ApiError(400, f"missing key {key!r}", key)
-    for key, value in data.items():
-        if _json_type(value) != allowed[key]:
-            raise ApiError(400, f"{key}: expected {allowed[key]}, got {_json_type(value)}", key)
-    return data
-
-
-def _json_type(value: object) -> str:
-    """The JSON type of a parsed value (bool is not a number here)."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    return "string" if isinstance(value, str) else "null"
+        return json_object(request.content_type, raw, allowed, required)
+    except BodyError as err:
+        raise ApiError(err.status, str(err), err.field) from None
 
 
 def _number(r: Result) -> float | int | None:
@@ -560,7 +539,7 @@ class WebApi:
     async def put_profile(self, request: web.Request) -> web.Response:
         mid = self._meter_id(request)
         day = _day(request.match_info["day"])
-        body = await _body(request, {"values": "array", "unit": "string", "replace": "boolean"}, ("values",))
+        body = await _body(request, PROFILE_KEYS, PROFILE_REQUIRED)
         desk = self.services.desk
         try:
             stored, replaced = await desk.register(mid, day, body["values"], body.get("unit", "kWh"),

@@ -417,6 +417,12 @@ class PortfolioService:
         """Wait for the next aggregate (every second)."""
         await self._ticked.wait()
 
+    async def saved(self) -> None:
+        """Wait until the history records handed to the database so far are written (or
+        their failure logged)."""
+        while self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
     # -- what the storage connection sees ---------------------------------------------------
 
     def on_live(self, seen: LiveSeen) -> None:
@@ -706,11 +712,6 @@ class PortfolioService:
             task = asyncio.get_running_loop().create_task(self._save(done))
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
-
-    async def saved(self) -> None:
-        """Wait until the records handed to the database so far are stored (or refused)."""
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
 
     async def _save(self, records: list[AggregateRecord]) -> None:
         try:

@@ -34,10 +34,10 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _obj(required: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     return {
         "type": "object",
-        "properties": required,
+        "properties": {**required, **(optional or {})},
         "required": list(required),
         "additionalProperties": False,
         **extra,
@@ -196,9 +196,16 @@ SCHEMAS: dict[str, Any] = {
 }
 
 _ERRORS = {
-    400: "Malformed request: a bad, missing or naive time, a reversed or too long range, an unknown stream",
+    400: "Malformed request: a bad, missing or naive time, a reversed or too long range, an unknown "
+    "stream, a malformed day; a body that is not JSON, not an object, with a key unknown, missing or "
+    "of the wrong JSON type",
     401: "Without the bearer token ([http] token_file is set): Authorization: Bearer <token>",
-    404: "No such site or meter",
+    404: "No such site, meter, portfolio or schedule (or this head-end runs no portfolio service)",
+    409: "A portfolio of the configuration file (change it there), or a day already notified without replace",
+    413: "The body is too large",
+    415: "The body is not Content-Type application/json",
+    422: "Well-formed but refused: a definition or schedule the market's rules refuse (the field named), "
+    "a time outside the running period",
     503: "The database cannot answer",
 }
 
@@ -241,12 +248,16 @@ def _op(
     errors: tuple[int, ...] = (404, 503),
     params: tuple[dict[str, Any], ...] = (),
     description: str = "",
+    body: str | None = None,
+    status: str = "200",
+    extra_ok: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": op_id,
         "summary": summary,
         "responses": {
-            "200": {"description": "OK", **ok},
+            status: {"description": "OK", **ok},
+            **(extra_ok or {}),
             **{str(c): {"description": _ERRORS[c], **_json_content(_ref("Error"))} for c in errors},
         },
     }
@@ -254,7 +265,433 @@ def _op(
         op["description"] = description
     if params:
         op["parameters"] = list(params)
+    if body:
+        op["requestBody"] = {"required": True, **_json_content(_ref(body))}
     return op
+
+
+# -- portfolios (issue 18) -------------------------------------------------------------------
+
+_NUM = {"type": "number"}
+_NUM_OR_NULL = {"type": ["number", "null"]}
+_SHARE = {"type": "number", "minimum": 0, "maximum": 1}
+_PERIOD_MINUTES = {"enum": [15, 60]}
+_MEMBER_STATE = {
+    "enum": ["fresh", "stale", "offline"],
+    "description": "fresh: its net power is at most [aggregation] stale_after_s old and summed; stale: "
+    "older, estimated from its last 15 minutes; offline: its box said so or nothing came for "
+    "offline_after_s, estimated the same way.",
+}
+_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_DEFINITION: dict[str, Any] = {
+    "name": {"type": "string", "pattern": _NAME_PATTERN},
+    "period_minutes": {**_PERIOD_MINUTES, "description": "The market's settlement period."},
+    "timezone": {"type": "string", "description": "The zone whose midnight starts a delivery day."},
+    "sites": _array(_STR, description="Members named by PublisherId."),
+    "tags": _array(_STR, description="Members by a tag of their [[sites]] table."),
+    "description": _STR,
+    "limit_kw": {
+        "type": ["number", "null"],
+        "description": "The largest average power (kW, either direction) a schedule may ask for.",
+    },
+}
+_AGGREGATE = _obj(
+    {
+        "time": _TIME,
+        "period_start": {**_TIME, "description": "The running settlement period's start."},
+        "net_kw": {**_NUM, "description": "measured_kw + estimated_kw: positive = drawn from the grid."},
+        "measured_kw": {**_NUM, "description": "The fresh members' net power, summed."},
+        "estimated_kw": {**_NUM, "description": "The stale and offline members' estimate."},
+        "uncertainty_kw": {**_NUM, "description": "How far the estimate may be off."},
+        "coverage": {**_SHARE, "description": "The fresh members' share of the recent consumption."},
+        "members": _COUNT,
+        "fresh": _COUNT,
+        "stale": _COUNT,
+        "offline": _COUNT,
+        "unmeasured": {**_COUNT, "description": "Members whose energy this period is (partly) estimated."},
+        "energy_kwh": {
+            **_NUM,
+            "description": "The running period's net energy so far, measured and estimated.",
+        },
+        "energy_uncertainty_kwh": _NUM,
+        "buckets": {**_COUNT, "description": "Buckets holding members (the unit the instances share)."},
+        "buckets_reporting": {**_COUNT, "description": "Of those, the ones whose owner reported in time."},
+        "newest": {**_TIME_OR_NULL, "description": "The newest member value summed."},
+        "how": {"type": "string", "description": "How the aggregate was formed, in words."},
+    },
+    description="A portfolio's live aggregate (net import convention).",
+)
+_ADVICE = _obj(
+    {
+        "state": {"enum": ["advised", "no-notification", "closing", "no-measurement"]},
+        "text": {"type": "string", "description": "The advice in plain words, with its uncertainty."},
+        "at": _TIME,
+        "period": _obj(
+            {"day": _DATE, "number": {"type": "integer", "minimum": 1}, "start": _TIME, "end": _TIME}
+        ),
+        "notified_kwh": _NUM_OR_NULL,
+        "measured_kwh": _NUM_OR_NULL,
+        "remaining_s": _NUM,
+        "current_kw": _NUM_OR_NULL,
+        "required_kw": _NUM_OR_NULL,
+        "projected_imbalance_kwh": _NUM_OR_NULL,
+        "correction_kw": _NUM_OR_NULL,
+        "coverage": _SHARE,
+        "uncertainty_kwh": {**_NUM, "description": "How far the projected imbalance may be off."},
+        "members": _COUNT,
+        "fresh": _COUNT,
+    },
+    description="The gateway's advice (ComputeAdvice) on the portfolio's totals. Net import convention: "
+    "positive = drawn from the grid. null = the state has no such value, never 0.",
+)
+_MEMBER = {
+    "publisher": _STR,
+    "name": {"type": "string", "description": "From [[sites]]; empty when not configured."},
+    "bucket": {"type": "integer", "minimum": 0},
+    "state": _MEMBER_STATE,
+    "power_kw": {**_NUM_OR_NULL, "description": "Its latest net power."},
+    "age_s": {**_NUM_OR_NULL, "description": "How old its latest net power is; null: never seen."},
+    "change_kw": {**_NUM_OR_NULL, "description": "Its power now minus its mean 5 minutes ago."},
+    "recent_kw": {**_NUM_OR_NULL, "description": "Its mean net power of the last 15 minutes."},
+}
+_PORTFOLIO = {
+    "name": _STR,
+    "definition": _ref("PortfolioDefinition"),
+    "members": {**_COUNT, "description": "Its member sites now."},
+    "aggregate": {"oneOf": [_ref("Aggregate"), {"type": "null"}], "description": "null before the first."},
+}
+_PROFILE_INPUT = _obj(
+    {
+        "values": _array(
+            _NUM,
+            description="One value per settlement period of the day (92/96/100 quarter hours or 23/24/25 "
+            "hours on DST change days).",
+        )
+    },
+    {
+        "unit": {
+            "enum": ["kWh", "kW"],
+            "default": "kWh",
+            "description": "kWh per period, or average kW over the period (stored as kWh).",
+        },
+        "replace": {"type": "boolean", "default": False, "description": "Replace a schedule of the day."},
+    },
+    description="The body of the gateway's notified-profile PUT, refused the same way.",
+)
+
+PORTFOLIO_SCHEMAS: dict[str, Any] = {
+    "PortfolioDefinition": _obj({**_DEFINITION, "origin": {"enum": ["config", "rest"]}}),
+    "PortfolioInput": _obj(
+        {},
+        {
+            **_DEFINITION,
+            "name": {**_DEFINITION["name"], "description": "The path's name; may be left out."},
+            "origin": {"const": "rest", "description": "Made through REST (may be left out)."},
+        },
+        description="A definition: members by sites, tags or both; period_minutes 15 (default) or 60; "
+        "timezone Europe/Vienna by default.",
+    ),
+    "Aggregate": _AGGREGATE,
+    "PortfolioAdvice": _ADVICE,
+    "Portfolio": _obj(_PORTFOLIO),
+    "PortfolioDetail": _obj({**_PORTFOLIO, "advice": _ref("PortfolioAdvice"), "how": _STR}),
+    "Live": _obj(
+        {
+            "portfolio": _STR,
+            "time": _TIME,
+            "aggregate": {"oneOf": [_ref("Aggregate"), {"type": "null"}]},
+            "advice": _ref("PortfolioAdvice"),
+            "coverage": _SHARE,
+            "uncertainty_kw": _NUM,
+            "uncertainty_kwh": _NUM,
+            "members": _obj({"total": _COUNT, "fresh": _COUNT, "stale": _COUNT, "offline": _COUNT}),
+            "how": _STR,
+        }
+    ),
+    "Recent": _obj(
+        {
+            "portfolio": _STR,
+            "points": _array(
+                _obj({"time": _TIME, "net_kw": _NUM, "measured_kw": _NUM, "coverage": _SHARE}),
+                description="A point a second of the last hour (this instance's memory), oldest first.",
+            ),
+        }
+    ),
+    "Members": _obj(
+        {
+            "portfolio": _STR,
+            "time": _TIME,
+            "total": _COUNT,
+            "counts": _obj({"fresh": _COUNT, "stale": _COUNT, "offline": _COUNT}),
+            "members": _array(_obj(_MEMBER), description="Offline first, then stale, then fresh; by name."),
+        }
+    ),
+    "Flexibility": _obj(
+        {
+            "portfolio": _STR,
+            "advice": _ref("PortfolioAdvice"),
+            "ranking": _array(
+                _obj({**_MEMBER, "reason": _STR}),
+                description="The fresh members whose power moved most against the advice lately; empty "
+                "when the advice asks for no correction.",
+            ),
+        }
+    ),
+    "ScheduleList": _obj(
+        {
+            "portfolio": _STR,
+            "period_minutes": _PERIOD_MINUTES,
+            "timezone": _STR,
+            "today": {**_DATE, "description": "The running delivery day."},
+            "days": _array(_DATE, description="Days with a schedule."),
+            "upcoming": _array(
+                _obj({"day": _DATE, "periods": {"type": "integer", "minimum": 23, "maximum": 100}}),
+                description="Yesterday to a week ahead, with the number of settlement periods.",
+            ),
+        }
+    ),
+    "Schedule": _obj(
+        {
+            "portfolio": _STR,
+            "day": _DATE,
+            "period_minutes": _PERIOD_MINUTES,
+            "unit": {"const": "kWh"},
+            "total_kwh": _NUM,
+            "periods": _array(
+                _obj(
+                    {
+                        "number": {"type": "integer", "minimum": 1},
+                        "start": _TIME,
+                        "end": _TIME,
+                        "energy_kwh": _NUM,
+                    }
+                ),
+                minItems=23,
+                maxItems=100,
+            ),
+        }
+    ),
+    "ScheduleInput": _PROFILE_INPUT,
+    "History": _obj(
+        {
+            "portfolio": _STR,
+            "resolution": {"enum": ["1min", "period"]},
+            "seconds": {"type": "integer", "minimum": 60},
+            "start": _TIME,
+            "end": _TIME,
+            "records": _array(
+                _obj(
+                    {
+                        "start": _TIME,
+                        "mean_kw": _NUM,
+                        "min_kw": _NUM,
+                        "max_kw": _NUM,
+                        "coverage": _SHARE,
+                        "energy_kwh": _NUM,
+                        "uncertainty_kwh": _NUM,
+                        "samples": {**_COUNT, "description": "1-second aggregates in the interval."},
+                    }
+                ),
+                description="Intervals with start <= interval start < end, oldest first.",
+            ),
+        }
+    ),
+    "Periods": _obj(
+        {
+            "portfolio": _STR,
+            "day": _DATE,
+            "period_minutes": _PERIOD_MINUTES,
+            "timezone": _STR,
+            "periods": _array(
+                _obj(
+                    {
+                        "number": {"type": "integer", "minimum": 1},
+                        "start": _TIME,
+                        "end": _TIME,
+                        "notified_kwh": {**_NUM_OR_NULL, "description": "The schedule; null: none."},
+                        "live_kwh": {**_NUM_OR_NULL, "description": "What the live aggregate measured."},
+                        "live_uncertainty_kwh": _NUM_OR_NULL,
+                        "settled_kwh": {**_NUM_OR_NULL, "description": "The members' load profiles."},
+                        "settled_records": _COUNT,
+                        "expected_records": _COUNT,
+                        "complete": {"type": "boolean", "description": "Every member's load profile is in."},
+                        "difference_kwh": {
+                            **_NUM_OR_NULL,
+                            "description": "settled - live, once settled is complete.",
+                        },
+                        "coverage": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                    }
+                ),
+                minItems=23,
+                maxItems=100,
+            ),
+        }
+    ),
+}
+
+_NAME = _param("name", "path", "The portfolio's name.")
+_PDAY = _param("day", "path", "The delivery day, YYYY-MM-DD (the portfolio's zone).", _DATE)
+_READ = (400, 404, 503)
+PORTFOLIO_PATHS: dict[str, Any] = {
+    "/api/portfolios": {
+        "get": _op(
+            "listPortfolios",
+            "Every portfolio: definition, members, latest aggregate",
+            _json_content(_array(_ref("Portfolio"))),
+            errors=(503,),
+            description="Those of the configuration file ([[portfolios]], origin config) and those made "
+            "here (origin rest, stored in the database), by name.",
+        )
+    },
+    "/api/portfolios/{name}": {
+        "get": _op(
+            "getPortfolio",
+            "A portfolio: definition, aggregate, advice and how they were formed",
+            _json_content(_ref("PortfolioDetail")),
+            params=(_NAME,),
+        ),
+        "put": _op(
+            "putPortfolio",
+            "Define a portfolio (create or replace)",
+            _json_content(_ref("Portfolio")),
+            params=(_NAME,),
+            body="PortfolioInput",
+            status="201",
+            extra_ok={"200": {"description": "Replaced", **_json_content(_ref("Portfolio"))}},
+            errors=(400, 404, 409, 413, 415, 422, 503),
+            description="Stored in the database; every instance of the group takes it within seconds. "
+            "A name of the configuration file is refused with 409 (change it there).",
+        ),
+        "delete": _op(
+            "deletePortfolio",
+            "Remove a portfolio made through REST (its schedules and history stay)",
+            {},
+            params=(_NAME,),
+            status="204",
+            errors=(404, 409, 503),
+        ),
+    },
+    "/api/portfolios/{name}/live": {
+        "get": _op(
+            "getPortfolioLive",
+            "The live aggregate, the advice, coverage, uncertainty, member counts",
+            _json_content(_ref("Live")),
+            params=(_NAME,),
+        )
+    },
+    "/api/portfolios/{name}/recent": {
+        "get": _op(
+            "getPortfolioRecent",
+            "The net power of the last hour, a point a second",
+            _json_content(_ref("Recent")),
+            params=(_NAME, _param("since", "query", "Only points after this time (with its offset).", _TIME)),
+            errors=_READ,
+        )
+    },
+    "/api/portfolios/{name}/members": {
+        "get": _op(
+            "getPortfolioMembers",
+            "The members' freshness: state, power, age",
+            _json_content(_ref("Members")),
+            params=(
+                _NAME,
+                _param(
+                    "state", "query", "Only members in this state.", {"enum": ["fresh", "stale", "offline"]}
+                ),
+                _param("limit", "query", "At most this many members (1..100000, default 1000).", _INT),
+            ),
+            errors=_READ,
+        )
+    },
+    "/api/portfolios/{name}/flexibility": {
+        "get": _op(
+            "getPortfolioFlexibility",
+            "The members that moved most against the advice, with the reason",
+            _json_content(_ref("Flexibility")),
+            params=(_NAME, _param("limit", "query", "At most this many (1..100, default 10).", _INT)),
+            errors=_READ,
+        )
+    },
+    "/api/portfolios/{name}/advice": {
+        "get": _op(
+            "getPortfolioAdvice",
+            "ComputeAdvice on the portfolio: now or later in the running period",
+            _json_content(_ref("PortfolioAdvice")),
+            params=(
+                _NAME,
+                _param(
+                    "time",
+                    "query",
+                    "A later instant of the running period (current power held), with its offset; "
+                    "default now.",
+                    _TIME,
+                ),
+            ),
+            errors=(400, 404, 422, 503),
+        )
+    },
+    "/api/portfolios/{name}/history": {
+        "get": _op(
+            "getPortfolioHistory",
+            "The aggregate's stored history per minute or per settlement period",
+            _json_content(_ref("History")),
+            params=(
+                _NAME,
+                _param(
+                    "resolution",
+                    "query",
+                    "1min (at most 2 days) or period (at most 31 days).",
+                    {"enum": ["1min", "period"], "default": "1min"},
+                ),
+                _param(
+                    "start", "query", "Start, inclusive; default the end less an hour (1min) or a day.", _TIME
+                ),
+                _param("end", "query", "End, exclusive; default now.", _TIME),
+            ),
+            errors=_READ,
+        )
+    },
+    "/api/portfolios/{name}/periods/{day}": {
+        "get": _op(
+            "getPortfolioPeriods",
+            "A delivery day's periods: notified, live estimate, settled from the load profiles",
+            _json_content(_ref("Periods")),
+            params=(_NAME, _PDAY),
+            errors=_READ,
+        )
+    },
+    "/api/portfolios/{name}/schedules": {
+        "get": _op(
+            "listPortfolioSchedules",
+            "Delivery days with a schedule",
+            _json_content(_ref("ScheduleList")),
+            params=(_NAME,),
+        )
+    },
+    "/api/portfolios/{name}/schedules/{day}": {
+        "get": _op(
+            "getPortfolioSchedule",
+            "The schedule of a day",
+            _json_content(_ref("Schedule")),
+            params=(_NAME, _PDAY),
+            errors=_READ,
+        ),
+        "put": _op(
+            "putPortfolioSchedule",
+            "Register the schedule of a day",
+            _json_content(_ref("Schedule")),
+            params=(_NAME, _PDAY),
+            body="ScheduleInput",
+            status="201",
+            extra_ok={"200": {"description": "Replaced", **_json_content(_ref("Schedule"))}},
+            errors=(400, 404, 409, 413, 415, 422, 503),
+            description="As the gateway's notified profile: net import energy per period, positive = "
+            "drawn from the grid. Refused (nothing stored): wrong length for the day, a value that is "
+            "not a finite number, a day already over, a day already registered without replace, an "
+            "average power beyond the portfolio's limit_kw.",
+        ),
+    },
+}
 
 
 def document() -> dict[str, Any]:
@@ -350,6 +787,7 @@ def document() -> dict[str, Any]:
             )
         },
     }
+    paths.update(PORTFOLIO_PATHS)
     for path, operations in paths.items():
         if path == "/api/openapi.json":
             continue
@@ -362,13 +800,15 @@ def document() -> dict[str, Any]:
             "title": "SMX head-end REST API",
             "version": __version__,
             "description": "The fleet as the head-end stored it: sites and their state, load profiles, "
-            "minute records, events, completeness per local day, and the day export. Read-only. "
+            "minute records, events, completeness per local day, and the day export (read-only); "
+            "the portfolios of sites: their definitions and schedules (written here), live aggregate, "
+            "advice, members, flexibility ranking, history and settled periods. "
             "Times are ISO 8601; answers give UTC.",
         },
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **PORTFOLIO_SCHEMAS},
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
