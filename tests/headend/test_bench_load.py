@@ -54,7 +54,8 @@ def test_ingest_takes_every_writer_of_a_site_as_a_gateway_sends_it() -> None:
             out = ingest.feed(topic, data, codec.CONTENT_TYPE, NOW)
             # Live is seen (for the portfolios), every other writer's records become rows.
             kind = LiveSeen if stream.writer is Writer.LIVE else Accepted
-            assert out and all(isinstance(o, kind) for o in out), out
+            assert out
+            assert all(isinstance(o, kind) for o in out), out
             rows = sum(len(o.samples) + len(o.events) for o in out if isinstance(o, Accepted))
             assert rows == rows_per_message()[str(stream.writer)]
             assert all(o.time == NOW for o in out if isinstance(o, Accepted | LiveSeen))
