@@ -35,7 +35,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -43,11 +43,11 @@ import aiomqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.clock import Clock
-from gateway.errors import MarketInputError
+from gateway.errors import ConfigError, MarketInputError
 from gateway.market.profiles import NotifiedProfile, make_profile
 from gateway.uplink.link import Backoff, BrokerUrl, tls_context
 from gateway.uplink.writers import Writer
-from headend.config import HeadendConfig
+from headend.config import HeadendConfig, load_config
 from headend.ingest import Accepted, Ingest, LiveSeen, Refused
 from headend.portfolio import partials as wire
 from headend.portfolio.aggregate import (
@@ -219,6 +219,8 @@ class PortfolioService:
         self._ticked = asyncio.Event()
         self._backoff = Backoff(2.0, 60.0)
         self._stored: dict[str, Portfolio] = {}
+        #: The configuration file's modification time as last read (None: not yet looked at).
+        self._file_mtime: int | None = None
         self._writes: set[asyncio.Task[None]] = set()
         self._index()
 
@@ -238,20 +240,54 @@ class PortfolioService:
             self.aggregates.pop(gone, None)
 
     async def reload(self) -> None:
-        """Read the stored definitions again (REST changes made at any instance)."""
+        """Read the stored definitions again (REST changes made at any instance), and the
+        configuration file's ``[[portfolios]]`` and site tags when the file changed."""
+        file_changed = await self._reread_file()
         stored: dict[str, Portfolio] = {}
         for record in await self.repository.portfolios():
             try:
                 stored[record.name] = parse_portfolio(record.definition, origin="rest")
             except MarketInputError as err:
                 log.error("portfolio %s: stored definition unusable: %s", record.name, err)
-        if stored == self._stored:
+        if stored == self._stored and not file_changed:
             return
         self._stored = stored
         config = {p.name: p for p in self.config.portfolios}
         self.portfolios = {**stored, **config}  # the file's definition wins a name clash
         self._index()
         await self._resubscribe()
+
+    async def _reread_file(self) -> bool:
+        """Take the configuration file's portfolios and site tags again if it changed since
+        it was read (the rest of the file takes effect at the next start). A file that no
+        longer reads is logged and the last good one kept."""
+        path = Path(self.config.source)
+
+        def changed() -> HeadendConfig | None:
+            try:
+                mtime = path.stat().st_mtime_ns
+            except OSError:
+                return None
+            if self._file_mtime is None:
+                self._file_mtime = mtime  # as read at the start
+                return None
+            if mtime == self._file_mtime:
+                return None
+            self._file_mtime = mtime
+            return load_config(path)
+
+        try:
+            new = await asyncio.to_thread(changed)
+        except ConfigError as err:
+            log.error("portfolios %s: %s; keeping the portfolios as they were", self.name, err)
+            return False
+        if new is None or (new.portfolios, new.tags()) == (self.config.portfolios, self.config.tags()):
+            return False
+        self.config = replace(self.config, portfolios=new.portfolios, sites=new.sites)
+        log.info(
+            "portfolios %s: %s changed: %d portfolio(s) in the file", self.name, path, len(new.portfolios)
+        )
+        return True
 
     def portfolio(self, name: str) -> Portfolio:
         try:
@@ -266,6 +302,8 @@ class PortfolioService:
         """Store a portfolio made through REST (created or replaced); MarketInputError if it
         is refused. Returns it and whether it is new."""
         portfolio = parse_portfolio(data, origin="rest")
+        if portfolio.origin != "rest":
+            raise MarketInputError("origin: a portfolio made at run time is of origin rest", field="origin")
         if any(p.name == portfolio.name for p in self.config.portfolios):
             raise MarketInputError(
                 f"name: {portfolio.name!r} is defined in the configuration file; change it there",
