@@ -32,8 +32,9 @@ from gateway.market.service import MAX_GAP, interpolate
 
 #: How far back the recent profile reaches.
 RECENT = timedelta(minutes=15)
-#: Live samples kept for integration (a minute between register reads at 1-s live, with margin).
-SAMPLES_KEPT = 1024
+#: Live samples kept at most for integration (pruned to those since the last but one register
+#: read, about two minutes at 1-s live; this bounds a member whose registers stopped).
+SAMPLES_KEPT = 256
 #: Register reads kept (one a minute: the running period's start stays bracketed a while).
 READS_KEPT = 8
 #: The live fields of the net power and the register fields of the net energy (the
@@ -125,6 +126,12 @@ class Member:
         del self.reads[:-READS_KEPT]
         if self.reads[-1][0] == time:
             self._acc = self._integral(time, self.samples[-1][0]) if self.samples else 0.0
+            if len(self.reads) > 1:
+                # Samples before the previous read are needed no more (a start between the
+                # last two reads is interpolated): a fleet's members keep a minute or two each.
+                keep_from = self.reads[-2][0]
+                while len(self.samples) > 1 and self.samples[1][0] <= keep_from:
+                    self.samples.popleft()
         cached = self._start
         if cached is not None and not cached[2]:
             # A provisional start value may now be interpolated (or first known); the reads
@@ -210,6 +217,8 @@ class Member:
             # The common question (now): the running integral, then the last value held.
             last_time, last = self.samples[-1]
             return v0 + self._acc + last * (at - max(last_time, t0)).total_seconds() / 3600
+        if len(self.samples) == SAMPLES_KEPT and self.samples[0][0] > t0:
+            return None  # the samples since that read are no longer all here: not measured
         return v0 + self._integral(t0, at)
 
     def energy_at_start(self, start: datetime) -> tuple[float | None, bool]:
