@@ -19,12 +19,15 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.market.advice import AdviceState
 from gateway.market.profiles import NotifiedProfile, make_profile
 from headend.portfolio.aggregate import (
     BUCKETS,
     Aggregate,
+    MemberView,
     Partial,
     Rules,
     advise,
@@ -326,3 +329,33 @@ def test_members_by_site_and_by_tag() -> None:
     p = parse_portfolio({"name": "vpp", "sites": ["smx-9"], "tags": ["vpp", "heat"]})
     tags = {"smx-1": ("vpp",), "smx-2": ("brp",), "smx-3": ("heat", "brp"), "smx-9": ("vpp",)}
     assert p.members(tags) == ("smx-1", "smx-3", "smx-9")
+
+
+_finite = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_infinity=False)
+_counts = st.integers(min_value=0, max_value=100_000)
+_times = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)
+)
+_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+_partials = st.builds(
+    Partial, _names, st.integers(0, BUCKETS - 1), _times, _times, _counts, _counts, _counts, _counts,
+    _counts, _counts, _finite, _finite, _finite, _finite, _finite, _finite, _finite, _finite,
+    st.none() | _times,
+)  # fmt: skip
+_views = st.builds(
+    MemberView, _names, st.integers(0, BUCKETS - 1), st.sampled_from(["fresh", "stale", "offline"]),
+    st.none() | _finite, st.none() | _finite, st.none() | _finite, st.none() | _finite,
+)  # fmt: skip
+
+
+@given(
+    st.builds(
+        Partials,
+        st.text(max_size=40),
+        _times,
+        st.lists(_partials, max_size=5).map(tuple),
+        st.lists(st.tuples(_names, _views), max_size=5).map(tuple),
+    )
+)
+def test_partials_round_trip_whatever_they_hold(message: Partials) -> None:
+    assert decode(encode(message)) == message
