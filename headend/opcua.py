@@ -44,6 +44,7 @@ from asyncua.server.history import HistoryManager, HistoryStorageInterface
 from gateway.config import OpcUaConfig, SecurityConfig
 from gateway.errors import MarketInputError
 from gateway.opcua.guard import caller
+from gateway.opcua.history_read import HistoryFault, fault, no_updates, request_time, write_capabilities
 from gateway.opcua.methods import (
     ADVICE_FIELDS,
     REGISTER_ARGUMENTS,
@@ -112,6 +113,12 @@ HISTORY = {
 }
 #: The most values one HistoryRead answer holds (then a continuation point).
 PAGE_LIMIT = 1000
+#: HistoryServerCapabilities (OPC 10000-11 §5.4.2) as the head-end fills them in.
+CAPABILITIES: dict[str, tuple[Any, ua.VariantType]] = {
+    "AccessHistoryDataCapability": (True, ua.VariantType.Boolean),
+    "MaxReturnDataValues": (PAGE_LIMIT, ua.VariantType.UInt32),
+    "ServerTimestampSupported": (False, ua.VariantType.Boolean),
+}
 #: A closed interval's record not yet in the database is looked for again after this long.
 RECORD_RETRY = timedelta(seconds=2)
 
@@ -164,8 +171,6 @@ _DATA_TYPE = {
 _WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
 #: An advice quantity the state does not have (no schedule, no measurement): not a zero.
 _NO_DATA = ua.StatusCode(ua.StatusCodes.BadNoData)
-#: Times at or before this are "not specified" (the OPC UA DateTime minimum is 1601-01-01).
-_UNSPECIFIED = datetime(1601, 1, 2, tzinfo=UTC)
 #: The earliest record a reverse read without a StartTime looks back to, and the open end.
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
@@ -545,23 +550,6 @@ def _record_value(record: AggregateRecord, now: datetime) -> ua.DataValue:
 # -- history --------------------------------------------------------------------------------
 
 
-class HistoryFault(Exception):
-    """A HistoryRead of one node answered with ``status`` and no data."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(ua.StatusCode(status).name)
-        self.status = status
-
-
-def _time(t: datetime | None) -> datetime | None:
-    """A request time in UTC, or None when the client left it unspecified."""
-    if t is None:
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)  # OPC UA DateTime is UTC by definition
-    return None if t <= _UNSPECIFIED else t.astimezone(UTC)
-
-
 class RecordHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua is untyped for mypy
     """The historized variables' values: the portfolio's aggregate records in the database."""
 
@@ -670,7 +658,7 @@ def window(start: datetime | None, end: datetime | None) -> Window:
     """A raw read's window (OPC 10000-11 §6.4.3.2): forward from StartTime (included) to
     EndTime (excluded) or open; in reverse when StartTime is after EndTime (StartTime
     included, EndTime not) or not given (newest first, before EndTime)."""
-    begin, finish = _time(start), _time(end)
+    begin, finish = request_time(start), request_time(end)
     if begin is None and finish is None:
         raise HistoryFault(ua.StatusCodes.BadHistoryOperationInvalid)
     if begin is None:
@@ -698,20 +686,20 @@ class RecordHistoryManager(HistoryManager):  # type: ignore[misc]  # asyncua is 
                     ua.HistoryReadResult(StatusCode=ua.StatusCode(ua.StatusCodes.Good))
                 )  # stateless
             elif not isinstance(details, ua.ReadRawModifiedDetails) or details.IsReadModified:
-                results.append(_fault(ua.StatusCodes.BadHistoryOperationUnsupported))
+                results.append(fault(ua.StatusCodes.BadHistoryOperationUnsupported))
             elif params.TimestampsToReturn == ua.TimestampsToReturn.Server:
-                results.append(_fault(ua.StatusCodes.BadTimestampNotSupported))  # records have one time
+                results.append(fault(ua.StatusCodes.BadTimestampNotSupported))  # records have one time
             elif rv.IndexRange:
-                results.append(_fault(ua.StatusCodes.BadIndexRangeNoData))  # scalar values only
+                results.append(fault(ua.StatusCodes.BadIndexRangeNoData))  # scalar values only
             else:
                 try:
                     result = await self._raw(details, rv)
-                except HistoryFault as fault:
-                    results.append(_fault(fault.status))
+                except HistoryFault as refusal:
+                    results.append(fault(refusal.status))
                     continue
                 except StorageError as err:
                     log.warning("HistoryRead of %s: %s", rv.NodeId.to_string(), err)
-                    results.append(_fault(ua.StatusCodes.BadResourceUnavailable))
+                    results.append(fault(ua.StatusCodes.BadResourceUnavailable))
                     continue
                 results.append(result)
         return results
@@ -733,28 +721,14 @@ class RecordHistoryManager(HistoryManager):  # type: ignore[misc]  # asyncua is 
         )
 
     def update_history(self, params: ua.HistoryUpdateParameters) -> list[ua.HistoryUpdateResult]:
-        return [
-            ua.HistoryUpdateResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadHistoryOperationUnsupported))
-            for _ in params.HistoryUpdateDetails
-        ]
-
-
-def _fault(status: int) -> ua.HistoryReadResult:
-    return ua.HistoryReadResult(StatusCode=ua.StatusCode(status))
+        return no_updates(params)
 
 
 async def install_history(server: SmxServer, storage: RecordHistory) -> RecordHistoryManager:
     """Make ``storage`` answer the server's HistoryRead and say what it can do."""
     manager = RecordHistoryManager(server.iserver, storage)
     server.iserver.history_manager = manager
-    for name, value, vtype in (
-        ("AccessHistoryDataCapability", True, ua.VariantType.Boolean),
-        ("MaxReturnDataValues", PAGE_LIMIT, ua.VariantType.UInt32),
-        ("ServerTimestampSupported", False, ua.VariantType.Boolean),
-    ):
-        node_id = getattr(ua.ObjectIds, f"HistoryServerCapabilities_{name}", None)
-        if node_id is not None:
-            await server.get_node(ua.NodeId(node_id)).write_value(ua.Variant(value, vtype))
+    await write_capabilities(server, CAPABILITIES)
     return manager
 
 

@@ -201,10 +201,12 @@ def test_the_test_module_rule_catches_an_import_from_one(tmp_path: Path) -> None
 HEADEND_OPCUA = "headend.opcua"
 #: What the head-end's OPC UA adapter may take of the gateway's OPC UA room: the server as the
 #: gateway builds it (guard, policies, roles), the methods' shared shapes and refusals, the
-#: EngineeringUnits, the node cache; and the users and the PKI. Not the gateway's address
-#: space, market nodes or history (they pull in the meter, the archive and the market desk).
+#: EngineeringUnits, what every HistoryRead answerer shares, the node cache; and the users
+#: and the PKI. Not the gateway's address space, market nodes or history
+#: (they pull in the meter, the archive and the market desk).
 HEADEND_OPCUA_MAY = ("asyncua", "gateway.opcua.server", "gateway.opcua.guard", "gateway.opcua.methods",
-                     "gateway.opcua.units", "gateway.opcua.node_cache", "gateway.security")  # fmt: skip
+                     "gateway.opcua.units", "gateway.opcua.history_read",
+                     "gateway.opcua.node_cache", "gateway.security")  # fmt: skip
 #: The rooms of the running gateway the head-end never imports (the adapter: but the above).
 HEADEND_NEVER = ("gateway.app", "gateway.opcua", "gateway.web", "gateway.meter.poller",
                  "gateway.uplink.service", "gateway.archive", "gateway.provision", "gateway.simulator",
@@ -243,6 +245,9 @@ def test_the_head_end_and_the_gateway_share_only_the_vocabulary_and_the_codec(tm
         ("headend.opcua", "from gateway.opcua.market import MarketNodes\n"),
         ("headend.opcua", "from gateway.archive.query import Span\n"),
         ("headend.opcua.history", "from gateway.opcua.address_space import AddressSpace\n"),
+        ("headend.opcua", "from gateway.opcua.history import ArchiveHistory\n"),
+        ("headend.opcua", "from gateway.opcua.history_codec import history_data\n"),
+        ("headend.portfolio.y", "from gateway.opcua.history_read import HistoryFault\n"),
     ],
 )
 def test_the_head_end_rule_can_fail(tmp_path: Path, module: str, source: str) -> None:
@@ -252,10 +257,50 @@ def test_the_head_end_rule_can_fail(tmp_path: Path, module: str, source: str) ->
     assert head_end_breaches(import_graph(root, "headend")), f"{source!r} in {module} went unnoticed"
 
 
+#: What the gateway modules the adapter may import must not reach through their own imports.
+HEADEND_OPCUA_NEVER_REACHES = ("gateway.app", "gateway.meter", "gateway.archive", "gateway.market.desk",
+                               "gateway.opcua.address_space", "gateway.opcua.market", "gateway.opcua.history",
+                               "gateway.web")  # fmt: skip
+
+
+def reached_through_the_allowed(graph: Mapping[str, set[str]]) -> list[str]:
+    """``allowed reaches module`` for every room of :data:`HEADEND_OPCUA_NEVER_REACHES` that a
+    gateway module of :data:`HEADEND_OPCUA_MAY` pulls in."""
+    allowed = [m for m in graph if _within(m, "gateway") and any(_within(m, a) for a in HEADEND_OPCUA_MAY)]
+    return sorted(
+        f"{module} reaches {reached}"
+        for module in allowed
+        for reached in closure(graph, module)
+        if any(_within(reached, r) for r in HEADEND_OPCUA_NEVER_REACHES)
+    )
+
+
+def test_what_the_adapter_may_import_pulls_in_no_room_of_the_running_gateway() -> None:
+    """The shared modules stay leaves: allowing one lets in nothing of the meter, the archive,
+    the market desk or the gateway's own OPC UA nodes."""
+    assert reached_through_the_allowed(import_graph(ROOT)) == []
+
+
+def test_the_reach_rule_can_fail(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "gateway.opcua.methods": "from gateway.opcua.units import eu_information\n",
+            "gateway.opcua.units": "from gateway.archive.aggregates import Result\n",
+            "gateway.archive.aggregates": "",
+        },
+    )
+    assert reached_through_the_allowed(import_graph(root)) == [
+        "gateway.opcua.methods reaches gateway.archive.aggregates",
+        "gateway.opcua.units reaches gateway.archive.aggregates",
+    ]
+
+
 def test_the_head_end_rule_lets_the_adapter_build_its_server(tmp_path: Path) -> None:
     adapter = (
         "from asyncua import ua\nfrom gateway.opcua.server import build_server\n"
         "from gateway.opcua.methods import refused\nfrom gateway.security.auth import UserDirectory\n"
+        "from gateway.opcua.history_read import HistoryFault\n"
     )
     for module in ("headend.opcua", "headend.opcua.nodes"):
         root = _tree(tmp_path / module, {module: adapter})
