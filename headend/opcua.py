@@ -62,6 +62,7 @@ from gateway.opcua.methods import (
     time_argument,
     values_argument,
 )
+from gateway.opcua.nodes import object_item, variable_item
 from gateway.opcua.server import SmxServer, build_server
 from gateway.opcua.units import eu_information
 from gateway.security.auth import UserDirectory
@@ -333,18 +334,11 @@ class PortfolioServer:
         assert server is not None
         name = portfolio.name
         obj = self.nid(name)
-        item = ua.AddNodesItem()
-        item.RequestedNewNodeId = obj
-        item.BrowseName = ua.QualifiedName(name, self.ns)
-        item.NodeClass = ua.NodeClass.Object
-        item.ParentNodeId = ua.NodeId(ROOT, self.ns)
-        item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.Organizes)
-        item.TypeDefinition = ua.NodeId(ua.ObjectIds.BaseObjectType)
-        attrs = ua.ObjectAttributes()
-        attrs.DisplayName = ua.LocalizedText(name)
-        attrs.Description = ua.LocalizedText(portfolio.description or f"Portfolio {name}")
-        item.NodeAttributes = attrs
-        items = [item]
+        items = [
+            object_item(ua.NodeId(ROOT, self.ns), obj, ua.QualifiedName(name, self.ns),
+                        ua.NodeId(ua.ObjectIds.BaseObjectType), reference=ua.ObjectIds.Organizes,
+                        description=portfolio.description or f"Portfolio {name}")
+        ]  # fmt: skip
         for field_name, vtype, unit, _take, description in AGGREGATE_FIELDS:
             items += self._variable(name, field_name, vtype, unit, description)
         for field_name, vtype, unit, _advice in ADVICE_FIELDS:
@@ -359,10 +353,10 @@ class PortfolioServer:
                 name, variable, ua.VariantType.Double, "kW", description, historizing=True
             )
         items.append(
-            _item(obj, self.nid(name, "PeriodMinutes"), ua.QualifiedName("PeriodMinutes", self.ns),
-                  ua.Variant(portfolio.period_minutes, ua.VariantType.UInt32), ua.ObjectIds.UInt32,
-                  ua.NodeId(ua.ObjectIds.PropertyType), "Settlement period length, minutes (15 or 60).",
-                  prop=True)
+            variable_item(obj, self.nid(name, "PeriodMinutes"), ua.QualifiedName("PeriodMinutes", self.ns),
+                          ua.Variant(portfolio.period_minutes, ua.VariantType.UInt32),
+                          data_type=ua.ObjectIds.UInt32, type_def=ua.NodeId(ua.ObjectIds.PropertyType),
+                          description="Settlement period length, minutes (15 or 60).", prop=True)
         )  # fmt: skip
         try:
             await self._build(portfolio, items)
@@ -415,15 +409,17 @@ class PortfolioServer:
         analog = unit is not None
         type_def = ua.NodeId(ua.ObjectIds.AnalogUnitType if analog else ua.ObjectIds.BaseDataVariableType)
         items = [
-            _item(self.nid(name), node_id, ua.QualifiedName(browse, self.ns), ua.Variant(), _DATA_TYPE[vtype],
-                  type_def, description, historizing=historizing)
+            variable_item(self.nid(name), node_id, ua.QualifiedName(browse, self.ns), ua.Variant(),
+                          data_type=_DATA_TYPE[vtype], type_def=type_def, description=description,
+                          historizing=historizing)
         ]  # fmt: skip
         if unit is not None:
             items.append(
-                _item(node_id, self.nid(name, browse, "EngineeringUnits"),
-                      ua.QualifiedName("EngineeringUnits", 0), ua.Variant(eu_information(unit)),
-                      ua.ObjectIds.EUInformation,
-                      ua.NodeId(ua.ObjectIds.PropertyType), f"{unit or 'one'}", prop=True)
+                variable_item(node_id, self.nid(name, browse, "EngineeringUnits"),
+                              ua.QualifiedName("EngineeringUnits", 0), ua.Variant(eu_information(unit)),
+                              data_type=ua.ObjectIds.EUInformation,
+                              type_def=ua.NodeId(ua.ObjectIds.PropertyType), description=f"{unit or 'one'}",
+                              prop=True)
             )  # fmt: skip
         return items
 
@@ -513,33 +509,6 @@ def _argument(name: str, data_type: int, rank: int, description: str) -> ua.Argu
         ArrayDimensions=[0] if rank == _ARRAY else [],
         Description=ua.LocalizedText(description),
     )
-
-
-def _item(
-    parent: ua.NodeId, node_id: ua.NodeId, browse: ua.QualifiedName, value: ua.Variant, data_type: int,
-    type_def: ua.NodeId, description: str, *, prop: bool = False, historizing: bool = False,
-) -> ua.AddNodesItem:  # fmt: skip
-    item = ua.AddNodesItem()
-    item.RequestedNewNodeId = node_id
-    item.BrowseName = browse
-    item.NodeClass = ua.NodeClass.Variable
-    item.ParentNodeId = parent
-    item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasProperty if prop else ua.ObjectIds.HasComponent)
-    item.TypeDefinition = type_def
-    attrs = ua.VariableAttributes()
-    attrs.DisplayName = ua.LocalizedText(browse.Name)
-    attrs.Description = ua.LocalizedText(description)
-    attrs.DataType = ua.NodeId(data_type)
-    attrs.Value = value
-    attrs.ValueRank = ua.ValueRank.Scalar
-    access = ua.AccessLevel.CurrentRead.mask
-    if historizing:
-        access |= ua.AccessLevel.HistoryRead.mask
-    attrs.AccessLevel = access
-    attrs.UserAccessLevel = access
-    attrs.Historizing = historizing
-    item.NodeAttributes = attrs
-    return item
 
 
 def _record_value(record: AggregateRecord, now: datetime) -> ua.DataValue:

@@ -44,6 +44,7 @@ from gateway.opcua.ids import (
     SMX_GATEWAY_TYPE,
     SMX_NAMESPACE,
 )
+from gateway.opcua.nodes import object_item, variable_item
 from gateway.opcua.units import eu_information
 from gateway.streams import EVENT_LOG, PROFILES, StreamId, value_stream
 from gateway.streams import stream as stream_of
@@ -266,17 +267,7 @@ class AddressSpace:
         )
 
     def _object(self, parent: ua.NodeId, node_id: ua.NodeId, name: str, type_id: int) -> ua.AddNodesItem:
-        item = ua.AddNodesItem()
-        item.RequestedNewNodeId = node_id
-        item.BrowseName = ua.QualifiedName(name, self.ns)
-        item.NodeClass = ua.NodeClass.Object
-        item.ParentNodeId = parent
-        item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasComponent)
-        item.TypeDefinition = ua.NodeId(type_id, self.ns)
-        attrs = ua.ObjectAttributes()
-        attrs.DisplayName = ua.LocalizedText(name)
-        item.NodeAttributes = attrs
-        return item
+        return object_item(parent, node_id, ua.QualifiedName(name, self.ns), ua.NodeId(type_id, self.ns))
 
     def variable_item(
         self,
@@ -293,29 +284,21 @@ class AddressSpace:
         historizing: bool = False,
         writable: bool = False,
     ) -> ua.AddNodesItem:
-        item = ua.AddNodesItem()
-        item.RequestedNewNodeId = node_id
-        item.BrowseName = ua.QualifiedName(name, self.ns if not prop or name not in _STANDARD_PROPS else 0)
-        item.NodeClass = ua.NodeClass.Variable
-        item.ParentNodeId = parent
-        item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasProperty if prop else ua.ObjectIds.HasComponent)
-        item.TypeDefinition = type_def
-        attrs = ua.VariableAttributes()
-        attrs.DisplayName = ua.LocalizedText(display or name)
-        attrs.Description = ua.LocalizedText(description or display or name)
-        attrs.DataType = ua.NodeId(data_type)
-        attrs.Value = value
-        attrs.ValueRank = ua.ValueRank.Scalar
-        access = ua.AccessLevel.CurrentRead.mask
-        if historizing:
-            access |= ua.AccessLevel.HistoryRead.mask
-        if writable:
-            access |= ua.AccessLevel.CurrentWrite.mask
-        attrs.AccessLevel = access
-        attrs.UserAccessLevel = access
-        attrs.Historizing = historizing
-        item.NodeAttributes = attrs
-        return item
+        """A variable named ``name`` in the SMX namespace (a standard property's in namespace 0)."""
+        browse = ua.QualifiedName(name, self.ns if not prop or name not in _STANDARD_PROPS else 0)
+        return variable_item(
+            parent,
+            node_id,
+            browse,
+            value,
+            data_type=data_type,
+            type_def=type_def,
+            prop=prop,
+            display=display,
+            description=description,
+            historizing=historizing,
+            writable=writable,
+        )
 
     def _obis_variable(
         self, parent: ua.NodeId, node_id: ua.NodeId, info: ObisInfo, *, historizing: bool, refresh: bool

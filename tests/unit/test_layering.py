@@ -201,11 +201,11 @@ def test_the_test_module_rule_catches_an_import_from_one(tmp_path: Path) -> None
 HEADEND_OPCUA = "headend.opcua"
 #: What the head-end's OPC UA adapter may take of the gateway's OPC UA room: the server as the
 #: gateway builds it (guard, policies, roles), the methods' shared shapes and refusals, the
-#: EngineeringUnits, what every HistoryRead answerer shares, the node cache; and the users
-#: and the PKI. Not the gateway's address space, market nodes or history
+#: EngineeringUnits, the node builders, what every HistoryRead answerer shares, the node
+#: cache; and the users and the PKI. Not the gateway's address space, market nodes or history
 #: (they pull in the meter, the archive and the market desk).
 HEADEND_OPCUA_MAY = ("asyncua", "gateway.opcua.server", "gateway.opcua.guard", "gateway.opcua.methods",
-                     "gateway.opcua.units", "gateway.opcua.history_read",
+                     "gateway.opcua.units", "gateway.opcua.nodes", "gateway.opcua.history_read",
                      "gateway.opcua.node_cache", "gateway.security")  # fmt: skip
 #: The rooms of the running gateway the head-end never imports (the adapter: but the above).
 HEADEND_NEVER = ("gateway.app", "gateway.opcua", "gateway.web", "gateway.meter.poller",
@@ -300,7 +300,7 @@ def test_the_head_end_rule_lets_the_adapter_build_its_server(tmp_path: Path) -> 
     adapter = (
         "from asyncua import ua\nfrom gateway.opcua.server import build_server\n"
         "from gateway.opcua.methods import refused\nfrom gateway.security.auth import UserDirectory\n"
-        "from gateway.opcua.history_read import HistoryFault\n"
+        "from gateway.opcua.history_read import HistoryFault\nfrom gateway.opcua.nodes import variable_item\n"
     )
     for module in ("headend.opcua", "headend.opcua.nodes"):
         root = _tree(tmp_path / module, {module: adapter})
