@@ -51,6 +51,7 @@ from gateway.opcua.methods import (
     ArgumentError,
     MethodCall,
     advice_outputs,
+    advice_values,
     count,
     day_argument,
     for_role,
@@ -60,6 +61,7 @@ from gateway.opcua.methods import (
     register_outputs,
     scalar,
     time_argument,
+    unavailable,
     values_argument,
 )
 from gateway.opcua.nodes import object_item, variable_item
@@ -170,8 +172,6 @@ _DATA_TYPE = {
     ua.VariantType.DateTime: ua.ObjectIds.UtcTime,
 }
 _WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
-#: An advice quantity the state does not have (no schedule, no measurement): not a zero.
-_NO_DATA = ua.StatusCode(ua.StatusCodes.BadNoData)
 #: The earliest record a reverse read without a StartTime looks back to, and the open end.
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
@@ -283,14 +283,7 @@ class PortfolioServer:
 
     async def _write_advice(self, name: str, portfolio_advice: PortfolioAdvice, now: datetime) -> None:
         advice = replace(portfolio_advice.advice, text=portfolio_advice.text)
-        for field_name, vtype, _unit, take in ADVICE_FIELDS:
-            value = take(advice)
-            if value is None:
-                dv = ua.DataValue(
-                    ua.Variant(), StatusCode=_NO_DATA, SourceTimestamp=advice.at, ServerTimestamp=now
-                )
-            else:
-                dv = ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=advice.at, ServerTimestamp=now)
+        for field_name, dv in advice_values(advice, now):
             await self._set(self.nid(name, field_name), dv)
         uncertainty = ua.Variant(portfolio_advice.uncertainty_kwh, ua.VariantType.Double)
         dv = ua.DataValue(uncertainty, SourceTimestamp=advice.at, ServerTimestamp=now)
@@ -457,7 +450,7 @@ class PortfolioServer:
             except MarketInputError as err:
                 raise from_market_error(err, REGISTER_ARGUMENTS) from err
             except (StorageError, KeyError) as err:
-                raise _unavailable(err) from err
+                raise unavailable(err) from err
         except ArgumentError as err:
             log.info("RegisterSchedule by %s refused: %s", caller(), err)
             return refused(err, len(args))
@@ -473,7 +466,7 @@ class PortfolioServer:
             except MarketInputError as err:
                 raise from_market_error(err, ("time",)) from err
             except (StorageError, KeyError) as err:
-                raise _unavailable(err) from err
+                raise unavailable(err) from err
         except ArgumentError as err:
             return refused(err, len(args))
         return advice_outputs(replace(advice.advice, text=advice.text))
@@ -486,19 +479,13 @@ class PortfolioServer:
                 calendar = self.service.portfolio(name).calendar
                 profile = await self.service.schedule(name, day)
             except (StorageError, KeyError) as err:
-                raise _unavailable(err) from err
+                raise unavailable(err) from err
             if profile is None:
                 raise ArgumentError(0, ua.StatusCodes.BadNoData, f"no schedule registered for {day}",
                                     ua.StatusCodes.BadNoData)  # fmt: skip
         except ArgumentError as err:
             return refused(err, len(args))
         return profile_outputs([p.start for p in calendar.periods(day)], profile)
-
-
-def _unavailable(err: Exception) -> ArgumentError:
-    return ArgumentError(
-        -1, ua.StatusCodes.BadResourceUnavailable, str(err), ua.StatusCodes.BadResourceUnavailable
-    )
 
 
 def _argument(name: str, data_type: int, rank: int, description: str) -> ua.Argument:

@@ -48,6 +48,7 @@ from gateway.opcua.methods import (
     REGISTER_ARGUMENTS,
     ArgumentError,
     advice_outputs,
+    advice_values,
     count,
     day_argument,
     for_role,
@@ -57,6 +58,7 @@ from gateway.opcua.methods import (
     register_outputs,
     scalar,
     time_argument,
+    unavailable,
     values_argument,
 )
 from gateway.opcua.units import eu_information
@@ -166,15 +168,7 @@ class MarketNodes:
         await self.write_advice(snapshot.meter_id, advice)
 
     async def write_advice(self, meter_id: str, advice: Advice) -> None:
-        now = self.clock.now()
-        for name, vtype, _unit, take in ADVICE_FIELDS:
-            value = take(advice)
-            if value is None:
-                dv = ua.DataValue(
-                    ua.Variant(), StatusCode=_NO_DATA, SourceTimestamp=advice.at, ServerTimestamp=now
-                )
-            else:
-                dv = ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=advice.at, ServerTimestamp=now)
+        for name, dv in advice_values(advice, self.clock.now()):
             await self.server.write_attribute_value(self.space.nid(f"{meter_id}.Market.{name}"), dv)
 
     async def write_days(self, meter_id: str, days: Sequence[date]) -> None:
@@ -258,9 +252,7 @@ class MarketNodes:
             except MarketInputError as err:
                 raise from_market_error(err, REGISTER_ARGUMENTS) from err
             except ArchiveError as err:
-                raise ArgumentError(
-                    -1, ua.StatusCodes.BadResourceUnavailable, str(err), ua.StatusCodes.BadResourceUnavailable
-                ) from err
+                raise unavailable(err) from err
         except ArgumentError as err:
             log.info("RegisterProfile by %s refused: %s", caller(), err)
             return refused(err, len(args))
@@ -292,9 +284,7 @@ class MarketNodes:
             try:
                 profile = await self.desk.load(meter_id, day)
             except ArchiveError as err:
-                raise ArgumentError(
-                    -1, ua.StatusCodes.BadResourceUnavailable, str(err), ua.StatusCodes.BadResourceUnavailable
-                ) from err
+                raise unavailable(err) from err
             if profile is None:
                 raise ArgumentError(
                     0, ua.StatusCodes.BadNoData, f"no profile notified for {day}", ua.StatusCodes.BadNoData
@@ -305,8 +295,6 @@ class MarketNodes:
 
 
 _WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
-#: An advice quantity the state does not have (no notification, no measurement): not a zero.
-_NO_DATA = ua.StatusCode(ua.StatusCodes.BadNoData)
 
 
 #: asyncua's own default for writes without a session (the server itself).

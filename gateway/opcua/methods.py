@@ -126,6 +126,17 @@ NUMBERS = frozenset(
 NO_TIME_BEFORE = datetime(1602, 1, 1, tzinfo=UTC)
 
 
+#: An advice quantity the state does not have (no notification, no measurement): not a zero.
+NO_DATA = ua.StatusCode(ua.StatusCodes.BadNoData)
+
+
+def unavailable(err: Exception) -> ArgumentError:
+    """The refusal of a call whose data cannot be read or written now (archive, database)."""
+    return ArgumentError(
+        -1, ua.StatusCodes.BadResourceUnavailable, str(err), ua.StatusCodes.BadResourceUnavailable
+    )
+
+
 def from_market_error(err: MarketInputError, fields: Sequence[str]) -> ArgumentError:
     """The refusal of a market service's MarketInputError: BadOutOfRange or BadInvalidArgument
     on the argument its ``field`` names (``fields``: the arguments' fields in order)."""
@@ -166,6 +177,22 @@ def time_argument(args: Sequence[ua.Variant], index: int) -> datetime | None:
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)  # asyncua decodes UtcTime naive
     return None if at is None or at < NO_TIME_BEFORE else at
+
+
+def advice_values(advice: Advice, now: datetime) -> list[tuple[str, ua.DataValue]]:
+    """The live advice variables' values (browse name, value) at the advice's time: a quantity
+    the state does not have is BadNoData."""
+    values = []
+    for name, vtype, _unit, take in ADVICE_FIELDS:
+        value = take(advice)
+        if value is None:
+            dv = ua.DataValue(
+                ua.Variant(), StatusCode=NO_DATA, SourceTimestamp=advice.at, ServerTimestamp=now
+            )
+        else:
+            dv = ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=advice.at, ServerTimestamp=now)
+        values.append((name, dv))
+    return values
 
 
 def advice_outputs(advice: Advice) -> list[ua.Variant]:
