@@ -32,13 +32,14 @@ from aiohttp import web
 
 from gateway.clock import Clock
 from gateway.errors import ConfigError
+from gateway.httpjson import ApiError, json_errors, private_headers
 from gateway.jsonbody import too_large
 from headend.completeness import day_bounds, expected_periods
 from headend.config import HeadendConfig
 from headend.export import export_day
 from headend.portfolio.service import PortfolioService
 from headend.storage import EVENTS, Repository, Sample, SiteState, StorageError
-from headend.web.answers import ApiError, answer, error_body, iso, query_time
+from headend.web.answers import answer, dumps, iso, query_time
 from headend.web.days import Day, local_days, meter_days, summed
 from headend.web.openapi import PROFILE_STREAMS, STREAMS, document
 from headend.web.portfolios import MAX_DEFINITION, PortfolioRoutes
@@ -56,33 +57,15 @@ _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TICK = timedelta(microseconds=1)
 
 
-@web.middleware
-async def _errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as err:
-        return answer(error_body(err.status, str(err), err.field), err.status, err.headers)
-    except web.HTTPException as err:
-        if err.status < 400:
-            raise
-        reason = {404: f"no route {request.path}", 413: too_large(MAX_DEFINITION)}.get(err.status, err.reason)
-        return answer(error_body(err.status, reason), err.status)
-    except StorageError as err:
-        log.error("%s %s: %s", request.method, request.path, err)
-        return answer(error_body(503, f"the database cannot answer: {err}"), 503)
-    except Exception as err:
-        log.exception("%s %s failed", request.method, request.path)
-        return answer(error_body(500, f"internal error: {type(err).__name__}"), 500)
+def _reason(request: web.Request, err: web.HTTPException) -> str:
+    return {404: f"no route {request.path}", 413: too_large(MAX_DEFINITION)}.get(err.status, err.reason)
 
 
-async def _headers(request: web.Request, response: web.StreamResponse) -> None:
-    """The fleet's meter data is nobody's cache entry; no content sniffing, no framing."""
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
-    if request.path.startswith("/api/"):
-        response.headers.setdefault("Cache-Control", "no-store")
+#: Every error as JSON; the fleet's meter data is nobody's cache entry (private_headers).
+_errors = json_errors(
+    dumps, log, reason=_reason, unavailable=StorageError,
+    unavailable_text=lambda err: f"the database cannot answer: {err}",
+)  # fmt: skip
 
 
 def read_token(path: str) -> str:
@@ -144,7 +127,7 @@ class FleetApi:
         r.add_get("/api/sites/{publisher}/meters/{meter}/completeness", self.completeness)
         r.add_get("/api/export", self.export)
         self.portfolios.add_to(r)
-        app.on_response_prepare.append(_headers)
+        app.on_response_prepare.append(private_headers)
         self.app = app
 
     @web.middleware

@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import MarketInputError
+from gateway.httpjson import ApiError, query_int
 from gateway.jsonbody import MAX_BODY, PROFILE_KEYS, PROFILE_REQUIRED, BodyError, Types, json_object
 from gateway.market.periods import MarketCalendar, parse_day
 from gateway.market.profiles import NotifiedProfile
@@ -32,7 +33,7 @@ from headend.portfolio.aggregate import Aggregate, MemberView, PortfolioAdvice
 from headend.portfolio.model import NAME, Portfolio
 from headend.portfolio.service import PeriodView, PortfolioService
 from headend.storage import AggregateRecord
-from headend.web.answers import ApiError, answer, iso, query_time
+from headend.web.answers import answer, iso, query_time
 
 #: Largest definition body: 100,000 sites named one by one (tags scale further).
 MAX_DEFINITION = 8 * 1024 * 1024
@@ -110,15 +111,6 @@ def record_json(r: AggregateRecord) -> dict[str, Any]:
         "coverage": r.coverage, "energy_kwh": r.energy_kwh, "uncertainty_kwh": r.uncertainty_kwh,
         "samples": r.samples,
     }  # fmt: skip
-
-
-def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    text = request.query.get(name)
-    if text is None:
-        return default
-    if not text.isascii() or not text.isdigit() or len(text) > 9 or not low <= int(text) <= high:
-        raise ApiError(400, f"{name}: expected an integer {low}..{high}, got {text!r}", name)
-    return int(text)
 
 
 def _day(text: str) -> date:
@@ -276,7 +268,7 @@ class PortfolioRoutes:
         state = request.query.get("state")
         if state is not None and state not in MEMBER_STATES:
             raise ApiError(400, f"state: expected one of {', '.join(MEMBER_STATES)}, got {state!r}", "state")
-        limit = _int(request, "limit", MEMBERS_LIMIT, 1, MEMBERS_MAX)
+        limit = query_int(request, "limit", MEMBERS_LIMIT, 1, MEMBERS_MAX)
         views = service.members(p.name)
         counts = {s: sum(1 for v in views if v.state == s) for s in ("fresh", "stale", "offline")}
         order = {s: n for n, s in enumerate(MEMBER_STATES)}
@@ -289,7 +281,7 @@ class PortfolioRoutes:
 
     async def flexibility(self, request: web.Request) -> web.Response:
         service, p = self._portfolio(request)
-        limit = _int(request, "limit", RANKING_LIMIT, 1, RANKING_MAX)
+        limit = query_int(request, "limit", RANKING_LIMIT, 1, RANKING_MAX)
         advice, ranking = await service.flexibility(p.name, limit)
         return answer({
             "portfolio": p.name, "advice": advice_json(advice),
