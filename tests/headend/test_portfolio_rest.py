@@ -29,14 +29,10 @@ import pytest
 import pytest_asyncio
 
 from gateway.jsonbody import MAX_BODY
-from headend.storage import Repository
-from headend.storage.postgres import PostgresRepository
-from headend.storage.sqlite import SqliteRepository
 from headend.web.portfolios import MAX_DEFINITION
 from tests.support import fleet
 from tests.support import portfolio_fleet as pf
-from tests.support.headend_api import Api, operations
-from tests.support.postgres import postgres_cluster
+from tests.support.headend_api import Api, operations, repository
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -64,13 +60,7 @@ async def api(
 ) -> AsyncIterator[PortfolioApi]:
     work = tmp_path_factory.mktemp(f"portfolio-rest-{request.param}")
     async with contextlib.AsyncExitStack() as stack:
-        if request.param == "sqlite":
-            repo: Repository = SqliteRepository(work / "h.sqlite")
-        else:
-            cluster = await stack.enter_async_context(postgres_cluster(work))
-            repo = PostgresRepository(await stack.enter_async_context(cluster.database("portfolios")))
-        await repo.open()
-        stack.push_async_callback(repo.close)
+        repo = await stack.enter_async_context(repository(request.param, work, "portfolios"))
         portfolios = await stack.enter_async_context(pf.scenario(repo))
         session = await stack.enter_async_context(aiohttp.ClientSession())
         url = portfolios.server.url

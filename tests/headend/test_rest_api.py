@@ -25,15 +25,11 @@ import pytest
 import pytest_asyncio
 
 from gateway.clock import ManualClock
-from headend.storage import Repository
-from headend.storage.postgres import PostgresRepository
-from headend.storage.sqlite import SqliteRepository
 from headend.web.api import read_token
 from headend.web.openapi import document
 from tests.support import fleet
-from tests.support.headend_api import Api, operations
+from tests.support.headend_api import Api, operations, repository
 from tests.support.openapi_check import METHODS, check_document
-from tests.support.postgres import postgres_cluster
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -47,13 +43,7 @@ PORTFOLIOS = "/api/portfolios"
 async def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     work = tmp_path_factory.mktemp(f"rest-{request.param}")
     async with contextlib.AsyncExitStack() as stack:
-        if request.param == "sqlite":
-            repo: Repository = SqliteRepository(work / "h.sqlite")
-        else:
-            cluster = await stack.enter_async_context(postgres_cluster(work))
-            repo = PostgresRepository(await stack.enter_async_context(cluster.database("rest")))
-        await repo.open()
-        stack.push_async_callback(repo.close)
+        repo = await stack.enter_async_context(repository(request.param, work, "rest"))
         await fleet.fill(repo)
         server = await stack.enter_async_context(fleet.serving(fleet.config(), repo))
         session = await stack.enter_async_context(aiohttp.ClientSession())

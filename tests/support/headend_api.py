@@ -6,23 +6,44 @@ Every request goes through :meth:`Api.call`, which checks the answer against the
 template and method, every query parameter sent is documented, the status is documented
 for the operation, JSON answers are strict JSON (no NaN) and validate against their
 schema, an error body repeats the status, an answer documented without content has none.
+:func:`repository` opens the SQLite or PostgreSQL repository the tests run on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
 from headend.storage import Repository
+from headend.storage.postgres import PostgresRepository
+from headend.storage.sqlite import SqliteRepository
 from tests.support.openapi_check import METHODS, match_path, response_schema, validate
+from tests.support.postgres import postgres_cluster
 
 #: Query parameters: a mapping, or pairs (a parameter given twice).
 Params = Mapping[str, str] | list[tuple[str, str]] | None
+
+
+@contextlib.asynccontextmanager
+async def repository(backend: str, work: Path, database: str) -> AsyncIterator[Repository]:
+    """An open repository on ``backend`` ("sqlite": a file in ``work``; "postgres": the
+    ``database`` of a cluster of its own in ``work``), closed after."""
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "sqlite":
+            repo: Repository = SqliteRepository(work / "h.sqlite")
+        else:
+            cluster = await stack.enter_async_context(postgres_cluster(work))
+            repo = PostgresRepository(await stack.enter_async_context(cluster.database(database)))
+        await repo.open()
+        stack.push_async_callback(repo.close)
+        yield repo
 
 
 @dataclass
