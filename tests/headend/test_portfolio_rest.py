@@ -28,18 +28,17 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from gateway.jsonbody import MAX_BODY
 from headend.web.portfolios import MAX_DEFINITION
 from tests.support import fleet
 from tests.support import portfolio_fleet as pf
 from tests.support.headend_api import Api, operations, repository
+from tests.support.rest_contract import AS_JSON, Refusal, all_refused, profile_refusals
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PORTFOLIOS = "/api/portfolios"
 TOKEN = "portfolio-token-0123456789"
 TOMORROW = pf.TODAY + timedelta(days=1)
-AS_JSON = {"Content-Type": "application/json"}
 
 
 @dataclass
@@ -275,13 +274,6 @@ async def test_periods_notified_live_settled_and_their_difference(api: Portfolio
 # -- schedules -------------------------------------------------------------------------------
 
 
-def raw_values(values: list[float], at: int, literal: str) -> str:
-    """The JSON text of {"values": [...]} with ``literal`` (NaN, Infinity, "x") at period ``at``."""
-    items = [json.dumps(v) for v in values]
-    items[at - 1] = literal
-    return '{"values": [' + ", ".join(items) + "]}"
-
-
 async def stored_schedules(api: PortfolioApi, name: str) -> tuple[list[date], Any]:
     return await api.repo.schedule_days(name), await api.repo.schedule(name, TOMORROW)
 
@@ -319,37 +311,11 @@ async def test_bad_schedules_are_refused_as_the_gateway_refuses_profiles_and_not
 ) -> None:
     path = f"{PORTFOLIOS}/vpp-south/schedules/{TOMORROW}"
     good = [0.5] * 96
-    before = await stored_schedules(api, "vpp-south")
-    assert before[1] is not None
-
-    def raw(at: int, literal: str) -> dict[str, Any]:
-        return {"data": raw_values(good, at, literal), "headers": AS_JSON}
-
-    huge = '{"values": [' + ", ".join(["0.25"] * 20_000) + "]}"
-    assert len(huge) > MAX_BODY
+    assert (await stored_schedules(api, "vpp-south"))[1] is not None
     # The cases of the gateway's test_bad_profiles_are_refused_and_leave_the_stored_one_unchanged:
-    # (what, path, request, status, field or None for a body-level error, words the message holds)
-    cases: list[tuple[str, str, dict[str, Any], int, str | None, list[str]]] = [
-        ("wrong length", path, {"json": {"values": good[1:], "replace": True}}, 422, "values",
-         ["96 settlement periods", "got 95 values"]),
-        ("NaN literal", path, raw(5, "NaN"), 422, "values", ["period 5", "NaN"]),
-        ("Infinity literal", path, raw(7, "Infinity"), 422, "values", ["period 7", "finite"]),
-        ("-Infinity literal", path, raw(8, "-Infinity"), 422, "values", ["period 8", "finite"]),
-        ("string in values", path, raw(3, '"0.5"'), 422, "values", ["period 3", "number"]),
-        ("boolean in values", path, raw(4, "true"), 422, "values", ["period 4", "number"]),
-        ("null in values", path, raw(6, "null"), 422, "values", ["period 6", "number"]),
-        ("values not an array", path, {"json": {"values": "0.25"}}, 400, "values", ["array"]),
-        ("unknown key", path, {"json": {"values": good, "colour": "red"}}, 400, "colour", ["'colour'"]),
-        ("missing values", path, {"json": {"unit": "kWh"}}, 400, "values", ["'values'"]),
-        ("unknown unit", path, {"json": {"values": good, "unit": "MWh", "replace": True}}, 422, "unit",
-         ["MWh"]),
-        ("replace not a boolean", path, {"json": {"values": good, "replace": "yes"}}, 400, "replace", []),
-        ("body not an object", path, {"json": good}, 400, None, ["object"]),
-        ("not JSON", path, {"data": "values=1,2,3", "headers": AS_JSON}, 400, None, ["not valid JSON"]),
-        ("wrong Content-Type", path,
-         {"data": json.dumps({"values": good, "replace": True}), "headers": {"Content-Type": "text/plain"}},
-         415, None, ["application/json", "text/plain"]),
-        ("body too large", path, {"data": huge, "headers": AS_JSON}, 413, None, [str(MAX_BODY)]),
+    # its body's (tests/support/rest_contract.py), then those of the day and the portfolio.
+    cases = [
+        *profile_refusals(path, good),
         ("past day", f"{PORTFOLIOS}/vpp-south/schedules/2020-01-01", {"json": {"values": [1.0] * 96}},
          422, "day", ["2020-01-01"]),
         ("notified without replace", path, {"json": {"values": [2.0] * 96}}, 409, "replace",
@@ -359,12 +325,7 @@ async def test_bad_schedules_are_refused_as_the_gateway_refuses_profiles_and_not
         ("unknown portfolio", f"{PORTFOLIOS}/nope/schedules/{TOMORROW}", {"json": {"values": good}}, 404,
          "name", ["'nope'"]),
     ]  # fmt: skip
-    for what, where, request, status, field, words in cases:
-        answer = await api.call(where, method="PUT", **request)
-        message = answer.error(status, field)
-        for word in words:
-            assert word in message, f"{what}: {answer.text}"
-        assert await stored_schedules(api, "vpp-south") == before, f"{what}: the refused schedule was stored"
+    await all_refused(api.put, cases, lambda: stored_schedules(api, "vpp-south"), "schedule")
     bad_day = await api.call(f"{PORTFOLIOS}/vpp-south/schedules/tomorrow")
     bad_day.error(400, "day")
 
@@ -405,10 +366,9 @@ async def test_a_portfolio_is_created_replaced_and_removed(api: PortfolioApi) ->
 
 async def test_bad_definitions_are_refused_precisely_and_nothing_is_stored(api: PortfolioApi) -> None:
     path = f"{PORTFOLIOS}/pool-c"
-    before = await api.repo.portfolios()
     many = {"sites": [f"s{n:07}" for n in range(100_001)]}
     huge = json.dumps({"description": "x" * MAX_DEFINITION, "sites": ["a"]})
-    cases: list[tuple[str, str, dict[str, Any], int, str | None, list[str]]] = [
+    cases: list[Refusal] = [
         ("not JSON", path, {"data": "{sites: [1]", "headers": AS_JSON}, 400, None, ["not valid JSON"]),
         ("not an object", path, {"json": ["site-1"]}, 400, None, ["object"]),
         ("wrong Content-Type", path, {"data": "{}", "headers": {"Content-Type": "text/plain"}}, 415, None,
@@ -435,12 +395,7 @@ async def test_bad_definitions_are_refused_precisely_and_nothing_is_stored(api: 
          ["configuration file"]),
         ("too large", path, {"data": huge, "headers": AS_JSON}, 413, None, [str(MAX_DEFINITION)]),
     ]  # fmt: skip
-    for what, where, request, status, field, words in cases:
-        answer = await api.call(where, method="PUT", **request)
-        message = answer.error(status, field)
-        for word in words:
-            assert word in message, f"{what}: {answer.text}"
-        assert await api.repo.portfolios() == before, f"{what}: the refused definition was stored"
+    await all_refused(api.put, cases, api.repo.portfolios, "definition")
     assert "pool-c" not in api.scenario.service.portfolios
     assert "configuration file" in (await api.call(f"{PORTFOLIOS}/north", method="DELETE")).error(409, "name")
     assert (await api.call(f"{PORTFOLIOS}/north")).status == 200

@@ -2,17 +2,13 @@
 test_portfolio_rest.py).
 
 Every request goes through :meth:`Api.call`, which checks the answer against the served
-``/api/openapi.json`` (tests/support/openapi_check.py): the path matches a documented
-template and method, every query parameter sent is documented, the status is documented
-for the operation, JSON answers are strict JSON (no NaN) and validate against their
-schema, an error body repeats the status, an answer documented without content has none.
+``/api/openapi.json`` as the gateway's contract test does (tests/support/rest_contract.py).
 :func:`repository` opens the SQLite or PostgreSQL repository the tests run on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +20,9 @@ from yarl import URL
 from headend.storage import Repository
 from headend.storage.postgres import PostgresRepository
 from headend.storage.sqlite import SqliteRepository
-from tests.support.openapi_check import METHODS, match_path, response_schema, validate
+from tests.support.openapi_check import METHODS
 from tests.support.postgres import postgres_cluster
-
-#: Query parameters: a mapping, or pairs (a parameter given twice).
-Params = Mapping[str, str] | list[tuple[str, str]] | None
+from tests.support.rest_contract import Answer, Params, check_answer
 
 
 @contextlib.asynccontextmanager
@@ -47,30 +41,6 @@ async def repository(backend: str, work: Path, database: str) -> AsyncIterator[R
 
 
 @dataclass
-class Answer:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    data: Any
-
-    @property
-    def text(self) -> str:
-        return f"{self.status}: {self.body[:600].decode(errors='replace')}"
-
-    def error(self, status: int, field: str | None = None) -> str:
-        """Assert a JSON error with this status (and field); return its message."""
-        assert self.status == status, self.text
-        assert self.data["status"] == status, self.text
-        if field is not None:
-            assert self.data.get("field") == field, self.text
-        return str(self.data["error"])
-
-
-def _no_constant(name: str) -> Any:
-    raise AssertionError(f"the answer holds {name}, which is not JSON")
-
-
-@dataclass
 class Api:
     session: aiohttp.ClientSession
     base: str
@@ -84,42 +54,13 @@ class Api:
         url = URL(self.base + path, encoded=True)
         async with self.session.request(method, url, params=params, **kw) as resp:
             body = await resp.read()
-            data = self.check(method, path, params, resp.status, resp.headers, body)
-            return Answer(resp.status, resp.headers, body, data)
+            template, data = check_answer(self.doc, method, path, params, resp.status, resp.headers, body)
+            self.called.add((method, template))
+            return Answer(method, path, resp.status, resp.headers, body, data)
 
-    def check(
-        self, method: str, path: str, params: Params, status: int, headers: Mapping[str, str], body: bytes
-    ) -> Any:
-        where, shown = f"{method} {path} -> {status}", body[:600].decode(errors="replace")
-        found = match_path(self.doc, path)
-        assert found is not None, f"{where}: no documented path template matches"
-        template = found[0]
-        operation = self.doc["paths"][template].get(method.lower())
-        assert operation is not None, f"{where}: {method} {template} is not documented"
-        self.called.add((method, template))
-        documented = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
-        names = {k for k, _ in (params.items() if isinstance(params, Mapping) else params or [])}
-        undocumented = names - documented
-        assert not undocumented, f"{where}: query parameters {sorted(undocumented)} are not documented"
-        try:
-            schema = response_schema(self.doc, template, method, status)
-        except KeyError as err:
-            raise AssertionError(f"{where}: {err.args[0]}; body: {shown}") from None
-        media = headers.get("Content-Type", "").split(";")[0].strip()
-        if schema is None:
-            content = operation["responses"][str(status)].get("content")
-            if content is None:
-                assert body == b"", f"{where}: documented without content, got {shown}"
-            else:
-                assert media in content, f"{where}: Content-Type {media}"
-            return None
-        assert media == "application/json", f"{where}: Content-Type {media!r} for JSON; body: {shown}"
-        data = json.loads(body, parse_constant=_no_constant)
-        problems = validate(data, schema, self.doc)
-        assert problems == [], f"{where}: the answer does not match the document:\n" + "\n".join(problems)
-        if status >= 400:
-            assert data["status"] == status, f"{where}: the error body says status {data['status']}"
-        return data
+    async def put(self, path: str, request: Mapping[str, Any]) -> Answer:
+        """PUT ``path`` with the request's keywords (json, data, headers), checked as any call."""
+        return await self.call(path, method="PUT", **request)
 
 
 def operations(doc: dict[str, Any], prefix: str = "/api/") -> set[tuple[str, str]]:
