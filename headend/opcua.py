@@ -39,12 +39,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asyncua import ua
-from asyncua.server.history import HistoryManager, HistoryStorageInterface
+from asyncua.server.history import HistoryManager
 
 from gateway.config import OpcUaConfig, SecurityConfig
 from gateway.errors import MarketInputError
 from gateway.opcua.guard import caller
-from gateway.opcua.history_read import HistoryFault, fault, no_updates, request_time, write_capabilities
+from gateway.opcua.history_read import (
+    HistoryFault,
+    ReadOnlyHistory,
+    fault,
+    no_updates,
+    request_time,
+    write_capabilities,
+)
 from gateway.opcua.methods import (
     ADVICE_FIELDS,
     REGISTER_ARGUMENTS,
@@ -506,27 +513,16 @@ def _record_value(record: AggregateRecord, now: datetime) -> ua.DataValue:
 # -- history --------------------------------------------------------------------------------
 
 
-class RecordHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua is untyped for mypy
+class RecordHistory(ReadOnlyHistory):
     """The historized variables' values: the portfolio's aggregate records in the database."""
+
+    WRITER = "the portfolio service writes the aggregate records"
 
     def __init__(self, service: PortfolioService) -> None:
         super().__init__(PAGE_LIMIT)
         self.service = service
         #: Node -> (portfolio, the records' seconds).
         self.nodes: dict[ua.NodeId, tuple[str, int]] = {}
-
-    # The recording side is unused: the portfolio service writes the records.
-    async def init(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def new_historized_node(self, node_id: ua.NodeId, period: timedelta | None, count: int = 0) -> None:
-        raise NotImplementedError("the portfolio service writes the aggregate records")
-
-    async def save_node_value(self, node_id: ua.NodeId, datavalue: ua.DataValue) -> None:
-        raise NotImplementedError("the portfolio service writes the aggregate records")
 
     async def read_node_history(
         self, node_id: ua.NodeId, start: datetime | None, end: datetime | None, nb_values: int

@@ -26,14 +26,21 @@ from typing import Any
 
 from asyncua import Server, ua
 from asyncua.common.events import Event, get_event_obj_from_type_node
-from asyncua.server.history import HistoryManager, HistoryStorageInterface
+from asyncua.server.history import HistoryManager
 
 from gateway.archive import aggregates, query
 from gateway.archive.aggregates import Config, Result
 from gateway.archive.query import PAGE_LIMIT, ArchivedEvent, ArchiveQueries, Refusal, SeriesKey, Span
 from gateway.events import describe
 from gateway.opcua.history_codec import history_data, to_data_value
-from gateway.opcua.history_read import HistoryFault, fault, no_updates, request_time, write_capabilities
+from gateway.opcua.history_read import (
+    HistoryFault,
+    ReadOnlyHistory,
+    fault,
+    no_updates,
+    request_time,
+    write_capabilities,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +75,10 @@ def _config(given: ua.AggregateConfiguration | None) -> Config:
     return Config(percent_good=given.PercentDataGood, percent_bad=given.PercentDataBad)
 
 
-class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua is untyped for mypy
+class ArchiveHistory(ReadOnlyHistory):
     """The historized nodes and event sources: which archived series each one is."""
+
+    WRITER = "SMX history is written by the archive recorder"
 
     def __init__(self, queries: ArchiveQueries) -> None:
         super().__init__(queries.page_limit)
@@ -86,19 +95,6 @@ class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua 
             prototype = await get_event_obj_from_type_node(server.get_node(es.event_type))
             self._event_class[es.event_type] = type(prototype)
         self.event_sources[source] = es
-
-    # The interface's recording side is unused: the archive is written by the recorder.
-    async def init(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def new_historized_node(self, node_id: ua.NodeId, period: timedelta | None, count: int = 0) -> None:
-        raise NotImplementedError("SMX history is written by the archive recorder")
-
-    async def save_node_value(self, node_id: ua.NodeId, datavalue: ua.DataValue) -> None:
-        raise NotImplementedError("SMX history is written by the archive recorder")
 
     async def read_node_history(
         self, node_id: ua.NodeId, start: datetime | None, end: datetime | None, nb_values: int

@@ -9,10 +9,11 @@ history module (which pulls in the archive and the meter's events).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asyncua import Server, ua
+from asyncua.server.history import HistoryStorageInterface
 
 #: Times at or before this are "not specified" (the OPC UA DateTime minimum is 1601-01-01).
 UNSPECIFIED = datetime(1601, 1, 2, tzinfo=UTC)
@@ -24,6 +25,25 @@ class HistoryFault(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(ua.StatusCode(status).name)
         self.status = status
+
+
+class ReadOnlyHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua is untyped for mypy
+    """A history asyncua reads but never records: something else writes it (``WRITER``)."""
+
+    #: Who writes the history (what a call of the recording side is told).
+    WRITER = "the history is written elsewhere"
+
+    async def init(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def new_historized_node(self, node_id: ua.NodeId, period: timedelta | None, count: int = 0) -> None:
+        raise NotImplementedError(self.WRITER)
+
+    async def save_node_value(self, node_id: ua.NodeId, datavalue: ua.DataValue) -> None:
+        raise NotImplementedError(self.WRITER)
 
 
 def request_time(t: datetime | None) -> datetime | None:
