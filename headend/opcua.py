@@ -65,11 +65,10 @@ from gateway.opcua.methods import (
     from_market_error,
     profile_outputs,
     refused,
+    register_arguments,
     register_outputs,
-    scalar,
     time_argument,
     unavailable,
-    values_argument,
 )
 from gateway.opcua.nodes import object_item, variable_item
 from gateway.opcua.server import SmxServer, build_server
@@ -445,11 +444,7 @@ class PortfolioServer:
 
     async def _register(self, name: str, *args: ua.Variant) -> ua.CallMethodResult | list[ua.Variant]:
         try:
-            count(args, 4)
-            day = day_argument(args, 0)
-            values = values_argument(args, 1)
-            unit = scalar(args, 2, ua.VariantType.String, "Unit")
-            replace_flag = scalar(args, 3, ua.VariantType.Boolean, "Replace")
+            day, values, unit, replace_flag = register_arguments(args)
             try:
                 profile, _replaced = await self.service.register_schedule(
                     name, day, values, unit, replace=replace_flag

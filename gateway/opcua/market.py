@@ -55,11 +55,10 @@ from gateway.opcua.methods import (
     from_market_error,
     profile_outputs,
     refused,
+    register_arguments,
     register_outputs,
-    scalar,
     time_argument,
     unavailable,
-    values_argument,
 )
 from gateway.opcua.units import eu_information
 from gateway.security.users import Role
@@ -242,11 +241,7 @@ class MarketNodes:
     async def _register(self, parent: ua.NodeId, *args: ua.Variant) -> ua.CallMethodResult | list[ua.Variant]:
         try:
             meter_id = self._meter(parent)
-            count(args, 4)
-            day = day_argument(args, 0)
-            values = values_argument(args, 1)
-            unit = scalar(args, 2, ua.VariantType.String, "Unit")
-            replace = scalar(args, 3, ua.VariantType.Boolean, "Replace")
+            day, values, unit, replace = register_arguments(args)
             try:
                 profile, _replaced = await self.desk.register(meter_id, day, values, unit, replace=replace)
             except MarketInputError as err:

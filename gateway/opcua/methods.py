@@ -166,6 +166,16 @@ def values_argument(args: Sequence[ua.Variant], index: int) -> list[Any]:
     return list(arg.Value)
 
 
+def register_arguments(args: Sequence[ua.Variant]) -> tuple[date, list[Any], str, bool]:
+    """RegisterProfile's (RegisterSchedule's) arguments: (Day, Values, Unit, Replace)."""
+    count(args, len(REGISTER_ARGUMENTS))
+    day = day_argument(args, 0)
+    values = values_argument(args, 1)
+    unit = scalar(args, 2, ua.VariantType.String, "Unit")
+    replace = scalar(args, 3, ua.VariantType.Boolean, "Replace")
+    return day, values, unit, replace
+
+
 def time_argument(args: Sequence[ua.Variant], index: int) -> datetime | None:
     """ComputeAdvice's Time: an aware UTC time, or None for "now" (null or DateTime.MinValue)."""
     arg = args[index]
