@@ -20,10 +20,11 @@ embedded default for one machine").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -142,6 +143,16 @@ class SqliteRepository:
             raise StorageError(f"{self!r} is not open")
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
 
+    async def _write_many(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """``sql`` for each of ``rows``, in one write transaction (none without rows)."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            with _immediate(conn):
+                conn.executemany(sql, rows)
+
+        if rows:
+            await self._run(write)
+
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._conn is not None
         try:
@@ -173,8 +184,7 @@ class SqliteRepository:
             conn.execute("PRAGMA synchronous = NORMAL")
             # IMMEDIATE: take the write lock now, so two instances creating the schema at
             # once queue on the busy timeout instead of one failing on a lock upgrade.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(conn):
                 for statement in _SCHEMA:
                     conn.execute(statement)
                 row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
@@ -188,10 +198,6 @@ class SqliteRepository:
                         f"SQLite {self.path}: schema version {row[0]} is newer than this head-end's "
                         f"{SCHEMA_VERSION}"
                     )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             conn.close()
             raise StorageError(f"SQLite {self.path}: cannot open: {exc}") from exc
@@ -224,20 +230,14 @@ class SqliteRepository:
         meters = meters_of(samples, events)
 
         def write(conn: sqlite3.Connection) -> int:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(conn):
                 conn.executemany("INSERT OR IGNORE INTO meters VALUES (?, ?)", meters)
                 # total_changes counts only rows an upsert inserted or really updated (its
                 # WHERE skips identical replays), not the meters above.
                 before = conn.total_changes
                 conn.executemany(_UPSERT_SAMPLE, sample_rows)
                 conn.executemany(_UPSERT_EVENT, event_rows)
-                changed = conn.total_changes - before
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return changed
+                return conn.total_changes - before
 
         return await self._run(write)
 
@@ -331,18 +331,7 @@ class SqliteRepository:
             " coalesce(excluded.last_seen, sites.last_seen)),"
             " backlog = excluded.backlog, info = excluded.info, rate = excluded.rate"
         )
-
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(sql, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
-        if rows:
-            await self._run(write)
+        await self._write_many(sql, rows)
 
     async def sites(self) -> list[SiteState]:
         sql = "SELECT publisher, state, last_seen, backlog, info, rate FROM sites ORDER BY publisher"
@@ -446,18 +435,7 @@ class SqliteRepository:
             for r in unique_aggregates(records)
         ]  # fmt: skip
         sql = "INSERT INTO aggregates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(sql, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
-        if rows:
-            await self._run(write)
+        await self._write_many(sql, rows)
 
     async def aggregates(
         self, portfolio: str, seconds: int, start: datetime, end: datetime
@@ -500,6 +478,19 @@ def _stream_where(publisher: str, meter: str, stream: str) -> tuple[str, tuple[o
     if stream == EVENTS:
         return "events WHERE publisher = ? AND meter = ?", (publisher, meter)
     return "samples WHERE publisher = ? AND meter = ? AND stream = ?", (publisher, meter, stream)
+
+
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction that takes the write lock at its start (BEGIN IMMEDIATE): committed
+    at the end, rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _switch_to_wal(conn: sqlite3.Connection) -> None:
