@@ -23,12 +23,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import ssl
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -36,12 +34,13 @@ import aiomqtt
 
 from gateway.clock import Clock
 from gateway.pubsub import codec
-from gateway.uplink.link import Backoff, BrokerUrl, tls_context
+from gateway.uplink.link import Backoff, BrokerUrl
 from gateway.uplink.writers import WRITERS
+from headend.broker import keep_connected, mqtt_client
 from headend.completeness import PERIOD, ReplayPlanner, Request, completeness, day_bounds, runs
 from headend.config import HeadendConfig
 from headend.ingest import Accepted, Ingest, LiveSeen, Refused, StatusSeen
-from headend.storage import Batch, Event, Repository, Sample, SiteState, StorageError
+from headend.storage import Batch, Event, Repository, Sample, SiteState
 
 log = logging.getLogger(__name__)
 
@@ -163,47 +162,19 @@ class Headend:
 
     async def run(self) -> None:
         """Connect, ingest, reconnect; only cancellation ends it."""
-        while True:
-            try:
-                await self._session()
-            except* (aiomqtt.MqttError, OSError) as group:
-                log.warning(
-                    "head-end %s: broker %s: %s; reconnecting", self.name, self.url, group.exceptions[0]
-                )
-            except* StorageError as group:
-                # A failed write ends the session (its batch was never acknowledged: the
-                # boxes send it again); the database may be back by the next one.
-                log.warning("head-end %s: storage: %s; reconnecting", self.name, group.exceptions[0])
-            finally:
-                self.connected.clear()
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # Cancelled while the connection failed (a stop closes it): the failure
-                # was caught above, the cancellation must not be.
-                raise asyncio.CancelledError
-            await self.clock.sleep(self._backoff.next_delay())
-
-    def _tls(self) -> ssl.SSLContext | None:
-        b = self.config.broker
-        if not self.url.tls:
-            return None
-        return tls_context(b.ca, Path(b.certificate), Path(b.key))
+        await keep_connected(
+            f"head-end {self.name}",
+            self.url,
+            self._session,
+            self.connected.clear,
+            self.clock,
+            self._backoff,
+            log,
+        )
 
     async def _session(self) -> None:
         b = self.config.broker
-        tls = await asyncio.to_thread(self._tls)
-        client = aiomqtt.Client(
-            self.url.host,
-            self.url.port,
-            identifier=self.name,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            keepalive=b.keepalive_s,
-            tls_context=tls,
-            username=b.username or None,
-            password=b.password or None,
-            max_queued_incoming_messages=10_000,
-            timeout=float(b.keepalive_s),
-        )
+        client = await mqtt_client(b, self.url, self.name, 10_000)
         async with client:
             prefix = b.prefix
             await client.subscribe(f"{prefix}/json/metadata/#", qos=1)

@@ -45,8 +45,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from gateway.clock import Clock
 from gateway.errors import ConfigError, MarketInputError
 from gateway.market.profiles import NotifiedProfile, make_profile
-from gateway.uplink.link import Backoff, BrokerUrl, tls_context
+from gateway.uplink.link import Backoff, BrokerUrl
 from gateway.uplink.writers import Writer
+from headend.broker import keep_connected, mqtt_client
 from headend.config import HeadendConfig, load_config
 from headend.ingest import Accepted, Ingest, LiveSeen, Refused
 from headend.portfolio import partials as wire
@@ -489,40 +490,22 @@ class PortfolioService:
 
     async def run(self) -> None:
         """Connect, own buckets, aggregate, reconnect; only cancellation ends it."""
-        while True:
-            try:
-                await self.reload()
-                await self._session()
-            except* (aiomqtt.MqttError, OSError) as group:
-                log.warning(
-                    "portfolios %s: broker %s: %s; reconnecting", self.name, self.url, group.exceptions[0]
-                )
-            except* StorageError as group:
-                log.warning("portfolios %s: storage: %s; reconnecting", self.name, group.exceptions[0])
-            finally:
-                self.connected.clear()
-                self._client = None
-                self._subscribed.clear()
-                self.owned = frozenset()
-                self._state.clear()
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # Cancelled while the connection failed (a stop closes it): the failure
-                # was caught above, the cancellation must not be.
-                raise asyncio.CancelledError
-            await self.clock.sleep(self._backoff.next_delay())
+        await keep_connected(
+            f"portfolios {self.name}", self.url, self._session, self._ended, self.clock, self._backoff, log
+        )
+
+    def _ended(self) -> None:
+        """A session ended: nothing is owned or connected until the next one."""
+        self.connected.clear()
+        self._client = None
+        self._subscribed.clear()
+        self.owned = frozenset()
+        self._state.clear()
 
     async def _session(self) -> None:
+        await self.reload()
         b = self.config.broker
-        tls = None
-        if self.url.tls:
-            tls = await asyncio.to_thread(tls_context, b.ca, Path(b.certificate), Path(b.key))
-        client = aiomqtt.Client(
-            self.url.host, self.url.port, identifier=f"{self.name}-portfolios",
-            protocol=aiomqtt.ProtocolVersion.V5, keepalive=b.keepalive_s, tls_context=tls,
-            username=b.username or None, password=b.password or None,
-            max_queued_incoming_messages=50_000, timeout=float(b.keepalive_s),
-        )  # fmt: skip
+        client = await mqtt_client(b, self.url, f"{self.name}-portfolios", 50_000)
         async with client:
             await client.subscribe(wire.topic_filter(b.prefix, b.group), qos=0)
             self._client = client
