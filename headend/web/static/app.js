@@ -77,6 +77,19 @@ function cell(text, className) {
   return td;
 }
 
+// A site's name cell (its PublisherId as the title when it has a name) and its state cell (a badge).
+function siteCells(publisher, siteName, siteState) {
+  const name = cell(siteName || publisher, "site");
+  if (siteName) name.title = publisher;
+  const badge = document.createElement("span");
+  badge.className = "state";
+  badge.dataset.state = siteState;
+  badge.textContent = siteState;
+  const stateCell = cell("", "state-cell");
+  stateCell.append(badge);
+  return [name, stateCell];
+}
+
 // -- the table of sites --------------------------------------------------------------------
 
 function renderSites(sites) {
@@ -91,14 +104,6 @@ function siteRow(site) {
   const tr = document.createElement("tr");
   tr.dataset.publisher = site.publisher;
   tr.setAttribute("aria-selected", String(site.publisher === state.site));
-  const name = cell(site.name || site.publisher, "site");
-  if (site.name) name.title = site.publisher;
-  const badge = document.createElement("span");
-  badge.className = "state";
-  badge.dataset.state = site.state;
-  badge.textContent = site.state;
-  const stateCell = cell("", "state-cell");
-  stateCell.append(badge);
   const days = document.createElement("div");
   days.className = "days";
   for (const d of site.completeness) {
@@ -119,8 +124,8 @@ function siteRow(site) {
   }
   const daysCell = cell("", "completeness");
   daysCell.append(days);
-  tr.append(name, stateCell, cell(localTime(site.last_seen), "last-seen"), cell(String(site.backlog), "num backlog"),
-    cell(site.rate.toFixed(2), "num rate"), daysCell);
+  tr.append(...siteCells(site.publisher, site.name, site.state), cell(localTime(site.last_seen), "last-seen"),
+    cell(String(site.backlog), "num backlog"), cell(site.rate.toFixed(2), "num rate"), daysCell);
   tr.addEventListener("click", () => showSite(site.publisher, null));
   return tr;
 }
@@ -449,15 +454,7 @@ function renderMembers(answer) {
   const rows = answer.members.map((m) => {
     const tr = document.createElement("tr");
     tr.dataset.publisher = m.publisher;
-    const name = cell(m.name || m.publisher, "site");
-    if (m.name) name.title = m.publisher;
-    const badge = document.createElement("span");
-    badge.className = "state";
-    badge.dataset.state = m.state;
-    badge.textContent = m.state;
-    const stateCell = cell("", "state-cell");
-    stateCell.append(badge);
-    tr.append(name, stateCell, cell(typeof m.power_kw === "number" ? m.power_kw.toFixed(2) : "–", "num power"),
+    tr.append(...siteCells(m.publisher, m.name, m.state), cell(typeof m.power_kw === "number" ? m.power_kw.toFixed(2) : "–", "num power"),
       cell(m.age_s === null ? "never" : `${Math.round(m.age_s)} s`, "num age"),
       cell(typeof m.change_kw === "number" ? `${m.change_kw >= 0 ? "+" : ""}${m.change_kw.toFixed(2)}` : "–",
         "num change"));
