@@ -54,7 +54,7 @@ from gateway.security.users import Role, UserDb  # noqa: E402
 from gateway.simulator.physics import HouseholdModel  # noqa: E402
 from headend.storage.sqlite import SqliteRepository  # noqa: E402
 from tests.support import portfolio_fleet  # noqa: E402
-from tests.support.browser import Chromium, Page, find_chromium  # noqa: E402
+from tests.support.browser import Chromium, Page  # noqa: E402
 
 #: (file name, viewport width, height, mobile, device scale factor, whole page): the phone shows
 #: what fits its screen, the first cards (the whole page is six screens long).
@@ -100,11 +100,8 @@ async def take_screenshots(web_url: str, out_dir: Path, *, browser: Chromium | N
     returns their paths. Uses ``browser`` if given, else launches (and stops) one of its own."""
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     async with contextlib.AsyncExitStack() as stack:
-        if browser is None:
-            executable = find_chromium()
-            if executable is None:
-                raise FileNotFoundError("chromium not installed (apt-get install chromium)")
-            browser = await stack.enter_async_context(Chromium.launch(executable))
+        if browser is None:  # one of its own (Chromium.launch finds it, or says it is not installed)
+            browser = await stack.enter_async_context(Chromium.launch())
         paths = []
         for name, width, height, mobile, scale, whole in SHOTS:
             page = await browser.new_page(width, height, mobile=mobile, device_scale_factor=scale)
@@ -131,11 +128,8 @@ async def take_portfolio_screenshot(
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     name, width, height = PORTFOLIO_SHOT
     async with contextlib.AsyncExitStack() as stack:
-        if browser is None:
-            executable = find_chromium()
-            if executable is None:
-                raise FileNotFoundError("chromium not installed (apt-get install chromium)")
-            browser = await stack.enter_async_context(Chromium.launch(executable))
+        if browser is None:  # one of its own (Chromium.launch finds it, or says it is not installed)
+            browser = await stack.enter_async_context(Chromium.launch())
         page = await browser.new_page(width, height)
         try:
             await page.goto(f"{fleet_url}#portfolio={portfolio}")
