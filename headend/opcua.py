@@ -334,8 +334,8 @@ class PortfolioServer:
         name = portfolio.name
         obj = self.nid(name)
         items = [
-            object_item(ua.NodeId(ROOT, self.ns), obj, ua.QualifiedName(name, self.ns),
-                        ua.NodeId(ua.ObjectIds.BaseObjectType), reference=ua.ObjectIds.Organizes,
+            object_item(ua.NodeId(ROOT, self.ns), obj, name, self.ns, ua.NodeId(ua.ObjectIds.BaseObjectType),
+                        reference=ua.ObjectIds.Organizes,
                         description=portfolio.description or f"Portfolio {name}")
         ]  # fmt: skip
         for field_name, vtype, unit, _take, description in AGGREGATE_FIELDS:
@@ -352,7 +352,7 @@ class PortfolioServer:
                 name, variable, ua.VariantType.Double, "kW", description, historizing=True
             )
         items.append(
-            variable_item(obj, self.nid(name, "PeriodMinutes"), ua.QualifiedName("PeriodMinutes", self.ns),
+            variable_item(obj, self.nid(name, "PeriodMinutes"), "PeriodMinutes", self.ns,
                           ua.Variant(portfolio.period_minutes, ua.VariantType.UInt32),
                           data_type=ua.ObjectIds.UInt32, type_def=ua.NodeId(ua.ObjectIds.PropertyType),
                           description="Settlement period length, minutes (15 or 60).", prop=True)
@@ -408,15 +408,14 @@ class PortfolioServer:
         analog = unit is not None
         type_def = ua.NodeId(ua.ObjectIds.AnalogUnitType if analog else ua.ObjectIds.BaseDataVariableType)
         items = [
-            variable_item(self.nid(name), node_id, ua.QualifiedName(browse, self.ns), ua.Variant(),
+            variable_item(self.nid(name), node_id, browse, self.ns, ua.Variant(),
                           data_type=_DATA_TYPE[vtype], type_def=type_def, description=description,
                           historizing=historizing)
         ]  # fmt: skip
         if unit is not None:
             items.append(
-                variable_item(node_id, self.nid(name, browse, "EngineeringUnits"),
-                              ua.QualifiedName("EngineeringUnits", 0), ua.Variant(eu_information(unit)),
-                              data_type=ua.ObjectIds.EUInformation,
+                variable_item(node_id, self.nid(name, browse, "EngineeringUnits"), "EngineeringUnits",
+                              self.ns, ua.Variant(eu_information(unit)), data_type=ua.ObjectIds.EUInformation,
                               type_def=ua.NodeId(ua.ObjectIds.PropertyType), description=f"{unit or 'one'}",
                               prop=True)
             )  # fmt: skip

@@ -267,46 +267,16 @@ class AddressSpace:
         )
 
     def _object(self, parent: ua.NodeId, node_id: ua.NodeId, name: str, type_id: int) -> ua.AddNodesItem:
-        return object_item(parent, node_id, ua.QualifiedName(name, self.ns), ua.NodeId(type_id, self.ns))
-
-    def variable_item(
-        self,
-        parent: ua.NodeId,
-        node_id: ua.NodeId,
-        name: str,
-        value: ua.Variant,
-        *,
-        data_type: int,
-        type_def: ua.NodeId,
-        prop: bool = False,
-        display: str | None = None,
-        description: str = "",
-        historizing: bool = False,
-        writable: bool = False,
-    ) -> ua.AddNodesItem:
-        """A variable named ``name`` in the SMX namespace (a standard property's in namespace 0)."""
-        browse = ua.QualifiedName(name, self.ns if not prop or name not in _STANDARD_PROPS else 0)
-        return variable_item(
-            parent,
-            node_id,
-            browse,
-            value,
-            data_type=data_type,
-            type_def=type_def,
-            prop=prop,
-            display=display,
-            description=description,
-            historizing=historizing,
-            writable=writable,
-        )
+        return object_item(parent, node_id, name, self.ns, ua.NodeId(type_id, self.ns))
 
     def _obis_variable(
         self, parent: ua.NodeId, node_id: ua.NodeId, info: ObisInfo, *, historizing: bool, refresh: bool
     ) -> list[ua.AddNodesItem]:
-        value = self.variable_item(
+        value = variable_item(
             parent,
             node_id,
             info.browse_name,
+            self.ns,
             ua.Variant(),
             data_type=ua.ObjectIds.Double,
             type_def=ua.NodeId(OBIS_VALUE_TYPE, self.ns),
@@ -325,10 +295,11 @@ class AddressSpace:
             properties.append(("RefreshPeriod", ua.Variant(), ua.ObjectIds.Double, text))
         prop_type = ua.NodeId(ua.ObjectIds.PropertyType)
         return [value] + [
-            self.variable_item(
+            variable_item(
                 node_id,
                 self.nid(f"{node_id.Identifier}.{name}"),
                 name,
+                self.ns,
                 variant,
                 data_type=data_type,
                 type_def=prop_type,
@@ -342,10 +313,11 @@ class AddressSpace:
         self, parent: ua.NodeId, prefix: str, spec: Sequence[tuple[str, ua.VariantType]]
     ) -> list[ua.AddNodesItem]:
         return [
-            self.variable_item(
+            variable_item(
                 parent,
                 self.nid(f"{prefix}.{name}"),
                 name,
+                self.ns,
                 ua.Variant(),
                 data_type=_DATA_TYPE[vtype],
                 type_def=ua.NodeId(ua.ObjectIds.BaseDataVariableType),
@@ -387,10 +359,11 @@ class AddressSpace:
         self, parent: ua.NodeId, prefix: str, fields: Sequence[Field]
     ) -> list[ua.AddNodesItem]:
         return [
-            self.variable_item(
+            variable_item(
                 parent,
                 self.nid(f"{prefix}.{f.name}"),
                 f.name,
+                self.ns,
                 ua.Variant(),
                 data_type=_DATA_TYPE[_VARIANT[f.data_type]],
                 type_def=ua.NodeId(ua.ObjectIds.BaseDataVariableType),
@@ -528,8 +501,6 @@ class AddressSpace:
     async def _write(self, node_id: ua.NodeId, dv: ua.DataValue) -> None:
         await self.server.write_attribute_value(node_id, dv)
 
-
-_STANDARD_PROPS = {"EngineeringUnits", "EURange"}  # standard BrowseNames live in namespace 0
 
 _DATA_TYPE = {
     ua.VariantType.String: ua.ObjectIds.String,

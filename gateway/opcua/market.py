@@ -60,6 +60,7 @@ from gateway.opcua.methods import (
     time_argument,
     unavailable,
 )
+from gateway.opcua.nodes import variable_item
 from gateway.opcua.units import eu_information
 from gateway.security.users import Role
 
@@ -126,25 +127,26 @@ class MarketNodes:
             prop = ua.NodeId(ua.ObjectIds.PropertyType)
             key = f"SMX.ExternalData.{name}"
             items = [
-                space.variable_item(
-                    folder.nodeid, nid, name, ua.Variant(), data_type=ua.ObjectIds.Double,
+                variable_item(
+                    folder.nodeid, nid, name, space.ns, ua.Variant(), data_type=ua.ObjectIds.Double,
                     type_def=ua.NodeId(EXTERNAL_VALUE_TYPE, space.ns), description=config.description or name,
                     writable=True,
                 ),
-                space.variable_item(
-                    nid, space.nid(f"{key}.EngineeringUnits"), "EngineeringUnits",
+                variable_item(
+                    nid, space.nid(f"{key}.EngineeringUnits"), "EngineeringUnits", space.ns,
                     ua.Variant(eu_information(config.unit)), data_type=ua.ObjectIds.EUInformation,
                     type_def=prop, prop=True,
                 ),
-                space.variable_item(
-                    nid, space.nid(f"{key}.FreshFor"), "FreshFor",
+                variable_item(
+                    nid, space.nid(f"{key}.FreshFor"), "FreshFor", space.ns,
                     ua.Variant(config.fresh_s, ua.VariantType.Double), data_type=ua.ObjectIds.Double,
                     type_def=prop, prop=True,
                     description="Seconds a value stays fresh after its time.",
                 ),
-                space.variable_item(
-                    nid, space.nid(f"{key}.Origin"), "Origin", ua.Variant("", ua.VariantType.String),
-                    data_type=ua.ObjectIds.String, type_def=prop, prop=True,
+                variable_item(
+                    nid, space.nid(f"{key}.Origin"), "Origin", space.ns,
+                    ua.Variant("", ua.VariantType.String), data_type=ua.ObjectIds.String, type_def=prop,
+                    prop=True,
                     description="Where the value came from: rest, opcua or the source.",
                 ),
             ]  # fmt: skip

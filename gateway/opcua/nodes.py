@@ -9,26 +9,30 @@ from __future__ import annotations
 
 from asyncua import ua
 
+#: Properties whose BrowseName is the standard's, in namespace 0 (OPC 10000-8 §5.6.2).
+STANDARD_PROPERTIES = frozenset({"EngineeringUnits", "EURange"})
+
 
 def object_item(
     parent: ua.NodeId,
     node_id: ua.NodeId,
-    browse: ua.QualifiedName,
+    name: str,
+    ns: int,
     type_def: ua.NodeId,
     *,
     reference: int = ua.ObjectIds.HasComponent,
     description: str = "",
 ) -> ua.AddNodesItem:
-    """An object below ``parent``, displayed by its browse name."""
+    """An object below ``parent``, named ``name`` in namespace ``ns``."""
     item = ua.AddNodesItem()
     item.RequestedNewNodeId = node_id
-    item.BrowseName = browse
+    item.BrowseName = ua.QualifiedName(name, ns)
     item.NodeClass = ua.NodeClass.Object
     item.ParentNodeId = parent
     item.ReferenceTypeId = ua.NodeId(reference)
     item.TypeDefinition = type_def
     attrs = ua.ObjectAttributes()
-    attrs.DisplayName = ua.LocalizedText(browse.Name)
+    attrs.DisplayName = ua.LocalizedText(name)
     if description:
         attrs.Description = ua.LocalizedText(description)
     item.NodeAttributes = attrs
@@ -38,7 +42,8 @@ def object_item(
 def variable_item(
     parent: ua.NodeId,
     node_id: ua.NodeId,
-    browse: ua.QualifiedName,
+    name: str,
+    ns: int,
     value: ua.Variant,
     *,
     data_type: int,
@@ -49,19 +54,20 @@ def variable_item(
     historizing: bool = False,
     writable: bool = False,
 ) -> ua.AddNodesItem:
-    """A scalar variable below ``parent`` (a property with ``prop``), readable, and with
-    ``historizing`` readable as history, with ``writable`` writable. Displayed as
-    ``display`` or its browse name, described as ``description`` or that."""
+    """A scalar variable below ``parent`` named ``name`` in namespace ``ns`` (a property with
+    ``prop``; a standard one's name in namespace 0), readable, and with ``historizing``
+    readable as history, with ``writable`` writable. Displayed as ``display`` or its name,
+    described as ``description`` or that."""
     item = ua.AddNodesItem()
     item.RequestedNewNodeId = node_id
-    item.BrowseName = browse
+    item.BrowseName = ua.QualifiedName(name, 0 if prop and name in STANDARD_PROPERTIES else ns)
     item.NodeClass = ua.NodeClass.Variable
     item.ParentNodeId = parent
     item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasProperty if prop else ua.ObjectIds.HasComponent)
     item.TypeDefinition = type_def
     attrs = ua.VariableAttributes()
-    attrs.DisplayName = ua.LocalizedText(display or browse.Name)
-    attrs.Description = ua.LocalizedText(description or display or browse.Name)
+    attrs.DisplayName = ua.LocalizedText(display or name)
+    attrs.Description = ua.LocalizedText(description or display or name)
     attrs.DataType = ua.NodeId(data_type)
     attrs.Value = value
     attrs.ValueRank = ua.ValueRank.Scalar
