@@ -34,7 +34,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -149,17 +149,19 @@ def data_templates(writer: Writer, variants: int = VARIANTS, seed: int = 1) -> l
     return out
 
 
-def announcements(publisher: str) -> list[tuple[str, bytes]]:
-    """(topic, payload) of a site's retained status and its writers' metadata."""
+def announcements(publisher: str, writers: Collection[Writer] = tuple(Writer)) -> list[tuple[str, bytes]]:
+    """(topic, payload) of a site's retained status and its ``writers``' metadata."""
     m, topics = meter(), Topics(PREFIX, publisher)
     now = datetime.now(UTC)
     out = [(topics.status, codec.encode(StatusMessage(codec.new_message_id(), publisher,
                                                       PubSubState.OPERATIONAL)))]  # fmt: skip
     for i, spec in enumerate(WRITERS):
+        assert i == spec.number - 1
+        if spec.name not in writers:
+            continue
         md = MetaDataMessage(codec.new_message_id(), publisher, writer_id(0, spec), m.id, str(spec.name),
                              now, metadata(m, spec, version()))  # fmt: skip
         out.append((topics.metadata(m.id, spec.name), codec.encode(md)))
-        assert i == spec.number - 1
     return out
 
 
@@ -262,13 +264,15 @@ def _cpu() -> float:
     return t.user + t.system
 
 
-async def announce(url: str, sites: int, connections: int) -> dict[str, Any]:
-    """Every site's retained status and metadata, all acknowledged."""
+async def announce(
+    url: str, sites: int, connections: int, writers: Collection[Writer] = tuple(Writer)
+) -> dict[str, Any]:
+    """Every site's retained status and its ``writers``' metadata, all acknowledged."""
     conns = await mqtt_connections(url, connections, f"announce-{os.getpid()}")
     started, cpu0, sent, size = time.monotonic(), _cpu(), 0, 0
     for i in range(sites):
         conn = conns[i % len(conns)]
-        for topic, payload in announcements(site_name(i)):
+        for topic, payload in announcements(site_name(i), writers):
             await conn.publish(topic.encode(), payload, 1, retain=True)
             sent += 1
             size += len(payload)
@@ -280,10 +284,13 @@ async def announce(url: str, sites: int, connections: int) -> dict[str, Any]:
     return {"messages": sent, "bytes": size, "seconds": time.monotonic() - started, "cpu_s": _cpu() - cpu0}
 
 
-async def run(url: str, sites: int, live_s: float, seconds: float, connections: int) -> dict[str, Any]:
-    """Publish the steady state for ``seconds``; what was sent, per writer."""
+async def run(
+    url: str, sites: int, live_s: float, seconds: float, connections: int,
+    writers: Collection[Writer] = tuple(Writer),
+) -> dict[str, Any]:  # fmt: skip
+    """Publish the steady state of ``writers`` for ``seconds``; what was sent, per writer."""
     conns = await mqtt_connections(url, connections, f"load-{os.getpid()}")
-    plan = streams(sites, live_s)
+    plan = streams(sites, live_s, tuple(writers))
     topics = {(s.writer, i): Topics(PREFIX, site_name(i)).data("meter1", s.writer).encode()
               for s in plan for i in range(sites)}  # fmt: skip
     names = [site_name(i).encode() for i in range(sites)]
@@ -320,6 +327,13 @@ async def run(url: str, sites: int, live_s: float, seconds: float, connections: 
     }
 
 
+def _writers(text: str) -> tuple[Writer, ...]:
+    try:
+        return tuple(Writer(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"writers of {', '.join(BY_NAME)}, got {text!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mode", choices=("announce", "run"))
@@ -328,11 +342,16 @@ def main() -> None:
     parser.add_argument("--live", type=float, default=15.0, help="live interval, s")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--writers", type=_writers, default=tuple(Writer), help="comma-separated writers (default: all)"
+    )
     args = parser.parse_args()
     if args.mode == "announce":
-        result = asyncio.run(announce(args.url, args.sites, args.connections))
+        result = asyncio.run(announce(args.url, args.sites, args.connections, args.writers))
     else:
-        result = asyncio.run(run(args.url, args.sites, args.live, args.seconds, args.connections))
+        result = asyncio.run(
+            run(args.url, args.sites, args.live, args.seconds, args.connections, args.writers)
+        )
     print(json.dumps(result), flush=True)
 
 
