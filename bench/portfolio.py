@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -201,6 +202,8 @@ async def scenario(
     w0, w1 = t_start + live_s + 5, t_end
     per = []
     window: list[dict[str, Any]] = []
+    per_tick: list[float] = []
+    intake: list[float] = []
     for r in group:
         reports = r.between(w0, w1)
         if len(reports) < 2:
@@ -208,6 +211,11 @@ async def scenario(
         a, z = reports[0], reports[-1]
         span = z["t"] - a["t"]
         ticks = z["ticks"] - a["ticks"]
+        # The CPU of each second's update (partials and combine), from consecutive lines.
+        for x, y in itertools.pairwise(reports):
+            if y["ticks"] - x["ticks"] == 1:
+                per_tick.append(1000 * (y["tick_cpu_s"] - x["tick_cpu_s"]))
+        intake += [x["t"] - x["newest_taken"] for x in reports if x["newest_taken"] is not None]
         per.append({
             "instance": r.name, "buckets": z["owned"], "aggregates_s": (len(reports) - 1) / span,
             "live_s": (z["live"] - a["live"]) / span, "cpu_pct": 100 * (z["cpu_s"] - a["cpu_s"]) / span,
@@ -229,10 +237,13 @@ async def scenario(
         "latency_p50_s": percentile(lat_all, 0.5), "latency_p99_s": percentile(lat_all, 0.99),
         "latency_tags_p50_s": percentile(lat_q, 0.5), "latency_tags_p99_s": percentile(lat_q, 0.99),
         "behind_p50_s": percentile(behind, 0.5), "behind_p99_s": percentile(behind, 0.99),
+        "intake_lag_p50_s": percentile(intake, 0.5), "intake_lag_p99_s": percentile(intake, 0.99),
         "coverage_median": statistics.median(cover) if cover else math.nan,
         "fresh_median": statistics.median(fresh) if fresh else math.nan,
         "cpu_pct": sum(p["cpu_pct"] for p in per),
         "tick_ms": tick_ms, "ms_per_portfolio_update": tick_ms / len(PORTFOLIOS),
+        "update_ms_p50": percentile(per_tick, 0.5) / len(PORTFOLIOS),
+        "update_ms_p99": percentile(per_tick, 0.99) / len(PORTFOLIOS),
         "broker_cpu_pct": 100 * broker_cpu / span, "generator_cpu_pct": 100 * sent["cpu_s"] / sent["seconds"],
         "postgres_cpu_pct": 100 * pg_cpu / span, "machine_busy_pct": 100 * (busy1 - busy0) / span,
         "per_instance": per, "sent": sent,
@@ -294,7 +305,8 @@ def print_portfolio(results: dict[str, Any]) -> None:
     sites = results["portfolio_sites"]
     shown = ("scenario", "instances", "live_offered_s", "live_taken_s", "latency_p50_s", "latency_p99_s",
              "latency_tags_p50_s", "latency_tags_p99_s", "behind_p50_s", "behind_p99_s", "coverage_median",
-             "fresh_median", "cpu_pct", "ms_per_portfolio_update")  # fmt: skip
+             "fresh_median", "intake_lag_p50_s", "intake_lag_p99_s", "cpu_pct", "ms_per_portfolio_update",
+             "update_ms_p50", "update_ms_p99")  # fmt: skip
     rows = results["portfolio_scenarios"]
     title = (
         f"Portfolios: {sites} sites, 5 portfolios (all; 4 by tag), {results['portfolio_seconds']:.0f} s each"
@@ -315,7 +327,7 @@ def print_portfolio(results: dict[str, Any]) -> None:
     for live in {r["scenario"] for r in rows}:
         one = next((r for r in rows if r["scenario"] == live and r["instances"] == 1), None)
         two = next((r for r in rows if r["scenario"] == live and r["instances"] == 2), None)
-        if one and two:
+        if one and two and one["live_taken_s"] and one["ms_per_portfolio_update"]:
             print(
                 f"{live}, 2 instances / 1: live taken {two['live_taken_s'] / one['live_taken_s']:.2f} x, "
                 f"latency p50 {two['latency_p50_s'] / one['latency_p50_s']:.2f} x, CPU per portfolio update "

@@ -5,8 +5,9 @@ the aggregates can be read: REST, OPC UA) it prints a JSON line with the wall-cl
 then, the second, and per portfolio the aggregate's ``newest`` (the newest member value
 summed), the newest value of its most-behind reporting bucket, fresh, members, coverage and
 buckets reporting; and the service's counters (ticks, their CPU, live values taken), the
-process's CPU and RSS, the writers whose metadata it knows, the buckets it owns and the
-messages waiting in its portfolio connection's queue.
+process's CPU and RSS, the writers whose metadata it knows, the buckets it owns, the
+messages waiting in its portfolio connection's queue and the newest live value it has taken
+of any member (fresh or not: how far behind its intake is).
 
 ``--incoming-queue N`` as :mod:`bench.headend_runner` (the retained metadata of 10,000 sites
 at the start; each client's own bound again at SIGUSR2).
@@ -54,6 +55,7 @@ def report(service: PortfolioService, second: datetime, available: float) -> dic
         portfolios[name] = [newest, min(behind, default=None), a.fresh, a.members, a.coverage,
                             a.buckets_reporting, a.buckets]  # fmt: skip
     client = service._client
+    taken = [m.power_time for m in service._state.values() if m.power_time is not None]
     return {
         "t": available,
         "second": second.timestamp(),
@@ -66,6 +68,8 @@ def report(service: PortfolioService, second: datetime, available: float) -> dic
         "owned": len(service.owned),
         "known": len(service.ingest._known),
         "queued": 0 if client is None else client._queue.qsize(),
+        # The newest live value it has taken of any member, fresh or not (its intake's lag).
+        "newest_taken": max(taken).timestamp() if taken else None,
         "portfolios": portfolios,
     }
 
