@@ -119,6 +119,7 @@ async def _run(config: HeadendConfig, name: str) -> None:
             await headend.flush(None)  # what was received is stored; its ack comes again from the box
         await repo.close()
         print(summary(headend), flush=True)
+        print(portfolio_summary(portfolios), flush=True)
 
 
 async def _together(*jobs: Coroutine[Any, Any, None]) -> None:
@@ -135,6 +136,21 @@ def summary(headend: Headend) -> str:
     return (
         f"SMX head-end {headend.name} stopped: {c.messages} messages, {c.accepted} accepted, "
         f"{c.rows} rows in {c.batches} batches, {c.acks} acks, {c.requests} replay requests, "
+        f"{sum(c.refused.values())} refused"
+    )
+
+
+def portfolio_summary(portfolios: PortfolioService) -> str:
+    """The portfolio service's line after :func:`summary`: its ticks and their CPU (per
+    portfolio update: the CPU of the seconds' partials and aggregates divided by the ticks
+    and the portfolios), the member values taken and the partials exchanged."""
+    c = portfolios.counters
+    count = len(portfolios.portfolios)
+    per_ms = 1000 * c.tick_cpu_s / (c.ticks * count) if c.ticks and count else 0.0
+    return (
+        f"SMX head-end {portfolios.name} portfolios: {count} portfolio(s), {c.ticks} ticks, "
+        f"{c.tick_cpu_s:.3f} s CPU in them ({per_ms:.3f} ms a portfolio update), {c.live} live and "
+        f"{c.registers} register values, {c.partials_sent} partials sent, {c.partials_taken} taken, "
         f"{sum(c.refused.values())} refused"
     )
 

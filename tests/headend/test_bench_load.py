@@ -9,19 +9,17 @@ import pytest
 
 from bench.headend_load import (
     Ids,
-    Template,
     announcements,
+    cut,
     data_templates,
     percentile,
-    publish_packet,
-    receive_maximum,
     rows_per_message,
     streams,
-    varint,
 )
 from gateway.pubsub import codec
 from gateway.uplink.writers import Writer
 from headend.ingest import Accepted, Ingest, LiveSeen, MetadataSeen, StatusSeen
+from tests.support.mqtt_wire import publish_packet, receive_maximum, varint
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -38,7 +36,7 @@ def test_template_puts_the_values_where_the_sentinels_were() -> None:
 
 def test_template_refuses_a_sentinel_twice() -> None:
     with pytest.raises(ValueError, match="twice"):
-        Template.of(b'{"a":"@@PUBLISHER@@","b":"@@PUBLISHER@@"}')
+        cut(b'{"a":"@@PUBLISHER@@","b":"@@PUBLISHER@@"}')
 
 
 def test_ingest_takes_every_writer_of_a_site_as_a_gateway_sends_it() -> None:

@@ -162,3 +162,24 @@ def test_a_stopped_instance_says_what_it_did(tmp_path: Path) -> None:
         "SMX head-end h-1 stopped: 12 messages, 10 accepted, 40 rows in 0 batches, 0 acks, "
         "0 replay requests, 2 refused"
     )
+
+
+def test_a_stopped_instance_says_what_its_portfolios_cost(tmp_path: Path) -> None:
+    from gateway.clock import SystemClock
+    from headend.cli import portfolio_summary
+    from headend.ingest import Ingest
+    from headend.portfolio.service import PortfolioService
+
+    config = parse_config(
+        {"profile": "demo", "portfolios": [{"name": "a", "sites": ["s-1"]}, {"name": "b", "sites": ["s-2"]}]},
+        "x",
+    )
+    service = PortfolioService(config, SqliteRepository(tmp_path / "h.sqlite"), SystemClock(), Ingest(),
+                               name="h-1")  # fmt: skip
+    c = service.counters
+    c.ticks, c.tick_cpu_s, c.live, c.registers, c.partials_sent, c.partials_taken = 100, 0.5, 7, 3, 64, 128
+    c.refused["partials"] += 1
+    assert portfolio_summary(service) == (
+        "SMX head-end h-1 portfolios: 2 portfolio(s), 100 ticks, 0.500 s CPU in them (2.500 ms a portfolio "
+        "update), 7 live and 3 register values, 64 partials sent, 128 taken, 1 refused"
+    )

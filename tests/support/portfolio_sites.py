@@ -50,11 +50,17 @@ def topic(kind: str, publisher: str, writer: str = "") -> str:
     return f"{PREFIX}/json/{kind}/{publisher}"
 
 
+def announce_messages(publisher: str, time: datetime) -> list[tuple[str, bytes]]:
+    """(topic, payload) of a site's status Operational and its live and registers metadata."""
+    status = codec.StatusMessage("s1", publisher, codec.PubSubState.OPERATIONAL, timestamp=time)
+    out = [(topic("status", publisher), codec.encode(status))]
+    for writer in ("live", "registers"):
+        out.append((topic("metadata", publisher, writer), metadata_message(writer, publisher)))
+    return out
+
+
 async def announce(client: aiomqtt.Client, publishers: Iterable[str], time: datetime) -> None:
     """Status Operational and the live and registers metadata of each site, retained."""
     for publisher in publishers:
-        status = codec.StatusMessage("s1", publisher, codec.PubSubState.OPERATIONAL, timestamp=time)
-        await client.publish(topic("status", publisher), codec.encode(status), qos=1, retain=True)
-        for writer in ("live", "registers"):
-            await client.publish(topic("metadata", publisher, writer), metadata_message(writer, publisher),
-                                 qos=1, retain=True)  # fmt: skip
+        for t, payload in announce_messages(publisher, time):
+            await client.publish(t, payload, qos=1, retain=True)
