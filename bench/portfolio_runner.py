@@ -9,6 +9,9 @@ process's CPU and RSS, the writers whose metadata it knows, the buckets it owns,
 messages waiting in its portfolio connection's queue and the newest live value it has taken
 of any member (fresh or not: how far behind its intake is).
 
+``SMX_BENCH_PROFILE=DIR`` runs it under cProfile and writes its stats to ``DIR/<name>.prof``
+when it stops (where an instance's CPU goes under load).
+
 ``--incoming-queue N`` as :mod:`bench.headend_runner` (the retained metadata of 10,000 sites
 at the start; each client's own bound again at SIGUSR2).
 
@@ -95,9 +98,17 @@ def main() -> None:
         incoming_queue(args.incoming_queue)
         signal.signal(signal.SIGUSR2, lambda _sig, _frame: own_queue())
     hook()
-    sys.exit(
-        headend_main(["run", "--config", str(args.config), "--name", args.name, "--listen", "127.0.0.1:0"])
-    )
+    argv = ["run", "--config", str(args.config), "--name", args.name, "--listen", "127.0.0.1:0"]
+    profile = os.environ.get("SMX_BENCH_PROFILE")
+    if not profile:
+        sys.exit(headend_main(argv))
+    # SMX_BENCH_PROFILE=DIR: the whole run under cProfile, its stats written to DIR/<name>.prof.
+    import cProfile
+
+    with cProfile.Profile() as prof:
+        code = headend_main(argv)
+    prof.dump_stats(str(Path(profile) / f"{args.name}.prof"))
+    sys.exit(code)
 
 
 if __name__ == "__main__":
