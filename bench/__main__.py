@@ -29,13 +29,18 @@ transport, protocol cores, session, poller) and reports what the line carried:
    into head-end processes: messages/s one instance takes, its CPU per 1,000 messages/s,
    lag publish -> commit (p50/p99), two instances of one shared-subscription group,
    PostgreSQL beside SQLite, RSS (``--headend-seconds``, ``--headend-sites``, ``--quick``,
-   ``--profile``).
+   ``--profile``);
+11. portfolio (``bench/portfolio.py``): 10,000 simulated sites at 1-s and 10-s live into one
+   and two ``smx-headend run`` instances aggregating five portfolios: the aggregation
+   latency (the newest member message to the aggregate readable) p50/p99, the CPU per
+   portfolio update, the live values taken (``--portfolio-seconds``, ``--portfolio-sites``).
 
 Results are printed as tables and written to bench/results/latest.json
 (``python -m bench history`` runs only part 4 and writes bench/results/history.json).
 
-    python -m bench [all | history | web | security | startup | uplink | fuzz | headend] [--seconds 10]
-                    [--hour-minutes 60] [--uplink-minutes 3] [--headend-seconds 60] [--quick] [--profile]
+    python -m bench [all | history | web | security | startup | uplink | fuzz | headend | portfolio]
+                    [--seconds 10] [--hour-minutes 60] [--uplink-minutes 3] [--headend-seconds 60] [--quick]
+                    [--profile] [--portfolio-seconds 60] [--portfolio-sites N]
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from bench.fuzz import measure_fuzz, print_fuzz
 from bench.headend import measure_headend, print_headend
 from bench.history import READS, measure_history
 from bench.load import measure_load, print_load
+from bench.portfolio import measure_portfolio, print_portfolio
 from bench.security import measure_security
 from bench.soak import measure_soak, print_soak
 from bench.startup import measure_startup, print_startup
@@ -335,6 +341,10 @@ PARTS: dict[
         lambda args: measure_headend(args.headend_seconds, args.quick, args.profile, args.headend_sites),
         print_headend,
     ),
+    "portfolio": (
+        lambda args: measure_portfolio(args.portfolio_seconds, args.portfolio_sites or 10_000),
+        print_portfolio,
+    ),
 }
 
 
@@ -394,6 +404,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--headend-seconds", type=float, default=60.0, help="seconds of each head-end load scenario"
     )
+    parser.add_argument(
+        "--portfolio-seconds", type=float, default=60.0, help="seconds of each portfolio load scenario"
+    )
+    parser.add_argument("--portfolio-sites", type=int, default=0, help="portfolio: sites (default 10,000)")
     parser.add_argument("--headend-sites", type=int, default=0, help="simulated sites (default 10,000)")
     parser.add_argument("--quick", action="store_true", help="head-end: 1,000 sites, 10 s a scenario")
     parser.add_argument("--profile", action="store_true", help="head-end: one run under cProfile too")

@@ -49,7 +49,7 @@ from typing import Any
 
 from bench.headend_load import expected_rates, percentile, rows_per_message
 from bench.tables import table
-from tests.support.broker import Broker, BrokerConfig
+from tests.support.broker import Broker, mosquitto
 from tests.support.postgres import postgres_cluster
 from tests.support.processes import cpu_seconds, rss_mib
 
@@ -80,27 +80,12 @@ QUEUED = 1_000_000
 INCOMING_QUEUE = 200_000
 
 
-class QuietBroker(BrokerConfig):
-    """The test broker's configuration with the logging of a production broker (notices and
-    up): the tests' ``log_type all`` writes a line per message."""
-
-    def _logging(self) -> list[str]:
-        lines = [f"log_dest file {self.work / 'mosquitto.log'}", "log_dest stderr"]
-        lines += [f"log_type {t}" for t in ("error", "warning", "notice", "information")]
-        lines.append("connection_messages false")
-        if os.geteuid() == 0:
-            lines.append("user root")
-        return lines
-
-
 @contextlib.asynccontextmanager
 async def quiet_mosquitto(work: Path) -> AsyncIterator[Broker]:
-    broker = Broker(QuietBroker(work, max_queued_messages=QUEUED), 0)
-    try:
-        await broker.start()
+    """mosquitto with a production broker's logging (notices and up: the tests' default writes
+    a line per message, which would be the broker's main work here)."""
+    async with mosquitto(work, max_queued_messages=QUEUED, quiet=True) as broker:
         yield broker
-    finally:
-        await broker.stop()
 
 
 # -- processes --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ put in (:class:`Template`), so 10,000 sites cost the generator little CPU.
   the microsecond), so whoever stores it knows its publish-to-commit lag from the row alone.
 
 MQTT 5 on plain TCP, a few connections for all sites (each site's messages on one of them),
-packets framed here (:func:`publish_packet`): paho's per-message cost would be the
+packets framed by :mod:`tests.support.mqtt_wire`: paho's per-message cost would be the
 generator's, not the head-end's. QoS 1 publishes respect the broker's Receive Maximum.
 
     python -m bench.headend_load announce|run --url mqtt://127.0.0.1:PORT --sites 10000 ...
@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +64,8 @@ from gateway.uplink.writers import (
     writer_fields,
     writer_id,
 )
+from tests.support.mqtt_wire import Template
+from tests.support.mqtt_wire import connections as mqtt_connections
 
 PREFIX = "opcua"
 #: Every site's one meter (the demo's) and its writers' metadata version.
@@ -92,37 +93,9 @@ def site_name(i: int) -> str:
 # -- templates --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Template:
-    """An encoded message cut at its sentinels: ``render`` puts the values in (in the order of
-    :data:`SLOTS`: PublisherId, MessageId, SequenceNumber, Timestamp)."""
-
-    parts: tuple[bytes, ...]
-    slots: tuple[int, ...]
-
-    @classmethod
-    def of(cls, encoded: bytes) -> Template:
-        found: list[tuple[int, int]] = []
-        for slot, text in enumerate(SLOTS):
-            at = encoded.find(text)
-            if at >= 0:
-                if encoded.find(text, at + 1) >= 0:
-                    raise ValueError(f"sentinel {text!r} twice in a template")
-                found.append((at, slot))
-        found.sort()
-        parts, start = [], 0
-        for at, slot in found:
-            parts.append(encoded[start:at])
-            start = at + len(SLOTS[slot])
-        parts.append(encoded[start:])
-        return cls(tuple(parts), tuple(slot for _at, slot in found))
-
-    def render(self, values: Sequence[bytes]) -> bytes:
-        out = [self.parts[0]]
-        for slot, part in zip(self.slots, self.parts[1:], strict=True):
-            out.append(values[slot])
-            out.append(part)
-        return b"".join(out)
+def cut(encoded: bytes) -> Template:
+    """``encoded`` cut at this generator's sentinels (:data:`SLOTS`)."""
+    return Template.of(encoded, SLOTS)
 
 
 def meter() -> MeterConfig:
@@ -172,170 +145,24 @@ def data_templates(writer: Writer, variants: int = VARIANTS, seed: int = 1) -> l
                 payload, status = record_payload(spec, fields, 0, values)
             dsm = dataset_message(spec, wid, _SEQ, version(), _TIME, payload, status, kind)
             msg = NetworkMessage(_MID, _PUB, m.id, (dsm,))
-            out.append(Template.of(codec.encode(msg)))
+            out.append(cut(codec.encode(msg)))
     return out
 
 
-def announcements(publisher: str) -> list[tuple[str, bytes]]:
-    """(topic, payload) of a site's retained status and its writers' metadata."""
+def announcements(publisher: str, writers: Collection[Writer] = tuple(Writer)) -> list[tuple[str, bytes]]:
+    """(topic, payload) of a site's retained status and its ``writers``' metadata."""
     m, topics = meter(), Topics(PREFIX, publisher)
     now = datetime.now(UTC)
     out = [(topics.status, codec.encode(StatusMessage(codec.new_message_id(), publisher,
                                                       PubSubState.OPERATIONAL)))]  # fmt: skip
     for i, spec in enumerate(WRITERS):
+        assert i == spec.number - 1
+        if spec.name not in writers:
+            continue
         md = MetaDataMessage(codec.new_message_id(), publisher, writer_id(0, spec), m.id, str(spec.name),
                              now, metadata(m, spec, version()))  # fmt: skip
         out.append((topics.metadata(m.id, spec.name), codec.encode(md)))
-        assert i == spec.number - 1
     return out
-
-
-# -- MQTT 5 framing ---------------------------------------------------------------------------
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, byte = n >> 7, n & 0x7F
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(text: str | bytes) -> bytes:
-    raw = text.encode() if isinstance(text, str) else text
-    return len(raw).to_bytes(2, "big") + raw
-
-
-#: The ContentType property the uplink sets (``application/json``).
-_PROPS = b"\x03" + _utf8(codec.CONTENT_TYPE)
-_PROPS = varint(len(_PROPS)) + _PROPS
-
-
-def publish_packet(topic: bytes, payload: bytes, qos: int, packet_id: int = 0, retain: bool = False) -> bytes:
-    """An MQTT 5 PUBLISH with the ContentType property."""
-    head = _utf8(topic) + (packet_id.to_bytes(2, "big") if qos else b"") + _PROPS
-    return b"".join((bytes((0x30 | qos << 1 | retain,)), varint(len(head) + len(payload)), head, payload))
-
-
-def connect_packet(client_id: str) -> bytes:
-    """An MQTT 5 CONNECT: clean start, no keepalive, no properties."""
-    body = _utf8("MQTT") + bytes((5, 0x02)) + (0).to_bytes(2, "big") + b"\x00" + _utf8(client_id)
-    return b"\x10" + varint(len(body)) + body
-
-
-def parse_varint(data: bytes, at: int) -> tuple[int, int]:
-    """(value, next offset) of the variable byte integer at ``at``."""
-    value, shift = 0, 0
-    while True:
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, at
-        shift += 7
-
-
-def receive_maximum(connack: bytes) -> int:
-    """The Receive Maximum of a CONNACK's body (flags, reason, properties); 65535 if absent."""
-    if connack[1] != 0:
-        raise ConnectionError(f"CONNACK reason 0x{connack[1]:02x}")
-    length, at = parse_varint(connack, 2)
-    end = at + length
-    while at < end:
-        prop = connack[at]
-        at += 1
-        if prop == 0x21:
-            return int.from_bytes(connack[at : at + 2], "big")
-        if prop in (0x24, 0x25, 0x28, 0x29, 0x2A):  # byte properties
-            at += 1
-        elif prop in (0x13, 0x22):  # two-byte integers
-            at += 2
-        elif prop in (0x11, 0x27):  # four-byte integers
-            at += 4
-        elif prop in (0x12, 0x15, 0x1A, 0x1C, 0x1F, 0x16):  # strings, binary
-            at += 2 + int.from_bytes(connack[at : at + 2], "big")
-        elif prop == 0x26:  # user property: two strings
-            for _ in range(2):
-                at += 2 + int.from_bytes(connack[at : at + 2], "big")
-        else:
-            raise ValueError(f"CONNACK property 0x{prop:02x}")
-    return 65535
-
-
-class Connection:
-    """One MQTT 5 client connection that publishes pre-framed packets (no keepalive)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, receive_max: int) -> None:
-        self.reader, self.writer = reader, writer
-        self.receive_max = receive_max
-        #: QoS 1 publishes not acknowledged yet.
-        self.inflight = 0
-        self.buffer: list[bytes] = []
-        self._freed = asyncio.Event()
-        self._next_id = 0
-        self._task = asyncio.create_task(self._read())
-
-    @classmethod
-    async def open(cls, host: str, port: int, client_id: str) -> Connection:
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(connect_packet(client_id))
-        first = await reader.readexactly(1)
-        if first[0] != 0x20:
-            raise ConnectionError(f"expected CONNACK, got packet type 0x{first[0]:02x}")
-        length = await _read_varint(reader)
-        return cls(reader, writer, receive_maximum(await reader.readexactly(length)))
-
-    async def publish(self, topic: bytes, payload: bytes, qos: int, retain: bool = False) -> None:
-        """Queue a PUBLISH (a QoS 1 one waits for a free slot of the Receive Maximum)."""
-        packet_id = 0
-        if qos:
-            while self.inflight >= self.receive_max:
-                await self.flush()
-                self._freed.clear()
-                await self._freed.wait()
-            self.inflight += 1
-            self._next_id = self._next_id % 0xFFFF + 1
-            packet_id = self._next_id
-        self.buffer.append(publish_packet(topic, payload, qos, packet_id, retain))
-
-    async def flush(self) -> None:
-        if self.buffer:
-            self.writer.write(b"".join(self.buffer))
-            self.buffer.clear()
-        await self.writer.drain()
-
-    async def settle(self) -> None:
-        """Wait until every QoS 1 publish is acknowledged."""
-        await self.flush()
-        while self.inflight:
-            self._freed.clear()
-            await self._freed.wait()
-
-    async def _read(self) -> None:
-        while True:
-            head = await self.reader.readexactly(1)
-            await self.reader.readexactly(await _read_varint(self.reader))
-            if head[0] >> 4 == 4:  # PUBACK
-                self.inflight -= 1
-                self._freed.set()
-
-    async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(ConnectionError):
-            self.writer.write(b"\xe0\x00")  # DISCONNECT, normal
-            await self.writer.drain()
-        self.writer.close()
-
-
-async def _read_varint(reader: asyncio.StreamReader) -> int:
-    value, shift = 0, 0
-    while True:
-        byte = (await reader.readexactly(1))[0]
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value
-        shift += 7
 
 
 # -- the schedule -----------------------------------------------------------------------------
@@ -437,18 +264,15 @@ def _cpu() -> float:
     return t.user + t.system
 
 
-async def _connections(url: str, n: int, name: str) -> list[Connection]:
-    host, port = url.split("://", 1)[1].rsplit(":", 1)
-    return [await Connection.open(host, int(port), f"{name}-{os.getpid()}-{c}") for c in range(n)]
-
-
-async def announce(url: str, sites: int, connections: int) -> dict[str, Any]:
-    """Every site's retained status and metadata, all acknowledged."""
-    conns = await _connections(url, connections, "announce")
+async def announce(
+    url: str, sites: int, connections: int, writers: Collection[Writer] = tuple(Writer)
+) -> dict[str, Any]:
+    """Every site's retained status and its ``writers``' metadata, all acknowledged."""
+    conns = await mqtt_connections(url, connections, f"announce-{os.getpid()}")
     started, cpu0, sent, size = time.monotonic(), _cpu(), 0, 0
     for i in range(sites):
         conn = conns[i % len(conns)]
-        for topic, payload in announcements(site_name(i)):
+        for topic, payload in announcements(site_name(i), writers):
             await conn.publish(topic.encode(), payload, 1, retain=True)
             sent += 1
             size += len(payload)
@@ -460,10 +284,13 @@ async def announce(url: str, sites: int, connections: int) -> dict[str, Any]:
     return {"messages": sent, "bytes": size, "seconds": time.monotonic() - started, "cpu_s": _cpu() - cpu0}
 
 
-async def run(url: str, sites: int, live_s: float, seconds: float, connections: int) -> dict[str, Any]:
-    """Publish the steady state for ``seconds``; what was sent, per writer."""
-    conns = await _connections(url, connections, "load")
-    plan = streams(sites, live_s)
+async def run(
+    url: str, sites: int, live_s: float, seconds: float, connections: int,
+    writers: Collection[Writer] = tuple(Writer),
+) -> dict[str, Any]:  # fmt: skip
+    """Publish the steady state of ``writers`` for ``seconds``; what was sent, per writer."""
+    conns = await mqtt_connections(url, connections, f"load-{os.getpid()}")
+    plan = streams(sites, live_s, tuple(writers))
     topics = {(s.writer, i): Topics(PREFIX, site_name(i)).data("meter1", s.writer).encode()
               for s in plan for i in range(sites)}  # fmt: skip
     names = [site_name(i).encode() for i in range(sites)]
@@ -500,6 +327,13 @@ async def run(url: str, sites: int, live_s: float, seconds: float, connections: 
     }
 
 
+def _writers(text: str) -> tuple[Writer, ...]:
+    try:
+        return tuple(Writer(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"writers of {', '.join(BY_NAME)}, got {text!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mode", choices=("announce", "run"))
@@ -508,11 +342,16 @@ def main() -> None:
     parser.add_argument("--live", type=float, default=15.0, help="live interval, s")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--writers", type=_writers, default=tuple(Writer), help="comma-separated writers (default: all)"
+    )
     args = parser.parse_args()
     if args.mode == "announce":
-        result = asyncio.run(announce(args.url, args.sites, args.connections))
+        result = asyncio.run(announce(args.url, args.sites, args.connections, args.writers))
     else:
-        result = asyncio.run(run(args.url, args.sites, args.live, args.seconds, args.connections))
+        result = asyncio.run(
+            run(args.url, args.sites, args.live, args.seconds, args.connections, args.writers)
+        )
     print(json.dumps(result), flush=True)
 
 

@@ -115,28 +115,31 @@ def _report(headend: Headend, repo: TimedRepository) -> dict[str, Any]:
     }
 
 
-#: The aiomqtt clients made with another queue bound (:func:`_incoming_queue`).
-CLIENTS: list[aiomqtt.Client] = []
+#: The aiomqtt clients made with another queue bound (:func:`incoming_queue`), and the bound
+#: each was made with.
+CLIENTS: list[tuple[aiomqtt.Client, int]] = []
 
 
-def _incoming_queue(size: int) -> None:
+def incoming_queue(size: int) -> None:
     """Every aiomqtt client of this process made with ``max_queued_incoming_messages=size``
-    (until :func:`_own_queue`)."""
+    (until :func:`own_queue`)."""
     original = aiomqtt.Client
 
     class Client(original):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
+            own = kwargs.get("max_queued_incoming_messages") or 0
             kwargs["max_queued_incoming_messages"] = size
             super().__init__(*args, **kwargs)
-            CLIENTS.append(self)
+            CLIENTS.append((self, own))
 
     aiomqtt.Client = Client  # type: ignore[misc]
 
 
-def _own_queue() -> None:
-    """The clients' queue bound back to the service's own (10,000): for the steady state."""
-    for client in CLIENTS:
-        client._queue._maxsize = 10_000
+def own_queue() -> None:
+    """Each client's queue bound back to the one its service gave it (the storage's 10,000,
+    the portfolios' 50,000): for the steady state."""
+    for client, own in CLIENTS:
+        client._queue._maxsize = own
 
 
 class GcClock:
@@ -170,7 +173,7 @@ async def _run(args: argparse.Namespace, profiler: cProfile.Profile | None) -> N
         loop.add_signal_handler(sig, task.cancel)
     if profiler is not None:
         loop.add_signal_handler(signal.SIGUSR1, profiler.enable)
-    loop.add_signal_handler(signal.SIGUSR2, _own_queue)
+    loop.add_signal_handler(signal.SIGUSR2, own_queue)
 
     async def report() -> None:
         await headend.connected.wait()
@@ -202,7 +205,7 @@ def main() -> None:
     parser.add_argument("--incoming-queue", type=int, help="the MQTT client's queue of received messages")
     args = parser.parse_args()
     if args.incoming_queue is not None:
-        _incoming_queue(args.incoming_queue)
+        incoming_queue(args.incoming_queue)
     profiler = cProfile.Profile() if args.profile else None
     try:
         asyncio.run(_run(args, profiler))

@@ -559,25 +559,11 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
     """Validate an already-parsed TOML document."""
     top = Section(source, "", data)
     log_level = top.get("log_level", str, "INFO", _one_of(("DEBUG", "INFO", "WARNING", "ERROR")))
-    opc_sec = top.table("opcua")
-    opcua = OpcUaConfig()
-    if opc_sec is not None:
-        opcua = OpcUaConfig(
-            host=opc_sec.get("host", str, opcua.host),
-            port=opc_sec.get("port", int, opcua.port, _port),
-            path=opc_sec.get(
-                "path", str, opcua.path, lambda v: None if v.startswith("/") else "a path like /smx"
-            ),
-            application_uri=opc_sec.get("application_uri", str, opcua.application_uri),
-            server_name=opc_sec.get("server_name", str, opcua.server_name),
-            node_cache=opc_sec.get("node_cache", str, opcua.node_cache),
-            limits=_limits(opc_sec.table("limits")),
-        )
-        opc_sec.done()
+    opcua = opcua_section(top.table("opcua"))
     archive = _archive(top.table("archive"))
     market = _market(top.table("market"))
     web = _web(top.table("web"))
-    security = _security(top.table("security"))
+    security = security_section(top.table("security"))
     upstream = _upstream(top.table("upstream"), security)
     raw_external = top.get("external", list, [])
     external = tuple(_external(Section(source, f"external[{n}]", e)) for n, e in enumerate(raw_external))
@@ -599,6 +585,25 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
         meters=meters, opcua=opcua, archive=archive, market=market, external=external, web=web,
         security=security, upstream=upstream, log_level=log_level, source=source,
     )  # fmt: skip
+
+
+def opcua_section(sec: Section | None, defaults: OpcUaConfig | None = None) -> OpcUaConfig:
+    """``[opcua]`` (and ``[opcua.limits]``) over ``defaults`` (the gateway's unless given;
+    the head-end reads its own ``[opcua]`` with it)."""
+    d = defaults or OpcUaConfig()
+    if sec is None:
+        return d
+    cfg = OpcUaConfig(
+        host=sec.get("host", str, d.host),
+        port=sec.get("port", int, d.port, _port),
+        path=sec.get("path", str, d.path, lambda v: None if v.startswith("/") else "a path like /smx"),
+        application_uri=sec.get("application_uri", str, d.application_uri),
+        server_name=sec.get("server_name", str, d.server_name),
+        node_cache=sec.get("node_cache", str, d.node_cache),
+        limits=_limits(sec.table("limits")),
+    )
+    sec.done()
+    return cfg
 
 
 def _limits(sec: Section | None) -> OpcUaLimits:
@@ -659,7 +664,8 @@ def _web(sec: Section | None) -> WebConfig:
     return cfg
 
 
-def _security(sec: Section | None) -> SecurityConfig:
+def security_section(sec: Section | None) -> SecurityConfig:
+    """``[security]`` (also the head-end's, for its OPC UA server)."""
     d = SecurityConfig()
     if sec is None:
         return d

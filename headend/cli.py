@@ -4,7 +4,8 @@ smx-headend check-config headend.toml
 smx-headend run --config headend.toml [--name headend-1]
 smx-headend export --config headend.toml --day 2026-12-06 [--site smx-17] [--out day.csv]
 
-``run`` ingests and serves the REST API and the fleet page (``[http] listen``) beside it.
+``run`` ingests and serves the REST API and the fleet page (``[http] listen``) beside it, and
+with ``[opcua]`` the portfolios over OPC UA (``headend/opcua.py``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Coroutine
 from datetime import date
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from gateway.clock import SystemClock
@@ -25,6 +28,7 @@ from gateway.errors import GatewayError
 from gateway.files import replace_file
 from headend.config import HeadendConfig, load_config, with_listen
 from headend.export import export_day
+from headend.portfolio.service import PortfolioService
 from headend.service import Headend
 from headend.storage import Repository, StorageError
 from headend.web.api import FleetApi, FleetServer, read_token
@@ -73,27 +77,56 @@ async def _run(config: HeadendConfig, name: str) -> None:
     await repo.open()
     clock = SystemClock()
     headend = Headend(config, repo, clock, name=name)
-    server = FleetServer(FleetApi(config, repo, clock, token), config.http.host, config.http.port)
+    portfolios = PortfolioService(config, repo, clock, headend.ingest, name=name)
+    headend.observers.append(portfolios)
+    server = FleetServer(FleetApi(config, repo, clock, token, portfolios), config.http.host, config.http.port)
+    opcua = None
     try:
         await server.start()
-    except OSError as err:
+        if config.opcua is not None:
+            from headend.opcua import PortfolioServer  # asyncua only when configured
+
+            opcua = PortfolioServer(portfolios, config.opcua, config.security)
+            try:
+                await opcua.start()
+            except OSError as err:
+                raise GatewayError(
+                    f"cannot serve OPC UA at {config.opcua.endpoint}: {err.strerror or err}"
+                ) from err
+    except BaseException as err:
+        await server.stop()
         await repo.close()
-        raise GatewayError(str(err)) from err
-    task = asyncio.create_task(headend.run())
+        if isinstance(err, OSError):
+            raise GatewayError(str(err)) from err
+        raise
+    jobs = [headend.run(), portfolios.run()] + ([opcua.run()] if opcua is not None else [])
+    task = asyncio.create_task(_together(*jobs))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     print(f"SMX head-end {name} ingesting from {config.broker.url} into {config.storage.backend}", flush=True)
     print(f"fleet page: {server.url}", flush=True)
+    if opcua is not None:
+        print(f"portfolios over OPC UA: {opcua.endpoint}", flush=True)
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     finally:
+        if opcua is not None:
+            await opcua.stop()
         await server.stop()
         with contextlib.suppress(Exception):
             await headend.flush(None)  # what was received is stored; its ack comes again from the box
         await repo.close()
         print(summary(headend), flush=True)
+        print(portfolio_summary(portfolios), flush=True)
+
+
+async def _together(*jobs: Coroutine[Any, Any, None]) -> None:
+    """Run the ingest, the portfolios (and their OPC UA server) until cancelled (none ends by itself)."""
+    async with asyncio.TaskGroup() as tasks:
+        for job in jobs:
+            tasks.create_task(job)
 
 
 def summary(headend: Headend) -> str:
@@ -103,6 +136,21 @@ def summary(headend: Headend) -> str:
     return (
         f"SMX head-end {headend.name} stopped: {c.messages} messages, {c.accepted} accepted, "
         f"{c.rows} rows in {c.batches} batches, {c.acks} acks, {c.requests} replay requests, "
+        f"{sum(c.refused.values())} refused"
+    )
+
+
+def portfolio_summary(portfolios: PortfolioService) -> str:
+    """The portfolio service's line after :func:`summary`: its ticks and their CPU (per
+    portfolio update: the CPU of the seconds' partials and aggregates divided by the ticks
+    and the portfolios), the member values taken and the partials exchanged."""
+    c = portfolios.counters
+    count = len(portfolios.portfolios)
+    per_ms = 1000 * c.tick_cpu_s / (c.ticks * count) if c.ticks and count else 0.0
+    return (
+        f"SMX head-end {portfolios.name} portfolios: {count} portfolio(s), {c.ticks} ticks, "
+        f"{c.tick_cpu_s:.3f} s CPU in them ({per_ms:.3f} ms a portfolio update), {c.live} live and "
+        f"{c.registers} register values, {c.partials_sent} partials sent, {c.partials_taken} taken, "
         f"{sum(c.refused.values())} refused"
     )
 

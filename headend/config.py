@@ -21,6 +21,20 @@ names the file, the key and what was expected; unknown keys are errors. ::
     [[sites]]
     publisher = "smx-17"
     timezone = "Europe/Vienna"    # completeness counts 92/96/100 periods on DST days there
+    tags = ["brp-north", "vpp"]   # portfolios may take their members by tag
+    [aggregation]                 # the portfolios' live aggregate (issue 18)
+    stale_after_s = 30            # a member's power older than this is estimated, not summed
+    [[portfolios]]                # more through REST, stored in the database
+    name = "brp-north"
+    period_minutes = 15
+    timezone = "Europe/Vienna"
+    tags = ["brp-north"]
+    [opcua]                       # optional: the portfolios' OPC UA server (none without it)
+    host = "0.0.0.0"
+    port = 4840
+    [security]                    # as the gateway's: production profile, PKI folder, users file
+    pki = "certs"
+    users = "certs/users"         # smx-gateway users --file certs/users add NAME --role operator
 """
 
 from __future__ import annotations
@@ -31,9 +45,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.config import Section, broker_url, read_toml, topic_level, topic_prefix
-from gateway.errors import ConfigError
+from gateway.config import (
+    OpcUaConfig,
+    Section,
+    SecurityConfig,
+    broker_url,
+    opcua_section,
+    read_toml,
+    security_section,
+    topic_level,
+    topic_prefix,
+)
+from gateway.errors import ConfigError, MarketInputError
 from gateway.localtime import meter_zone
+from headend.portfolio.model import TAG, Portfolio, parse_portfolio
 
 PROFILES = ("production", "demo")
 BACKENDS = ("sqlite", "postgresql")
@@ -126,7 +151,30 @@ class SiteConfig:
     name: str = ""
     #: The site's local time zone: its days and their 92/96/100 periods.
     timezone: str = "Europe/Vienna"
+    #: Tags portfolios take members by (a BRP portfolio, a VPP pool).
+    tags: tuple[str, ...] = ()
 
+
+@dataclass(frozen=True, slots=True)
+class AggregationConfig:
+    """How the portfolios' live aggregate classes its members (``[aggregation]``; issue 18)."""
+
+    #: A member's net power older than this is stale (estimated, not summed). Above the
+    #: boxes' live interval (10 s by default) with room for a late message.
+    stale_after_s: float = 30.0
+    #: Nothing from a member for this long (or its Will): offline.
+    offline_after_s: float = 300.0
+    #: Below this coverage the advice says no-measurement (too little measured to steer).
+    min_coverage: float = 0.5
+    #: Seconds a bucket's lease lasts (renewed every third of it); a dead instance's buckets
+    #: are taken over after it.
+    lease_s: float = 6.0
+
+
+#: The head-end's ``[opcua]`` defaults (the gateway's, named for the head-end).
+HEADEND_OPCUA = OpcUaConfig(
+    path="/smx-headend", application_uri="urn:smx:headend", server_name="SMX Head-end"
+)
 
 #: A site's time zone when its table does not say.
 DEFAULT_ZONE = "Europe/Vienna"
@@ -142,6 +190,14 @@ class HeadendConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     log_level: str = "INFO"
     source: str = "<defaults>"
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    #: Portfolios of the configuration file (REST adds more, stored in the database).
+    portfolios: tuple[Portfolio, ...] = ()
+    #: The portfolios' OPC UA server (``[opcua]``, read as the gateway's); None: no server.
+    opcua: OpcUaConfig | None = None
+    #: Its certificates, users and policies (``[security]``, the gateway's table and defaults:
+    #: the production profile, no None endpoint, no anonymous session).
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     #: ``sites`` by PublisherId (a fleet lists thousands; the completeness check asks for each).
     _by_publisher: dict[str, SiteConfig] = field(init=False, repr=False, compare=False)
 
@@ -155,6 +211,10 @@ class HeadendConfig:
     def site(self, publisher: str) -> SiteConfig:
         """The site's configuration (the first listed), or the defaults for a site nobody listed."""
         return self._by_publisher.get(publisher) or SiteConfig(publisher)
+
+    def tags(self) -> dict[str, tuple[str, ...]]:
+        """Every listed site's tags, by PublisherId."""
+        return {p: s.tags for p, s in self._by_publisher.items() if s.tags}
 
 
 def _one_of(options: tuple[str, ...]) -> Any:
@@ -271,6 +331,51 @@ def _http(sec: Section | None) -> HttpConfig:
     return cfg
 
 
+def _aggregation(sec: Section | None) -> AggregationConfig:
+    d = AggregationConfig()
+    if sec is None:
+        return d
+
+    def positive(v: float) -> str | None:
+        return None if v > 0 else "a number > 0"
+
+    cfg = AggregationConfig(
+        stale_after_s=sec.get("stale_after_s", float, d.stale_after_s, positive),
+        offline_after_s=sec.get("offline_after_s", float, d.offline_after_s, positive),
+        min_coverage=sec.get(
+            "min_coverage", float, d.min_coverage, lambda v: None if 0 <= v <= 1 else "0..1"
+        ),
+        lease_s=sec.get("lease_s", float, d.lease_s, lambda v: None if v >= 1 else "a number >= 1"),
+    )
+    if cfg.offline_after_s < cfg.stale_after_s:
+        raise sec.fail(
+            "offline_after_s", f"at least stale_after_s ({cfg.stale_after_s:g})", cfg.offline_after_s
+        )
+    sec.done()
+    return cfg
+
+
+def _portfolios(raw: list[Any], source: str) -> tuple[Portfolio, ...]:
+    out: list[Portfolio] = []
+    for n, table in enumerate(raw):
+        try:
+            if isinstance(table, dict) and table.get("origin", "config") != "config":
+                raise MarketInputError("origin: a portfolio of the file is of origin config", field="origin")
+            portfolio = parse_portfolio(table, origin="config")
+        except MarketInputError as err:
+            raise ConfigError(f"{source}: portfolios[{n}]: {err}") from None
+        if any(p.name == portfolio.name for p in out):
+            raise ConfigError(f"{source}: portfolios[{n}].name: {portfolio.name!r} is defined twice")
+        out.append(portfolio)
+    return tuple(out)
+
+
+def _tags(value: list[Any]) -> str | None:
+    if not all(isinstance(t, str) and TAG.match(t) for t in value):
+        return "tags of letters, digits, '_', '.', '-'"
+    return None
+
+
 def with_listen(config: HeadendConfig, listen: str) -> HeadendConfig:
     """``config`` with ``[http] listen`` replaced (``smx-headend run --listen``), checked as
     the file's value is: a valid address, and off loopback only with a token file."""
@@ -291,6 +396,13 @@ def parse_config(data: dict[str, Any], source: str) -> HeadendConfig:
     storage = _storage(top.table("storage"))
     completeness = _completeness(top.table("completeness"))
     http = _http(top.table("http"))
+    aggregation = _aggregation(top.table("aggregation"))
+    portfolios = _portfolios(top.get("portfolios", list, []), source)
+    opc_sec, security_sec = top.table("opcua"), top.table("security")
+    opcua = None if opc_sec is None else opcua_section(opc_sec, HEADEND_OPCUA)
+    if opcua is None and security_sec is not None:
+        raise ConfigError(f"{source}: security: only for the OPC UA server, which needs [opcua]")
+    security = security_section(security_sec)
     sites = []
     for n, raw in enumerate(top.get("sites", list, [])):
         sec = Section(source, f"sites[{n}]", raw)
@@ -302,6 +414,7 @@ def parse_config(data: dict[str, Any], source: str) -> HeadendConfig:
                 publisher=publisher,
                 name=sec.get("name", str, ""),
                 timezone=sec.get("timezone", str, DEFAULT_ZONE, _zone),
+                tags=tuple(str(t) for t in sec.get("tags", list, [], _tags)),
             )
         )
         sec.done()
@@ -312,7 +425,10 @@ def parse_config(data: dict[str, Any], source: str) -> HeadendConfig:
                 f"{source}: sites[{n}].publisher: expected a unique PublisherId, got duplicate {p!r}"
             )
     top.done()
-    return HeadendConfig(profile, broker, storage, tuple(sites), completeness, http, log_level, source)
+    return HeadendConfig(
+        profile, broker, storage, tuple(sites), completeness, http, log_level, source, aggregation,
+        portfolios, opcua, security,
+    )  # fmt: skip
 
 
 def load_config(path: Path) -> HeadendConfig:

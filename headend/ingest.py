@@ -24,7 +24,8 @@ whole with a :class:`Cause` (counted per publisher by the caller, never stopping
    head-end's clock (``bad-time``).
 
 What passes becomes :class:`~headend.storage.Sample` and :class:`~headend.storage.Event`
-rows (the live writer is not stored: its history is the minute records).
+rows, or for the live writer a :class:`LiveSeen` (not stored: its history is the minute
+records; the portfolios take it).
 """
 
 from __future__ import annotations
@@ -125,6 +126,17 @@ class Accepted:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveSeen:
+    """A live DataSetMessage's values: each field present (a delta frame has the changed
+    ones only), None where its status is not Good (a value nobody should add up)."""
+
+    publisher: str
+    meter: str
+    time: datetime
+    values: Mapping[str, float | None]
+
+
+@dataclass(frozen=True, slots=True)
 class StatusSeen:
     """A ``ua-status`` message (the Will included): the box's state."""
 
@@ -146,7 +158,7 @@ class MetadataSeen:
     metadata: DataSetMetaData
 
 
-Outcome = Accepted | Refused | StatusSeen | MetadataSeen
+Outcome = Accepted | Refused | StatusSeen | MetadataSeen | LiveSeen
 
 
 @dataclass(slots=True)
@@ -286,7 +298,7 @@ class Ingest:
             cause, detail = problem
             return [Refused(publisher, cause, f"{known.writer} at {d.timestamp.isoformat()}: {detail}")]
         if known.writer == Writer.LIVE:
-            return []  # not stored: the minute records are its history
+            return [LiveSeen(publisher, known.meter, d.timestamp, _good_values(payload))]
         if known.writer == Writer.EVENTS:
             event = Event(
                 publisher,
@@ -369,6 +381,16 @@ def _check_fields(payload: Mapping[str, Any], types: Mapping[str, BuiltInType]) 
     return None
 
 
+def _good_values(payload: Mapping[str, Any]) -> dict[str, float | None]:
+    """The live fields' numbers; None for a value whose status is not Good (or no number)."""
+    out: dict[str, float | None] = {}
+    for name, raw in payload.items():
+        value, status = (raw.value, raw.status) if isinstance(raw, FieldValue) else (raw, 0)
+        good = status & 0xC0000000 == 0 and isinstance(value, int | float) and not isinstance(value, bool)
+        out[name] = float(value) if good else None
+    return out
+
+
 def _publisher_of(topic: str) -> str:
     """The PublisherId level of a topic of any prefix, for counting foreign input."""
     parts = topic.split("/")
@@ -379,6 +401,7 @@ __all__: Sequence[str] = (
     "Accepted",
     "Cause",
     "Ingest",
+    "LiveSeen",
     "MetadataSeen",
     "Refused",
     "StatusSeen",

@@ -23,24 +23,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import ssl
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import aiomqtt
 
 from gateway.clock import Clock
 from gateway.pubsub import codec
-from gateway.uplink.link import Backoff, BrokerUrl, tls_context
+from gateway.uplink.link import Backoff, BrokerUrl
 from gateway.uplink.writers import WRITERS
+from headend.broker import keep_connected, mqtt_client
 from headend.completeness import PERIOD, ReplayPlanner, Request, completeness, day_bounds, runs
 from headend.config import HeadendConfig
-from headend.ingest import Accepted, Ingest, Refused, StatusSeen
-from headend.storage import Batch, Event, Repository, Sample, SiteState, StorageError
+from headend.ingest import Accepted, Ingest, LiveSeen, Refused, StatusSeen
+from headend.storage import Batch, Event, Repository, Sample, SiteState
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,15 @@ LOG_EVERY_S = 60.0
 STORED_WRITERS = tuple(str(w.name) for w in WRITERS if w.stream is not None)
 #: A site's last seen time is saved from its data at most this often (seconds).
 SEEN_EVERY_S = 5.0
+
+
+class SiteObserver(Protocol):
+    """What else wants the boxes' live values and states (the portfolios, issue 18): live
+    values this connection sees (those released when their metadata came), every status."""
+
+    def on_live(self, seen: LiveSeen) -> None: ...
+
+    def on_status(self, publisher: str, state: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -145,6 +154,7 @@ class Headend:
         #: Committed batches' (publisher, writer) -> Through, for the acknowledger, in order.
         self._acks: asyncio.Queue[dict[tuple[str, int], datetime]] = asyncio.Queue()
         self._backoff = Backoff(2.0, 60.0)
+        self.observers: list[SiteObserver] = []
         c = config.completeness
         self._planner = ReplayPlanner(
             timedelta(seconds=c.grace_s), timedelta(seconds=c.per_publisher_s), c.total_per_minute
@@ -152,42 +162,19 @@ class Headend:
 
     async def run(self) -> None:
         """Connect, ingest, reconnect; only cancellation ends it."""
-        while True:
-            try:
-                await self._session()
-            except* (aiomqtt.MqttError, OSError) as group:
-                log.warning(
-                    "head-end %s: broker %s: %s; reconnecting", self.name, self.url, group.exceptions[0]
-                )
-            except* StorageError as group:
-                # A failed write ends the session (its batch was never acknowledged: the
-                # boxes send it again); the database may be back by the next one.
-                log.warning("head-end %s: storage: %s; reconnecting", self.name, group.exceptions[0])
-            finally:
-                self.connected.clear()
-            await self.clock.sleep(self._backoff.next_delay())
-
-    def _tls(self) -> ssl.SSLContext | None:
-        b = self.config.broker
-        if not self.url.tls:
-            return None
-        return tls_context(b.ca, Path(b.certificate), Path(b.key))
+        await keep_connected(
+            f"head-end {self.name}",
+            self.url,
+            self._session,
+            self.connected.clear,
+            self.clock,
+            self._backoff,
+            log,
+        )
 
     async def _session(self) -> None:
         b = self.config.broker
-        tls = await asyncio.to_thread(self._tls)
-        client = aiomqtt.Client(
-            self.url.host,
-            self.url.port,
-            identifier=self.name,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            keepalive=b.keepalive_s,
-            tls_context=tls,
-            username=b.username or None,
-            password=b.password or None,
-            max_queued_incoming_messages=10_000,
-            timeout=float(b.keepalive_s),
-        )
+        client = await mqtt_client(b, self.url, self.name, 10_000)
         async with client:
             prefix = b.prefix
             await client.subscribe(f"{prefix}/json/metadata/#", qos=1)
@@ -227,6 +214,9 @@ class Headend:
                 self._refused(outcome)
             elif isinstance(outcome, StatusSeen):
                 await self._status(outcome, now)
+            elif isinstance(outcome, LiveSeen):
+                for observer in self.observers:
+                    observer.on_live(outcome)
 
     async def _status(self, seen: StatusSeen, now: datetime) -> None:
         """A box's status: its state, and from a cyclic report its backlog and messages/s."""
@@ -243,6 +233,8 @@ class Headend:
         if seen.state is codec.PubSubState.OPERATIONAL:
             # A retained report may be old (read at this instance's start): its own time.
             site.last_seen = now if seen.timestamp is None else min(seen.timestamp, now)
+        for observer in self.observers:
+            observer.on_status(seen.publisher, site.state)
         # Saved with the next batch (one statement for every box that reported meanwhile).
         self._dirty.add(seen.publisher)
         self._wake.set()

@@ -320,7 +320,14 @@ class Fleet:
         lines += ["[http]", f'listen = "{o.http}"']
         for gw in self.gateways:
             lines += ["[[sites]]", f'publisher = "{gw.publisher}"', f'name = "Simulated site {gw.seed}"',
-                      f'timezone = "{gw.zone}"']  # fmt: skip
+                      f'timezone = "{gw.zone}"', 'tags = ["fleet"]']  # fmt: skip
+        # One portfolio of every site: the fleet page's portfolio view has something to show.
+        lines += [
+            "[[portfolios]]",
+            'name = "fleet"',
+            'tags = ["fleet"]',
+            'description = "Every site of make fleet"',
+        ]
         path = o.var / "headend.toml"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return path

@@ -1,4 +1,5 @@
-"""Screenshots of the gateway's web page, at a desktop and a phone width.
+"""Screenshots of the gateway's web page, at a desktop and a phone width, and of the head-end's
+portfolio view.
 
 ``take_screenshots(web_url, out_dir)`` opens the page of a running gateway in headless Chromium
 (tests/support/browser.py), waits until the live values, the advice and the notified profile are shown
@@ -6,18 +7,24 @@ and writes ``web-desktop.png`` (1280 px wide) and ``web-phone.png`` (390 px at s
 780 px), both of the whole page. The web-page tests call it; run as a script, it starts the
 demo gateway of ``make run`` itself::
 
-    python tools/screenshots.py docs/screenshots
+    python tools/screenshots.py docs/screenshots [--only gateway|portfolio]
 
 The demo gateway runs in a temporary working directory (its archive goes there), on ports
 the OS picks. Before the shots it gets a notified profile for the running delivery day, in
 the shape of a daily load curve, and the two external values of the demo.
+
+``headend-portfolio.png`` is the fleet page's portfolio view (1280 px wide, the view's card)
+over a real portfolio service fed in-process with twelve households through an hour
+(tests/support/portfolio_fleet.py ``showcase``), on SQLite in the temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 import math
 import os
@@ -45,7 +52,9 @@ from gateway.config import GatewayConfig, demo_config, one_second_set  # noqa: E
 from gateway.obis import CATALOGUE, Refresh  # noqa: E402
 from gateway.security.users import Role, UserDb  # noqa: E402
 from gateway.simulator.physics import HouseholdModel  # noqa: E402
-from tests.support.browser import Chromium, Page, find_chromium  # noqa: E402
+from headend.storage.sqlite import SqliteRepository  # noqa: E402
+from tests.support import portfolio_fleet  # noqa: E402
+from tests.support.browser import Chromium, Page  # noqa: E402
 
 #: (file name, viewport width, height, mobile, device scale factor, whole page): the phone shows
 #: what fits its screen, the first cards (the whole page is six screens long).
@@ -72,16 +81,27 @@ READY = """
 """
 
 
+#: The head-end's portfolio view: (file name, viewport width, height).
+PORTFOLIO_SHOT = ("headend-portfolio.png", 1280, 1000)
+#: The portfolio view is ready: the chart holds the hour, the members' table and the advice are in.
+PORTFOLIO_READY = """
+(() => {
+  const view = document.querySelector("#portfolio-view");
+  const chart = document.querySelector("#pf-chart");
+  return !view.hidden && view.dataset.portfolio === "north" && chart.dataset.state === "drawn"
+    && Number(chart.dataset.points) > 600 && document.querySelectorAll("#pf-members tbody tr").length > 0
+    && document.querySelector("#pf-advice").dataset.state !== undefined;
+})()
+"""
+
+
 async def take_screenshots(web_url: str, out_dir: Path, *, browser: Chromium | None = None) -> list[Path]:
     """Write ``web-desktop.png`` and ``web-phone.png`` of the page at ``web_url`` into ``out_dir``;
     returns their paths. Uses ``browser`` if given, else launches (and stops) one of its own."""
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     async with contextlib.AsyncExitStack() as stack:
-        if browser is None:
-            executable = find_chromium()
-            if executable is None:
-                raise FileNotFoundError("chromium not installed (apt-get install chromium)")
-            browser = await stack.enter_async_context(Chromium.launch(executable))
+        if browser is None:  # one of its own (Chromium.launch finds it, or says it is not installed)
+            browser = await stack.enter_async_context(Chromium.launch())
         paths = []
         for name, width, height, mobile, scale, whole in SHOTS:
             page = await browser.new_page(width, height, mobile=mobile, device_scale_factor=scale)
@@ -98,6 +118,52 @@ async def _shoot(page: Page, web_url: str, path: Path, whole: bool) -> Path:
     if page.errors:
         raise RuntimeError(f"the page at {web_url} threw: {page.errors}")
     return await page.screenshot(path, full_page=whole)
+
+
+async def take_portfolio_screenshot(
+    fleet_url: str, out_dir: Path, *, browser: Chromium | None = None, portfolio: str = "north"
+) -> Path:
+    """Write ``headend-portfolio.png``: the portfolio view's card of the head-end's fleet page at
+    ``fleet_url``, showing ``portfolio``; returns its path."""
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
+    name, width, height = PORTFOLIO_SHOT
+    async with contextlib.AsyncExitStack() as stack:
+        if browser is None:  # one of its own (Chromium.launch finds it, or says it is not installed)
+            browser = await stack.enter_async_context(Chromium.launch())
+        page = await browser.new_page(width, height)
+        try:
+            await page.goto(f"{fleet_url}#portfolio={portfolio}")
+            await page.wait_for(PORTFOLIO_READY.replace('"north"', json.dumps(portfolio)), timeout=30)
+            if page.errors:
+                raise RuntimeError(f"the page at {fleet_url} threw: {page.errors}")
+            return await _element_shot(page, "#portfolio-view", out_dir / name)
+        finally:
+            await page.close()
+
+
+async def _element_shot(page: Page, selector: str, path: Path, margin: int = 8) -> Path:
+    """A PNG of the element (and ``margin`` px around it), scrolled into view first."""
+    x, y, w, h = await page.evaluate(
+        f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView();"
+        " const r = e.getBoundingClientRect();"
+        " return [r.left + scrollX, r.top + scrollY, r.width, r.height]; })()"
+    )
+    clip = {"x": max(0, x - margin), "y": max(0, y - margin), "width": w + 2 * margin,
+            "height": h + 2 * margin, "scale": 1}  # fmt: skip
+    result = await page.send("Page.captureScreenshot", {"format": "png", "clip": clip})
+    await asyncio.to_thread(path.write_bytes, base64.b64decode(result["data"]))
+    return path
+
+
+async def shoot_portfolio(out_dir: Path) -> Path:
+    """The showcase fleet's portfolio service on SQLite (in the working directory), served, shot."""
+    repo = SqliteRepository(Path(os.getcwd()) / "portfolio-showcase.sqlite")
+    await repo.open()
+    try:
+        async with portfolio_fleet.showcase(repo) as fed:
+            return await take_portfolio_screenshot(fed.server.url, out_dir)
+    finally:
+        await repo.close()
 
 
 # -- the demo gateway of the script ------------------------------------------------------------
@@ -216,22 +282,31 @@ async def shoot_demo(out_dir: Path) -> list[Path]:
         return await take_screenshots(gateway.web_url, out_dir)
 
 
-def main(out_dir: Path) -> list[Path]:
-    """`shoot_demo` in a temporary working directory (the demo's archive goes there)."""
+def main(out_dir: Path, which: str = "all") -> list[Path]:
+    """`shoot_demo` and `shoot_portfolio` (``which``: all, gateway or portfolio) in a temporary
+    working directory (the demo's archive and the showcase's database go there)."""
     out_dir = out_dir.resolve()
     start = Path.cwd()
+    written: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="smx-screenshots-") as work:
         os.chdir(work)
         try:
-            return asyncio.run(shoot_demo(out_dir))
+            if which in ("all", "gateway"):
+                written += asyncio.run(shoot_demo(out_dir))
+            if which in ("all", "portfolio"):
+                written.append(asyncio.run(shoot_portfolio(out_dir)))
+            return written
         finally:
             os.chdir(start)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir", type=Path, help="where to write web-desktop.png and web-phone.png")
+    parser.add_argument(
+        "out_dir", type=Path, help="where to write web-desktop.png, web-phone.png and headend-portfolio.png"
+    )
+    parser.add_argument("--only", choices=["all", "gateway", "portfolio"], default="all")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for written in main(args.out_dir):
+    for written in main(args.out_dir, args.only):
         print(f"wrote {written}")

@@ -41,6 +41,18 @@ IMPORT_POWER = Obis.parse("1-0:1.7.0")
 EXPORT_POWER = Obis.parse("1-0:2.7.0")
 
 
+def interpolate(t0: datetime, v0: float, t1: datetime, v1: float, at: datetime) -> float | None:
+    """A register's value at ``at`` from the reads ``(t0, v0)`` and ``(t1, v1)`` around it,
+    linearly; None when ``at`` is not between them or they are more than :data:`MAX_GAP`
+    apart. The value at a settlement period's start, as every market service takes it
+    (the gateway's per meter, the head-end's per portfolio member)."""
+    if not t0 <= at <= t1 or t1 - t0 > MAX_GAP:
+        return None
+    span = (t1 - t0).total_seconds()
+    share = 0.0 if span <= 0 else (at - t0).total_seconds() / span
+    return v0 + share * (v1 - v0)
+
+
 @dataclass(frozen=True, slots=True)
 class _Read:
     time: datetime
@@ -160,15 +172,8 @@ class MarketService:
         before = self._last_read
         if before is not None and read.time <= before.time:
             return
-        if (
-            self._at_start is None
-            and before is not None
-            and before.time <= period.start <= read.time
-            and read.time - before.time <= MAX_GAP
-        ):
-            span = (read.time - before.time).total_seconds()
-            share = 0.0 if span <= 0 else (period.start - before.time).total_seconds() / span
-            self._at_start = before.net_kwh + share * (read.net_kwh - before.net_kwh)
+        if self._at_start is None and before is not None:
+            self._at_start = interpolate(before.time, before.net_kwh, read.time, read.net_kwh, period.start)
         self._last_read = read
 
     def advice_at(self, at: datetime) -> Advice:

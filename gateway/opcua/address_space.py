@@ -44,9 +44,10 @@ from gateway.opcua.ids import (
     SMX_GATEWAY_TYPE,
     SMX_NAMESPACE,
 )
+from gateway.opcua.nodes import object_item, variable_item
+from gateway.opcua.units import eu_information
 from gateway.streams import EVENT_LOG, PROFILES, StreamId, value_stream
 from gateway.streams import stream as stream_of
-from gateway.units import UNECE_NAMESPACE, UNITS
 from gateway.uplink.status import UplinkStatus
 
 NODESET = Path(__file__).resolve().parents[2] / "nodesets" / "smx.xml"
@@ -86,21 +87,6 @@ IDENTITY = {
     "FirmwareVersion": "firmware",
     "Protocol": "protocol",
 }
-
-
-def eu_information(unit_text: str) -> ua.EUInformation:
-    """EngineeringUnits: the UNECE unit if there is one, else the text with UnitId -1
-    (OPC 10000-8 §5.6.3; a price in EUR/MWh has no UNECE code)."""
-    unit = UNITS.get(unit_text)
-    if unit is None:
-        text = ua.LocalizedText(unit_text)
-        return ua.EUInformation(NamespaceUri=UNECE_NAMESPACE, UnitId=-1, DisplayName=text, Description=text)
-    return ua.EUInformation(
-        NamespaceUri=UNECE_NAMESPACE,
-        UnitId=unit.unit_id,
-        DisplayName=ua.LocalizedText(unit.display),
-        Description=ua.LocalizedText(unit.description),
-    )
 
 
 @dataclass(slots=True)
@@ -281,64 +267,16 @@ class AddressSpace:
         )
 
     def _object(self, parent: ua.NodeId, node_id: ua.NodeId, name: str, type_id: int) -> ua.AddNodesItem:
-        item = ua.AddNodesItem()
-        item.RequestedNewNodeId = node_id
-        item.BrowseName = ua.QualifiedName(name, self.ns)
-        item.NodeClass = ua.NodeClass.Object
-        item.ParentNodeId = parent
-        item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasComponent)
-        item.TypeDefinition = ua.NodeId(type_id, self.ns)
-        attrs = ua.ObjectAttributes()
-        attrs.DisplayName = ua.LocalizedText(name)
-        item.NodeAttributes = attrs
-        return item
-
-    def variable_item(
-        self,
-        parent: ua.NodeId,
-        node_id: ua.NodeId,
-        name: str,
-        value: ua.Variant,
-        *,
-        data_type: int,
-        type_def: ua.NodeId,
-        prop: bool = False,
-        display: str | None = None,
-        description: str = "",
-        historizing: bool = False,
-        writable: bool = False,
-    ) -> ua.AddNodesItem:
-        item = ua.AddNodesItem()
-        item.RequestedNewNodeId = node_id
-        item.BrowseName = ua.QualifiedName(name, self.ns if not prop or name not in _STANDARD_PROPS else 0)
-        item.NodeClass = ua.NodeClass.Variable
-        item.ParentNodeId = parent
-        item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasProperty if prop else ua.ObjectIds.HasComponent)
-        item.TypeDefinition = type_def
-        attrs = ua.VariableAttributes()
-        attrs.DisplayName = ua.LocalizedText(display or name)
-        attrs.Description = ua.LocalizedText(description or display or name)
-        attrs.DataType = ua.NodeId(data_type)
-        attrs.Value = value
-        attrs.ValueRank = ua.ValueRank.Scalar
-        access = ua.AccessLevel.CurrentRead.mask
-        if historizing:
-            access |= ua.AccessLevel.HistoryRead.mask
-        if writable:
-            access |= ua.AccessLevel.CurrentWrite.mask
-        attrs.AccessLevel = access
-        attrs.UserAccessLevel = access
-        attrs.Historizing = historizing
-        item.NodeAttributes = attrs
-        return item
+        return object_item(parent, node_id, name, self.ns, ua.NodeId(type_id, self.ns))
 
     def _obis_variable(
         self, parent: ua.NodeId, node_id: ua.NodeId, info: ObisInfo, *, historizing: bool, refresh: bool
     ) -> list[ua.AddNodesItem]:
-        value = self.variable_item(
+        value = variable_item(
             parent,
             node_id,
             info.browse_name,
+            self.ns,
             ua.Variant(),
             data_type=ua.ObjectIds.Double,
             type_def=ua.NodeId(OBIS_VALUE_TYPE, self.ns),
@@ -357,10 +295,11 @@ class AddressSpace:
             properties.append(("RefreshPeriod", ua.Variant(), ua.ObjectIds.Double, text))
         prop_type = ua.NodeId(ua.ObjectIds.PropertyType)
         return [value] + [
-            self.variable_item(
+            variable_item(
                 node_id,
                 self.nid(f"{node_id.Identifier}.{name}"),
                 name,
+                self.ns,
                 variant,
                 data_type=data_type,
                 type_def=prop_type,
@@ -374,10 +313,11 @@ class AddressSpace:
         self, parent: ua.NodeId, prefix: str, spec: Sequence[tuple[str, ua.VariantType]]
     ) -> list[ua.AddNodesItem]:
         return [
-            self.variable_item(
+            variable_item(
                 parent,
                 self.nid(f"{prefix}.{name}"),
                 name,
+                self.ns,
                 ua.Variant(),
                 data_type=_DATA_TYPE[vtype],
                 type_def=ua.NodeId(ua.ObjectIds.BaseDataVariableType),
@@ -419,10 +359,11 @@ class AddressSpace:
         self, parent: ua.NodeId, prefix: str, fields: Sequence[Field]
     ) -> list[ua.AddNodesItem]:
         return [
-            self.variable_item(
+            variable_item(
                 parent,
                 self.nid(f"{prefix}.{f.name}"),
                 f.name,
+                self.ns,
                 ua.Variant(),
                 data_type=_DATA_TYPE[_VARIANT[f.data_type]],
                 type_def=ua.NodeId(ua.ObjectIds.BaseDataVariableType),
@@ -560,8 +501,6 @@ class AddressSpace:
     async def _write(self, node_id: ua.NodeId, dv: ua.DataValue) -> None:
         await self.server.write_attribute_value(node_id, dv)
 
-
-_STANDARD_PROPS = {"EngineeringUnits", "EURange"}  # standard BrowseNames live in namespace 0
 
 _DATA_TYPE = {
     ua.VariantType.String: ua.ObjectIds.String,

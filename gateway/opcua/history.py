@@ -21,25 +21,31 @@ import hashlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from asyncua import Server, ua
 from asyncua.common.events import Event, get_event_obj_from_type_node
-from asyncua.server.history import HistoryManager, HistoryStorageInterface
+from asyncua.server.history import HistoryManager
 
 from gateway.archive import aggregates, query
 from gateway.archive.aggregates import Config, Result
 from gateway.archive.query import PAGE_LIMIT, ArchivedEvent, ArchiveQueries, Refusal, SeriesKey, Span
 from gateway.events import describe
 from gateway.opcua.history_codec import history_data, to_data_value
+from gateway.opcua.history_read import (
+    HistoryFault,
+    ReadOnlyHistory,
+    fault,
+    no_updates,
+    request_time,
+    write_capabilities,
+)
 
 log = logging.getLogger(__name__)
 
 #: Pages read ahead and kept for the continuation point that asks for them.
 READ_AHEAD = 8
-#: Times at or before this are "not specified" (the OPC UA DateTime minimum is 1601-01-01).
-_UNSPECIFIED = datetime(1601, 1, 2, tzinfo=UTC)
 #: The status of each refusal of the archive's queries (OPC 10000-11 §6.3, 10000-4 §7.39).
 REFUSALS: dict[Refusal, int] = {
     Refusal.NO_HISTORY: ua.StatusCodes.BadHistoryOperationUnsupported,
@@ -63,31 +69,16 @@ class EventSource:
     event_type: ua.NodeId
 
 
-class HistoryFault(Exception):
-    """A HistoryRead that must be answered with ``status`` (and no data)."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(ua.StatusCode(status).name)
-        self.status = status
-
-
-def _time(t: datetime | None) -> datetime | None:
-    """A request time in UTC, or None when the client left it unspecified."""
-    if t is None:
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)  # OPC UA DateTime is UTC by definition
-    return None if t <= _UNSPECIFIED else t.astimezone(UTC)
-
-
 def _config(given: ua.AggregateConfiguration | None) -> Config:
     if given is None or given.UseServerCapabilitiesDefaults:
         return Config()
     return Config(percent_good=given.PercentDataGood, percent_bad=given.PercentDataBad)
 
 
-class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua is untyped for mypy
+class ArchiveHistory(ReadOnlyHistory):
     """The historized nodes and event sources: which archived series each one is."""
+
+    WRITER = "SMX history is written by the archive recorder"
 
     def __init__(self, queries: ArchiveQueries) -> None:
         super().__init__(queries.page_limit)
@@ -104,19 +95,6 @@ class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua 
             prototype = await get_event_obj_from_type_node(server.get_node(es.event_type))
             self._event_class[es.event_type] = type(prototype)
         self.event_sources[source] = es
-
-    # The interface's recording side is unused: the archive is written by the recorder.
-    async def init(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def new_historized_node(self, node_id: ua.NodeId, period: timedelta | None, count: int = 0) -> None:
-        raise NotImplementedError("SMX history is written by the archive recorder")
-
-    async def save_node_value(self, node_id: ua.NodeId, datavalue: ua.DataValue) -> None:
-        raise NotImplementedError("SMX history is written by the archive recorder")
 
     async def read_node_history(
         self, node_id: ua.NodeId, start: datetime | None, end: datetime | None, nb_values: int
@@ -137,7 +115,7 @@ class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua 
     def read_raw(
         self, node_id: ua.NodeId, details: ua.ReadRawModifiedDetails, point: bytes | None
     ) -> tuple[list[Result], bytes | None]:
-        span = Span(_time(details.StartTime), _time(details.EndTime), details.NumValuesPerNode)
+        span = Span(request_time(details.StartTime), request_time(details.EndTime), details.NumValuesPerNode)
         raw = query.RawQuery(self._series(node_id), span, bounds=bool(details.ReturnBounds))
         page = _answer(self.queries.raw, raw, point)
         return page.values, page.cursor
@@ -153,7 +131,7 @@ class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua 
         name = AGGREGATE_NODES.get(aggregate.Identifier) if aggregate.NamespaceIndex == 0 else None
         if name is None:
             raise HistoryFault(ua.StatusCodes.BadAggregateNotSupported)
-        start, end = _time(details.StartTime), _time(details.EndTime)
+        start, end = request_time(details.StartTime), request_time(details.EndTime)
         if start is None or end is None:
             raise HistoryFault(ua.StatusCodes.BadHistoryOperationInvalid)
         if details.ProcessingInterval < 0:
@@ -169,7 +147,7 @@ class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua 
         self, node_id: ua.NodeId, details: ua.ReadAtTimeDetails, point: bytes | None
     ) -> tuple[list[Result], bytes | None]:
         series = self._series(node_id)
-        times = [_time(t) for t in details.ReqTimes]
+        times = [request_time(t) for t in details.ReqTimes]
         if not times or any(t is None for t in times):
             raise HistoryFault(ua.StatusCodes.BadHistoryOperationInvalid)
         at_time = query.AtTimeQuery(series, tuple(t for t in times if t is not None))
@@ -183,7 +161,7 @@ class ArchiveHistory(HistoryStorageInterface):  # type: ignore[misc]  # asyncua 
         if es is None:
             raise HistoryFault(ua.StatusCodes.BadHistoryOperationUnsupported)
         select = list(details.Filter.SelectClauses) if details.Filter is not None else []
-        span = Span(_time(details.StartTime), _time(details.EndTime), details.NumValuesPerNode)
+        span = Span(request_time(details.StartTime), request_time(details.EndTime), details.NumValuesPerNode)
         page = _answer(self.queries.events, query.EventQuery(es.meter_id, span, context=repr(select)), point)
         event_class = self._event_class[es.event_type]
         fields = [
@@ -239,16 +217,16 @@ class ArchiveHistoryManager(HistoryManager):  # type: ignore[misc]  # asyncua is
         if params.TimestampsToReturn not in (
             ua.TimestampsToReturn.Source, ua.TimestampsToReturn.Server, ua.TimestampsToReturn.Both,
         ):  # fmt: skip
-            return [_fault(ua.StatusCodes.BadTimestampsToReturnInvalid) for _ in nodes]
+            return [fault(ua.StatusCodes.BadTimestampsToReturnInvalid) for _ in nodes]
         # The archive keeps one time per record, the meter's: there is no server time
         # stamp to return (ServerTimestampSupported is false), so "Both" gets the source
         # stamp, and "Server" alone is refused (OPC 10000-11 §6.3, BadTimestampNotSupported).
         if params.TimestampsToReturn == ua.TimestampsToReturn.Server and not isinstance(
             details, ua.ReadEventDetails
         ):
-            return [_fault(ua.StatusCodes.BadTimestampNotSupported) for _ in nodes]
+            return [fault(ua.StatusCodes.BadTimestampNotSupported) for _ in nodes]
         if isinstance(details, ua.ReadProcessedDetails) and len(details.AggregateType) != len(nodes):
-            return [_fault(ua.StatusCodes.BadAggregateListMismatch) for _ in nodes]
+            return [fault(ua.StatusCodes.BadAggregateListMismatch) for _ in nodes]
         results = []
         for n, rv in enumerate(nodes):
             if params.ReleaseContinuationPoints:
@@ -259,8 +237,8 @@ class ArchiveHistoryManager(HistoryManager):  # type: ignore[misc]  # asyncua is
                 continue
             try:
                 result = await self._page(details, rv, n)
-            except HistoryFault as fault:
-                results.append(_fault(fault.status))
+            except HistoryFault as refusal:
+                results.append(fault(refusal.status))
                 continue
             results.append(result)
             if result.ContinuationPoint:
@@ -323,10 +301,7 @@ class ArchiveHistoryManager(HistoryManager):  # type: ignore[misc]  # asyncua is
 
     def update_history(self, params: ua.HistoryUpdateParameters) -> list[ua.HistoryUpdateResult]:
         # The archive is the meter's record: no client rewrites it.
-        return [
-            ua.HistoryUpdateResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadHistoryOperationUnsupported))
-            for _ in params.HistoryUpdateDetails
-        ]
+        return no_updates(params)
 
 
 def _ahead_key(details: Any, rv: ua.HistoryReadValueId, n: int) -> tuple[str, str, int, bytes]:
@@ -337,10 +312,6 @@ def _ahead_key(details: Any, rv: ua.HistoryReadValueId, n: int) -> tuple[str, st
 def _unread_fault_is_no_error(future: asyncio.Future[ua.HistoryReadResult]) -> None:
     if not future.cancelled():
         future.exception()  # a page never asked for may fail unseen (mark it retrieved)
-
-
-def _fault(status: int) -> ua.HistoryReadResult:
-    return ua.HistoryReadResult(StatusCode=ua.StatusCode(status))
 
 
 #: HistoryServerCapabilities (OPC 10000-11 §5.4.2) as the SMX fills them in.
@@ -367,10 +338,7 @@ async def install(server: Server, storage: ArchiveHistory) -> ArchiveHistoryMana
     """Make ``storage`` answer the server's HistoryRead and announce what it can do."""
     manager = ArchiveHistoryManager(server.iserver, storage)
     server.iserver.history_manager = manager
-    for name, (value, vtype) in CAPABILITIES.items():
-        node_id = getattr(ua.ObjectIds, f"HistoryServerCapabilities_{name}", None)
-        if node_id is not None:
-            await server.get_node(ua.NodeId(node_id)).write_value(ua.Variant(value, vtype))
+    await write_capabilities(server, CAPABILITIES)
     refs = []
     for folder in (ua.ObjectIds.HistoryServerCapabilities_AggregateFunctions,
                    ua.ObjectIds.Server_ServerCapabilities_AggregateFunctions):  # fmt: skip

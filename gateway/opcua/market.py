@@ -24,9 +24,8 @@ the same rules as a REST PUT; a refused write answers BadTypeMismatch or BadOutO
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from asyncua import Server, ua
@@ -38,68 +37,38 @@ from gateway.errors import ArchiveError, MarketInputError
 from gateway.market.advice import Advice
 from gateway.market.desk import MarketDesk
 from gateway.market.external import ExternalData, ExternalState, ExternalValue
-from gateway.market.periods import parse_day
 from gateway.market.profiles import NotifiedProfile
 from gateway.meter.model import Snapshot
-from gateway.opcua.address_space import AddressSpace, eu_information
+from gateway.opcua.address_space import AddressSpace
 from gateway.opcua.guard import SessionUser, caller
 from gateway.opcua.ids import EXTERNAL_VALUE_TYPE, MARKET_SERVICES_TYPE
-from gateway.opcua.methods import ArgumentError, count, for_role, refused, scalar
+from gateway.opcua.methods import (
+    ADVICE_FIELDS,
+    NUMBERS,
+    REGISTER_ARGUMENTS,
+    ArgumentError,
+    advice_outputs,
+    advice_values,
+    count,
+    day_argument,
+    for_role,
+    from_market_error,
+    profile_outputs,
+    refused,
+    register_arguments,
+    register_outputs,
+    time_argument,
+    unavailable,
+)
+from gateway.opcua.nodes import variable_item
+from gateway.opcua.units import eu_information
 from gateway.security.users import Role
 
 log = logging.getLogger(__name__)
 
 
-#: The live advice variables and the ComputeAdvice outputs, in the NodeSet's order:
-#: name, variant type, unit, how to take it from an Advice.
-ADVICE_FIELDS: tuple[tuple[str, ua.VariantType, str, Callable[[Advice], Any]], ...] = (
-    ("State", ua.VariantType.String, "", lambda a: a.state.value),
-    ("Recommendation", ua.VariantType.String, "", lambda a: a.text),
-    ("PeriodStart", ua.VariantType.DateTime, "", lambda a: a.period.start),
-    ("PeriodEnd", ua.VariantType.DateTime, "", lambda a: a.period.end),
-    ("NotifiedEnergy", ua.VariantType.Double, "kWh", lambda a: a.notified_kwh),
-    ("MeasuredEnergy", ua.VariantType.Double, "kWh", lambda a: a.measured_kwh),
-    ("RemainingTime", ua.VariantType.Double, "s", lambda a: a.remaining_s),
-    ("RequiredPower", ua.VariantType.Double, "kW", lambda a: a.required_kw),
-    ("CurrentPower", ua.VariantType.Double, "kW", lambda a: a.current_kw),
-    ("ProjectedImbalance", ua.VariantType.Double, "kWh", lambda a: a.projected_imbalance_kwh),
-    ("CorrectionPower", ua.VariantType.Double, "kW", lambda a: a.correction_kw),
-)
-REGISTER_ARGUMENTS = ("day", "values", "unit", "replace")
-#: Numeric variant types a client may send the profile's values as.
-_NUMBERS = frozenset(
-    {
-        ua.VariantType.Double, ua.VariantType.Float, ua.VariantType.SByte, ua.VariantType.Byte,
-        ua.VariantType.Int16, ua.VariantType.UInt16, ua.VariantType.Int32, ua.VariantType.UInt32,
-        ua.VariantType.Int64, ua.VariantType.UInt64,
-    }
-)  # fmt: skip
-#: DateTime values a client sends for "no time": null, or OPC UA's minimum (1601-01-01).
-_NO_TIME_BEFORE = datetime(1602, 1, 1, tzinfo=UTC)
-
-
 #: The least role that may call each method (DESIGN §8); anonymous sessions call none.
 METHOD_ROLES = {"RegisterProfile": Role.OPERATOR, "ComputeAdvice": Role.VIEWER, "ReadProfile": Role.VIEWER}
-
-
-def _from_market_error(err: MarketInputError, fields: Sequence[str]) -> ArgumentError:
-    index = fields.index(err.field) if err.field in fields else 0
-    if err.out_of_range:
-        return ArgumentError(index, ua.StatusCodes.BadOutOfRange, str(err))
-    return ArgumentError(index, ua.StatusCodes.BadInvalidArgument, str(err))
-
-
-def _day(args: Sequence[ua.Variant], index: int) -> date:
-    text = scalar(args, index, ua.VariantType.String, "Day")
-    try:
-        return parse_day(text)
-    except MarketInputError as err:
-        raise ArgumentError(index, ua.StatusCodes.BadInvalidArgument, str(err)) from None
-
-
-def _advice_variant(vtype: ua.VariantType, value: Any) -> ua.Variant:
-    """A ComputeAdvice output: a quantity the state does not have is NaN (outputs have no status)."""
-    return ua.Variant(math.nan if value is None else value, vtype)
 
 
 class MarketNodes:
@@ -158,25 +127,26 @@ class MarketNodes:
             prop = ua.NodeId(ua.ObjectIds.PropertyType)
             key = f"SMX.ExternalData.{name}"
             items = [
-                space.variable_item(
-                    folder.nodeid, nid, name, ua.Variant(), data_type=ua.ObjectIds.Double,
+                variable_item(
+                    folder.nodeid, nid, name, space.ns, ua.Variant(), data_type=ua.ObjectIds.Double,
                     type_def=ua.NodeId(EXTERNAL_VALUE_TYPE, space.ns), description=config.description or name,
                     writable=True,
                 ),
-                space.variable_item(
-                    nid, space.nid(f"{key}.EngineeringUnits"), "EngineeringUnits",
+                variable_item(
+                    nid, space.nid(f"{key}.EngineeringUnits"), "EngineeringUnits", space.ns,
                     ua.Variant(eu_information(config.unit)), data_type=ua.ObjectIds.EUInformation,
                     type_def=prop, prop=True,
                 ),
-                space.variable_item(
-                    nid, space.nid(f"{key}.FreshFor"), "FreshFor",
+                variable_item(
+                    nid, space.nid(f"{key}.FreshFor"), "FreshFor", space.ns,
                     ua.Variant(config.fresh_s, ua.VariantType.Double), data_type=ua.ObjectIds.Double,
                     type_def=prop, prop=True,
                     description="Seconds a value stays fresh after its time.",
                 ),
-                space.variable_item(
-                    nid, space.nid(f"{key}.Origin"), "Origin", ua.Variant("", ua.VariantType.String),
-                    data_type=ua.ObjectIds.String, type_def=prop, prop=True,
+                variable_item(
+                    nid, space.nid(f"{key}.Origin"), "Origin", space.ns,
+                    ua.Variant("", ua.VariantType.String), data_type=ua.ObjectIds.String, type_def=prop,
+                    prop=True,
                     description="Where the value came from: rest, opcua or the source.",
                 ),
             ]  # fmt: skip
@@ -199,15 +169,7 @@ class MarketNodes:
         await self.write_advice(snapshot.meter_id, advice)
 
     async def write_advice(self, meter_id: str, advice: Advice) -> None:
-        now = self.clock.now()
-        for name, vtype, _unit, take in ADVICE_FIELDS:
-            value = take(advice)
-            if value is None:
-                dv = ua.DataValue(
-                    ua.Variant(), StatusCode=_NO_DATA, SourceTimestamp=advice.at, ServerTimestamp=now
-                )
-            else:
-                dv = ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=advice.at, ServerTimestamp=now)
+        for name, dv in advice_values(advice, self.clock.now()):
             await self.server.write_attribute_value(self.space.nid(f"{meter_id}.Market.{name}"), dv)
 
     async def write_days(self, meter_id: str, days: Sequence[date]) -> None:
@@ -258,7 +220,7 @@ class MarketNodes:
         if name is None:
             return None
         variant = dv.Value
-        if variant is None or variant.VariantType not in _NUMBERS or isinstance(variant.Value, list):
+        if variant is None or variant.VariantType not in NUMBERS or isinstance(variant.Value, list):
             return ua.StatusCode(ua.StatusCodes.BadTypeMismatch)
         now = self.clock.now()
         try:
@@ -281,34 +243,18 @@ class MarketNodes:
     async def _register(self, parent: ua.NodeId, *args: ua.Variant) -> ua.CallMethodResult | list[ua.Variant]:
         try:
             meter_id = self._meter(parent)
-            count(args, 4)
-            day = _day(args, 0)
-            values_arg = args[1]
-            if values_arg.VariantType not in _NUMBERS or not isinstance(values_arg.Value, list):
-                got = values_arg.VariantType.name + ("[]" if isinstance(values_arg.Value, list) else "")
-                raise ArgumentError(
-                    1, ua.StatusCodes.BadTypeMismatch, f"Values: expected an array of Double, got {got}"
-                )
-            unit = scalar(args, 2, ua.VariantType.String, "Unit")
-            replace = scalar(args, 3, ua.VariantType.Boolean, "Replace")
+            day, values, unit, replace = register_arguments(args)
             try:
-                profile, _replaced = await self.desk.register(
-                    meter_id, day, list(values_arg.Value), unit, replace=replace
-                )
+                profile, _replaced = await self.desk.register(meter_id, day, values, unit, replace=replace)
             except MarketInputError as err:
-                raise _from_market_error(err, REGISTER_ARGUMENTS) from err
+                raise from_market_error(err, REGISTER_ARGUMENTS) from err
             except ArchiveError as err:
-                raise ArgumentError(
-                    -1, ua.StatusCodes.BadResourceUnavailable, str(err), ua.StatusCodes.BadResourceUnavailable
-                ) from err
+                raise unavailable(err) from err
         except ArgumentError as err:
             log.info("RegisterProfile by %s refused: %s", caller(), err)
             return refused(err, len(args))
         log.info("RegisterProfile by %s: %s %s, %d periods", caller(), meter_id, day, len(profile.energy_kwh))
-        return [
-            ua.Variant(len(profile.energy_kwh), ua.VariantType.UInt32),
-            ua.Variant(sum(profile.energy_kwh), ua.VariantType.Double),
-        ]
+        return register_outputs(profile)
 
     async def _compute_advice(
         self, parent: ua.NodeId, *args: ua.Variant
@@ -316,23 +262,14 @@ class MarketNodes:
         try:
             meter_id = self._meter(parent)
             count(args, 1)
-            if args[0].VariantType not in (ua.VariantType.DateTime, ua.VariantType.Null):
-                raise ArgumentError(
-                    0,
-                    ua.StatusCodes.BadTypeMismatch,
-                    f"Time: expected a DateTime, got {args[0].VariantType.name}",
-                )
-            at = args[0].Value
-            if at is not None and at.tzinfo is None:
-                at = at.replace(tzinfo=UTC)  # asyncua decodes UtcTime naive
-            moment = None if at is None or at < _NO_TIME_BEFORE else at
+            moment = time_argument(args, 0)
             try:
                 advice = await self.desk.advice_at(meter_id, moment)
             except MarketInputError as err:
-                raise _from_market_error(err, ("time",)) from err
+                raise from_market_error(err, ("time",)) from err
         except ArgumentError as err:
             return refused(err, len(args))
-        return [_advice_variant(vtype, take(advice)) for _name, vtype, _unit, take in ADVICE_FIELDS]
+        return advice_outputs(advice)
 
     async def _read_profile(
         self, parent: ua.NodeId, *args: ua.Variant
@@ -340,29 +277,21 @@ class MarketNodes:
         try:
             meter_id = self._meter(parent)
             count(args, 1)
-            day = _day(args, 0)
+            day = day_argument(args, 0)
             try:
                 profile = await self.desk.load(meter_id, day)
             except ArchiveError as err:
-                raise ArgumentError(
-                    -1, ua.StatusCodes.BadResourceUnavailable, str(err), ua.StatusCodes.BadResourceUnavailable
-                ) from err
+                raise unavailable(err) from err
             if profile is None:
                 raise ArgumentError(
                     0, ua.StatusCodes.BadNoData, f"no profile notified for {day}", ua.StatusCodes.BadNoData
                 )
         except ArgumentError as err:
             return refused(err, len(args))
-        starts = [p.start for p in self.desk.calendar.periods(day)]
-        return [
-            ua.Variant(starts, ua.VariantType.DateTime, is_array=True),
-            ua.Variant(list(profile.energy_kwh), ua.VariantType.Double, is_array=True),
-        ]
+        return profile_outputs([p.start for p in self.desk.calendar.periods(day)], profile)
 
 
 _WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
-#: An advice quantity the state does not have (no notification, no measurement): not a zero.
-_NO_DATA = ua.StatusCode(ua.StatusCodes.BadNoData)
 
 
 #: asyncua's own default for writes without a session (the server itself).

@@ -140,8 +140,11 @@ async def load_own_certificate(
     server.iserver.private_key = key
 
 
-async def build_server(opcua: OpcUaConfig, security: SecurityConfig, users: UserDirectory) -> SmxServer:
-    """Create and initialise (not start) the OPC UA server."""
+async def build_server(
+    opcua: OpcUaConfig, security: SecurityConfig, users: UserDirectory, *, product_name: str = PRODUCT_NAME
+) -> SmxServer:
+    """Create and initialise (not start) the OPC UA server (``product_name``: its BuildInfo's;
+    the head-end's portfolio server is built here too)."""
     types = policy_types(security)
     offered = set()
     for t in types:
@@ -161,7 +164,7 @@ async def build_server(opcua: OpcUaConfig, security: SecurityConfig, users: User
     server.application_type = ua.ApplicationType.Server
     await server.set_application_uri(opcua.application_uri)
     await server.set_build_info(
-        PRODUCT_URI, MANUFACTURER, PRODUCT_NAME, __version__, __version__, datetime(2026, 11, 26, tzinfo=UTC)
+        PRODUCT_URI, MANUFACTURER, product_name, __version__, __version__, datetime(2026, 11, 26, tzinfo=UTC)
     )
     await load_own_certificate(server, pki, opcua, security)
     server.set_security_policy(types, permission_ruleset=RoleRuleset())

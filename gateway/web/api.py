@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import math
 import os
 import re
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -43,6 +42,16 @@ from gateway.clock import Clock
 from gateway.config import GatewayConfig
 from gateway.errors import ArchiveError, GatewayError, MarketInputError
 from gateway.events import describe
+from gateway.httpjson import ApiError, json_errors, parse_time, private_headers, query_int
+from gateway.jsonbody import (
+    MAX_BODY,
+    PROFILE_KEYS,
+    PROFILE_REQUIRED,
+    BodyError,
+    Types,
+    json_object,
+    too_large,
+)
 from gateway.market.advice import Advice
 from gateway.market.desk import MarketDesk
 from gateway.market.external import ExternalData
@@ -56,13 +65,11 @@ from gateway.uplink.status import UplinkStatus
 from gateway.web import views
 from gateway.web.live import LiveHub, encode_event
 from gateway.web.openapi import AGGREGATE_NAMES, document
-from gateway.web.sessions import Denied, WebSessions, WebUser
+from gateway.web.sessions import WebSessions, WebUser
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-#: Largest request body: a 100-period profile is ~2 KB of JSON.
-MAX_BODY = 64 * 1024
 #: The API's aggregate names -> those of OPC 10000-13 ("delta_bounds" -> "DeltaBounds").
 AGGREGATES = {name: name.title().replace("_", "") for name in AGGREGATE_NAMES}
 NO_ARCHIVE = "no archive is configured ([archive] path is empty)"
@@ -78,95 +85,31 @@ _REFUSALS = {
 USER: web.RequestKey[WebUser | None] = web.RequestKey("user")
 
 
-class ApiError(Exception):
-    """An answer with a 4xx status and a JSON error body."""
-
-    def __init__(self, status: int, message: str, field: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.field = field
-
-
-def error_body(status: int, message: str, field: str = "") -> dict[str, Any]:
-    body: dict[str, Any] = {"status": status, "error": message}
-    if field:
-        body["field"] = field
-    return body
-
-
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=views.dumps)
 
 
-@web.middleware
-async def _errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as err:
-        return _json(error_body(err.status, str(err), err.field), err.status)
-    except Denied as err:
-        response = _json(error_body(err.status, str(err)), err.status)
-        if err.status == 401:
-            response.headers["WWW-Authenticate"] = 'SMX-Login realm="SMX gateway"'
-        return response
-    except web.HTTPException as err:
-        if err.status < 400:
-            raise
-        reason = err.text if err.text and not err.text.startswith(str(err.status)) else err.reason
-        if err.status == 413:
-            reason = f"request body too large (at most {MAX_BODY} bytes)"
-        return _json(error_body(err.status, reason), err.status)
-    except ArchiveError as err:
-        log.error("%s %s: %s", request.method, request.path, err)
-        return _json(error_body(503, str(err)), 503)
-    except Exception as err:
-        # Our bug: still a JSON answer, and the traceback in the log.
-        log.exception("%s %s failed", request.method, request.path)
-        return _json(error_body(500, f"internal error: {type(err).__name__}"), 500)
+def _reason(request: web.Request, err: web.HTTPException) -> str:
+    """What an HTTP error of aiohttp's says: its text if it has its own, else its reason."""
+    if err.status == 413:
+        return too_large(MAX_BODY)
+    return err.text if err.text and not err.text.startswith(str(err.status)) else err.reason
 
 
-async def _private_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Answers about a meter are nobody's cache entry; no content sniffing, no framing."""
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
-    if request.path.startswith("/api/"):
-        response.headers.setdefault("Cache-Control", "no-store")
+#: Every error as JSON (the access middleware's refusals, Denied, are ApiErrors).
+_errors = json_errors(views.dumps, log, reason=_reason, unavailable=ArchiveError)
 
 
 # -- request parsing ---------------------------------------------------------------------
 
 
 def _time(text: str, name: str) -> datetime:
-    # A '+' in a URL query is a space: "+01:00" arrives as " 01:00" unless written %2B01:00.
-    hint = " (write a '+' in a query as %2B)" if " " in text else ""
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise ApiError(
-            400, f"{name}: expected an ISO 8601 time like 2026-11-26T14:00:00Z, got {text!r}{hint}", name
-        ) from None
-    if t.tzinfo is None:
-        raise ApiError(400, f"{name}: the time must say its offset (Z or +01:00), got {text!r}", name)
-    try:
-        return t.astimezone(UTC)
-    except OverflowError:
-        raise ApiError(400, f"{name}: {text!r} is out of range", name) from None
+    return parse_time(text, name, "2026-11-26T14:00:00Z")
 
 
 def _query_time(request: web.Request, name: str, default: datetime | None = None) -> datetime | None:
     text = request.query.get(name)
     return default if text is None else _time(text, name)
-
-
-def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    text = request.query.get(name)
-    if text is None:
-        return default
-    if not re.fullmatch(r"[0-9]{1,9}", text) or not low <= int(text) <= high:
-        raise ApiError(400, f"{name}: expected an integer {low}..{high}, got {text!r}", name)
-    return int(text)
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -200,42 +143,15 @@ def _day(text: str) -> date:
         raise ApiError(400, str(err), "day") from None
 
 
-async def _body(request: web.Request, allowed: dict[str, str], required: tuple[str, ...]) -> dict[str, Any]:
-    """The request's JSON object, its keys and their JSON types (``allowed``: key -> type)
-    checked; NaN/Infinity literals come through as numbers so the market's validation
-    names the period that holds them."""
-    if request.content_type != "application/json":
-        raise ApiError(415, f"expected Content-Type application/json, got {request.content_type or 'none'}")
-    raw = await request.read()
+async def _body(
+    request: web.Request, allowed: Mapping[str, Types], required: tuple[str, ...]
+) -> dict[str, Any]:
+    """The request's JSON object, checked for its form (:func:`gateway.jsonbody.json_object`)."""
+    raw = await request.read() if request.content_type == "application/json" else b""
     try:
-        data = json.loads(raw, parse_constant=float)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ApiError(400, f"the body is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, f"the body must be a JSON object, got {_json_type(data)}")
-    for key in data:
-        if key not in allowed:
-            raise ApiError(400, f"unknown key {key!r} (expected: {', '.join(allowed)})", key)
-    for key in required:
-        if key not in data:
-            raise ApiError(400, f"missing key {key!r}", key)
-    for key, value in data.items():
-        if _json_type(value) != allowed[key]:
-            raise ApiError(400, f"{key}: expected {allowed[key]}, got {_json_type(value)}", key)
-    return data
-
-
-def _json_type(value: object) -> str:
-    """The JSON type of a parsed value (bool is not a number here)."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    return "string" if isinstance(value, str) else "null"
+        return json_object(request.content_type, raw, allowed, required)
+    except BodyError as err:
+        raise ApiError(err.status, str(err), err.field) from None
 
 
 def _number(r: Result) -> float | int | None:
@@ -334,7 +250,7 @@ class WebApi:
         r.add_get("/api/external/{name}", self.external)
         r.add_put("/api/external/{name}", self.put_external)
         app.on_shutdown.append(self._closing)
-        app.on_response_prepare.append(_private_headers)
+        app.on_response_prepare.append(private_headers)
         self.app = app
         self.on_external: list[Callable[[], Awaitable[None]]] = []
 
@@ -472,7 +388,7 @@ class WebApi:
         cursor = _point(request)
         name = request.query.get("aggregate")
         if name is None:
-            span = Span(start, end, _int(request, "limit", PAGE_LIMIT, 1, PAGE_LIMIT))
+            span = Span(start, end, query_int(request, "limit", PAGE_LIMIT, 1, PAGE_LIMIT))
             page = await _answer(history.raw, query.RawQuery(series, span, _flag(request, "bounds")), cursor)
         else:
             if name not in AGGREGATES:
@@ -514,7 +430,7 @@ class WebApi:
         if start is None:
             raise ApiError(400, "start: required (ISO 8601 UTC time)", "start")
         end = _query_time(request, "end", self.services.clock.now())
-        span = Span(start, end, _int(request, "limit", 500, 1, PAGE_LIMIT))
+        span = Span(start, end, query_int(request, "limit", 500, 1, PAGE_LIMIT))
         page = await _answer(history.events, query.EventQuery(mid, span), _point(request))
         found = [
             {"time": views.iso(e.time), "code": e.code, "name": (info := describe(e.code)).name,
@@ -560,7 +476,7 @@ class WebApi:
     async def put_profile(self, request: web.Request) -> web.Response:
         mid = self._meter_id(request)
         day = _day(request.match_info["day"])
-        body = await _body(request, {"values": "array", "unit": "string", "replace": "boolean"}, ("values",))
+        body = await _body(request, PROFILE_KEYS, PROFILE_REQUIRED)
         desk = self.services.desk
         try:
             stored, replaced = await desk.register(mid, day, body["values"], body.get("unit", "kWh"),

@@ -9,104 +9,92 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway import __version__
+from gateway.openapi_parts import (
+    ADVICE_PERIOD,
+    ADVICE_QUANTITIES,
+    ADVICE_STATE,
+    INT,
+    NUM,
+    NUM_OR_NULL,
+    PROFILE_PERIODS,
+    STR,
+    TIME,
+    TIME_OR_NULL,
+    UPCOMING_DAYS,
+    array,
+    error_responses,
+    error_schema,
+    json_content,
+    obj,
+    operation,
+    param,
+    profile_input,
+    ref,
+)
+from gateway.openapi_parts import document as openapi_document
 from gateway.web.sessions import COOKIE, PUBLIC
 
 #: Aggregates of the history route (OPC UA Part 13 functions, snake_case).
 AGGREGATE_NAMES = (
     "average", "minimum", "maximum", "range", "count", "total", "delta", "delta_bounds", "start", "end",
 )  # fmt: skip
-_NUM = {"type": "number"}
-_NUM_OR_NULL = {"type": ["number", "null"]}
-_TIME = {"type": "string", "format": "date-time"}
-_TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
-_STR = {"type": "string"}
-_INT = {"type": "integer"}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    props = {**required, **(optional or {})}
-    return {
-        "type": "object",
-        "properties": props,
-        "required": list(required),
-        "additionalProperties": False,
-        **extra,
-    }
-
-
-def _array(items: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"type": "array", "items": items, **extra}
-
-
 SCHEMAS: dict[str, Any] = {
-    "Error": _obj(
-        {
-            "status": {"type": "integer", "minimum": 400, "maximum": 599},
-            "error": {"type": "string", "minLength": 1},
-        },
-        {"field": _STR},
-        description="Every error: the HTTP status, a precise message, and the input at fault if any.",
-    ),
-    "LoginInput": _obj({"user": _STR, "password": _STR}),
-    "Session": _obj(
+    "Error": error_schema(STR),
+    "LoginInput": obj({"user": STR, "password": STR}),
+    "Session": obj(
         {
             "user": {"type": ["string", "null"]},
             "role": {"enum": ["viewer", "operator", "admin", None]},
             "anonymous_read": {"type": "boolean", "description": "Whether reading needs no login."},
         }
     ),
-    "Index": _obj(
+    "Index": obj(
         {
-            "product": _STR,
-            "version": _STR,
-            "opcua": _STR,
-            "meters": _array(_STR),
-            "openapi": _STR,
-            "market": _obj({"period_minutes": {"enum": [15, 60]}, "timezone": _STR}),
+            "product": STR,
+            "version": STR,
+            "opcua": STR,
+            "meters": array(STR),
+            "openapi": STR,
+            "market": obj({"period_minutes": {"enum": [15, 60]}, "timezone": STR}),
         }
     ),
-    "Reading": _obj(
+    "Reading": obj(
         {
             "obis": {"type": "string", "pattern": r"^\d+-\d+:\d+\.\d+\.\d+(\*\d+)?$"},
-            "name": _STR,
-            "value": _NUM_OR_NULL,
-            "unit": _STR,
+            "name": STR,
+            "value": NUM_OR_NULL,
+            "unit": STR,
             "quality": {
                 "enum": ["good", "uncertain", "bad", "waiting", "unsupported"],
                 "description": "good; uncertain = last read failed, last value kept; bad = meter lost; "
                 "waiting = not read yet; unsupported = the meter has no such object.",
             },
-            "time": {**_TIME_OR_NULL, "description": "When the meter took the value."},
+            "time": {**TIME_OR_NULL, "description": "When the meter took the value."},
         }
     ),
-    "Diagnostics": _obj(
+    "Diagnostics": obj(
         {
             "link": {"enum": ["connecting", "online", "degraded", "lost"]},
-            "cycle_duration_s": _NUM,
-            "bytes_per_cycle": _INT,
-            "cycles": _INT,
-            "late_cycles": _INT,
-            "skipped_cycles": _INT,
-            "errors": _INT,
-            "last_error": _STR,
-            "last_good_read": _TIME_OR_NULL,
-            "clock_deviation_s": _NUM_OR_NULL,
-            "baudrate": _INT,
+            "cycle_duration_s": NUM,
+            "bytes_per_cycle": INT,
+            "cycles": INT,
+            "late_cycles": INT,
+            "skipped_cycles": INT,
+            "errors": INT,
+            "last_error": STR,
+            "last_good_read": TIME_OR_NULL,
+            "clock_deviation_s": NUM_OR_NULL,
+            "baudrate": INT,
             "archive": {
                 "oneOf": [
                     {"type": "null"},
-                    _obj(
+                    obj(
                         {
                             "state": {"enum": ["ok", "disk-full", "error"]},
-                            "last_error": _STR,
-                            "records_written": _INT,
-                            "backlog": _INT,
-                            "dropped": _INT,
+                            "last_error": STR,
+                            "records_written": INT,
+                            "backlog": INT,
+                            "dropped": INT,
                         }
                     ),
                 ]
@@ -116,30 +104,30 @@ SCHEMAS: dict[str, Any] = {
                 "null when none is configured. Writers: this meter's.",
                 "oneOf": [
                     {"type": "null"},
-                    _obj(
+                    obj(
                         {
                             "state": {"enum": ["off", "connecting", "connected", "waiting"]},
-                            "broker": _STR,
-                            "publisher_id": _STR,
+                            "broker": STR,
+                            "publisher_id": STR,
                             "ack": {"enum": ["broker", "consumer"]},
-                            "last_connected": _TIME_OR_NULL,
-                            "last_error": _STR,
-                            "connects": _INT,
-                            "messages_sent": _INT,
-                            "bytes_sent": _INT,
-                            "live_dropped": _INT,
-                            "writers": _array(
-                                _obj(
+                            "last_connected": TIME_OR_NULL,
+                            "last_error": STR,
+                            "connects": INT,
+                            "messages_sent": INT,
+                            "bytes_sent": INT,
+                            "live_dropped": INT,
+                            "writers": array(
+                                obj(
                                     {
                                         "writer": {
                                             "enum": ["live", "minute", "registers", "lp1", "lp2", "events"]
                                         },
-                                        "writer_id": _INT,
-                                        "backlog": _INT,
-                                        "last_delivered": _TIME_OR_NULL,
-                                        "last_acknowledged": _TIME_OR_NULL,
-                                        "messages": _INT,
-                                        "bytes": _INT,
+                                        "writer_id": INT,
+                                        "backlog": INT,
+                                        "last_delivered": TIME_OR_NULL,
+                                        "last_acknowledged": TIME_OR_NULL,
+                                        "messages": INT,
+                                        "bytes": INT,
                                     }
                                 )
                             ),
@@ -149,36 +137,36 @@ SCHEMAS: dict[str, Any] = {
             },
         }
     ),
-    "Meter": _obj(
+    "Meter": obj(
         {
-            "id": _STR,
-            "name": _STR,
+            "id": STR,
+            "name": STR,
             "protocol": {"enum": ["dlms", "dlms-mode-e", "iec62056-21"]},
-            "manufacturer": _STR,
-            "model": _STR,
-            "serial_number": _STR,
-            "firmware": _STR,
-            "time": _TIME_OR_NULL,
-            "status": {"oneOf": [{"type": "null"}, _ref("Diagnostics")]},
+            "manufacturer": STR,
+            "model": STR,
+            "serial_number": STR,
+            "firmware": STR,
+            "time": TIME_OR_NULL,
+            "status": {"oneOf": [{"type": "null"}, ref("Diagnostics")]},
         }
     ),
-    "Snapshot": _obj({"meter": _STR, "time": _TIME, "values": _array(_ref("Reading"))}),
-    "History": _obj(
+    "Snapshot": obj({"meter": STR, "time": TIME, "values": array(ref("Reading"))}),
+    "History": obj(
         {
-            "meter": _STR,
-            "obis": _STR,
-            "unit": _STR,
+            "meter": STR,
+            "obis": STR,
+            "unit": STR,
             "aggregate": {
                 "oneOf": [
                     {"type": "null"},
                     {"enum": list(AGGREGATE_NAMES)},
                 ]
             },
-            "values": _array(
-                _obj(
+            "values": array(
+                obj(
                     {
-                        "time": _TIME,
-                        "value": _NUM_OR_NULL,
+                        "time": TIME,
+                        "value": NUM_OR_NULL,
                         "status": {"type": "string", "description": "OPC UA StatusCode name"},
                     }
                 )
@@ -186,16 +174,16 @@ SCHEMAS: dict[str, Any] = {
             "next": {"type": ["string", "null"], "description": "Pass as cursor to read the next page."},
         }
     ),
-    "Events": _obj(
+    "Events": obj(
         {
-            "meter": _STR,
-            "events": _array(
-                _obj(
+            "meter": STR,
+            "events": array(
+                obj(
                     {
-                        "time": _TIME,
-                        "code": _INT,
-                        "name": _STR,
-                        "severity": _INT,
+                        "time": TIME,
+                        "code": INT,
+                        "name": STR,
+                        "severity": INT,
                         "status": {"type": ["integer", "null"]},
                     }
                 )
@@ -203,123 +191,71 @@ SCHEMAS: dict[str, Any] = {
             "next": {"type": ["string", "null"]},
         }
     ),
-    "Advice": _obj(
+    "Advice": obj(
         {
-            "meter": _STR,
-            "state": {"enum": ["advised", "no-notification", "closing", "no-measurement"]},
+            "meter": STR,
+            "state": ADVICE_STATE,
             "text": {"type": "string", "description": "The advice in plain words."},
-            "at": _TIME,
-            "period": _obj(
-                {
-                    "day": {"type": "string", "format": "date"},
-                    "number": {"type": "integer", "minimum": 1},
-                    "start": _TIME,
-                    "end": _TIME,
-                }
-            ),
-            "notified_kwh": _NUM_OR_NULL,
-            "measured_kwh": _NUM_OR_NULL,
-            "remaining_s": _NUM,
-            "current_kw": _NUM_OR_NULL,
-            "required_kw": _NUM_OR_NULL,
-            "projected_imbalance_kwh": _NUM_OR_NULL,
-            "correction_kw": _NUM_OR_NULL,
+            "at": TIME,
+            "period": ADVICE_PERIOD,
+            **ADVICE_QUANTITIES,
         },
         description="Net import convention: positive = drawn from the grid, negative = fed in. "
         "null = the state "
         "has no such value (e.g. no notification), never 0.",
     ),
-    "ProfileList": _obj(
+    "ProfileList": obj(
         {
-            "meter": _STR,
+            "meter": STR,
             "period_minutes": {"enum": [15, 60]},
-            "timezone": _STR,
+            "timezone": STR,
             "today": {"type": "string", "format": "date", "description": "The running delivery day."},
-            "days": _array({"type": "string", "format": "date"}, description="Days with a notified profile."),
-            "upcoming": _array(
-                _obj(
-                    {
-                        "day": {"type": "string", "format": "date"},
-                        "periods": {"type": "integer", "minimum": 23, "maximum": 100},
-                    }
-                ),
-                description="Yesterday to a week ahead, with the number of settlement periods.",
-            ),
+            "days": array({"type": "string", "format": "date"}, description="Days with a notified profile."),
+            "upcoming": UPCOMING_DAYS,
         }
     ),
-    "Profile": _obj(
+    "Profile": obj(
         {
-            "meter": _STR,
+            "meter": STR,
             "day": {"type": "string", "format": "date"},
             "period_minutes": {"enum": [15, 60]},
             "unit": {"const": "kWh"},
-            "total_kwh": _NUM,
-            "periods": _array(
-                _obj(
-                    {
-                        "number": {"type": "integer", "minimum": 1},
-                        "start": _TIME,
-                        "end": _TIME,
-                        "energy_kwh": _NUM,
-                    }
-                ),
-                minItems=23,
-                maxItems=100,
-            ),
+            "total_kwh": NUM,
+            "periods": PROFILE_PERIODS,
         }
     ),
-    "ProfileInput": _obj(
+    "ProfileInput": profile_input("Replace a profile already notified for the day."),
+    "External": obj(
         {
-            "values": _array(
-                _NUM,
-                description="One value per settlement period of the day (92/96/100 quarter "
-                "hours or 23/24/25 hours on DST change days).",
-            )
-        },
-        {
-            "unit": {
-                "enum": ["kWh", "kW"],
-                "default": "kWh",
-                "description": "kWh per period, or average kW over the period (stored as kWh).",
-            },
-            "replace": {
-                "type": "boolean",
-                "default": False,
-                "description": "Replace a profile already notified for the day.",
-            },
-        },
-    ),
-    "External": _obj(
-        {
-            "name": _STR,
-            "unit": _STR,
-            "description": _STR,
-            "fresh_s": _NUM,
+            "name": STR,
+            "unit": STR,
+            "description": STR,
+            "fresh_s": NUM,
             "source": {"type": ["string", "null"]},
-            "value": _NUM_OR_NULL,
-            "time": _TIME_OR_NULL,
-            "received": _TIME_OR_NULL,
+            "value": NUM_OR_NULL,
+            "time": TIME_OR_NULL,
+            "received": TIME_OR_NULL,
             "origin": {"type": ["string", "null"]},
-            "age_s": _NUM_OR_NULL,
+            "age_s": NUM_OR_NULL,
             "stale": {"type": "boolean", "description": "Older than fresh_s, or never received."},
             "source_error": {"type": ["string", "null"]},
         }
     ),
-    "ExternalInput": _obj(
-        {"value": _NUM}, {"time": {**_TIME, "description": "The value's own time; default now."}}
+    "ExternalInput": obj(
+        {"value": NUM}, {"time": {**TIME, "description": "The value's own time; default now."}}
     ),
-    "ArchiveList": _obj(
+    "ArchiveList": obj(
         {
-            "meter": _STR,
-            "files": _array(
-                _obj(
+            "meter": STR,
+            "files": array(
+                obj(
                     {
-                        "stream": _STR,
+                        "stream": STR,
                         "day": {"type": "string", "format": "date"},
-                        "name": _STR,
-                        "size": _INT,
-                        "modified": _TIME,
-                        "url": _STR,
+                        "name": STR,
+                        "size": INT,
+                        "modified": TIME,
+                        "url": STR,
                     }
                 )
             ),
@@ -328,71 +264,34 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": schema}}}
+#: What each error status of the API means.
+_ERRORS = {
+    400: "Malformed request",
+    401: "Not logged in (POST /api/login, or Basic authentication)",
+    403: "The user's role may not do this",
+    404: "Not found",
+    409: "Already notified (set replace)",
+    413: "Body too large",
+    415: "Not JSON",
+    422: "Refused by validation",
+    503: "Archive unavailable",
+}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    text = {
-        400: "Malformed request",
-        401: "Not logged in (POST /api/login, or Basic authentication)",
-        403: "The user's role may not do this",
-        404: "Not found",
-        409: "Already notified (set replace)",
-        413: "Body too large",
-        415: "Not JSON",
-        422: "Refused by validation",
-        503: "Archive unavailable",
-    }
-    return {str(c): {"description": text[c], **_json_content(_ref("Error"))} for c in codes}
-
-
-def _param(
-    name: str, where: str, description: str, schema: dict[str, Any] | None = None, required: bool = False
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": where,
-        "required": required or where == "path",
-        "description": description,
-        "schema": schema or _STR,
-    }
-
-
-_METER = _param("meter", "path", "Meter id (its folder name in OPC UA).")
-_OBIS = _param("obis", "path", "OBIS code, e.g. 1-0:1.7.0.")
-_DAY = _param(
+_METER = param("meter", "path", "Meter id (its folder name in OPC UA).")
+_OBIS = param("obis", "path", "OBIS code, e.g. 1-0:1.7.0.")
+_DAY = param(
     "day", "path", "Delivery day (market local time), YYYY-MM-DD.", {"type": "string", "format": "date"}
 )
-_START = _param("start", "query", "Start (ISO 8601 with offset).", _TIME, required=True)
-_END = _param("end", "query", "End (ISO 8601 with offset); default now.", _TIME)
-_CURSOR = _param("cursor", "query", "The next value of the previous page.")
+_START = param("start", "query", "Start (ISO 8601 with offset).", TIME, required=True)
+_END = param("end", "query", "End (ISO 8601 with offset); default now.", TIME)
+_CURSOR = param("cursor", "query", "The next value of the previous page.")
 
 
 def _op(
-    op_id: str,
-    summary: str,
-    ok: dict[str, Any],
-    *,
-    errors: tuple[int, ...] = (404,),
-    params: tuple[dict[str, Any], ...] = (),
-    body: str | None = None,
-    status: str = "200",
-    description: str = "",
-    extra_ok: dict[str, Any] | None = None,
+    op_id: str, summary: str, ok: dict[str, Any], *, errors: tuple[int, ...] = (404,), **more: Any
 ) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "operationId": op_id,
-        "summary": summary,
-        "responses": {status: {"description": "OK", **ok}, **(extra_ok or {}), **_errors(*errors)},
-    }
-    if description:
-        op["description"] = description
-    if params:
-        op["parameters"] = list(params)
-    if body:
-        op["requestBody"] = {"required": True, **_json_content(_ref(body))}
-    return op
+    return operation(op_id, summary, ok, _ERRORS, errors=errors, **more)
 
 
 def document() -> dict[str, Any]:
@@ -402,7 +301,7 @@ def document() -> dict[str, Any]:
             "post": _op(
                 "login",
                 "Log in: sets the session cookie",
-                _json_content(_ref("Session")),
+                json_content(ref("Session")),
                 body="LoginInput",
                 errors=(400, 401, 413, 415),
                 description="The same users and roles as OPC UA (smx-gateway users add). A refused login "
@@ -410,22 +309,20 @@ def document() -> dict[str, Any]:
             )
         },
         "/api/logout": {
-            "post": _op(
-                "logout", "Log out: forgets the session", _json_content(_ref("Session")), errors=(401,)
-            )
+            "post": _op("logout", "Log out: forgets the session", json_content(ref("Session")), errors=(401,))
         },
         "/api/session": {
             "get": _op(
                 "getSession",
                 "Who is logged in",
-                _json_content(_ref("Session")),
+                json_content(ref("Session")),
                 errors=(401,),
                 description="401 only for a malformed or wrong Authorization header.",
             )
         },
-        "/api": {"get": _op("getIndex", "What this gateway serves", _json_content(_ref("Index")), errors=())},
+        "/api": {"get": _op("getIndex", "What this gateway serves", json_content(ref("Index")), errors=())},
         "/api/openapi.json": {
-            "get": _op("getOpenApi", "This document", _json_content({"type": "object"}), errors=())
+            "get": _op("getOpenApi", "This document", json_content({"type": "object"}), errors=())
         },
         "/api/live": {
             "get": _op(
@@ -438,20 +335,18 @@ def document() -> dict[str, Any]:
             )
         },
         "/api/meters": {
-            "get": _op(
-                "listMeters", "Meters and their status", _json_content(_array(_ref("Meter"))), errors=()
-            )
+            "get": _op("listMeters", "Meters and their status", json_content(array(ref("Meter"))), errors=())
         },
         "/api/meters/{meter}": {
             "get": _op(
-                "getMeter", "Identity and status of a meter", _json_content(_ref("Meter")), params=(_METER,)
+                "getMeter", "Identity and status of a meter", json_content(ref("Meter")), params=(_METER,)
             )
         },
         "/api/meters/{meter}/snapshot": {
             "get": _op(
                 "getSnapshot",
                 "The latest values of a meter",
-                _json_content(_ref("Snapshot")),
+                json_content(ref("Snapshot")),
                 params=(_METER,),
             )
         },
@@ -459,7 +354,7 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "getValue",
                 "The latest value of one OBIS object",
-                _json_content(_ref("Reading")),
+                json_content(ref("Reading")),
                 params=(_METER, _OBIS),
                 errors=(400, 404),
             )
@@ -468,28 +363,28 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "getHistory",
                 "History of a value, raw or aggregated",
-                _json_content(_ref("History")),
+                json_content(ref("History")),
                 params=(
                     _METER,
                     _OBIS,
                     _START,
                     _END,
-                    _param(
+                    param(
                         "aggregate",
                         "query",
                         "Aggregate per interval (OPC UA Part 13 semantics); none = raw.",
                         {"enum": list(AGGREGATE_NAMES)},
                     ),
-                    _param(
+                    param(
                         "interval", "query", "Processing interval with an aggregate: PT15M, P1D or seconds."
                     ),
-                    _param(
+                    param(
                         "limit",
                         "query",
                         "Raw: most values per page (1..2000); aggregates page by 2000 intervals.",
                         {"type": "integer"},
                     ),
-                    _param("bounds", "query", "Raw: add the bounding values.", {"type": "boolean"}),
+                    param("bounds", "query", "Raw: add the bounding values.", {"type": "boolean"}),
                     _CURSOR,
                 ),
                 errors=(400, 404),
@@ -502,12 +397,12 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "getEvents",
                 "The meter's archived event log",
-                _json_content(_ref("Events")),
+                json_content(ref("Events")),
                 params=(
                     _METER,
                     _START,
                     _END,
-                    _param("limit", "query", "Most events per page (1..2000).", {"type": "integer"}),
+                    param("limit", "query", "Most events per page (1..2000).", {"type": "integer"}),
                     _CURSOR,
                 ),
                 errors=(400, 404),
@@ -517,14 +412,14 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "getAdvice",
                 "Imbalance advice for the running settlement period",
-                _json_content(_ref("Advice")),
+                json_content(ref("Advice")),
                 params=(
                     _METER,
-                    _param(
+                    param(
                         "at",
                         "query",
                         "A later instant of the running period (current power held); default now.",
-                        _TIME,
+                        TIME,
                     ),
                 ),
                 errors=(400, 404, 422, 503),
@@ -534,7 +429,7 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "listProfiles",
                 "Delivery days with a notified profile",
-                _json_content(_ref("ProfileList")),
+                json_content(ref("ProfileList")),
                 params=(_METER,),
             )
         },
@@ -542,18 +437,18 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "getProfile",
                 "The notified profile of a day",
-                _json_content(_ref("Profile")),
+                json_content(ref("Profile")),
                 params=(_METER, _DAY),
                 errors=(400, 404, 503),
             ),
             "put": _op(
                 "putProfile",
                 "Notify (register) the profile of a day",
-                _json_content(_ref("Profile")),
+                json_content(ref("Profile")),
                 params=(_METER, _DAY),
                 body="ProfileInput",
                 status="201",
-                extra_ok={"200": {"description": "Replaced", **_json_content(_ref("Profile"))}},
+                extra_ok={"200": {"description": "Replaced", **json_content(ref("Profile"))}},
                 errors=(400, 404, 409, 413, 415, 422, 503),
                 description="Net import energy per period: positive = drawn from the grid, "
                 "negative = fed in. "
@@ -565,7 +460,7 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "listArchive",
                 "The meter's archive files",
-                _json_content(_ref("ArchiveList")),
+                json_content(ref("ArchiveList")),
                 params=(_METER,),
             )
         },
@@ -576,8 +471,8 @@ def document() -> dict[str, Any]:
                 {"content": {"text/csv": {"schema": {"type": "string"}}}},
                 params=(
                     _METER,
-                    _param("stream", "path", "minute, registers, lp1, lp2, events or notified."),
-                    _param("name", "path", "YYYY-MM-DD.csv"),
+                    param("stream", "path", "minute, registers, lp1, lp2, events or notified."),
+                    param("name", "path", "YYYY-MM-DD.csv"),
                 ),
                 extra_ok={
                     "206": {
@@ -592,7 +487,7 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "listExternal",
                 "External energy data with age and staleness",
-                _json_content(_array(_ref("External"))),
+                json_content(array(ref("External"))),
                 errors=(),
             )
         },
@@ -600,14 +495,14 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "getExternal",
                 "One external value",
-                _json_content(_ref("External")),
-                params=(_param("name", "path", "Configured name, e.g. spot_price."),),
+                json_content(ref("External")),
+                params=(param("name", "path", "Configured name, e.g. spot_price."),),
             ),
             "put": _op(
                 "putExternal",
                 "Set an external value",
-                _json_content(_ref("External")),
-                params=(_param("name", "path", "Configured name, e.g. spot_price."),),
+                json_content(ref("External")),
+                params=(param("name", "path", "Configured name, e.g. spot_price."),),
                 body="ExternalInput",
                 errors=(400, 404, 413, 415, 422),
             ),
@@ -620,23 +515,15 @@ def document() -> dict[str, Any]:
             # Reads need a viewer (or nobody when anonymous reading is on), writes an operator.
             op["security"] = [{"cookie": []}, {"basic": []}]
             needs = [401] if method == "get" else [401, 403]
-            op["responses"].update(_errors(*needs))
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "SMX gateway REST API",
-            "version": __version__,
-            "description": "Live meter values, history, events, notified profiles, imbalance advice, "
-            "external "
-            "energy data and archive files of an SMX gateway. Times are ISO 8601 UTC.",
+            op["responses"].update(error_responses(_ERRORS, *needs))
+    return openapi_document(
+        "SMX gateway REST API",
+        "Live meter values, history, events, notified profiles, imbalance advice, external "
+        "energy data and archive files of an SMX gateway. Times are ISO 8601 UTC.",
+        paths,
+        SCHEMAS,
+        {
+            "cookie": {"type": "apiKey", "in": "cookie", "name": COOKIE},
+            "basic": {"type": "http", "scheme": "basic"},
         },
-        "servers": [{"url": "/"}],
-        "paths": paths,
-        "components": {
-            "schemas": SCHEMAS,
-            "securitySchemes": {
-                "cookie": {"type": "apiKey", "in": "cookie", "name": COOKIE},
-                "basic": {"type": "http", "scheme": "basic"},
-            },
-        },
-    }
+    )

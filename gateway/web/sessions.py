@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from gateway.httpjson import ApiError
 from gateway.security.auth import UserDirectory
 from gateway.security.users import AuthError, Role
 
@@ -51,12 +52,12 @@ class WebUser:
     role: Role
 
 
-class Denied(Exception):
-    """401 (not logged in) or 403 (role too low)."""
+class Denied(ApiError):
+    """401 (not logged in: with the challenge) or 403 (role too low)."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+        challenge = {"WWW-Authenticate": 'SMX-Login realm="SMX gateway"'} if status == 401 else None
+        super().__init__(status, message, headers=challenge)
 
 
 class WebSessions:

@@ -17,6 +17,12 @@ The gateway's uplink writers (``gateway/uplink/writers.py``) publish per record:
   keyed by (publisher, meter, time, code).
 * ``live`` is not stored (it is not replayed either: its history is the minute records).
 
+Portfolios (issue 18) keep beside them: their definitions (:class:`PortfolioRecord`, those
+made through REST), their notified schedules per delivery day (:class:`ScheduleRecord`,
+a replaced one kept for the audit), the aggregate's history (:class:`AggregateRecord`, 1-min
+and per settlement period) and the leases (:class:`Lease`) through which the instances of
+a group share the portfolio buckets (one owner at a time).
+
 Every write is idempotent: a replayed record upserts (the later value wins), so the
 uplink's at-least-once delivery and the head-end's replay requests never duplicate a row.
 Times are timezone-aware datetimes; the backends keep and return them in UTC (a load
@@ -25,11 +31,12 @@ profile period's local day is the completeness check's business, not storage's).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
 
 from gateway.errors import GatewayError
 
@@ -94,6 +101,69 @@ class SiteState:
     info: dict[str, str] = field(default_factory=dict)
     #: Messages per second the box published between its last two cyclic status reports.
     rate: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioRecord:
+    """A portfolio defined through REST: its name and its definition as JSON-able data
+    (:func:`headend.portfolio.model.parse_portfolio` reads it back)."""
+
+    name: str
+    definition: dict[str, Any]
+    updated: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """A portfolio's notified schedule of one delivery day: net import energy per settlement
+    period, kWh (as the gateway's notified profiles, ``gateway/market/profiles.py``)."""
+
+    portfolio: str
+    day: date
+    period_minutes: int
+    energy_kwh: tuple[float, ...]
+    registered: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateRecord:
+    """The portfolio aggregate over one interval ``[start, start + seconds)``: 60 (a minute)
+    or the settlement period (900/3600). Powers in kW (net import), energy in kWh."""
+
+    portfolio: str
+    seconds: int
+    start: datetime
+    mean_kw: float
+    min_kw: float
+    max_kw: float
+    #: Mean coverage over the interval (0..1: the fresh members' share of recent consumption).
+    coverage: float
+    #: The interval's net energy as the live aggregate measured and estimated it.
+    energy_kwh: float
+    #: How far the estimated part (stale members) may be off, kWh.
+    uncertainty_kwh: float
+    #: How many 1-second aggregates the interval holds.
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodSum:
+    """The load-profile energy of a set of sites at one period end (``lp1``: billing)."""
+
+    time: datetime
+    import_kwh: float
+    export_kwh: float
+    #: How many of the asked publishers have a record at that time.
+    sites: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who holds ``name`` until ``expires`` (a portfolio bucket, an instance's heartbeat)."""
+
+    name: str
+    owner: str
+    expires: datetime
 
 
 class Repository(Protocol):
@@ -165,6 +235,56 @@ class Repository(Protocol):
         several instances asking at once exactly one gets it. The instances of a group
         share the completeness checks and pace the replay requests this way."""
 
+    # -- portfolios (issue 18) --------------------------------------------------------------
+
+    async def lease(self, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+        """Take or renew the lease ``name`` for ``owner`` until ``now + ttl``: True when it was
+        free, expired (``expires <= now``) or already ``owner``'s; atomic (of several owners
+        asking at once exactly one gets a free lease)."""
+
+    async def release(self, name: str, owner: str) -> None:
+        """Give up ``name`` if ``owner`` holds it (another's lease is left alone)."""
+
+    async def leases(self, prefix: str) -> list[Lease]:
+        """Every lease whose name starts with ``prefix``, expired ones included, by name."""
+
+    async def save_portfolio(self, record: PortfolioRecord) -> None:
+        """Insert or replace a portfolio's definition."""
+
+    async def delete_portfolio(self, name: str) -> bool:
+        """Remove a portfolio's definition (its schedules and history stay); whether it existed."""
+
+    async def portfolios(self) -> list[PortfolioRecord]:
+        """Every stored portfolio definition, by name."""
+
+    async def save_schedule(self, record: ScheduleRecord) -> None:
+        """Store a schedule; one already stored for the portfolio and day is kept as replaced
+        (the audit trail) and this one becomes the current."""
+
+    async def schedule(self, portfolio: str, day: date) -> ScheduleRecord | None:
+        """The current schedule of ``portfolio`` for ``day``, None when none is stored."""
+
+    async def schedule_days(self, portfolio: str) -> list[date]:
+        """The delivery days with a current schedule, oldest first."""
+
+    async def save_aggregates(self, records: Sequence[AggregateRecord]) -> None:
+        """Store aggregate records in one transaction; a record already stored for the
+        (portfolio, seconds, start) is kept (the first instance to write it wins)."""
+
+    async def aggregates(
+        self, portfolio: str, seconds: int, start: datetime, end: datetime
+    ) -> list[AggregateRecord]:
+        """The records of ``seconds`` with ``start <= record.start < end``, oldest first."""
+
+    async def period_sums(
+        self, publishers: Sequence[str], stream: str, import_field: str, export_field: str,
+        start: datetime, end: datetime,
+    ) -> list[PeriodSum]:  # fmt: skip
+        """Per record time in ``(start, end]`` (load-profile periods are stamped at their
+        end), the sum over ``publishers`` (every meter of each) of ``import_field`` and of
+        ``export_field`` in ``stream`` (a missing value counts 0), and how many publishers
+        had a record then; ordered by time."""
+
 
 def to_micros(t: datetime) -> int:
     """Microseconds since 1970-01-01 UTC of an aware datetime, exactly (no float on the way)."""
@@ -232,6 +352,50 @@ def _check_text(text: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(f"text that is not valid Unicode: {text!r}") from None
+
+
+def check_texts(*texts: str) -> None:
+    """Names a backend writes (a portfolio's, a lease's and its owner's) refused alike on
+    both backends, as :func:`prepared` refuses a batch's (a NUL, invalid Unicode)."""
+    for text in texts:
+        _check_text(text)
+
+
+def definition_json(record: PortfolioRecord) -> str:
+    """``record`` checked (its name, an aware ``updated``) and its definition as JSON text.
+
+    Kept as text on both backends, so it reads back exactly as saved: jsonb would print its
+    numbers anew (``1e300`` comes back an integer) and refuses NUL characters. Non-finite
+    numbers are refused (ValueError): ``NaN`` is not JSON, and not a definition's."""
+    check_texts(record.name)
+    to_micros(record.updated)
+    return json.dumps(record.definition, allow_nan=False)
+
+
+def schedule_values(record: ScheduleRecord) -> list[float]:
+    """``record`` checked (its portfolio's name, an aware ``registered``, finite energies)
+    and its energies as floats (an int given comes back a float, as on PostgreSQL)."""
+    check_texts(record.portfolio)
+    to_micros(record.registered)
+    values = [float(v) for v in record.energy_kwh]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"schedule {record.portfolio} {record.day}: a non-finite energy")
+    return values
+
+
+def unique_aggregates(records: Sequence[AggregateRecord]) -> list[AggregateRecord]:
+    """``records`` checked (aware starts, finite values: SQLite would store a NaN as NULL)
+    and ready for one insert-or-ignore: a key given twice keeps its FIRST record (the first
+    writer wins, within a batch as across instances), sorted by key (one lock order)."""
+    first: dict[tuple[str, int, datetime], AggregateRecord] = {}
+    for r in records:
+        to_micros(r.start)
+        values = (r.mean_kw, r.min_kw, r.max_kw, r.coverage, r.energy_kwh, r.uncertainty_kwh)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"aggregate {r.portfolio}/{r.seconds} at {r.start}: a non-finite value")
+        check_texts(r.portfolio)
+        first.setdefault((r.portfolio, r.seconds, r.start.astimezone(UTC)), r)
+    return [first[k] for k in sorted(first)]
 
 
 def by_publisher(sites: Sequence[SiteState]) -> list[SiteState]:

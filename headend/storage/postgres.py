@@ -32,7 +32,7 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,16 +41,25 @@ import asyncpg
 from headend.storage import (
     EVENTS,
     SCHEMA_VERSION,
+    AggregateRecord,
     Batch,
     Event,
+    Lease,
+    PeriodSum,
+    PortfolioRecord,
     Sample,
+    ScheduleRecord,
     SiteState,
     StorageError,
     by_publisher,
+    check_texts,
+    definition_json,
     meters_of,
     prepared,
+    schedule_values,
     step_micros,
     to_micros,
+    unique_aggregates,
 )
 
 #: Rows of a table in one batch from which ``write_method="auto"`` uses COPY (see above).
@@ -65,6 +74,9 @@ _SCHEMA_LOCK = 0x534D5848  # "SMXH"
 #: client of the database may lock rows in any order).
 _RETRIES = 3
 _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+#: The first key of the advisory lock that serializes saving one portfolio's schedules
+#: (the second is the portfolio's hashtext): two int4 keys, another space than _SCHEMA_LOCK's.
+_SCHEDULE_LOCK = 0x534D5853  # "SMXS"
 #: SQLSTATE of "no partition of relation ... found for row": a partition this instance
 #: thought it had was dropped (retention) by another; made again and retried once.
 _NO_PARTITION = "23514"
@@ -92,6 +104,27 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS sites (
         publisher text PRIMARY KEY, state text NOT NULL, last_seen timestamptz,
         backlog bigint NOT NULL, info jsonb NOT NULL, rate double precision NOT NULL
+    )""",
+    # Portfolios (issue 18). Who holds a shared thing until when (Repository.lease).
+    "CREATE TABLE IF NOT EXISTS leases (name text PRIMARY KEY, owner text NOT NULL,"
+    " expires timestamptz NOT NULL)",
+    # The definition is JSON in text, not jsonb: it reads back exactly as saved, as on SQLite
+    # (headend.storage.definition_json).
+    "CREATE TABLE IF NOT EXISTS portfolios (name text PRIMARY KEY, definition text NOT NULL,"
+    " updated timestamptz NOT NULL)",
+    # Every schedule saved, numbered 1, 2, .. per (portfolio, day): the highest version is
+    # the current one, the lower ones the replaced (the audit trail).
+    """CREATE TABLE IF NOT EXISTS schedules (
+        portfolio text NOT NULL, day date NOT NULL, version integer NOT NULL,
+        period_minutes integer NOT NULL, energy_kwh double precision[] NOT NULL,
+        registered timestamptz NOT NULL, PRIMARY KEY (portfolio, day, version)
+    )""",
+    """CREATE TABLE IF NOT EXISTS aggregates (
+        portfolio text NOT NULL, seconds integer NOT NULL, start timestamptz NOT NULL,
+        mean_kw double precision NOT NULL, min_kw double precision NOT NULL,
+        max_kw double precision NOT NULL, coverage double precision NOT NULL,
+        energy_kwh double precision NOT NULL, uncertainty_kwh double precision NOT NULL,
+        samples integer NOT NULL, PRIMARY KEY (portfolio, seconds, start)
     )""",
 )
 #: Per connection (the pool's init): where COPY puts a batch's rows before the upsert.
@@ -478,6 +511,164 @@ class PostgresRepository:
     async def publishers_and_meters(self) -> list[tuple[str, str]]:
         rows = await self._fetch("cannot read meters", "SELECT publisher, meter FROM meters ORDER BY 1, 2")
         return [(r[0], r[1]) for r in rows]
+
+    # -- portfolios (issue 18) --------------------------------------------------------------
+    # Names are ordered COLLATE "C" (by code point), as SQLite and Python order them,
+    # whatever the database's collation.
+
+    async def lease(self, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+        check_texts(name, owner)
+        to_micros(now)
+        # Of concurrent inserts of a free name one wins; the others wait for it, then find
+        # its row, another owner's and not expired, and update nothing (no row returned).
+        async with self._translated("cannot take a lease"):
+            got = await self._require().fetchval(
+                "INSERT INTO leases VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE"
+                " SET owner = EXCLUDED.owner, expires = EXCLUDED.expires"
+                " WHERE leases.owner = EXCLUDED.owner OR leases.expires <= $4 RETURNING 1",
+                name,
+                owner,
+                now + ttl,
+                now,
+            )
+        return got is not None
+
+    async def release(self, name: str, owner: str) -> None:
+        async with self._translated("cannot release a lease"):
+            await self._require().execute("DELETE FROM leases WHERE name = $1 AND owner = $2", name, owner)
+
+    async def leases(self, prefix: str) -> list[Lease]:
+        rows = await self._fetch(
+            "cannot read leases",
+            'SELECT name, owner, expires FROM leases WHERE starts_with(name, $1) ORDER BY name COLLATE "C"',
+            prefix,
+        )
+        return [Lease(r[0], r[1], r[2]) for r in rows]
+
+    async def save_portfolio(self, record: PortfolioRecord) -> None:
+        definition = definition_json(record)
+        async with self._translated("cannot save a portfolio"):
+            await self._require().execute(
+                "INSERT INTO portfolios VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE"
+                " SET definition = EXCLUDED.definition, updated = EXCLUDED.updated",
+                record.name,
+                definition,
+                record.updated,
+            )
+
+    async def delete_portfolio(self, name: str) -> bool:
+        async with self._translated("cannot delete a portfolio"):
+            status = await self._require().execute("DELETE FROM portfolios WHERE name = $1", name)
+        return _count(status) > 0
+
+    async def portfolios(self) -> list[PortfolioRecord]:
+        rows = await self._fetch(
+            "cannot read portfolios",
+            'SELECT name, definition, updated FROM portfolios ORDER BY name COLLATE "C"',
+        )
+        return [PortfolioRecord(r[0], json.loads(r[1]), r[2]) for r in rows]
+
+    async def save_schedule(self, record: ScheduleRecord) -> None:
+        values = schedule_values(record)
+        async with (
+            self._translated("cannot save a schedule"),
+            self._require().acquire() as conn,
+            conn.transaction(),
+        ):
+            # Two instances saving one day at once would both read the same max(version)
+            # and one fail on the key: the lock queues them until the first has committed.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", _SCHEDULE_LOCK, record.portfolio
+            )
+            await conn.execute(
+                "INSERT INTO schedules (portfolio, day, version, period_minutes, energy_kwh, registered)"
+                " SELECT $1, $2, coalesce(max(version), 0) + 1, $3::integer, $4::float8[], $5::timestamptz"
+                " FROM schedules WHERE portfolio = $1 AND day = $2",
+                record.portfolio,
+                record.day,
+                record.period_minutes,
+                values,
+                record.registered,
+            )
+
+    async def schedule(self, portfolio: str, day: date) -> ScheduleRecord | None:
+        async with self._translated("cannot read a schedule"):
+            row = await self._require().fetchrow(
+                "SELECT period_minutes, energy_kwh, registered FROM schedules"
+                " WHERE portfolio = $1 AND day = $2 ORDER BY version DESC LIMIT 1",
+                portfolio,
+                day,
+            )
+        if row is None:
+            return None
+        return ScheduleRecord(portfolio, day, row[0], tuple(row[1]), row[2])
+
+    async def schedule_days(self, portfolio: str) -> list[date]:
+        rows = await self._fetch(
+            "cannot read schedule days",
+            "SELECT DISTINCT day FROM schedules WHERE portfolio = $1 ORDER BY day",
+            portfolio,
+        )
+        return [r[0] for r in rows]
+
+    async def save_aggregates(self, records: Sequence[AggregateRecord]) -> None:
+        rows = [
+            (r.portfolio, r.seconds, r.start, float(r.mean_kw), float(r.min_kw), float(r.max_kw),
+             float(r.coverage), float(r.energy_kwh), float(r.uncertainty_kwh), r.samples)
+            for r in unique_aggregates(records)
+        ]  # fmt: skip
+        if not rows:
+            return
+        # One statement (atomic by itself); ordered by the key, so instances writing
+        # overlapping records lock them in one order.
+        async with self._translated("cannot save aggregates"):
+            await self._require().execute(
+                "INSERT INTO aggregates SELECT * FROM unnest($1::text[], $2::int4[], $3::timestamptz[],"
+                " $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::float8[],"
+                " $10::int4[]) ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING",
+                *_columns(rows, 10),
+            )
+
+    async def aggregates(
+        self, portfolio: str, seconds: int, start: datetime, end: datetime
+    ) -> list[AggregateRecord]:
+        to_micros(start), to_micros(end)
+        rows = await self._fetch(
+            "cannot read aggregates",
+            "SELECT start, mean_kw, min_kw, max_kw, coverage, energy_kwh, uncertainty_kwh, samples"
+            " FROM aggregates WHERE portfolio = $1 AND seconds = $2 AND start >= $3 AND start < $4"
+            " ORDER BY start",
+            portfolio,
+            seconds,
+            start,
+            end,
+        )
+        return [AggregateRecord(portfolio, seconds, *r) for r in rows]
+
+    async def period_sums(
+        self, publishers: Sequence[str], stream: str, import_field: str, export_field: str,
+        start: datetime, end: datetime,
+    ) -> list[PeriodSum]:  # fmt: skip
+        to_micros(start), to_micros(end)
+        if not publishers:
+            return []
+        # Through the meters table, so each meter's stream is one range of the samples' key
+        # (and of one partition per month), not every row of each publisher.
+        rows = await self._fetch(
+            "cannot read period sums",
+            "SELECT s.time, coalesce(sum(s.value) FILTER (WHERE s.field = $2), 0),"
+            " coalesce(sum(s.value) FILTER (WHERE s.field = $3), 0), count(DISTINCT s.publisher)"
+            " FROM meters AS m JOIN samples AS s ON s.publisher = m.publisher AND s.meter = m.meter"
+            " WHERE m.publisher = ANY($1::text[]) AND s.stream = $4 AND s.field IN ($2, $3)"
+            " AND s.time > $5 AND s.time <= $6 GROUP BY s.time ORDER BY s.time",
+            list(publishers),
+            import_field,
+            export_field,
+            stream,
+            start,
+            end,
+        )
+        return [PeriodSum(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -20,29 +20,39 @@ embedded default for one machine").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 from headend.storage import (
     EVENTS,
     SCHEMA_VERSION,
+    AggregateRecord,
     Batch,
     Event,
+    Lease,
+    PeriodSum,
+    PortfolioRecord,
     Sample,
+    ScheduleRecord,
     SiteState,
     StorageError,
     by_publisher,
+    check_texts,
+    definition_json,
     from_micros,
     meters_of,
     prepared,
+    schedule_values,
     step_micros,
     to_micros,
+    unique_aggregates,
 )
 
 T = TypeVar("T")
@@ -77,6 +87,28 @@ _SCHEMA = (
         publisher TEXT PRIMARY KEY, state TEXT NOT NULL, last_seen INTEGER,
         backlog INTEGER NOT NULL, info TEXT NOT NULL, rate REAL NOT NULL
     )""",
+    # Portfolios (issue 18). Who holds a shared thing until when (Repository.lease).
+    """CREATE TABLE IF NOT EXISTS leases (
+        name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    # Definitions and schedules are rowid tables: their rows (JSON, a day's values) are larger
+    # than WITHOUT ROWID suits.
+    """CREATE TABLE IF NOT EXISTS portfolios (
+        name TEXT PRIMARY KEY, definition TEXT NOT NULL, updated INTEGER NOT NULL
+    )""",
+    # Every schedule saved, numbered 1, 2, .. per (portfolio, day): the highest version is
+    # the current one, the lower ones the replaced (the audit trail). day: ISO text, sorts.
+    """CREATE TABLE IF NOT EXISTS schedules (
+        portfolio TEXT NOT NULL, day TEXT NOT NULL, version INTEGER NOT NULL,
+        period_minutes INTEGER NOT NULL, energy_kwh TEXT NOT NULL, registered INTEGER NOT NULL,
+        PRIMARY KEY (portfolio, day, version)
+    )""",
+    """CREATE TABLE IF NOT EXISTS aggregates (
+        portfolio TEXT NOT NULL, seconds INTEGER NOT NULL, start INTEGER NOT NULL,
+        mean_kw REAL NOT NULL, min_kw REAL NOT NULL, max_kw REAL NOT NULL, coverage REAL NOT NULL,
+        energy_kwh REAL NOT NULL, uncertainty_kwh REAL NOT NULL, samples INTEGER NOT NULL,
+        PRIMARY KEY (portfolio, seconds, start)
+    ) WITHOUT ROWID""",
 )
 _UPSERT_SAMPLE = """
     INSERT INTO samples (publisher, meter, stream, time, field, value, status) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -111,6 +143,16 @@ class SqliteRepository:
             raise StorageError(f"{self!r} is not open")
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
 
+    async def _write_many(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """``sql`` for each of ``rows``, in one write transaction (none without rows)."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            with _immediate(conn):
+                conn.executemany(sql, rows)
+
+        if rows:
+            await self._run(write)
+
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._conn is not None
         try:
@@ -142,8 +184,7 @@ class SqliteRepository:
             conn.execute("PRAGMA synchronous = NORMAL")
             # IMMEDIATE: take the write lock now, so two instances creating the schema at
             # once queue on the busy timeout instead of one failing on a lock upgrade.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(conn):
                 for statement in _SCHEMA:
                     conn.execute(statement)
                 row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
@@ -157,10 +198,6 @@ class SqliteRepository:
                         f"SQLite {self.path}: schema version {row[0]} is newer than this head-end's "
                         f"{SCHEMA_VERSION}"
                     )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             conn.close()
             raise StorageError(f"SQLite {self.path}: cannot open: {exc}") from exc
@@ -193,20 +230,14 @@ class SqliteRepository:
         meters = meters_of(samples, events)
 
         def write(conn: sqlite3.Connection) -> int:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(conn):
                 conn.executemany("INSERT OR IGNORE INTO meters VALUES (?, ?)", meters)
                 # total_changes counts only rows an upsert inserted or really updated (its
                 # WHERE skips identical replays), not the meters above.
                 before = conn.total_changes
                 conn.executemany(_UPSERT_SAMPLE, sample_rows)
                 conn.executemany(_UPSERT_EVENT, event_rows)
-                changed = conn.total_changes - before
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return changed
+                return conn.total_changes - before
 
         return await self._run(write)
 
@@ -300,18 +331,7 @@ class SqliteRepository:
             " coalesce(excluded.last_seen, sites.last_seen)),"
             " backlog = excluded.backlog, info = excluded.info, rate = excluded.rate"
         )
-
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(sql, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
-        if rows:
-            await self._run(write)
+        await self._write_many(sql, rows)
 
     async def sites(self) -> list[SiteState]:
         sql = "SELECT publisher, state, last_seen, backlog, info, rate FROM sites ORDER BY publisher"
@@ -336,12 +356,141 @@ class SqliteRepository:
         )
         return [(p, m) for p, m in rows]
 
+    # -- portfolios (issue 18) --------------------------------------------------------------
+
+    async def lease(self, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+        check_texts(name, owner)
+        at, until = to_micros(now), to_micros(now + ttl)
+        # One statement: SQLite's write lock makes it atomic between instances on one file.
+        sql = (
+            "INSERT INTO leases VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE"
+            " SET owner = excluded.owner, expires = excluded.expires"
+            " WHERE leases.owner = excluded.owner OR leases.expires <= ? RETURNING 1"
+        )
+        # fetchall: the statement runs to its end, so its implicit transaction commits now.
+        rows = await self._run(lambda c: c.execute(sql, (name, owner, until, at)).fetchall())
+        return bool(rows)
+
+    async def release(self, name: str, owner: str) -> None:
+        sql = "DELETE FROM leases WHERE name = ? AND owner = ?"
+        await self._run(lambda c: c.execute(sql, (name, owner)))
+
+    async def leases(self, prefix: str) -> list[Lease]:
+        # substr, not LIKE: a prefix's '%' and '_' are plain characters.
+        sql = "SELECT name, owner, expires FROM leases WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name"
+        rows = await self._run(lambda c: c.execute(sql, (prefix,)).fetchall())
+        return [Lease(n, o, from_micros(e)) for n, o, e in rows]
+
+    async def save_portfolio(self, record: PortfolioRecord) -> None:
+        row = (record.name, definition_json(record), to_micros(record.updated))
+        sql = (
+            "INSERT INTO portfolios VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE"
+            " SET definition = excluded.definition, updated = excluded.updated"
+        )
+        await self._run(lambda c: c.execute(sql, row))
+
+    async def delete_portfolio(self, name: str) -> bool:
+        sql = "DELETE FROM portfolios WHERE name = ?"
+        deleted = await self._run(lambda c: c.execute(sql, (name,)).rowcount)
+        return deleted > 0
+
+    async def portfolios(self) -> list[PortfolioRecord]:
+        sql = "SELECT name, definition, updated FROM portfolios ORDER BY name"
+        rows = await self._run(lambda c: c.execute(sql).fetchall())
+        return [PortfolioRecord(n, json.loads(d), from_micros(u)) for n, d, u in rows]
+
+    async def save_schedule(self, record: ScheduleRecord) -> None:
+        values = json.dumps(schedule_values(record))  # a float's repr reads back exactly
+        args = (record.portfolio, record.day.isoformat(), record.period_minutes, values,
+                to_micros(record.registered))  # fmt: skip
+        # The next version in the same statement, under SQLite's write lock: two instances
+        # saving one day at once get 1 and 2, never one number twice.
+        sql = (
+            "INSERT INTO schedules (portfolio, day, version, period_minutes, energy_kwh, registered)"
+            " SELECT ?1, ?2, coalesce(max(version), 0) + 1, ?3, ?4, ?5 FROM schedules"
+            " WHERE portfolio = ?1 AND day = ?2"
+        )
+        await self._run(lambda c: c.execute(sql, args))
+
+    async def schedule(self, portfolio: str, day: date) -> ScheduleRecord | None:
+        sql = (
+            "SELECT period_minutes, energy_kwh, registered FROM schedules"
+            " WHERE portfolio = ? AND day = ? ORDER BY version DESC LIMIT 1"
+        )
+        row = await self._run(lambda c: c.execute(sql, (portfolio, day.isoformat())).fetchone())
+        if row is None:
+            return None
+        minutes, values, registered = row
+        return ScheduleRecord(portfolio, day, minutes, tuple(json.loads(values)), from_micros(registered))
+
+    async def schedule_days(self, portfolio: str) -> list[date]:
+        sql = "SELECT DISTINCT day FROM schedules WHERE portfolio = ? ORDER BY day"
+        rows = await self._run(lambda c: c.execute(sql, (portfolio,)).fetchall())
+        return [date.fromisoformat(d) for (d,) in rows]
+
+    async def save_aggregates(self, records: Sequence[AggregateRecord]) -> None:
+        rows = [
+            (r.portfolio, r.seconds, to_micros(r.start), r.mean_kw, r.min_kw, r.max_kw, r.coverage,
+             r.energy_kwh, r.uncertainty_kwh, r.samples)
+            for r in unique_aggregates(records)
+        ]  # fmt: skip
+        sql = "INSERT INTO aggregates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        await self._write_many(sql, rows)
+
+    async def aggregates(
+        self, portfolio: str, seconds: int, start: datetime, end: datetime
+    ) -> list[AggregateRecord]:
+        sql = (
+            "SELECT start, mean_kw, min_kw, max_kw, coverage, energy_kwh, uncertainty_kwh, samples"
+            " FROM aggregates WHERE portfolio = ? AND seconds = ? AND start >= ? AND start < ? ORDER BY start"
+        )
+        args = (portfolio, seconds, to_micros(start), to_micros(end))
+        rows = await self._run(lambda c: c.execute(sql, args).fetchall())
+        return [AggregateRecord(portfolio, seconds, from_micros(t), *rest) for t, *rest in rows]
+
+    async def period_sums(
+        self, publishers: Sequence[str], stream: str, import_field: str, export_field: str,
+        start: datetime, end: datetime,
+    ) -> list[PeriodSum]:  # fmt: skip
+        args = (import_field, export_field, json.dumps(list(publishers)), stream, to_micros(start),
+                to_micros(end))  # fmt: skip
+        if not publishers:
+            return []
+        # The publishers as one JSON parameter (json_each): any number of them, where an IN
+        # list of parameters stops at SQLite's limit of variables. Through the meters table,
+        # so each meter's stream is one range of the samples' primary key; CROSS JOIN keeps
+        # meters the outer loop (a plain JOIN was planned as a scan of all of each publisher's
+        # samples). total() is 0.0 over NULLs only: a missing value counts 0.
+        sql = (
+            "SELECT s.time, total(CASE WHEN s.field = ?1 THEN s.value END),"
+            " total(CASE WHEN s.field = ?2 THEN s.value END), count(DISTINCT s.publisher)"
+            " FROM meters AS m CROSS JOIN samples AS s ON s.publisher = m.publisher AND s.meter = m.meter"
+            " WHERE m.publisher IN (SELECT value FROM json_each(?3)) AND s.stream = ?4"
+            " AND s.field IN (?1, ?2) AND s.time > ?5 AND s.time <= ?6"
+            " GROUP BY s.time ORDER BY s.time"
+        )
+        rows = await self._run(lambda c: c.execute(sql, args).fetchall())
+        return [PeriodSum(from_micros(t), imp, exp, n) for t, imp, exp, n in rows]
+
 
 def _stream_where(publisher: str, meter: str, stream: str) -> tuple[str, tuple[object, ...]]:
     """``<table> WHERE <the stream>`` and its arguments: ``events`` is its own table."""
     if stream == EVENTS:
         return "events WHERE publisher = ? AND meter = ?", (publisher, meter)
     return "samples WHERE publisher = ? AND meter = ? AND stream = ?", (publisher, meter, stream)
+
+
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction that takes the write lock at its start (BEGIN IMMEDIATE): committed
+    at the end, rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _switch_to_wal(conn: sqlite3.Connection) -> None:

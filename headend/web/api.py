@@ -1,6 +1,8 @@
 """The head-end's REST API and fleet page (aiohttp; issue 17, DESIGN §11).
 
-Read-only and thin: every answer is the repository's records, :mod:`headend.web.days`
+The portfolios' routes (issue 18, DESIGN §12: definitions and schedules written, the live
+aggregate, advice, members, history) are :mod:`headend.web.portfolios`. The rest is
+read-only and thin: every answer is the repository's records, :mod:`headend.web.days`
 (completeness per local day) or :func:`headend.export.export_day`; no SQL here. Every
 route is declared in :mod:`headend.web.openapi` (served at ``/api/openapi.json``) and
 ``tests/headend/test_rest_api.py`` checks each answer against it.
@@ -18,11 +20,10 @@ time zone), as completeness and the export count it.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,12 +32,17 @@ from aiohttp import web
 
 from gateway.clock import Clock
 from gateway.errors import ConfigError
+from gateway.httpjson import ApiError, json_errors, private_headers
+from gateway.jsonbody import too_large
 from headend.completeness import day_bounds, expected_periods
 from headend.config import HeadendConfig
 from headend.export import export_day
+from headend.portfolio.service import PortfolioService
 from headend.storage import EVENTS, Repository, Sample, SiteState, StorageError
+from headend.web.answers import answer, dumps, iso, query_time
 from headend.web.days import Day, local_days, meter_days, summed
 from headend.web.openapi import PROFILE_STREAMS, STREAMS, document
+from headend.web.portfolios import MAX_DEFINITION, PortfolioRoutes
 
 log = logging.getLogger(__name__)
 
@@ -51,61 +57,15 @@ _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TICK = timedelta(microseconds=1)
 
 
-class ApiError(Exception):
-    """An answer with a 4xx status and a JSON error body."""
-
-    def __init__(self, status: int, message: str, field: str = "", headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.field = field
-        self.headers = headers or {}
+def _reason(request: web.Request, err: web.HTTPException) -> str:
+    return {404: f"no route {request.path}", 413: too_large(MAX_DEFINITION)}.get(err.status, err.reason)
 
 
-def error_body(status: int, message: str, field: str = "") -> dict[str, Any]:
-    body: dict[str, Any] = {"status": status, "error": message}
-    if field:
-        body["field"] = field
-    return body
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    # allow_nan=False: storage keeps finite numbers only, and an answer must be strict JSON.
-    return web.json_response(
-        data, status=status, headers=headers, dumps=lambda d: json.dumps(d, allow_nan=False)
-    )
-
-
-def iso(t: datetime | None) -> str | None:
-    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-@web.middleware
-async def _errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as err:
-        return _json(error_body(err.status, str(err), err.field), err.status, err.headers)
-    except web.HTTPException as err:
-        if err.status < 400:
-            raise
-        reason = f"no route {request.path}" if err.status == 404 else err.reason
-        return _json(error_body(err.status, reason), err.status)
-    except StorageError as err:
-        log.error("%s %s: %s", request.method, request.path, err)
-        return _json(error_body(503, f"the database cannot answer: {err}"), 503)
-    except Exception as err:
-        log.exception("%s %s failed", request.method, request.path)
-        return _json(error_body(500, f"internal error: {type(err).__name__}"), 500)
-
-
-async def _headers(request: web.Request, response: web.StreamResponse) -> None:
-    """The fleet's meter data is nobody's cache entry; no content sniffing, no framing."""
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
-    if request.path.startswith("/api/"):
-        response.headers.setdefault("Cache-Control", "no-store")
+#: Every error as JSON; the fleet's meter data is nobody's cache entry (private_headers).
+_errors = json_errors(
+    dumps, log, reason=_reason, unavailable=StorageError,
+    unavailable_text=lambda err: f"the database cannot answer: {err}",
+)  # fmt: skip
 
 
 def read_token(path: str) -> str:
@@ -120,25 +80,6 @@ def read_token(path: str) -> str:
 
 
 # -- query parameters ----------------------------------------------------------------------
-
-
-def _time(request: web.Request, name: str) -> datetime | None:
-    text = request.query.get(name)
-    if text is None:
-        return None
-    # A '+' in a URL query is a space: "+01:00" arrives as " 01:00" unless written %2B01:00.
-    hint = " (write a '+' in a query as %2B)" if " " in text else ""
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise ApiError(400, f"{name}: expected an ISO 8601 time like 2026-12-06T00:00:00+01:00, "
-                            f"got {text!r}{hint}", name) from None  # fmt: skip
-    if t.tzinfo is None:
-        raise ApiError(400, f"{name}: the time must say its offset (Z or +01:00), got {text!r}", name)
-    try:
-        return t.astimezone(UTC)
-    except OverflowError:
-        raise ApiError(400, f"{name}: {text!r} is out of range", name) from None
 
 
 def _day(text: str | None, name: str = "day") -> date:
@@ -158,13 +99,22 @@ def _day(text: str | None, name: str = "day") -> date:
 class FleetApi:
     """Routes of the REST API and the fleet page over the head-end's repository."""
 
-    def __init__(self, config: HeadendConfig, repository: Repository, clock: Clock, token: str = "") -> None:
+    def __init__(
+        self,
+        config: HeadendConfig,
+        repository: Repository,
+        clock: Clock,
+        token: str = "",
+        portfolios: PortfolioService | None = None,
+    ) -> None:
         self.config = config
         self.repository = repository
         self.clock = clock
         self._token = token.encode()
         self.document = document()
-        app = web.Application(middlewares=[_errors, self._access])
+        #: The portfolios' routes (issue 18), over the instance's service (None: it runs none).
+        self.portfolios = PortfolioRoutes(config, portfolios)
+        app = web.Application(middlewares=[_errors, self._access], client_max_size=MAX_DEFINITION)
         r = app.router
         r.add_get("/", self.page)
         r.add_static("/static", STATIC, append_version=True)
@@ -176,7 +126,8 @@ class FleetApi:
         r.add_get("/api/sites/{publisher}/meters/{meter}/events", self.events)
         r.add_get("/api/sites/{publisher}/meters/{meter}/completeness", self.completeness)
         r.add_get("/api/export", self.export)
-        app.on_response_prepare.append(_headers)
+        self.portfolios.add_to(r)
+        app.on_response_prepare.append(private_headers)
         self.app = app
 
     @web.middleware
@@ -196,7 +147,7 @@ class FleetApi:
         return web.FileResponse(STATIC / "index.html")
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return _json(self.document)
+        return answer(self.document)
 
     # -- sites -----------------------------------------------------------------------------
 
@@ -235,7 +186,7 @@ class FleetApi:
 
     async def sites(self, request: web.Request) -> web.Response:
         states, meters = await self._fleet()
-        return _json([await self._site_json(p, states.get(p), meters[p]) for p in sorted(meters)])
+        return answer([await self._site_json(p, states.get(p), meters[p]) for p in sorted(meters)])
 
     async def _publisher(self, request: web.Request) -> tuple[str, SiteState | None, list[str]]:
         publisher = request.match_info["publisher"]
@@ -262,14 +213,14 @@ class FleetApi:
             {"meter": m, "latest": {s: iso(await self.repository.latest(publisher, m, s)) for s in STREAMS}}
             for m in meters
         ]
-        return _json(body)
+        return answer(body)
 
     # -- records ---------------------------------------------------------------------------
 
     def _range(self, request: web.Request, publisher: str, what: str) -> tuple[datetime, datetime]:
         """``from``/``to`` (``from <= time < to``), or ``day``: the site's local day, whose
         periods end from 00:15 to 24:00 (period ends in ``(start, end]``)."""
-        start, end, text = _time(request, "from"), _time(request, "to"), request.query.get("day")
+        start, end, text = query_time(request, "from"), query_time(request, "to"), request.query.get("day")
         if text is not None:
             if start is not None or end is not None:
                 raise ApiError(400, "day: give either day or from and to, not both", "day")
@@ -292,7 +243,7 @@ class FleetApi:
         publisher, meter = await self._meter(request)
         start, end = self._range(request, publisher, what)
         rows = await self.repository.samples(publisher, meter, stream, start, end)
-        return _json({
+        return answer({
             "publisher": publisher, "meter": meter, "stream": stream, "from": iso(start), "to": iso(end),
             "fields": sorted({s.field for s in rows}), "records": _records(rows),
         })  # fmt: skip
@@ -311,7 +262,7 @@ class FleetApi:
         publisher, meter = await self._meter(request)
         start, end = self._range(request, publisher, EVENTS)
         found = await self.repository.events(publisher, meter, start, end)
-        return _json({
+        return answer({
             "publisher": publisher, "meter": meter, "from": iso(start), "to": iso(end),
             "events": [
                 {"time": iso(e.time), "code": e.code, "severity": e.severity, "message": e.message,
@@ -326,7 +277,7 @@ class FleetApi:
         site = self.config.site(publisher)
         zone = ZoneInfo(site.timezone)
         [d] = await meter_days(self.repository, publisher, meter, [day], zone, self.clock.now())
-        return _json({
+        return answer({
             "publisher": publisher, "meter": meter, "day": day.isoformat(), "timezone": site.timezone,
             "periods": d.periods, "expected": d.expected, "stored": d.stored,
             "missing": [iso(t) for t in d.missing], "not_recorded": [iso(t) for t in d.not_recorded],

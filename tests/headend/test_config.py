@@ -113,3 +113,37 @@ def test_run_listen_overrides_http_with_the_same_checks(tmp_path: Path) -> None:
     token.write_text("a-token-of-the-fleet-page\n")
     guarded = parse_config({"profile": "demo", "http": {"token_file": str(token)}}, "x")
     assert with_listen(guarded, "0.0.0.0:8090").http.listen == "0.0.0.0:8090"
+
+
+def test_the_portfolio_opcua_server_is_off_unless_configured_and_secure_by_default() -> None:
+    from gateway.config import SecurityConfig
+    from headend.config import HEADEND_OPCUA
+
+    assert parse_config(SECURE, "x").opcua is None
+    config = parse_config({**SECURE, "opcua": {"port": 4841, "limits": {"max_sessions": 8}}}, "x")
+    assert config.opcua is not None
+    assert (config.opcua.port, config.opcua.path, config.opcua.application_uri) == (
+        4841, "/smx-headend", HEADEND_OPCUA.application_uri,
+    )  # fmt: skip
+    assert config.opcua.limits.max_sessions == 8
+    # [security] is the gateway's table with its defaults: production, no None endpoint, no anonymous.
+    assert config.security == SecurityConfig()
+    assert not config.security.demo
+    assert not config.security.anonymous
+    custom = parse_config({**SECURE, "opcua": {}, "security": {"pki": "pki", "users": "pki/users"}}, "x")
+    assert (custom.security.pki, custom.security.users) == ("pki", "pki/users")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"security": {"pki": "pki"}}, r"security: only for the OPC UA server, which needs \[opcua\]"),
+        ({"opcua": {"path": "smx"}}, "opcua.path: expected a path like /smx"),
+        ({"opcua": {"colour": 1}}, "opcua.colour: unknown key"),
+        ({"opcua": {}, "security": {"policies": ["None"]}}, "security.policies"),
+        ({"opcua": {}, "security": {"profile": "lax"}}, "security.profile"),
+    ],
+)
+def test_opcua_and_security_mistakes_are_named(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({**SECURE, **change}, "headend.toml")

@@ -11,7 +11,7 @@ from gateway.meter.model import Diagnostics, Quality, Reading, Snapshot
 from gateway.obis import Obis
 from gateway.pubsub import codec
 from gateway.uplink import writers as w
-from headend.ingest import Accepted, Cause, Ingest, MetadataSeen, Refused, StatusSeen, parse_topic
+from headend.ingest import Accepted, Cause, Ingest, LiveSeen, MetadataSeen, Refused, StatusSeen, parse_topic
 from tests.support.headend_messages import (
     METER,
     NOW,
@@ -65,7 +65,7 @@ def test_load_profile_periods_become_samples_of_every_field() -> None:
     assert status["APlusPerPeriod"].value == 1.25
 
 
-def test_events_become_events_and_live_is_not_stored() -> None:
+def test_events_become_events_and_live_values_are_seen_not_stored() -> None:
     ingest = Ingest()
     ready(ingest, "events", "live")
     (event,) = ingest.feed(topic("data", "events"), data_message("events", [(NOW, [40.0], 5)]), None, NOW)
@@ -79,7 +79,12 @@ def test_events_become_events_and_live_is_not_stored() -> None:
     kind, payload, worst = frames.frame(snap)
     msg = w.dataset_message(w.BY_NAME["live"], 101, 1, VERSION, NOW, payload, worst, kind)
     data = codec.encode(codec.NetworkMessage("x", PUB, "meter1", (msg,)))
-    assert ingest.feed(topic("data", "live"), data, None, NOW) == []
+    # Not stored; the portfolios take its Good values (the rest of the set is Waiting: None).
+    (live,) = ingest.feed(topic("data", "live"), data, None, NOW)
+    assert isinstance(live, LiveSeen)
+    assert (live.publisher, live.meter, live.time) == (PUB, "meter1", NOW)
+    assert live.values["ActivePowerImport"] == 1.5
+    assert live.values["ActivePowerExport"] is None
 
 
 def test_data_before_its_metadata_is_held_then_taken() -> None:

@@ -1,10 +1,12 @@
 """The head-end's REST API against its OpenAPI document, on SQLite and on PostgreSQL.
 
-Every request goes through :meth:`Api.call`, which checks the answer against the served
-``/api/openapi.json`` (tests/support/openapi_check.py): the path matches a documented
-template and method, every query parameter sent is documented, the status is documented
-for the operation, JSON answers validate against their schema, an error body repeats the
-status. So the module is the contract test; the tests add what each answer must say.
+Every request goes through :meth:`Api.call` (tests/support/headend_api.py), which checks
+the answer against the served ``/api/openapi.json`` (tests/support/openapi_check.py): the
+path matches a documented template and method, every query parameter sent is documented,
+the status is documented for the operation, JSON answers validate against their schema,
+an error body repeats the status. So the module is the contract test of the fleet's
+operations (the portfolios' are tests/headend/test_portfolio_rest.py's); the tests add
+what each answer must say.
 
 The fleet is tests/support/fleet.py: three sites, a hole, a power down, a DST day, written
 with the repository's own ``store()``; the API's clock stands still, so nothing waits.
@@ -15,118 +17,33 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
-from yarl import URL
 
 from gateway.clock import ManualClock
-from headend.storage import Repository
-from headend.storage.postgres import PostgresRepository
-from headend.storage.sqlite import SqliteRepository
 from headend.web.api import read_token
 from headend.web.openapi import document
 from tests.support import fleet
-from tests.support.openapi_check import METHODS, check_document, match_path, response_schema, validate
-from tests.support.postgres import postgres_cluster
+from tests.support.headend_api import Api, operations, repository
+from tests.support.openapi_check import METHODS, check_document
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 M1 = f"/api/sites/smx-1/meters/{fleet.METER}"
 TOKEN = "t0ken-for-the-fleet-0123456789"
-#: Query parameters: a mapping, or pairs (a parameter given twice).
-Params = Mapping[str, str] | list[tuple[str, str]] | None
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    data: Any
-
-    @property
-    def text(self) -> str:
-        return f"{self.status}: {self.body[:600].decode(errors='replace')}"
-
-    def error(self, status: int, field: str | None = None) -> str:
-        """Assert a JSON error with this status (and field); return its message."""
-        assert self.status == status, self.text
-        assert self.data["status"] == status, self.text
-        if field is not None:
-            assert self.data.get("field") == field, self.text
-        return str(self.data["error"])
-
-
-@dataclass
-class Api:
-    session: aiohttp.ClientSession
-    base: str
-    doc: dict[str, Any]
-    repo: Repository
-    #: (METHOD, template) of every documented operation called.
-    called: set[tuple[str, str]] = field(default_factory=set)
-
-    async def call(self, path: str, params: Params = None, **kw: Any) -> Answer:
-        """GET ``path`` and check the answer against the document."""
-        async with self.session.get(URL(self.base + path, encoded=True), params=params, **kw) as resp:
-            body = await resp.read()
-            data = self.check(path, params, resp.status, resp.headers, body)
-            return Answer(resp.status, resp.headers, body, data)
-
-    def check(
-        self,
-        path: str,
-        params: Mapping[str, Any] | None,
-        status: int,
-        headers: Mapping[str, str],
-        body: bytes,
-    ) -> Any:
-        where, shown = f"GET {path} -> {status}", body[:600].decode(errors="replace")
-        found = match_path(self.doc, path)
-        assert found is not None, f"{where}: no documented path template matches"
-        template = found[0]
-        operation = self.doc["paths"][template].get("get")
-        assert operation is not None, f"{where}: GET {template} is not documented"
-        self.called.add(("GET", template))
-        documented = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
-        names = {k for k, _ in (params.items() if isinstance(params, Mapping) else params or [])}
-        undocumented = names - documented
-        assert not undocumented, f"{where}: query parameters {sorted(undocumented)} are not documented"
-        try:
-            schema = response_schema(self.doc, template, "GET", status)
-        except KeyError as err:
-            raise AssertionError(f"{where}: {err.args[0]}; body: {shown}") from None
-        media = headers.get("Content-Type", "").split(";")[0].strip()
-        if schema is None:
-            assert media in operation["responses"][str(status)]["content"], f"{where}: Content-Type {media}"
-            return None
-        assert media == "application/json", f"{where}: Content-Type {media!r} for JSON; body: {shown}"
-        data = json.loads(body)
-        problems = validate(data, schema, self.doc)
-        assert problems == [], f"{where}: the answer does not match the document:\n" + "\n".join(problems)
-        if status >= 400:
-            assert data["status"] == status, f"{where}: the error body says status {data['status']}"
-        return data
+#: The portfolios' operations are tests/headend/test_portfolio_rest.py's.
+PORTFOLIOS = "/api/portfolios"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgres"])
 async def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     work = tmp_path_factory.mktemp(f"rest-{request.param}")
     async with contextlib.AsyncExitStack() as stack:
-        if request.param == "sqlite":
-            repo: Repository = SqliteRepository(work / "h.sqlite")
-        else:
-            cluster = await stack.enter_async_context(postgres_cluster(work))
-            repo = PostgresRepository(await stack.enter_async_context(cluster.database("rest")))
-        await repo.open()
-        stack.push_async_callback(repo.close)
+        repo = await stack.enter_async_context(repository(request.param, work, "rest"))
         await fleet.fill(repo)
         server = await stack.enter_async_context(fleet.serving(fleet.config(), repo))
         session = await stack.enter_async_context(aiohttp.ClientSession())
@@ -402,8 +319,5 @@ async def test_every_documented_operation_was_called(api: Api, request: pytest.F
     """Runs last: the module's requests covered every operation of the document."""
     if request.config.getoption("keyword") or request.config.getoption("markexpr"):
         pytest.skip("a subset of the module ran")
-    documented = {
-        (method.upper(), template) for template, item in api.doc["paths"].items() for method in item
-        if method in METHODS
-    }  # fmt: skip
+    documented = operations(api.doc) - operations(api.doc, PORTFOLIOS)
     assert documented - api.called == set()

@@ -16,7 +16,7 @@ import math
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,10 +29,15 @@ from hypothesis import strategies as st
 
 from headend.storage import (
     SCHEMA_VERSION,
+    AggregateRecord,
     Batch,
     Event,
+    Lease,
+    PeriodSum,
+    PortfolioRecord,
     Repository,
     Sample,
+    ScheduleRecord,
     SiteState,
     StorageError,
 )
@@ -550,6 +555,323 @@ async def test_of_instances_claiming_at_once_exactly_one_gets_it(backend: Backen
         when = T0 + n * every
         got = await asyncio.gather(*(r.claim("smx-1", "check", when, every) for r in (first, second)))
         assert sorted(got) == [False, True], (n, got)
+
+
+# -- portfolios (issue 18): leases ----------------------------------------------------------------
+
+TTL = timedelta(seconds=30)
+SECOND = timedelta(seconds=1)
+
+
+async def test_a_lease_is_renewed_by_its_owner_and_refused_to_another_until_it_expires(
+    backend: Backend,
+) -> None:
+    repo = await backend.opened()
+    assert await repo.lease("bucket/0", "h-1", T0, TTL)
+    assert await repo.leases("bucket/") == [Lease("bucket/0", "h-1", T0 + TTL)]
+    assert not await repo.lease("bucket/0", "h-2", T0 + 10 * SECOND, TTL)
+    assert await repo.lease("bucket/0", "h-1", T0 + 10 * SECOND, TTL)  # renewed
+    until = T0 + 10 * SECOND + TTL
+    assert await repo.leases("bucket/") == [Lease("bucket/0", "h-1", until)]
+    assert not await repo.lease("bucket/0", "h-2", until - timedelta(microseconds=1), TTL)
+    assert await repo.lease("bucket/0", "h-2", until.astimezone(VIENNA), TTL)  # expires <= now
+    assert not await repo.lease("bucket/0", "h-1", until + SECOND, TTL)  # the former owner lost it
+    assert await repo.leases("bucket/") == [Lease("bucket/0", "h-2", until + TTL)]
+    with pytest.raises(ValueError, match="naive"):
+        await repo.lease("bucket/0", "h-2", T0.replace(tzinfo=None), TTL)
+
+
+async def test_of_owners_leasing_one_free_name_at_once_exactly_one_gets_it(backend: Backend) -> None:
+    instances = [await backend.opened() for _ in range(4)]
+    for n in range(10):
+        name = f"bucket/{n}"
+        got = await asyncio.gather(*(r.lease(name, f"h-{i}", T0, TTL) for i, r in enumerate(instances)))
+        assert sorted(got) == [False, False, False, True], (n, got)
+        holder = f"h-{got.index(True)}"
+        assert await instances[0].leases(name) == [Lease(name, holder, T0 + TTL)]
+        # Expired: free again, and again exactly one of them gets it.
+        later = T0 + TTL
+        got = await asyncio.gather(*(r.lease(name, f"h-{i}", later, TTL) for i, r in enumerate(instances)))
+        assert sorted(got) == [False, False, False, True], (n, got)
+
+
+async def test_a_lease_is_released_by_its_owner_only(backend: Backend) -> None:
+    repo = await backend.opened()
+    assert await repo.lease("bucket/0", "h-1", T0, TTL)
+    await repo.release("bucket/0", "h-2")  # not h-2's: left alone
+    assert await repo.leases("") == [Lease("bucket/0", "h-1", T0 + TTL)]
+    await repo.release("bucket/0", "h-1")
+    assert await repo.leases("") == []
+    assert await repo.lease("bucket/0", "h-2", T0 + SECOND, TTL)  # free before the old expiry
+    await repo.release("nothing", "h-1")  # nothing to give up: no error
+
+
+async def test_leases_are_listed_by_prefix_and_name_expired_ones_included(backend: Backend) -> None:
+    repo = await backend.opened()
+    names = ["bucket/2", "bucket/10", "bucket/Z", "bucket/a", "bucket/ä", "bucket_x", "heartbeat/h-1", "b%1"]
+    for name in names:
+        assert await repo.lease(name, "h-1", T0, TTL)
+    assert await repo.lease("bucket/1", "h-2", T0 - timedelta(days=1), TTL)  # long expired
+    got = await repo.leases("bucket/")
+    # By code point (as Python sorts), whatever the database's collation.
+    assert [x.name for x in got] == ["bucket/1", "bucket/10", "bucket/2", "bucket/Z", "bucket/a", "bucket/ä"]
+    assert got[0] == Lease("bucket/1", "h-2", T0 - timedelta(days=1) + TTL)
+    # A prefix is plain text: no LIKE wildcards ('_' is not any character, '%' not any text).
+    assert [x.name for x in await repo.leases("bucket_")] == ["bucket_x"]
+    assert [x.name for x in await repo.leases("b%")] == ["b%1"]
+    assert await repo.leases("%") == []
+    assert [x.name for x in await repo.leases("heartbeat/")] == ["heartbeat/h-1"]
+    assert len(await repo.leases("")) == len(names) + 1
+
+
+# -- portfolios (issue 18): definitions -----------------------------------------------------------
+
+
+def definition(n: int) -> dict[str, Any]:
+    return {
+        "members": [{"publisher": f"smx-{i}", "meter": "m1", "share": 1 / 3} for i in range(n)],
+        "settlement_minutes": 15,
+        "name": "Wärmepumpen Süd",
+        # Numbers JSON and Python keep exactly (jsonb would print 1e300 as a 301-digit integer).
+        "limits": {"max_kw": 1e300, "min_kw": -0.1, "zero": 0, "none": None, "flag": True},
+    }
+
+
+async def test_portfolios_are_saved_replaced_listed_and_deleted(backend: Backend) -> None:
+    repo = await backend.opened()
+    assert await repo.portfolios() == []
+    b = PortfolioRecord("pf-b", definition(1), T0)
+    a = PortfolioRecord("pf-a", definition(2), T0.astimezone(VIENNA))  # the same instant
+    await repo.save_portfolio(b)
+    await repo.save_portfolio(a)
+    assert await repo.portfolios() == [a, b]
+    assert all(p.updated.utcoffset() == timedelta(0) for p in await repo.portfolios())
+    a2 = PortfolioRecord("pf-a", {"members": []}, T0 + MINUTE)
+    await repo.save_portfolio(a2)
+    assert await repo.portfolios() == [a2, b]
+    assert await repo.delete_portfolio("pf-a")
+    assert not await repo.delete_portfolio("pf-a")
+    assert not await repo.delete_portfolio("pf-never")
+    assert await repo.portfolios() == [b]
+
+
+# -- portfolios (issue 18): schedules -------------------------------------------------------------
+
+DAY = date(2024, 5, 7)
+
+
+def schedule(day: date = DAY, n: int = 96, *, portfolio: str = "pf-a", shift: float = 0.0,
+             registered: datetime = T0) -> ScheduleRecord:  # fmt: skip
+    # Full-precision floats (and a negative: net export), not round numbers.
+    return ScheduleRecord(
+        portfolio, day, 15, tuple(math.sin(i) * 1000 / 3 + shift for i in range(n)), registered
+    )
+
+
+async def count_schedules(backend: Backend) -> int:
+    rows = await backend.raw("SELECT count(*) FROM schedules")
+    return int(rows[0][0])
+
+
+async def test_a_replaced_schedule_is_kept_and_the_newest_is_current(backend: Backend) -> None:
+    repo = await backend.opened()
+    first = schedule()
+    await repo.save_schedule(first)
+    assert await repo.schedule("pf-a", DAY) == first
+    second = schedule(shift=1.5, registered=T0 + MINUTE)
+    await repo.save_schedule(second)
+    assert await repo.schedule("pf-a", DAY) == second
+    assert await count_schedules(backend) == 2  # the replaced one kept for the audit
+    # Another day, another portfolio: neither replaces anything.
+    await repo.save_schedule(schedule(DAY + timedelta(days=2)))
+    await repo.save_schedule(schedule(DAY + timedelta(days=1), portfolio="pf-b"))
+    assert await repo.schedule("pf-a", DAY) == second
+    assert await repo.schedule_days("pf-a") == [DAY, DAY + timedelta(days=2)]
+    assert await repo.schedule_days("pf-b") == [DAY + timedelta(days=1)]
+    assert await repo.schedule_days("pf-never") == []
+    assert await repo.schedule("pf-a", DAY + timedelta(days=1)) is None  # pf-b's day only
+    assert await repo.schedule("pf-never", DAY) is None
+    # Saved again as it was first: current again, and one more in the audit.
+    await repo.save_schedule(first)
+    assert await repo.schedule("pf-a", DAY) == first
+    assert await count_schedules(backend) == 5
+
+
+@pytest.mark.parametrize(("day", "periods"), [("2024-03-31", 92), ("2024-10-27", 100)])
+async def test_a_schedule_of_a_dst_day_round_trips_exactly(backend: Backend, day: str, periods: int) -> None:
+    repo = await backend.opened()
+    record = schedule(date.fromisoformat(day), periods)
+    extremes = (5e-324, -1.7976931348623157e308, 0.1 + 0.2, -0.0)
+    record = replace(record, energy_kwh=record.energy_kwh[:-4] + extremes)
+    await repo.save_schedule(record)
+    got = await repo.schedule("pf-a", record.day)
+    assert got == record
+    assert got is not None
+    assert len(got.energy_kwh) == periods
+    assert [v.hex() for v in got.energy_kwh] == [v.hex() for v in record.energy_kwh]  # bit for bit
+    # Whole numbers given come back as floats.
+    await repo.save_schedule(replace(record, energy_kwh=(1, 2)))
+    got = await repo.schedule("pf-a", record.day)
+    assert got is not None
+    assert got.energy_kwh == (1.0, 2.0)
+    assert all(type(v) is float for v in got.energy_kwh)
+
+
+async def test_instances_saving_one_day_at_once_keep_every_schedule(backend: Backend) -> None:
+    a, b = await backend.opened(), await backend.opened()
+    saved = [schedule(shift=i, registered=T0 + i * SECOND) for i in range(10)]
+    await asyncio.gather(*((a, b)[i % 2].save_schedule(s) for i, s in enumerate(saved)))
+    assert await count_schedules(backend) == 10
+    assert await a.schedule("pf-a", DAY) in saved
+    assert await a.schedule("pf-a", DAY) == await b.schedule("pf-a", DAY)
+
+
+# -- portfolios (issue 18): aggregates ------------------------------------------------------------
+
+
+def aggregate(i: int, *, seconds: int = 60, portfolio: str = "pf-a", x: float = 0.0) -> AggregateRecord:
+    start = T0 + i * timedelta(seconds=seconds)
+    kw = 100 / 3 + i + x
+    return AggregateRecord(portfolio, seconds, start, kw, kw - 0.1, kw + 0.7, 0.95, kw * seconds / 3600,
+                           0.01 * i, seconds)  # fmt: skip
+
+
+async def test_aggregates_are_kept_as_first_written_and_read_by_half_open_range(backend: Backend) -> None:
+    repo = await backend.opened()
+    minutes = [aggregate(i) for i in range(6)]
+    await repo.save_aggregates(minutes[:5][::-1])
+    # Written again with other values (another instance, late): the first record stays.
+    await repo.save_aggregates([aggregate(2, x=50.0), minutes[5]])
+    assert await repo.aggregates("pf-a", 60, T0, T0 + 6 * MINUTE) == minutes
+    assert await repo.aggregates("pf-a", 60, T0 + MINUTE, T0 + 3 * MINUTE) == minutes[1:3]
+    assert await repo.aggregates("pf-a", 60, T0 + MINUTE, T0 + MINUTE) == []
+    # Another interval length and another portfolio at the same starts are their own.
+    period = aggregate(0, seconds=900)
+    other = aggregate(0, portfolio="pf-b", x=7.0)
+    await repo.save_aggregates([period, other])
+    assert await repo.aggregates("pf-a", 900, T0, T0 + PERIOD) == [period]
+    assert await repo.aggregates("pf-a", 60, T0, T0 + 6 * MINUTE) == minutes
+    assert await repo.aggregates("pf-b", 60, T0.astimezone(VIENNA), T0 + MINUTE) == [other]
+    # A key twice in one batch: its first record, as across batches.
+    await repo.save_aggregates([aggregate(9, x=1.0), aggregate(9, x=2.0)])
+    assert await repo.aggregates("pf-a", 60, T0 + 9 * MINUTE, T0 + 10 * MINUTE) == [aggregate(9, x=1.0)]
+    await repo.save_aggregates([])
+    got = await repo.aggregates("pf-a", 60, T0, T0 + 6 * MINUTE)
+    assert all(r.start.utcoffset() == timedelta(0) for r in got)
+    with pytest.raises(ValueError, match="naive"):
+        await repo.aggregates("pf-a", 60, T0.replace(tzinfo=None), T0)
+
+
+async def test_instances_writing_overlapping_aggregates_at_once_keep_one_each(backend: Backend) -> None:
+    a, b = await backend.opened(), await backend.opened()
+    mine = [aggregate(i, x=1.0) for i in range(0, 300)]
+    theirs = [aggregate(i, x=2.0) for i in range(100, 400)][::-1]
+    await asyncio.gather(a.save_aggregates(mine), b.save_aggregates(theirs))
+    got = await a.aggregates("pf-a", 60, T0, T0 + 400 * MINUTE)
+    assert [r.start for r in got] == [T0 + i * MINUTE for i in range(400)]
+    assert got[:100] == mine[:100]
+    assert got[300:] == theirs[:100][::-1]
+    assert all(r in (aggregate(i, x=1.0), aggregate(i, x=2.0)) for i, r in enumerate(got))
+
+
+# -- portfolios (issue 18): period sums -----------------------------------------------------------
+
+IMPORT, EXPORT = "ActiveEnergyImport", "ActiveEnergyExport"
+
+
+async def test_period_sums_add_the_asked_publishers_meters_per_period_end(backend: Backend) -> None:
+    repo = await backend.opened()
+    values: dict[tuple[str, str], Callable[[int], tuple[float | None, float | None]]] = {
+        ("p1", "m1"): lambda k: (float(k), 0.5),
+        ("p1", "m2"): lambda k: (2.0 * k, 0.25),
+        # p2's import is missing (NULL) at period 2 on both meters.
+        ("p2", "m1"): lambda k: (None if k == 2 else 100.0 * k, 1.0),
+        ("p2", "m2"): lambda k: (None if k == 2 else 1000.0 * k, 2.0),
+        ("p3", "m1"): lambda k: (1e6, 1e6),  # not asked
+    }
+    samples = []
+    for (publisher, meter), value in values.items():
+        for k in range(6):  # period ends T0 .. T0 + 5 periods
+            if publisher == "p2" and k == 3:
+                continue  # p2 sent nothing for period 3
+            imp, exp = value(k)
+            t = T0 + k * PERIOD
+            samples += [
+                Sample(publisher, meter, "lp1", IMPORT, t, imp),
+                Sample(publisher, meter, "lp1", EXPORT, t, exp),
+                Sample(publisher, meter, "lp1", "MeterStatus", t, 1e6),  # another field
+                Sample(publisher, meter, "lp2", IMPORT, t, 1e6),  # the field in another stream
+            ]
+    await repo.store(Batch(samples))
+    got = await repo.period_sums(["p1", "p2", "p9"], "lp1", IMPORT, EXPORT, T0, T0 + 4 * PERIOD)
+    # (T0, T0 + 4 periods]: period ends 1 to 4; all sums exact in binary.
+    assert got == [
+        PeriodSum(T0 + 1 * PERIOD, 1 + 2 + 100 + 1000, 3.75, 2),
+        PeriodSum(T0 + 2 * PERIOD, 2 + 4, 3.75, 2),  # p2's NULLs count 0, p2 still counted
+        PeriodSum(T0 + 3 * PERIOD, 3 + 6, 0.75, 1),  # p2 missing
+        PeriodSum(T0 + 4 * PERIOD, 4 + 8 + 400 + 4000, 3.75, 2),
+    ]
+    assert all(type(s.import_kwh) is float and type(s.export_kwh) is float for s in got)
+    assert all(s.time.utcoffset() == timedelta(0) for s in got)
+    only_nulls = await repo.period_sums(["p2"], "lp1", IMPORT, EXPORT, T0 + PERIOD, T0 + 2 * PERIOD)
+    assert only_nulls == [PeriodSum(T0 + 2 * PERIOD, 0.0, 3.0, 1)]
+    # A publisher given twice counts once; no publishers, an unknown stream: nothing.
+    twice = await repo.period_sums(["p1", "p1"], "lp1", IMPORT, EXPORT, T0, T0 + PERIOD)
+    assert twice == [PeriodSum(T0 + PERIOD, 3.0, 0.75, 1)]
+    assert await repo.period_sums([], "lp1", IMPORT, EXPORT, T0, T0 + 9 * PERIOD) == []
+    assert await repo.period_sums(["p1"], "lp9", IMPORT, EXPORT, T0, T0 + 9 * PERIOD) == []
+    with pytest.raises(ValueError, match="naive"):
+        await repo.period_sums([], "lp1", IMPORT, EXPORT, T0.replace(tzinfo=None), T0)
+
+
+async def test_period_sums_of_many_publishers(backend: Backend) -> None:
+    """More publishers than SQLite takes parameters in one statement (32,766)."""
+    repo = await backend.opened()
+    await repo.store(Batch([Sample(f"p{i}", "m1", "lp1", IMPORT, T0 + PERIOD, 0.5) for i in range(3)]))
+    many = [f"p{i}" for i in range(40_000)]
+    assert await repo.period_sums(many, "lp1", IMPORT, EXPORT, T0, T0 + PERIOD) == [
+        PeriodSum(T0 + PERIOD, 1.5, 0.0, 3)
+    ]
+
+
+# -- portfolios (issue 18): input and schema ------------------------------------------------------
+
+
+async def test_bad_portfolio_input_is_refused_alike_before_anything_is_written(backend: Backend) -> None:
+    repo = await backend.opened()
+    naive = T0.replace(tzinfo=None)
+    with pytest.raises(ValueError, match="naive"):
+        await repo.save_portfolio(PortfolioRecord("pf-a", {}, naive))
+    with pytest.raises(ValueError, match="JSON"):
+        await repo.save_portfolio(PortfolioRecord("pf-a", {"max_kw": math.nan}, T0))
+    with pytest.raises(ValueError, match="NUL"):  # PostgreSQL's text has none
+        await repo.save_portfolio(PortfolioRecord("pf\x00a", {}, T0))
+    with pytest.raises(ValueError, match="naive"):
+        await repo.save_schedule(schedule(registered=naive))
+    with pytest.raises(ValueError, match="non-finite"):
+        await repo.save_schedule(replace(schedule(), energy_kwh=(1.0, math.inf)))
+    with pytest.raises(ValueError, match="naive"):
+        await repo.save_aggregates([aggregate(0), replace(aggregate(1), start=naive)])
+    with pytest.raises(ValueError, match="non-finite"):  # SQLite would store a NaN as NULL
+        await repo.save_aggregates([aggregate(0), replace(aggregate(1), coverage=math.nan)])
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        await repo.lease("bucket/\ud800", "h-1", T0, TTL)
+    assert await repo.portfolios() == []
+    assert await repo.schedule_days("pf-a") == []
+    assert await repo.aggregates("pf-a", 60, T0, T0 + PERIOD) == []
+    assert await repo.leases("") == []
+
+
+async def test_a_database_made_before_portfolios_gets_their_tables_on_open(backend: Backend) -> None:
+    """The portfolio tables are additive: a database of issue 17's schema (same version)
+    gets them when a head-end of this version opens it."""
+    await (await backend.opened()).close()
+    for table in ("leases", "portfolios", "schedules", "aggregates"):
+        await backend.raw(f"DROP TABLE {table}")
+    repo = await backend.opened()
+    await repo.save_portfolio(PortfolioRecord("pf-a", {}, T0))
+    assert await repo.portfolios() == [PortfolioRecord("pf-a", {}, T0)]
+    assert [tuple(r) for r in await backend.raw("SELECT version FROM schema_version")] == [(SCHEMA_VERSION,)]
 
 
 # -- volume ---------------------------------------------------------------------------------------

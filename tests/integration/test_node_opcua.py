@@ -32,7 +32,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import re
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -51,13 +50,13 @@ from gateway.archive.files import ArchiveWriter, Column
 from gateway.config import GatewayConfig
 from gateway.meter.model import Quality
 from gateway.opcua.ids import SMX_NAMESPACE
-from gateway.security.pki import Pki, create_application_certificate, thumbprint, write_private_key
+from gateway.security.pki import Pki, thumbprint
 from gateway.security.users import Role
 from tests.support.harness import PASSWORD, add_user, demo
+from tests.support.node_opcua import NODE_DIR, client_identity, node_executable
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 #: The node client's ApplicationUri (its certificate is made for it).
 NODE_URI = "urn:smx:node-opcua-test-client"
 STRANGER_URI = "urn:smx:node-opcua-stranger"
@@ -67,51 +66,15 @@ VOLTAGE = "1-0:32.7.0"
 #: Minute records of the voltage archived before the gateway starts (``archive_minutes``).
 MINUTES = 10
 AVERAGE_MINUTES = 5
-#: npm's words for a registry it could not reach (anything else fails the module).
-_UNREACHABLE = re.compile(
-    r"ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH|"
-    r"network request to .* failed|npm error network|code E(?:SOCKET|PROXY)"
-)
 
 
 # -- node-opcua ---------------------------------------------------------------------------
 
 
-async def run_process(*command: str, cwd: Path, timeout: float) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        *command, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            out, _ = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, out.decode(errors="replace")
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def node() -> str:
     """The ``node`` executable, with tests/node/node_modules installed from the lock file."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        reason = "node-opcua interoperability: Node.js (node and npm) is not installed"
-        print(reason)
-        pytest.skip(reason)
-    installed = NODE_DIR / "node_modules" / ".package-lock.json"  # written last by npm ci
-    lock = NODE_DIR / "package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-        code, out = await run_process(npm, "ci", "--no-audit", "--no-fund", cwd=NODE_DIR, timeout=600)
-        if code != 0:
-            if _UNREACHABLE.search(out):
-                print(f"npm ci in {NODE_DIR} could not reach the registry:\n{out}")
-                lines = [line for line in out.splitlines() if _UNREACHABLE.search(line)]
-                why = next((line for line in lines if "request to" in line), lines[0])
-                pytest.skip(f"node-opcua interoperability: npm registry not reachable: {why.strip()}")
-            pytest.fail(f"npm ci in {NODE_DIR} failed ({code}):\n{out}")
-    return node
+    return await node_executable()
 
 
 # -- the gateways -------------------------------------------------------------------------
@@ -160,17 +123,6 @@ class Setup:
         day = self.today + timedelta(days=offset)
         n = self.gateway.desk.calendar.periods_in(day)
         return day, [round(0.1 * offset + 0.01 * (i % 9), 3) for i in range(n)]
-
-
-def client_identity(tmp: Path, name: str, uri: str) -> tuple[Path, Path, x509.Certificate]:
-    """A client certificate and key for ``uri`` as PEM files."""
-    cert, key = create_application_certificate(
-        uri, common_name=f"SMX node-opcua {name}", organization="tests", hostnames=["localhost"]
-    )
-    cert_file, key_file = tmp / f"{name}.pem", tmp / f"{name}-key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    write_private_key(key_file, key)
-    return cert_file, key_file, cert
 
 
 def production(tmp: Path, client: x509.Certificate, *, discovery: bool) -> GatewayConfig:

@@ -27,7 +27,7 @@ import contextlib
 import json
 import math
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -45,17 +45,10 @@ from gateway.clock import ScaledClock
 from gateway.config import MeterConfig, one_second_set
 from gateway.obis import CATALOGUE, Refresh
 from gateway.security.users import Role, UserDb
-from gateway.web.api import MAX_BODY
 from gateway.web.openapi import document
 from tests.support.harness import PASSWORD, Running, add_user, demo, running_gateway
-from tests.support.openapi_check import (
-    METHODS,
-    check_document,
-    match_path,
-    resolve,
-    response_schema,
-    validate,
-)
+from tests.support.openapi_check import METHODS, check_document, resolve, validate
+from tests.support.rest_contract import Answer, all_refused, check_answer, no_constant, profile_refusals
 from tests.support.simulated_meter import as_modelled, expected_quality, modelled
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -130,34 +123,6 @@ def write_recent_archive(root: Path, meter: MeterConfig, started: datetime) -> R
 # -- the contract-checking client -----------------------------------------------------------
 
 
-def _no_constant(name: str) -> Any:
-    raise AssertionError(f"the answer holds {name}, which is not JSON")
-
-
-@dataclass
-class Answer:
-    method: str
-    path: str
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    #: The parsed JSON body, or None for a non-JSON answer.
-    data: Any
-
-    @property
-    def text(self) -> str:
-        return f"{self.method} {self.path} -> {self.status}: {self.body[:600].decode(errors='replace')}"
-
-    def error(self, status: int, field: str | None = None) -> str:
-        """Assert a JSON error with this status (and field); return its message."""
-        assert self.status == status, self.text
-        assert isinstance(self.data, dict), self.text
-        assert self.data["status"] == status, self.text
-        if field is not None:
-            assert self.data.get("field") == field, self.text
-        return str(self.data["error"])
-
-
 @dataclass
 class Api:
     running: Running
@@ -178,52 +143,16 @@ class Api:
         """Send a request and check the answer against the OpenAPI document."""
         async with self.session.request(method, self.url(path), **kw) as resp:
             body = await resp.read()
-            data = self.check(method, path, kw.get("params"), resp.status, resp.headers, body)
+            _template, data = check_answer(self.doc, method, path, kw.get("params"), resp.status,
+                                           resp.headers, body)  # fmt: skip
             return Answer(method, path, resp.status, resp.headers, body, data)
 
     @contextlib.asynccontextmanager
     async def stream(self, path: str, **kw: Any) -> AsyncIterator[aiohttp.ClientResponse]:
         """A GET whose (non-JSON) body the caller reads incrementally; the head is checked."""
         async with self.session.get(self.url(path), **kw) as resp:
-            self.check("GET", path, kw.get("params"), resp.status, resp.headers, None)
+            check_answer(self.doc, "GET", path, kw.get("params"), resp.status, resp.headers, None)
             yield resp
-
-    def check(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        status: int,
-        headers: Mapping[str, str],
-        body: bytes | None,
-    ) -> Any:
-        where = f"{method} {path} -> {status}"
-        shown = "" if body is None else body[:600].decode(errors="replace")
-        found = match_path(self.doc, path)
-        assert found is not None, f"{where}: no documented path template matches"
-        template, _params = found
-        operation = self.doc["paths"][template].get(method.lower())
-        assert operation is not None, f"{where}: {method} {template} is not documented"
-        documented = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
-        undocumented = set(params or {}) - documented
-        assert not undocumented, f"{where}: query parameters {sorted(undocumented)} are not documented"
-        try:
-            schema = response_schema(self.doc, template, method, status)
-        except KeyError as err:
-            raise AssertionError(f"{where}: {err.args[0]}; body: {shown}") from None
-        media = headers.get("Content-Type", "").split(";")[0].strip()
-        if schema is None:
-            content = operation["responses"][str(status)].get("content", {})
-            assert media in content, f"{where}: Content-Type {media!r}, documented {sorted(content)}"
-            return None
-        assert media == "application/json", f"{where}: Content-Type {media!r} for JSON; body: {shown}"
-        assert body is not None, f"{where}: a JSON answer cannot be streamed"
-        data = json.loads(body, parse_constant=_no_constant)
-        problems = validate(data, schema, self.doc)
-        assert problems == [], f"{where}: the answer does not match the document:\n" + "\n".join(problems)
-        if status >= 400:
-            assert data["status"] == status, f"{where}: the error body says status {data['status']}"
-        return data
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -446,50 +375,17 @@ async def test_put_profile_for_tomorrow_and_read_it_back(api: Api) -> None:
     missing.error(404, "day")
 
 
-def raw_values(values: list[float], at: int, literal: str) -> str:
-    """The JSON text of {"values": [...]} with ``literal`` (NaN, Infinity, "x") at period ``at``."""
-    items = [json.dumps(v) for v in values]
-    items[at - 1] = literal
-    return '{"values": [' + ", ".join(items) + "]}"
-
-
 async def test_bad_profiles_are_refused_and_leave_the_stored_one_unchanged(api: Api) -> None:
     today, upcoming, _ = await calendar(api)
     tomorrow = today + timedelta(days=1)
     n = upcoming[tomorrow]
     good = profile_values(n)
     await ensure_profile(api, tomorrow, good)
-    before = notified_folder(api)
     path = f"/api/meters/{METER}/profiles/{tomorrow}"
-    as_json = {"Content-Type": "application/json"}
-
-    def raw(at: int, literal: str) -> dict[str, Any]:
-        return {"data": raw_values(good, at, literal), "headers": as_json}
-
-    huge = '{"values": [' + ", ".join(["0.25"] * 20_000) + "]}"
-    assert len(huge) > MAX_BODY
-    # (what, path, request, status, field or None for a body-level error, words the message holds)
-    cases: list[tuple[str, str, dict[str, Any], int, str | None, list[str]]] = [
-        ("wrong length", path, {"json": {"values": good[1:], "replace": True}}, 422, "values",
-         [f"{n} settlement periods", f"got {n - 1} values"]),
-        ("NaN literal", path, raw(5, "NaN"), 422, "values", ["period 5", "NaN"]),
-        ("Infinity literal", path, raw(7, "Infinity"), 422, "values", ["period 7", "finite"]),
-        ("-Infinity literal", path, raw(8, "-Infinity"), 422, "values", ["period 8", "finite"]),
-        ("string in values", path, raw(3, '"0.5"'), 422, "values", ["period 3", "number"]),
-        ("boolean in values", path, raw(4, "true"), 422, "values", ["period 4", "number"]),
-        ("null in values", path, raw(6, "null"), 422, "values", ["period 6", "number"]),
-        ("values not an array", path, {"json": {"values": "0.25"}}, 400, "values", ["array"]),
-        ("unknown key", path, {"json": {"values": good, "colour": "red"}}, 400, "colour", ["'colour'"]),
-        ("missing values", path, {"json": {"unit": "kWh"}}, 400, "values", ["'values'"]),
-        ("unknown unit", path, {"json": {"values": good, "unit": "MWh", "replace": True}}, 422, "unit",
-         ["MWh"]),
-        ("replace not a boolean", path, {"json": {"values": good, "replace": "yes"}}, 400, "replace", []),
-        ("body not an object", path, {"json": good}, 400, None, ["object"]),
-        ("not JSON", path, {"data": "values=1,2,3", "headers": as_json}, 400, None, ["not valid JSON"]),
-        ("wrong Content-Type", path,
-         {"data": json.dumps({"values": good, "replace": True}), "headers": {"Content-Type": "text/plain"}},
-         415, None, ["application/json", "text/plain"]),
-        ("body too large", path, {"data": huge, "headers": as_json}, 413, None, [str(MAX_BODY)]),
+    # The body's refusals (tests/support/rest_contract.py: the head-end's schedules refuse the
+    # same), then those of the day and the meter.
+    cases = [
+        *profile_refusals(path, good),
         ("past day", f"/api/meters/{METER}/profiles/2020-01-01", {"json": {"values": profile_values(96)}},
          422, "day", ["2020-01-01"]),
         ("notified without replace", path, {"json": {"values": profile_values(n, 2.0)}}, 409, "replace",
@@ -499,12 +395,14 @@ async def test_bad_profiles_are_refused_and_leave_the_stored_one_unchanged(api: 
         ("unknown meter", f"/api/meters/nope/profiles/{tomorrow}", {"json": {"values": good}}, 404, "meter",
          ["'nope'"]),
     ]  # fmt: skip
-    for what, where, request, status, field, words in cases:
-        answer = await api.call("PUT", where, **request)
-        message = answer.error(status, field)
-        for word in words:
-            assert word in message, f"{what}: {answer.text}"
-        assert notified_folder(api) == before, f"{what}: the refused profile changed the stored files"
+
+    async def put(where: str, request: dict[str, Any]) -> Answer:
+        return await api.call("PUT", where, **request)
+
+    async def stored() -> object:
+        return notified_folder(api)
+
+    await all_refused(put, cases, stored, "profile")
 
     bad_day = await api.call("GET", f"/api/meters/{METER}/profiles/tomorrow")
     bad_day.error(400, "day")
@@ -888,7 +786,7 @@ async def next_event(resp: aiohttp.ClientResponse) -> tuple[str, Any]:
         line = raw.decode().rstrip("\r\n")
         if not line:
             if data:
-                return name, json.loads("\n".join(data), parse_constant=_no_constant)
+                return name, json.loads("\n".join(data), parse_constant=no_constant)
             continue
         key, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value

@@ -11,7 +11,11 @@
 //       privateKeyFile, pkiRoot, serverCertificateFile (optional), user: {name, password},
 //       namespaceUri, meter, voltage, notifications, history: {node, start, end, intervalMs},
 //       register: {day, values, unit, replace}, readProfile: {day},
-//       steps: ["browse", "read", "subscribe", "history", "advice", "register", "readProfile"]}
+//       steps: ["browse", "read", "subscribe", "history", "advice", "register", "readProfile"],
+//       and for another server than the gateway (the head-end's portfolios), optional:
+//       browsePath: [names from Objects to the folder], target: the string NodeId browsed to and
+//       read, methodObject: the string NodeId the methods are called on, methodNames:
+//       {advice, register, readProfile} -> the methods' BrowseNames}
 
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -102,7 +106,7 @@ async function run(job) {
         const ns = namespaces.indexOf(job.namespaceUri);
         result.namespaceIndex = ns;
         if (ns < 0) throw new Error(`namespace ${job.namespaceUri} not in ${JSON.stringify(namespaces)}`);
-        const voltage = makeNodeId(`${job.meter}.${job.voltage}`, ns);
+        const voltage = makeNodeId(job.target ?? `${job.meter}.${job.voltage}`, ns);
 
         for (const step of job.steps) {
             result.step = step;
@@ -143,7 +147,7 @@ async function run(job) {
 async function browseToVoltage(session, ns, job) {
     // Objects (i=85) -> SMX -> Meters -> <meter> -> Instantaneous -> the voltage variable,
     // each step found by its BrowseName in the SMX namespace.
-    const path = ["SMX", "Meters", job.meter, "Instantaneous"];
+    const path = job.browsePath ?? ["SMX", "Meters", job.meter, "Instantaneous"];
     let nodeId = "i=85";
     for (const name of path) {
         const refs = await browseAll(session, nodeId);
@@ -152,7 +156,7 @@ async function browseToVoltage(session, ns, job) {
         nodeId = ref.nodeId;
     }
     const refs = await browseAll(session, nodeId);
-    const wanted = `${job.meter}.${job.voltage}`;
+    const wanted = job.target ?? `${job.meter}.${job.voltage}`;
     const voltage = refs.find((r) => r.nodeId.namespace === ns && r.nodeId.value === wanted);
     if (!voltage) throw new Error(`no ${wanted} in ${nodeId}: ${refs.map((r) => r.nodeId.toString())}`);
     const properties = await browseAll(session, voltage.nodeId);
@@ -242,8 +246,11 @@ async function history(session, nodeId, spec) {
 }
 
 async function callMethod(session, ns, job, step) {
-    const market = await findChild(session, makeNodeId(job.meter, ns), "Market", ns);
-    const method = { advice: "ComputeAdvice", register: "RegisterProfile", readProfile: "ReadProfile" }[step];
+    const market = job.methodObject
+        ? makeNodeId(job.methodObject, ns)
+        : await findChild(session, makeNodeId(job.meter, ns), "Market", ns);
+    const names = job.methodNames ?? { advice: "ComputeAdvice", register: "RegisterProfile", readProfile: "ReadProfile" };
+    const method = names[step];
     if (!method) throw new Error(`unknown step ${step}`);
     const methodId = await findChild(session, market, method, ns);
     let inputArguments;
@@ -267,9 +274,9 @@ async function callMethod(session, ns, job, step) {
     const declared = outputsRef
         ? (await session.read({ nodeId: outputsRef.nodeId, attributeId: AttributeIds.Value })).value.value
         : [];
-    const names = declared.map((a) => a.name);
+    const outputNames = declared.map((a) => a.name);
     const outputs = {};
-    (answer.outputArguments ?? []).forEach((v, i) => (outputs[names[i] ?? `#${i}`] = plain(v.value)));
+    (answer.outputArguments ?? []).forEach((v, i) => (outputs[outputNames[i] ?? `#${i}`] = plain(v.value)));
     return {
         statusCode: status(answer.statusCode),
         inputArgumentResults: (answer.inputArgumentResults ?? []).map(status),

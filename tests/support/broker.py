@@ -287,8 +287,19 @@ class BrokerConfig:
     max_queued_messages: int = 1000
     #: docs/mosquitto/mosquitto.conf with the documented ACL, only paths and port replaced.
     documented: bool = False
+    #: A production broker's logging (notices and up, no connection lines) for load: the
+    #: tests' ``log_type all`` writes a line per PUBLISH, which would be the broker's main
+    #: work (and the reading test's) at thousands of messages a second.
+    quiet: bool = False
 
     def _logging(self) -> list[str]:
+        if self.quiet:
+            lines = [f"log_dest file {self.work / 'mosquitto.log'}", "log_dest stderr"]
+            lines += [f"log_type {t}" for t in ("error", "warning", "notice", "information")]
+            lines.append("connection_messages false")
+            if os.geteuid() == 0:
+                lines.append("user root")
+            return lines
         lines = [
             f"log_dest file {self.work / 'mosquitto.log'}",
             # stderr is read by the test as it comes: the broker's readiness and its refusals are events.
@@ -559,6 +570,7 @@ async def mosquitto(
     persistence: bool = False,
     max_queued_messages: int = 1000,
     documented: bool = False,
+    quiet: bool = False,
 ) -> AsyncIterator[Broker]:
     """A running mosquitto on ``127.0.0.1:port`` (``port=0``: a free one), configured in ``work``.
 
@@ -567,13 +579,16 @@ async def mosquitto(
     (:func:`documented_acl` for the documented one). Without TLS and password file, anonymous
     clients may connect (tests only). ``documented``: docs/mosquitto/mosquitto.conf itself, with
     its ACL, only the port, the paths and the logging replaced (``persistence`` and
-    ``max_queued_messages`` are then what it says). The broker is ended when the block ends.
+    ``max_queued_messages`` are then what it says). ``quiet``: a production broker's logging
+    (for load). The broker is ended when the block ends.
     """
     if rogue and tls is None:
         raise ValueError("rogue=True needs tls")
     if documented and (tls is None or acl is not None or password_file is not None):
         raise ValueError("documented=True needs tls, and brings its own ACL")
-    config = BrokerConfig(work, tls, rogue, acl, password_file, persistence, max_queued_messages, documented)
+    config = BrokerConfig(
+        work, tls, rogue, acl, password_file, persistence, max_queued_messages, documented, quiet
+    )
     broker = Broker(config, port)
     try:
         await broker.start()

@@ -92,8 +92,9 @@ def trust_test_client(pki_root: str | Path) -> None:
     shutil.copyfile(shared_pki() / "client.der", pki.folder("trusted/certs") / "test-client.der")
 
 
-def add_user(config: GatewayConfig, name: str, role: Role) -> None:
-    """A user in the configuration's users file, with :data:`PASSWORD`."""
+def add_user(config: GatewayConfig | HeadendConfig, name: str, role: Role) -> None:
+    """A user in the configuration's users file (the gateway's or the head-end's ``[security]``),
+    with :data:`PASSWORD`."""
     db = UserDb.load(config.security.users)
     db.add(name, role, password=PASSWORD)
     Path(config.security.users).parent.mkdir(parents=True, exist_ok=True)

@@ -197,17 +197,111 @@ def test_the_test_module_rule_catches_an_import_from_one(tmp_path: Path) -> None
     ]
 
 
+#: The head-end's OPC UA adapter (``headend/opcua.py`` or a package ``headend/opcua/``).
+HEADEND_OPCUA = "headend.opcua"
+#: What the head-end's OPC UA adapter may take of the gateway's OPC UA room: the server as the
+#: gateway builds it (guard, policies, roles), the methods' shared shapes and refusals, the
+#: EngineeringUnits, the node builders, what every HistoryRead answerer shares, the node
+#: cache; and the users and the PKI. Not the gateway's address space, market nodes or history
+#: (they pull in the meter, the archive and the market desk).
+HEADEND_OPCUA_MAY = ("asyncua", "gateway.opcua.server", "gateway.opcua.guard", "gateway.opcua.methods",
+                     "gateway.opcua.units", "gateway.opcua.nodes", "gateway.opcua.history_read",
+                     "gateway.opcua.node_cache", "gateway.security")  # fmt: skip
+#: The rooms of the running gateway the head-end never imports (the adapter: but the above).
+HEADEND_NEVER = ("gateway.app", "gateway.opcua", "gateway.web", "gateway.meter.poller",
+                 "gateway.uplink.service", "gateway.archive", "gateway.provision", "gateway.simulator",
+                 "asyncua", "gateway.security")  # fmt: skip
+
+
+def head_end_breaches(graph: Mapping[str, set[str]]) -> list[str]:
+    """``module imports target`` for every head-end import of a gateway room it may not have:
+    the OPC UA adapter may have what :data:`HEADEND_OPCUA_MAY` lists, nothing else may."""
+    adapter = {m: t for m, t in graph.items() if _within(m, HEADEND_OPCUA)}
+    rest = {m: t for m, t in graph.items() if not _within(m, HEADEND_OPCUA)}
+    allowed = {
+        m: {t for t in ts if not any(_within(t, a) for a in HEADEND_OPCUA_MAY)} for m, ts in adapter.items()
+    }
+    return sorted(forbidden(rest, "headend", HEADEND_NEVER) + forbidden(allowed, "headend", HEADEND_NEVER))
+
+
 def test_the_head_end_and_the_gateway_share_only_the_vocabulary_and_the_codec(tmp_path: Path) -> None:
     """The head-end reuses the gateway's vocabulary (config reader, errors, clock, time), the
-    PubSub codec and the uplink's writer table; never a room of the running gateway. The
-    gateway never imports the head-end."""
+    PubSub codec and the uplink's writer table; never a room of the running gateway, but for
+    its OPC UA adapter, which builds its server as the gateway does. The gateway never
+    imports the head-end."""
     graph = {**import_graph(ROOT), **import_graph(ROOT, "headend")}
-    rooms = ("gateway.app", "gateway.opcua", "gateway.web", "gateway.meter.poller", "gateway.uplink.service",
-             "gateway.archive", "gateway.provision", "gateway.simulator", "asyncua")  # fmt: skip
-    assert forbidden(graph, "headend", rooms) == []
+    assert HEADEND_OPCUA in graph or any(_within(m, HEADEND_OPCUA) for m in graph)
+    assert head_end_breaches(graph) == []
     assert forbidden(graph, "gateway", ("headend",)) == []
-    # The rule can fail: a head-end module importing an OPC UA room is caught.
-    (tmp_path / "headend").mkdir()
-    (tmp_path / "headend" / "__init__.py").write_text("")
-    (tmp_path / "headend" / "x.py").write_text("from gateway.opcua.ids import SMX_NAMESPACE\n")
-    assert forbidden(import_graph(tmp_path, "headend"), "headend", rooms)
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("headend.x", "from gateway.opcua.ids import SMX_NAMESPACE\n"),
+        ("headend.x", "from gateway.opcua.server import build_server\n"),
+        ("headend.x", "import asyncua\n"),
+        ("headend.portfolio.y", "from gateway.security.users import Role\n"),
+        ("headend.opcua", "from gateway.opcua.market import MarketNodes\n"),
+        ("headend.opcua", "from gateway.archive.query import Span\n"),
+        ("headend.opcua.history", "from gateway.opcua.address_space import AddressSpace\n"),
+        ("headend.opcua", "from gateway.opcua.history import ArchiveHistory\n"),
+        ("headend.opcua", "from gateway.opcua.history_codec import history_data\n"),
+        ("headend.portfolio.y", "from gateway.opcua.history_read import HistoryFault\n"),
+    ],
+)
+def test_the_head_end_rule_can_fail(tmp_path: Path, module: str, source: str) -> None:
+    """Caught: a head-end module beside the adapter importing an OPC UA room, asyncua or the
+    users; the adapter (module or package) importing a gateway room beyond its list."""
+    root = _tree(tmp_path, {module: source})
+    assert head_end_breaches(import_graph(root, "headend")), f"{source!r} in {module} went unnoticed"
+
+
+#: What the gateway modules the adapter may import must not reach through their own imports.
+HEADEND_OPCUA_NEVER_REACHES = ("gateway.app", "gateway.meter", "gateway.archive", "gateway.market.desk",
+                               "gateway.opcua.address_space", "gateway.opcua.market", "gateway.opcua.history",
+                               "gateway.web")  # fmt: skip
+
+
+def reached_through_the_allowed(graph: Mapping[str, set[str]]) -> list[str]:
+    """``allowed reaches module`` for every room of :data:`HEADEND_OPCUA_NEVER_REACHES` that a
+    gateway module of :data:`HEADEND_OPCUA_MAY` pulls in."""
+    allowed = [m for m in graph if _within(m, "gateway") and any(_within(m, a) for a in HEADEND_OPCUA_MAY)]
+    return sorted(
+        f"{module} reaches {reached}"
+        for module in allowed
+        for reached in closure(graph, module)
+        if any(_within(reached, r) for r in HEADEND_OPCUA_NEVER_REACHES)
+    )
+
+
+def test_what_the_adapter_may_import_pulls_in_no_room_of_the_running_gateway() -> None:
+    """The shared modules stay leaves: allowing one lets in nothing of the meter, the archive,
+    the market desk or the gateway's own OPC UA nodes."""
+    assert reached_through_the_allowed(import_graph(ROOT)) == []
+
+
+def test_the_reach_rule_can_fail(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "gateway.opcua.methods": "from gateway.opcua.units import eu_information\n",
+            "gateway.opcua.units": "from gateway.archive.aggregates import Result\n",
+            "gateway.archive.aggregates": "",
+        },
+    )
+    assert reached_through_the_allowed(import_graph(root)) == [
+        "gateway.opcua.methods reaches gateway.archive.aggregates",
+        "gateway.opcua.units reaches gateway.archive.aggregates",
+    ]
+
+
+def test_the_head_end_rule_lets_the_adapter_build_its_server(tmp_path: Path) -> None:
+    adapter = (
+        "from asyncua import ua\nfrom gateway.opcua.server import build_server\n"
+        "from gateway.opcua.methods import refused\nfrom gateway.security.auth import UserDirectory\n"
+        "from gateway.opcua.history_read import HistoryFault\nfrom gateway.opcua.nodes import variable_item\n"
+    )
+    for module in ("headend.opcua", "headend.opcua.nodes"):
+        root = _tree(tmp_path / module, {module: adapter})
+        assert head_end_breaches(import_graph(root, "headend")) == []
