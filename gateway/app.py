@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MeterLinkFactory = Callable[[], Awaitable[MeterLink]]
+#: A poller that has published no snapshot for this long (and at least ten of its cycles)
+#: is hung: its loop no longer turns (the service manager's watchdog then restarts us).
+HUNG_AFTER_S = 60.0
 #: Pause before a crashed poller is restarted (clock seconds).
 RESTART_S = 5.0
 #: Where notified profiles go when no archive is configured (they must be durable).
@@ -296,6 +299,17 @@ class Gateway:
                 except Exception:
                     log.exception("closing the archive of %s failed", recorder.meter_id)
             await server.stop()
+
+    def hung(self, after_s: float = HUNG_AFTER_S) -> list[str]:
+        """What is not alive: each poller whose loop published no snapshot for ``after_s``
+        (or ten of its cycles, if longer). A lost meter is not hung: its poller still
+        publishes every cycle (its values Bad) and keeps trying."""
+        out = []
+        for mid, poller in self.pollers.items():
+            silent = poller.silent_s()
+            if silent is not None and silent > max(after_s, 10 * poller.config.cycle_s):
+                out.append(f"poller of meter {mid}: no snapshot for {silent:.0f} s")
+        return out
 
     async def _add_archive(self, root: Path, meter: MeterConfig, nodes: MeterNodes) -> None:
         """The meter's recorder, and its nodes' history read from the same files."""

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from gateway.provision.accounts import add_commands
 from gateway.provision.accounts import run as run_admin
 from gateway.provision.openvpn import add_command as add_vpn_command
 from gateway.provision.openvpn import run as run_vpn
+from gateway.systemd import JournalFormatter, Notifier, Watchdog, journal_stream, watchdog_interval
 
 log = logging.getLogger("gateway")
 
@@ -94,7 +96,9 @@ async def _run(args: argparse.Namespace) -> None:
     logging.getLogger().setLevel(args.log_level or config.log_level)
     gateway = Gateway(config)
     task = asyncio.create_task(gateway.run())
-    stopped = _stop_on_signals(task)
+    # Under systemd (Type=notify): READY=1 once serving, WATCHDOG=1 while alive, STOPPING=1.
+    notifier = Notifier.from_environ()
+    stopped = _stop_on_signals(task, notifier.stopping if notifier else None)
     ready = asyncio.create_task(gateway.ready.wait())
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
     if gateway.ready.is_set():
@@ -113,21 +117,33 @@ async def _run(args: argparse.Namespace) -> None:
             print(f"  archive: {where} (day files per meter and stream; OPC UA HistoryRead)", flush=True)
     else:
         ready.cancel()
+    watchdog: asyncio.Task[None] | None = None
+    if notifier is not None and gateway.ready.is_set():
+        notifier.ready(f"serving OPC UA at {gateway.endpoint}")
+        interval = watchdog_interval()
+        if interval is not None:
+            watchdog = asyncio.create_task(Watchdog(notifier, interval, gateway.hung, gateway.clock).run())
     try:
         await task
     except asyncio.CancelledError:
         if not stopped.is_set():
             raise
         log.info("stopped by %s", stopped.signal_name)
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        if notifier is not None:
+            notifier.close()
 
 
 class _Stop(asyncio.Event):
     signal_name = ""
 
 
-def _stop_on_signals(task: asyncio.Task[Any]) -> _Stop:
+def _stop_on_signals(task: asyncio.Task[Any], on_stop: Callable[[], object] | None = None) -> _Stop:
     """SIGINT (Ctrl-C) and SIGTERM (a service manager) stop ``task`` cleanly: the archive's
-    last records written, the clients told, the meter's session ended.
+    last records written, the clients told, the meter's session ended; ``on_stop`` is
+    called as the stop begins (``STOPPING=1``).
 
     Set on the loop, so they work whoever started the process - a shell that starts
     background jobs with SIGINT ignored, a service manager - and the stop is a normal exit.
@@ -140,6 +156,8 @@ def _stop_on_signals(task: asyncio.Task[Any]) -> _Stop:
             if not stop.is_set():
                 stop.signal_name = sig.name
                 stop.set()
+                if on_stop is not None:
+                    on_stop()
                 task.cancel()
 
         loop.add_signal_handler(sig, handle)
@@ -183,11 +201,18 @@ async def _simulate(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level or "INFO",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    journal = journal_stream()
+    if journal is not None:
+        # Run by systemd with the journal: priority prefixes, no time (the journal's own).
+        handler = logging.StreamHandler(journal)
+        handler.setFormatter(JournalFormatter())
+        logging.basicConfig(level=args.log_level or "INFO", handlers=[handler])
+    else:
+        logging.basicConfig(
+            level=args.log_level or "INFO",
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
     # asyncua logs every session at INFO; keep the operator's log about the meter.
     logging.getLogger("asyncua").setLevel(logging.WARNING)
     try:
