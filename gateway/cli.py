@@ -1,4 +1,5 @@
-"""Command line: ``smx-gateway run | simulate | check-config | certs | users | vpn`` (DESIGN §2)."""
+"""Command line: ``smx-gateway run | simulate | check-config | example-config | certs | users | vpn``
+(DESIGN §2)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", type=Path)
+    sub.add_parser(
+        "example-config",
+        help="print the example configuration (smx.example.toml, every key explained) to start one from",
+    )
     add_commands(sub)
     add_vpn_command(sub)
     return parser
@@ -220,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_admin(args)
         if args.command == "vpn":
             return run_vpn(args)
+        if args.command == "example-config":
+            # Package data, so an installed gateway has it too (no checkout on the box).
+            print(resources.files("gateway").joinpath("smx.example.toml").read_text(encoding="utf-8"), end="")
+            return 0
         if args.command == "check-config":
             config = load_config(args.config)
             print(f"{args.config}: OK, {len(config.meters)} meter(s)")
