@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from asyncua import Client, ua
 
+from gateway.config import load_config
 from gateway.opcua.ids import SMX_NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,18 +39,23 @@ def _pip(venv: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with the wheel built from this checkout, installed with the constraints."""
-    tmp = tmp_path_factory.mktemp("package")
-    dist = tmp / "dist"
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from this checkout."""
+    dist = tmp_path_factory.mktemp("dist")
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT)],
         capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
     shutil.rmtree(ROOT / "build", ignore_errors=True)  # pip builds in the tree
     assert built.returncode == 0, built.stderr
-    (wheel,) = dist.glob("smx_gateway-*.whl")
-    venv = tmp / "box"
+    (found,) = dist.glob("smx_gateway-*.whl")
+    return found
+
+
+@pytest.fixture(scope="module")
+def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with the wheel installed with the constraints."""
+    venv = tmp_path_factory.mktemp("package") / "box"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     _pip(venv, "install", "--quiet", "-c", str(CONSTRAINTS), str(wheel))
     return venv
@@ -114,3 +121,40 @@ async def test_the_installed_gateway_serves_opcua_and_its_page(venv: Path, tmp_p
             proc.kill()
             with contextlib.suppress(ProcessLookupError):
                 await proc.wait()
+
+
+def test_the_install_script_lays_out_a_box_and_keeps_its_configuration(wheel: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+
+    def install(*args: str) -> subprocess.CompletedProcess[str]:
+        script = str(ROOT / "deploy" / "install.sh")
+        return subprocess.run(["sh", script, "--root", str(root), *args], capture_output=True, text=True,
+                              check=False, timeout=600, env=_env())  # fmt: skip
+
+    first = install(str(wheel))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert (root / "opt/smx/bin/smx-gateway").exists()
+    unit = root / "etc/systemd/system/smx-gateway.service"
+    assert unit.read_text() == (ROOT / "deploy" / "smx-gateway.service").read_text()
+    # The configuration writes only where the unit lets the service write.
+    toml = root / "etc/smx/smx.toml"
+    config = load_config(toml)
+    assert config.archive.path == "/var/lib/smx/archive"
+    assert (config.security.pki, config.security.users) == ("/var/lib/smx/pki", "/var/lib/smx/pki/users")
+    assert config.opcua.node_cache == "/var/cache/smx"
+    assert "ReadWritePaths=/var/lib/smx/archive /var/lib/smx/pki" in unit.read_text()
+    assert "CacheDirectory=smx" in unit.read_text()
+    assert stat.S_IMODE(toml.stat().st_mode) == 0o640
+    for folder in ("var/lib/smx", "var/lib/smx/archive", "var/lib/smx/pki"):
+        assert stat.S_IMODE((root / folder).stat().st_mode) == 0o750, folder
+
+    # An update keeps the box's configuration.
+    toml.write_text(toml.read_text() + "# the installer's own\n")
+    again = install(str(wheel))
+    assert again.returncode == 0, again.stderr
+    assert f"kept {toml}" in again.stdout
+    assert toml.read_text().endswith("# the installer's own\n")
+
+    missing = install(str(tmp_path / "nothing.whl"))
+    assert missing.returncode == 2
+    assert "no wheel at" in missing.stderr
