@@ -9,20 +9,25 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.clock import SystemClock
-from gateway.config import BAUDRATES, SimulatorConfig, demo_config, load_config
+from gateway.config import BAUDRATES, GatewayConfig, SimulatorConfig, demo_config, load_config
 from gateway.errors import ConfigError, GatewayError
 from gateway.provision.accounts import add_commands
 from gateway.provision.accounts import run as run_admin
 from gateway.provision.openvpn import add_command as add_vpn_command
 from gateway.provision.openvpn import run as run_vpn
 from gateway.systemd import JournalFormatter, Notifier, Watchdog, journal_stream, watchdog_interval
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 log = logging.getLogger("gateway")
 
@@ -90,21 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    from dataclasses import replace
-
     from gateway.app import Gateway
 
-    config = load_config(args.config) if args.config else demo_config()
-    if args.port is not None:
-        config = replace(config, opcua=replace(config.opcua, port=args.port))
-    if args.web_port is not None:
-        config = replace(config, web=replace(config.web, port=args.web_port))
+    config = _overridden(load_config(args.config) if args.config else demo_config(), args)
     logging.getLogger().setLevel(args.log_level or config.log_level)
     gateway = Gateway(config)
     task = asyncio.create_task(gateway.run())
     # Under systemd (Type=notify): READY=1 once serving, WATCHDOG=1 while alive, STOPPING=1.
     notifier = Notifier.from_environ()
     stopped = _stop_on_signals(task, notifier.stopping if notifier else None)
+    _reload_on_sighup(gateway, args, notifier)
     ready = asyncio.create_task(gateway.ready.wait())
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
     if gateway.ready.is_set():
@@ -140,6 +140,48 @@ async def _run(args: argparse.Namespace) -> None:
             watchdog.cancel()
         if notifier is not None:
             notifier.close()
+
+
+def _overridden(config: GatewayConfig, args: argparse.Namespace) -> GatewayConfig:
+    """``config`` with the command line's --port and --web-port."""
+    if args.port is not None:
+        config = replace(config, opcua=replace(config.opcua, port=args.port))
+    if args.web_port is not None:
+        config = replace(config, web=replace(config.web, port=args.web_port))
+    return config
+
+
+def _reload_on_sighup(gateway: Gateway, args: argparse.Namespace, notifier: Notifier | None) -> None:
+    """SIGHUP (``systemctl reload``) reads the configuration file again and applies what
+    may change while running, all or nothing (:mod:`gateway.reload`)."""
+    running: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        if args.config is None:
+            log.warning("SIGHUP: the built-in demo configuration has no file to read again")
+            return
+        if not gateway.ready.is_set():
+            log.warning("SIGHUP: still starting; send it again once serving")
+            return
+        if notifier is not None:
+            notifier.notify(RELOADING="1", MONOTONIC_USEC=str(time.monotonic_ns() // 1000))
+        try:
+            loaded = _overridden(await asyncio.to_thread(load_config, args.config), args)
+        except ConfigError as err:
+            log.error("configuration not reloaded, the running one kept: %s", err)
+        else:
+            if gateway.reload(loaded).applies and args.log_level is None:
+                logging.getLogger().setLevel(loaded.log_level)
+        finally:
+            if notifier is not None:
+                notifier.notify(READY="1", STATUS=f"serving OPC UA at {gateway.endpoint}")
+
+    def handle() -> None:
+        task = asyncio.create_task(reload())
+        running.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(running.discard)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handle)
 
 
 class _Stop(asyncio.Event):
