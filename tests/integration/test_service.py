@@ -19,6 +19,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from gateway.clock import SystemClock
@@ -26,7 +27,7 @@ from gateway.config import ExternalConfig
 from gateway.errors import MarketInputError
 from gateway.meter.model import LinkState
 from gateway.systemd import Notifier, Watchdog
-from tests.support.harness import demo, running_gateway
+from tests.support.harness import demo, running_gateway, subscribe
 from tests.support.notify import NotifyListener
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -275,7 +276,8 @@ async def test_sighup_applies_what_may_change_and_refuses_the_rest_whole(tmp_pat
         config.write_text(_config(tmp_path, extra="[market]\nlimit_kw = -5\n"))
         proc.send_signal(signal.SIGHUP)
         line = await log.until("configuration not reloaded, the running one kept")
-        assert str(config) in line, line
+        assert str(config) in line, line  # the file
+        assert "limit_kw" in line, line  # and the key
 
         # Still serving (keep-alives are not asked for here: READY after each reload).
         await listener.until(lambda f: "READY" in f)
@@ -321,3 +323,12 @@ async def test_a_reload_takes_the_new_market_limit_and_pulls_from_the_new_source
                 pass
         with pytest.raises(MarketInputError, match="50"):
             await gw.desk.register("meter1", day, list(sixty_kw), replace=True)
+        # What a client sees: the new source's value over REST and OPC UA.
+        async with aiohttp.ClientSession() as http, http.get(f"{gw.web_url}api/external/spot_price") as got:
+            body = await got.json()
+        assert (body["value"], body["source"]) == (77.25, str(second))
+        changes = await subscribe(run, ["SMX.ExternalData.spot_price"], period_ms=100)
+        values = changes.changes
+        await changes.wait_for(
+            lambda: any(v.Value.Value == 77.25 for v in values.get("SMX.ExternalData.spot_price", [])), 30
+        )
