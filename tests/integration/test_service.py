@@ -273,7 +273,7 @@ async def test_sighup_applies_what_may_change_and_refuses_the_rest_whole(tmp_pat
         assert line.endswith("need(s) a restart; nothing applied"), line
 
         # A broken file: the running configuration kept, the mistake named.
-        config.write_text(_config(tmp_path, extra="[market]\nlimit_kw = -5\n"))
+        config.write_text(_config(tmp_path, limit_kw=-5.0))
         proc.send_signal(signal.SIGHUP)
         line = await log.until("configuration not reloaded, the running one kept")
         assert str(config) in line, line  # the file
