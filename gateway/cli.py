@@ -1,5 +1,5 @@
-"""Command line: ``smx-gateway run | simulate | check-config | example-config | certs | users | vpn``
-(DESIGN §2)."""
+"""Command line: ``smx-gateway run | simulate | check-config | example-config | doctor | certs | users
+| vpn`` (DESIGN §2)."""
 
 from __future__ import annotations
 
@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", type=Path)
+    doctor = sub.add_parser(
+        "doctor",
+        help="the installer's checks (serial device, meter, clocks, disk, certificate, tunnel, broker): "
+        "PASS/FAIL and the fix; exit 1 if any fails (stop the service first: it owns the line)",
+    )
+    doctor.add_argument("--config", type=Path, default=Path("/etc/smx/smx.toml"))
     sub.add_parser(
         "example-config",
         help="print the example configuration (smx.example.toml, every key explained) to start one from",
@@ -268,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
             return run_admin(args)
         if args.command == "vpn":
             return run_vpn(args)
+        if args.command == "doctor":
+            from gateway.doctor import diagnose, report
+
+            checks = asyncio.run(diagnose(load_config(args.config)))
+            print(report(checks))
+            return 1 if any(not c.ok for c in checks) else 0
         if args.command == "example-config":
             # Package data, so an installed gateway has it too (no checkout on the box).
             print(resources.files("gateway").joinpath("smx.example.toml").read_text(encoding="utf-8"), end="")
