@@ -69,3 +69,4 @@ if [ -z "$root" ] && [ -d /run/systemd/system ]; then
     systemctl enable smx-gateway.service
     echo "enabled smx-gateway.service: systemctl start smx-gateway; journalctl -u smx-gateway -f"
 fi
+echo "before starting it: sudo -u smx $prefix/bin/smx-gateway doctor --config /etc/smx/smx.toml"
