@@ -332,15 +332,17 @@ class Gateway:
         log.info("configuration reloaded: %s", ", ".join(todo.live))
         return todo
 
-    def hung(self, after_s: float = HUNG_AFTER_S) -> list[str]:
+    def hung(self, after_s: float | None = None) -> list[str]:
         """What is not alive: each poller whose loop published no snapshot for ``after_s``
-        (or ten of its cycles, if longer). A lost meter is not hung: its poller still
-        publishes every cycle (its values Bad) and keeps trying."""
+        (default :data:`HUNG_AFTER_S`, or ten of its cycles if longer). A lost meter is not
+        hung: its poller still publishes every cycle (its values Bad) and keeps trying. The
+        words stay the same while it lasts (the watchdog says a change only)."""
         out = []
         for mid, poller in self.pollers.items():
+            limit = max(HUNG_AFTER_S, 10 * poller.config.cycle_s) if after_s is None else after_s
             silent = poller.silent_s()
-            if silent is not None and silent > max(after_s, 10 * poller.config.cycle_s):
-                out.append(f"poller of meter {mid}: no snapshot for {silent:.0f} s")
+            if silent is not None and silent > limit:
+                out.append(f"poller of meter {mid}: no snapshot for over {limit:.0f} s")
         return out
 
     async def _add_archive(self, root: Path, meter: MeterConfig, nodes: MeterNodes) -> None:

@@ -93,7 +93,7 @@ def watchdog_interval(env: Mapping[str, str] | None = None) -> float | None:
 class Watchdog:
     """``WATCHDOG=1`` every ``interval_s / 2`` while ``hung()`` names nothing.
 
-    ``hung`` returns what is not alive (e.g. "poller of meter m1: no snapshot for 95 s");
+    ``hung`` returns what is not alive (e.g. "poller of meter m1: no snapshot for over 60 s");
     while it names anything no keep-alive is sent, the status says why, and the manager
     restarts the service after its interval. The task itself runs on the event loop, so a
     blocked loop sends nothing either."""
