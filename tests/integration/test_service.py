@@ -193,7 +193,7 @@ def test_the_unit_keeps_its_hardening(tmp_path: Path) -> None:
     assert float(level[1]) < 2.0, done.stdout
 
 
-def _config(tmp_path: Path, *, limit_kw: float = 100.0, baudrate: int = 9600, extra: str = "") -> str:
+def _config(tmp_path: Path, *, limit_kw: float = 100.0, baudrate: int = 9600) -> str:
     return f"""\
 [opcua]
 port = 0
@@ -219,7 +219,7 @@ baudrate = {baudrate}
 
 [meters.simulator]
 history_days = 0.1
-{extra}"""
+"""
 
 
 class _Lines:
