@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean simulate fleet
+.PHONY: run test lint bench clean simulate fleet dist
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ ALONE := tests/integration/test_load.py tests/integration/test_soak.py tests/hea
 test: lint
 	$(BIN)/pytest -n auto --dist loadfile $(PYTEST_ARGS) $(addprefix --ignore=,$(ALONE)) tests
 	$(BIN)/pytest $(PYTEST_ARGS) $(ALONE)
+
+# The wheel and the sdist (smx-gateway and smx-headend) in dist/: `pip install
+# dist/smx_gateway-*.whl -c deploy/constraints.txt` gives a box the pinned dependencies.
+dist: $(STAMP)
+	rm -rf dist build
+	$(BIN)/pip install --quiet "setuptools>=77"
+	$(BIN)/python -c "from setuptools import build_meta as b; b.build_sdist('dist'); b.build_wheel('dist')"
+	rm -rf build
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

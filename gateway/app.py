@@ -43,6 +43,7 @@ from gateway.opcua.ids import METER_EVENT_TYPE
 from gateway.opcua.market import MarketNodes
 from gateway.opcua.server import build_server
 from gateway.protocols.hdlc import HdlcAddress
+from gateway.reload import ReloadPlan, plan
 from gateway.security.auth import UserDirectory
 from gateway.security.pki import Pki
 from gateway.streams import READOUTS
@@ -56,6 +57,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MeterLinkFactory = Callable[[], Awaitable[MeterLink]]
+#: A poller that has published no snapshot for this long (and at least ten of its cycles)
+#: is hung: its loop no longer turns (the service manager's watchdog then restarts us).
+HUNG_AFTER_S = 60.0
 #: Pause before a crashed poller is restarted (clock seconds).
 RESTART_S = 5.0
 #: Where notified profiles go when no archive is configured (they must be durable).
@@ -140,6 +144,8 @@ class Gateway:
         opcua = config.opcua
         if opcua.node_cache:
             opcua = replace(opcua, node_cache=os.path.abspath(opcua.node_cache))
+        # As loaded, to compare a reloaded file with (the paths above are made absolute).
+        self._security_as_loaded, self._opcua_as_loaded = config.security, config.opcua
         config = replace(config, security=security, opcua=opcua)
         self.config = config
         self.clock = clock or SystemClock()
@@ -152,6 +158,7 @@ class Gateway:
         self.history: ArchiveHistory | None = None
         self.desk: MarketDesk | None = None
         self.external = ExternalData(config.external)
+        self.puller = SourcePuller(self.external, self.clock)
         #: The users file, shared by OPC UA and the web (DESIGN §8).
         self.users = UserDirectory(config.security.users, login_delay_s=config.security.login_delay_s)
         self.market_nodes: MarketNodes | None = None
@@ -282,11 +289,12 @@ class Gateway:
                 tasks.create_task(self.desk.run(), name="market-advice")
                 if self.uplink is not None:
                     tasks.create_task(self._keep_running("uplink", self.uplink.run), name="uplink")
-                puller = SourcePuller(self.external, self.clock)
                 tasks.create_task(
                     self._keep_running("external data", self._watch_external), name="external-data"
                 )
-                tasks.create_task(self._keep_running("external sources", puller.run), name="external-sources")
+                tasks.create_task(
+                    self._keep_running("external sources", self.puller.run), name="external-sources"
+                )
         finally:
             if self.web is not None:
                 await self.web.stop()
@@ -296,6 +304,46 @@ class Gateway:
                 except Exception:
                     log.exception("closing the archive of %s failed", recorder.meter_id)
             await server.stop()
+
+    def reload(self, loaded: GatewayConfig) -> ReloadPlan:
+        """Take what may change while running from ``loaded`` (a configuration file read
+        again), all or nothing (:mod:`gateway.reload`): applied only if nothing in it needs
+        a restart. Says what it did or why not."""
+        running = replace(self.config, security=self._security_as_loaded, opcua=self._opcua_as_loaded)
+        todo = plan(running, loaded)
+        if todo.restart:
+            log.warning("configuration not reloaded: %s need(s) a restart; nothing applied",
+                        ", ".join(todo.restart))  # fmt: skip
+            return todo
+        if not todo.live:
+            log.info("configuration reloaded: nothing changed")
+            return todo
+        market = loaded.market
+        for service in self.desk.services.values() if self.desk else ():
+            service.allow_past, service.limit_kw = market.allow_past, market.limit_kw or None
+        if self.desk is not None:
+            self.desk.config = market
+        if loaded.external != self.config.external:
+            self.external.configs = {c.name: c for c in loaded.external}
+            self.puller.reconfigure()
+        self.config = replace(
+            self.config, market=market, external=loaded.external, log_level=loaded.log_level
+        )
+        log.info("configuration reloaded: %s", ", ".join(todo.live))
+        return todo
+
+    def hung(self, after_s: float | None = None) -> list[str]:
+        """What is not alive: each poller whose loop published no snapshot for ``after_s``
+        (default :data:`HUNG_AFTER_S`, or ten of its cycles if longer). A lost meter is not
+        hung: its poller still publishes every cycle (its values Bad) and keeps trying. The
+        words stay the same while it lasts (the watchdog says a change only)."""
+        out = []
+        for mid, poller in self.pollers.items():
+            limit = max(HUNG_AFTER_S, 10 * poller.config.cycle_s) if after_s is None else after_s
+            silent = poller.silent_s()
+            if silent is not None and silent > limit:
+                out.append(f"poller of meter {mid}: no snapshot for over {limit:.0f} s")
+        return out
 
     async def _add_archive(self, root: Path, meter: MeterConfig, nodes: MeterNodes) -> None:
         """The meter's recorder, and its nodes' history read from the same files."""

@@ -9,8 +9,11 @@ IEC 62056-21 P.01 / COSEM profile capture): the periods of a day end from 00:15 
 A period that is not stored is **missing** — unless the meter itself never recorded it: a
 meter that loses its supply records nothing while it is down and flags the first period
 after the outage with the power-down bit of its status word (IDIS/DSMR "AMR profile
-status" 0x80). A hole that ends at such a period is the meter's, **not recorded**, and is
-never asked for again; the head-end records it as such.
+status" 0x80). A hole that ends at such a period is most likely the meter's, **not
+recorded**, and the head-end records it as such. But the bit only says that the supply
+failed at some time during that period: a message lost on the way just before a short
+outage leaves the same hole. Such a hole is therefore asked for **once** (the box answers
+with what it has: nothing, or the periods), never again.
 
 Pure: stored times and status words in, a verdict out. The service asks the publisher for
 what is missing and older than a grace time, paced by :class:`ReplayPlanner`.
@@ -175,6 +178,11 @@ class ReplayPlanner:
             out[publisher] = Request(publisher, writer_id, key[2], key[3])
         return list(out.values())
 
+    def tried(self, now: datetime, publisher: str, writer_id: int, run: tuple[datetime, ...]) -> bool:
+        """Whether the part of ``run`` past the grace time has been asked for already."""
+        due = [t for t in run if now - t >= self.grace]
+        return bool(due) and self._asked.get((publisher, writer_id, min(due), max(due)), 0) > 0
+
     def room(self, now: datetime) -> bool:
         """Whether another request fits in this minute's budget."""
         self._minute = [t for t in self._minute if now - t < timedelta(minutes=1)]
@@ -186,3 +194,13 @@ class ReplayPlanner:
         self._asked[key] = self._asked.get(key, 0) + 1
         self._last[request.publisher] = now
         self._minute.append(now)
+
+
+def holes_to_ask(
+    verdict: DayCompleteness, now: datetime, planner: ReplayPlanner, publisher: str, writer_id: int
+) -> list[tuple[str, int, tuple[datetime, ...]]]:
+    """The day's holes worth a replay request, oldest first, for :meth:`ReplayPlanner.due`:
+    every missing run up to ``now``, and a not-recorded run until it was asked for once."""
+    found = runs(t for t in verdict.missing if t <= now)
+    found += [r for r in runs(verdict.not_recorded) if not planner.tried(now, publisher, writer_id, r)]
+    return [(publisher, writer_id, r) for r in sorted(found)]

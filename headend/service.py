@@ -37,7 +37,7 @@ from gateway.pubsub import codec
 from gateway.uplink.link import Backoff, BrokerUrl
 from gateway.uplink.writers import WRITERS
 from headend.broker import keep_connected, mqtt_client
-from headend.completeness import PERIOD, ReplayPlanner, Request, completeness, day_bounds, runs
+from headend.completeness import PERIOD, ReplayPlanner, Request, completeness, day_bounds, holes_to_ask
 from headend.config import HeadendConfig
 from headend.ingest import Accepted, Ingest, LiveSeen, Refused, StatusSeen
 from headend.storage import Batch, Event, Repository, Sample, SiteState
@@ -310,8 +310,7 @@ class Headend:
                 stored = {r.time: int(r.value or 0) for r in rows if r.time <= end}
                 later = [(r.time, int(r.value or 0)) for r in rows if r.time > end]
                 verdict = completeness(day, zone, stored, later=later)
-                for run in runs(t for t in verdict.missing if t <= now):
-                    found.append((publisher, writer_id, run))
+                found += holes_to_ask(verdict, now, self._planner, publisher, writer_id)
         out = []
         for request in self._planner.due(now, found):
             if not self._planner.room(now):

@@ -1,4 +1,4 @@
-"""Writes nodesets/smx.xml, the SMX information model (OPC UA NodeSet2).
+"""Writes gateway/nodesets/smx.xml, the SMX information model (OPC UA NodeSet2).
 
 The NodeSet is committed and loaded at start with asyncua's ``import_xml``. It is written
 by this script so that the repeated declarations (a MeterType's Diagnostics object
@@ -16,7 +16,7 @@ from gateway.diagnostics import ARCHIVE_FIELDS, METER_FIELDS
 from gateway.opcua import ids
 from gateway.opcua.ids import SMX_NAMESPACE as NAMESPACE
 
-TARGET = Path(__file__).resolve().parents[1] / "nodesets" / "smx.xml"
+TARGET = Path(__file__).resolve().parents[1] / "gateway" / "nodesets" / "smx.xml"
 
 ALIASES = {
     "Boolean": "i=1",

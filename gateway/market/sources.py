@@ -77,15 +77,36 @@ class SourcePuller:
         self.data = data
         self.clock = clock
         self._failing: dict[str, bool] = {}
+        self._changed = asyncio.Event()
 
     @property
     def configs(self) -> list[ExternalConfig]:
         return [c for c in self.data.configs.values() if c.source]
 
+    def reconfigure(self) -> None:
+        """``data.configs`` changed (a reload): the pulls start again with the new ones."""
+        self._changed.set()
+
     async def run(self) -> None:
-        configs = self.configs
+        """Pull every source on its period; again from the start after :meth:`reconfigure`;
+        only cancellation ends it."""
+        while True:
+            self._changed.clear()
+            pulls = asyncio.create_task(self._pull_all(self.configs))
+            changed = asyncio.create_task(self._changed.wait())
+            try:
+                await asyncio.wait({pulls, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (pulls, changed):
+                    task.cancel()
+                await asyncio.gather(pulls, changed, return_exceptions=True)
+            error = pulls.exception() if pulls.done() and not pulls.cancelled() else None
+            if error is not None:
+                raise error  # a bug: _keep_running logs it and starts the pulls again
+
+    async def _pull_all(self, configs: list[ExternalConfig]) -> None:
         if not configs:
-            return
+            await asyncio.Event().wait()  # nothing to pull until a reload brings a source
         timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout) as session, asyncio.TaskGroup() as tasks:
             for config in configs:

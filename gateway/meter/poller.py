@@ -237,6 +237,10 @@ class Poller:
         self._failing = False
         self._failed_at = -1.0  # values read before this are not Good until read again
         self._started_at = 0.0
+        #: When (clock monotonic) the last snapshot was published: every cycle, connected or
+        #: not, so its age says whether the poll loop itself still turns (the watchdog's test).
+        self.published_at: float | None = None
+        self._polling_since: float | None = None
         self._lost_logged = False
         #: Per readout, the newest entry published (entries up to it are never published again).
         self._profile_cursor: dict[StreamId, datetime] = {}
@@ -253,6 +257,12 @@ class Poller:
     @property
     def diagnostics(self) -> Diagnostics:
         return self._diag
+
+    def silent_s(self) -> float | None:
+        """Seconds since the last snapshot (or since the poll loop started, before the
+        first); None before it started."""
+        since = self.published_at if self.published_at is not None else self._polling_since
+        return None if since is None else self._clock.monotonic() - since
 
     @property
     def readouts_pending(self) -> int:
@@ -305,7 +315,7 @@ class Poller:
 
     async def _poll(self) -> None:
         backoff = 1.0
-        self._started_at = self._clock.monotonic()
+        self._started_at = self._polling_since = self._clock.monotonic()
         retry_at = self._clock.monotonic()
         next_cycle = self._clock.monotonic()
         try:
@@ -775,6 +785,7 @@ class Poller:
             for obis, state in self._values.items()
         }
         self.snapshot = Snapshot(self.config.id, self._clock.now(), readings, self._diag, self._info)
+        self.published_at = self._clock.monotonic()
         for listener, mailbox in self._listeners:
             mailbox.post(functools.partial(listener.on_snapshot, self.snapshot), key=SNAPSHOT)
         self._snapshot_event.set()

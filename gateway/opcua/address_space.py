@@ -50,7 +50,7 @@ from gateway.streams import EVENT_LOG, PROFILES, StreamId, value_stream
 from gateway.streams import stream as stream_of
 from gateway.uplink.status import UplinkStatus
 
-NODESET = Path(__file__).resolve().parents[2] / "nodesets" / "smx.xml"
+NODESET = Path(__file__).resolve().parents[1] / "nodesets" / "smx.xml"
 
 QUALITY_STATUS = {
     Quality.GOOD: ua.StatusCodes.Good,

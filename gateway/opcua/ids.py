@@ -1,6 +1,6 @@
 """The numeric NodeIds of the SMX information model, in one place.
 
-``tools/gen_nodeset.py`` writes ``nodesets/smx.xml`` with these numbers and the address
+``tools/gen_nodeset.py`` writes ``gateway/nodesets/smx.xml`` with these numbers and the address
 space instantiates and finds the types by them (namespace :data:`SMX_NAMESPACE`, ``ns=1`` in
 the NodeSet file). Instances below a meter have string NodeIds built from the meter id
 and the OBIS code (:mod:`gateway.opcua.address_space`).

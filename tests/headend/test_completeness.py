@@ -17,6 +17,7 @@ from headend.completeness import (
     completeness,
     day_bounds,
     expected_periods,
+    holes_to_ask,
     runs,
 )
 
@@ -105,3 +106,27 @@ def test_holes_split_into_runs_and_a_hole_the_box_lacks_is_given_up() -> None:
         (t0 + 9 * PERIOD, t0 + 9 * PERIOD), (t0 + 9 * PERIOD, t0 + 9 * PERIOD),
     ]  # fmt: skip
     assert len(planner.given_up) == 3
+
+
+def test_a_power_down_hole_is_asked_for_once_and_a_lost_one_until_given_up() -> None:
+    """The power-down bit says the supply failed during that period, not that the periods
+    before it were never recorded: a message lost just before a short outage leaves the
+    same hole. So the box is asked once for it (it answers with nothing, or the periods);
+    the plainly missing periods as often as the planner allows."""
+    zone = ZoneInfo("Europe/Vienna")
+    day = date(2026, 7, 1)
+    expected = expected_periods(day, zone)
+    outage, lost = expected[40:44], expected[70:72]
+    stored = {t: (POWER_DOWN if t == expected[44] else 0) for t in expected if t not in outage + lost}
+    verdict = completeness(day, zone, stored)
+    assert (verdict.not_recorded, verdict.missing) == (tuple(outage), tuple(lost))
+    planner = ReplayPlanner(grace=timedelta(0), per_publisher=timedelta(seconds=1), attempts=3)
+    now = datetime(2026, 7, 3, tzinfo=UTC)
+    asked = []
+    for n in range(8):  # a check every 2 s; the box never answers
+        at = now + timedelta(seconds=2 * n)
+        asked += planner.plan(at, holes_to_ask(verdict, at, planner, "smx-1", 104))
+    assert [(r.start, r.end) for r in asked] == [(outage[0], outage[-1])] + [(lost[0], lost[-1])] * 3
+    assert holes_to_ask(verdict, now + timedelta(minutes=1), planner, "smx-1", 104) == [
+        ("smx-1", 104, tuple(lost))
+    ]

@@ -454,6 +454,29 @@ async def test_untrusted_certificate_is_refused_kept_and_trusted_with_the_cli(
         assert ns > 0
 
 
+async def test_a_new_user_and_a_removed_certificate_count_on_a_running_gateway_and_its_reload(
+    world: World, tmp_path: Path
+) -> None:
+    """Issue 19: what an operator changes while the gateway runs takes effect without a
+    restart: a user added to the users file, a client certificate taken off the trust list
+    (both read when they change); the reload a SIGHUP starts changes nothing of that."""
+    served = world.prod
+    ident = self_signed(tmp_path, "reloaded-client")
+    (served.pki.folder("trusted/certs") / ident.der_path.name).write_bytes(ident.der)
+    db = UserDb.load(served.users)
+    db.users["newop"] = User("newop", Role.OPERATOR, PASSWORD_HASH)
+    db.save()
+    assert served.gateway.reload(served.config).live == ()  # the SIGHUP: nothing to apply
+    async with await secure(served, ident, user="newop") as client:
+        ns = await client.get_namespace_index(SMX_NAMESPACE)
+        price = node(client, ns, "SMX.ExternalData.spot_price")
+        await price.write_value(ua.DataValue(ua.Variant(44.0, ua.VariantType.Double)))  # an operator
+
+    out = await cli("certs", "--pki", str(served.pki.root), "reject", ident.thumbprint[:10])
+    assert "rejected/certs" in out
+    await refused(await secure(served, ident, user="newop"), ua.StatusCodes.BadCertificateUntrusted)
+
+
 async def admin_call(client: Client, method: str, *args: ua.Variant) -> ua.CallMethodResult:
     """A call of ``SMX.Administration.<method>``, its whole result (statuses not raised)."""
     ns = await client.get_namespace_index(SMX_NAMESPACE)

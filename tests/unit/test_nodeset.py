@@ -16,12 +16,12 @@ def test_committed_nodeset_matches_generator() -> None:
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    committed = (ROOT / "nodesets" / "smx.xml").read_text(encoding="utf-8")
+    committed = (ROOT / "gateway" / "nodesets" / "smx.xml").read_text(encoding="utf-8")
     assert committed == module.build(), "run: python tools/gen_nodeset.py"
 
 
 def test_nodeset_ids_are_unique_and_parents_exist() -> None:
-    tree = ET.parse(ROOT / "nodesets" / "smx.xml")
+    tree = ET.parse(ROOT / "gateway" / "nodesets" / "smx.xml")
     nodes = [n for n in tree.getroot() if n.get("NodeId")]
     ids = [n.get("NodeId") for n in nodes]
     assert len(ids) == len(set(ids))
