@@ -51,7 +51,7 @@ from bench.headend_load import expected_rates, percentile, rows_per_message
 from bench.tables import table
 from tests.support.broker import Broker, mosquitto
 from tests.support.postgres import postgres_cluster
-from tests.support.processes import cpu_seconds, rss_mib
+from tests.support.processes import cpu_seconds, interrupt, rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_LAG_P99_S = 2.0
@@ -125,13 +125,7 @@ class Runner:
         return before[-1] if before else self.reports[0]
 
     async def stop(self) -> None:
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(self.process.wait(), 30)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        await interrupt(self.process, 30)
         if self._reader is not None:
             await self._reader
 

@@ -56,7 +56,7 @@ from bench.tables import table
 from headend.portfolio.aggregate import BUCKETS
 from tests.support.broker import Broker
 from tests.support.postgres import Cluster, postgres_cluster
-from tests.support.processes import cpu_seconds
+from tests.support.processes import cpu_seconds, interrupt
 
 ROOT = Path(__file__).resolve().parents[1]
 SITES = 10_000
@@ -98,13 +98,7 @@ class Runner:
                     self.ready.set()
 
     async def stop(self) -> None:
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(self.process.wait(), 60)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        await interrupt(self.process, 60)
         if self.reader is not None:
             await self.reader
 

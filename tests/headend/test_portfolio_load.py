@@ -44,7 +44,6 @@ import contextlib
 import functools
 import math
 import os
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -64,7 +63,7 @@ from tests.support.mqtt_wire import connections
 from tests.support.portfolio_load import LoadSites, Round, live_template
 from tests.support.portfolio_sites import live_message, site_names
 from tests.support.postgres import Cluster, postgres_cluster, require_postgres
-from tests.support.processes import cpu_seconds
+from tests.support.processes import cpu_seconds, interrupt
 
 ROOT = Path(__file__).resolve().parents[2]
 SITES = 1000
@@ -187,13 +186,7 @@ class Instance:
             self.lines.append(line.decode().rstrip("\n"))
 
     async def stop(self) -> None:
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(self.process.wait(), 30)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        await interrupt(self.process, 30)
         if self.reader is not None:
             await self.reader
 

@@ -112,13 +112,19 @@ async def child(*args: str, cwd: Path, announce: str, timeout: float = 120) -> A
         finally:
             drain.cancel()
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await interrupt(process, 15)
+
+
+async def interrupt(process: asyncio.subprocess.Process, timeout: float) -> None:
+    """Stop ``process`` as Ctrl-C does (SIGINT: a clean stop), killed if it takes longer
+    than ``timeout`` s."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:
