@@ -357,7 +357,12 @@ PARTS: dict[
     ),
     "multidrop": (lambda args: measure_multidrop(args.seconds), print_multidrop),
     "box": (
-        lambda args: measure_box(args.seconds, args.box_confirm_minutes, args.box_sd_minutes),
+        lambda args: measure_box(
+            args.seconds,
+            args.box_confirm_minutes,
+            args.box_sd_minutes,
+            tuple(int(n) for n in args.box_series.split(",") if n.isdigit()),
+        ),
         print_box,
     ),
 }
@@ -372,7 +377,7 @@ def main(args: argparse.Namespace) -> None:
         measure_part, show = PARTS[part]
         found = asyncio.run(measure_part(args))
         show(found)
-        out = RESULTS / f"{part}.json"
+        out = RESULTS / f"{part}{args.results_suffix}.json"
         out.write_text(json.dumps(found, indent=2))
         print(f"\nwritten to {out}")
         return
@@ -430,6 +435,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--box-sd-minutes", type=float, default=15.0, help="box: minutes of the SD-card window"
     )
+    parser.add_argument(
+        "--box-series", default="0,5", help="box: OPC UA clients of each series, e.g. 0,5 or 5 or none"
+    )
+    parser.add_argument("--results-suffix", default="", help="one part: written to <part><suffix>.json")
     parser.add_argument("--quick", action="store_true", help="head-end: 1,000 sites, 10 s a scenario")
     parser.add_argument("--profile", action="store_true", help="head-end: one run under cProfile too")
     main(parser.parse_args())

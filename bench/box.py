@@ -19,6 +19,13 @@ The SD-card part runs the gateway (unlimited, the same load as a box: no clients
 ``strace --seccomp-bpf`` for ``--box-sd-minutes``: the files opened for writing, fsyncs,
 renames in the steady window, and the archive's growth, scaled to a day.
 
+The parts need little CPU (a few % of a core each), so they can run side by side as
+processes of their own on a machine otherwise idle, e.g. for the hour::
+
+    python -m bench box --box-series 5 --box-sd-minutes 0 &
+    python -m bench box --box-series 0 --box-sd-minutes 0 &
+    python -m bench box --box-series none --box-sd-minutes 15
+
 Needs root (cgroups, strace); it says so and stops otherwise.
 """
 
@@ -256,7 +263,11 @@ async def search(gw: Gateway, group: Cgroup, seconds: float, label: str, log: li
     return best
 
 
-async def measure_box(seconds: float, confirm_minutes: float, sd_minutes: float) -> dict[str, Any]:
+async def measure_box(
+    seconds: float, confirm_minutes: float, sd_minutes: float, series: tuple[int, ...] = (0, 5)
+) -> dict[str, Any]:
+    """The quota search for each number of clients in ``series`` (one gateway for all), then
+    the SD-card part (skipped for ``sd_minutes`` 0)."""
     if os.geteuid() != 0:
         raise SystemExit("bench box needs root (its own cgroup, strace)")
     window_s = max(seconds, 30.0)
@@ -274,7 +285,7 @@ async def measure_box(seconds: float, confirm_minutes: float, sd_minutes: float)
                 prefix = ["sh", "-c", f'{joins}; exec "$0" "$@"']
                 async with started(work, config, prefix) as gw:
                     await settle(gw.endpoint)
-                    for clients in (0, 5):
+                    for clients in series:
                         label = f"{clients} OPC UA clients" + (" + 1 live page" if clients else "")
                         async with _load(gw, clients, 4 * 3600):
                             group.set_cpu(None)
@@ -386,12 +397,14 @@ def _size(folder: Path) -> int:
 
 
 def print_box(results: dict[str, Any]) -> None:
-    print(table("CPU budget search (the whole gateway in a cgroup, 192 MiB, DLMS LN 9600 Bd)",
-                results["box_windows"]))  # fmt: skip
-    print()
-    print(table("Smallest quota with 0 late and 0 skipped cycles, confirmed", results["box_found"]))
-    print()
-    print(table("Goals (issue 19)", results["box_goals"]))
-    if results.get("box_sd"):
-        print()
-        print(table("SD card: the gateway's writes in steady state (no clients), per day", results["box_sd"]))
+    parts = (
+        ("box_windows", "CPU budget search (the whole gateway in a cgroup, 192 MiB, DLMS LN 9600 Bd)"),
+        ("box_found", "Smallest quota with 0 late and 0 skipped cycles, confirmed"),
+        ("box_goals", "Goals (issue 19)"),
+        ("box_sd", "SD card: the gateway's writes in steady state (no clients), per day"),
+    )
+    shown = [(key, title) for key, title in parts if results.get(key)]
+    for n, (key, title) in enumerate(shown):
+        if n:
+            print()
+        print(table(title, results[key]))
