@@ -30,6 +30,13 @@ transport, protocol cores, session, poller) and reports what the line carried:
    lag publish -> commit (p50/p99), two instances of one shared-subscription group,
    PostgreSQL beside SQLite, RSS (``--headend-seconds``, ``--headend-sites``, ``--quick``,
    ``--profile``);
+12. multidrop (``bench/multidrop.py``): one DLMS meter alone against two on one RS485 line
+   (HDLC addresses 17 and 18) at 9600 and 19200 Bd: each meter's share of the line, its
+   core values per cycle, the 1-second set's and the registers' refresh periods;
+13. box (``bench/box.py``): the whole gateway in a cgroup at a fraction of one core and
+   192 MiB: the smallest CPU quota with 0 late and 0 skipped cycles, without and with 5
+   OPC UA clients and a live page, confirmed over an hour (``--box-confirm-minutes``), and
+   the archive's writes to the SD card per day (``--box-sd-minutes``); needs root.
 11. portfolio (``bench/portfolio.py``): 10,000 simulated sites at 1-s and 10-s live into one
    and two ``smx-headend run`` instances aggregating five portfolios: the aggregation
    latency (the newest member message to the aggregate readable) p50/p99, the CPU per
@@ -38,7 +45,8 @@ transport, protocol cores, session, poller) and reports what the line carried:
 Results are printed as tables and written to bench/results/latest.json
 (``python -m bench history`` runs only part 4 and writes bench/results/history.json).
 
-    python -m bench [all | history | web | security | startup | uplink | fuzz | headend | portfolio]
+    python -m bench [all | history | web | security | startup | uplink | fuzz | headend | portfolio
+                     | multidrop | box]
                     [--seconds 10] [--hour-minutes 60] [--uplink-minutes 3] [--headend-seconds 60] [--quick]
                     [--profile] [--portfolio-seconds 60] [--portfolio-sites N]
 """
@@ -58,11 +66,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.box import measure_box, print_box
 from bench.clients import measure_clients, print_clients
 from bench.fuzz import measure_fuzz, print_fuzz
 from bench.headend import measure_headend, print_headend
 from bench.history import READS, measure_history
 from bench.load import measure_load, print_load
+from bench.multidrop import measure_multidrop, print_multidrop
 from bench.portfolio import measure_portfolio, print_portfolio
 from bench.security import measure_security
 from bench.soak import measure_soak, print_soak
@@ -345,6 +355,16 @@ PARTS: dict[
         lambda args: measure_portfolio(args.portfolio_seconds, args.portfolio_sites or 10_000),
         print_portfolio,
     ),
+    "multidrop": (lambda args: measure_multidrop(args.seconds), print_multidrop),
+    "box": (
+        lambda args: measure_box(
+            args.seconds,
+            args.box_confirm_minutes,
+            args.box_sd_minutes,
+            tuple(int(n) for n in args.box_series.split(",") if n.isdigit()),
+        ),
+        print_box,
+    ),
 }
 
 
@@ -357,7 +377,7 @@ def main(args: argparse.Namespace) -> None:
         measure_part, show = PARTS[part]
         found = asyncio.run(measure_part(args))
         show(found)
-        out = RESULTS / f"{part}.json"
+        out = RESULTS / f"{part}{args.results_suffix}.json"
         out.write_text(json.dumps(found, indent=2))
         print(f"\nwritten to {out}")
         return
@@ -409,6 +429,16 @@ if __name__ == "__main__":
     )
     parser.add_argument("--portfolio-sites", type=int, default=0, help="portfolio: sites (default 10,000)")
     parser.add_argument("--headend-sites", type=int, default=0, help="simulated sites (default 10,000)")
+    parser.add_argument(
+        "--box-confirm-minutes", type=float, default=60.0, help="box: minutes at the quota found (an hour)"
+    )
+    parser.add_argument(
+        "--box-sd-minutes", type=float, default=15.0, help="box: minutes of the SD-card window"
+    )
+    parser.add_argument(
+        "--box-series", default="0,5", help="box: OPC UA clients of each series, e.g. 0,5 or 5 or none"
+    )
+    parser.add_argument("--results-suffix", default="", help="one part: written to <part><suffix>.json")
     parser.add_argument("--quick", action="store_true", help="head-end: 1,000 sites, 10 s a scenario")
     parser.add_argument("--profile", action="store_true", help="head-end: one run under cProfile too")
     main(parser.parse_args())

@@ -12,6 +12,7 @@ than a hang.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +32,7 @@ from gateway.market.desk import MarketDesk
 from gateway.market.external import ExternalData
 from gateway.market.sources import SourcePuller
 from gateway.market.store import ExternalStore
+from gateway.meter.bus import OWN_LINE, SharedLine
 from gateway.meter.dlms import DlmsMeter, DlmsSession, DlmsSettings, Referencing
 from gateway.meter.feed import Delivery
 from gateway.meter.iec21 import Iec21Meter, Iec21Session
@@ -47,7 +49,7 @@ from gateway.reload import ReloadPlan, plan
 from gateway.security.auth import UserDirectory
 from gateway.security.pki import Pki
 from gateway.streams import READOUTS
-from gateway.transport import Framing, open_serial
+from gateway.transport import Framing, Transport, open_serial
 from gateway.uplink.service import Uplink
 from gateway.web.api import WebApi, WebServer, WebServices
 
@@ -102,17 +104,15 @@ def dlms_settings(meter: MeterConfig) -> DlmsSettings:
     )
 
 
-def link_factory(meter: MeterConfig) -> MeterLinkFactory:
-    """A function that opens a fresh transport + session for ``meter``."""
+def link_factory(meter: MeterConfig, line: SharedLine | None = None) -> MeterLinkFactory:
+    """A function that opens a fresh transport + session for ``meter`` (on ``line``, the
+    multi-drop bus it shares with other meters, if given)."""
     if meter.protocol in ("dlms", "dlms-mode-e"):
         settings = dlms_settings(meter)
 
         async def connect_dlms() -> MeterLink:
             # The session sets the line itself (8N1 at once, or 300 Bd 7E1 for mode E).
-            transport = await open_serial(
-                meter.url, baudrate=meter.baudrate, framing=Framing.EIGHT_N_ONE,
-                timeout=meter.response_timeout,
-            )  # fmt: skip
+            transport = await (line.tap() if line is not None else open_port(meter))
             return DlmsMeter(DlmsSession(transport, settings))
 
         return connect_dlms
@@ -133,6 +133,28 @@ def link_factory(meter: MeterConfig) -> MeterLinkFactory:
     return connect
 
 
+async def open_port(meter: MeterConfig) -> Transport:
+    """The serial port (or socket URL) of a DLMS meter's line, 8N1 at its speed."""
+    return await open_serial(
+        meter.url, baudrate=meter.baudrate, framing=Framing.EIGHT_N_ONE, timeout=meter.response_timeout
+    )
+
+
+def shared_lines(meters: Sequence[MeterConfig]) -> dict[str, SharedLine]:
+    """The multi-drop lines among ``meters`` (the configuration checked that they may
+    share them), by meter id; a meter alone on its line has none."""
+    by_line: dict[str, list[MeterConfig]] = {}
+    for meter in meters:
+        by_line.setdefault(meter.line, []).append(meter)
+    lines: dict[str, SharedLine] = {}
+    for stations in by_line.values():
+        if len(stations) > 1:
+            first = stations[0]
+            line = SharedLine(first.url, functools.partial(open_port, first), [m.id for m in stations])
+            lines.update((m.id, line) for m in stations)
+    return lines
+
+
 class Gateway:
     """The whole gateway for one configuration."""
 
@@ -151,6 +173,8 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.simulators: dict[str, SimulatedMeter] = {}
         self.pollers: dict[str, Poller] = {}
+        #: The multi-drop lines, by the id of each meter on one (DESIGN §3).
+        self.lines: dict[str, SharedLine] = {}
         self.space: AddressSpace | None = None
         self.recorders: dict[str, ArchiveRecorder] = {}
         #: The archive's questions (history) for every adapter; None without an archive.
@@ -185,10 +209,15 @@ class Gateway:
                 from gateway.simulator.server import simulator_from_config  # only for a simulated meter
 
                 sim = simulator_from_config(meter.simulator, self.clock)
-                await sim.start()
+                host = self.simulators.get(meter.simulator.on_line_of)
+                if host is not None:
+                    host.add_station(sim)  # a further meter on that simulated line
+                else:
+                    await sim.start()
                 self.simulators[meter.id] = sim
-                meter = replace(meter, url=sim.url)
-                log.info("simulated meter %s listening on %s", meter.id, sim.url)
+                meter = replace(meter, url=(host or sim).url)
+                log.info("simulated meter %s listening on %s, HDLC physical address %d",
+                         meter.id, meter.url, sim.physical_address)  # fmt: skip
             meters.append(meter)
         server = await build_server(self.config.opcua, self.config.security, self.users)
         if not await self.users.count():
@@ -260,16 +289,21 @@ class Gateway:
                 await self.uplink.prepare()
                 await self.space.add_uplink([(w.meter_id, w.writer) for w in self.uplink.status().writers])
                 self.uplink.status_listeners.append(self.space.write_uplink_status)
+            self.lines = shared_lines(meters)
+            for bus in {id(li): li for li in self.lines.values()}.values():
+                log.info("line %s shared by meters %s", bus.name, ", ".join(bus.shares))
             for meter in meters:
                 recorder = self.recorders.get(meter.id)
+                line = self.lines.get(meter.id)
                 listeners: list[PollerListener] = [
                     publisher, *([recorder] if recorder else []), self.desk.listener(meter.id),
                     *([self.uplink] if self.uplink else []),
                 ]  # fmt: skip
                 poller = Poller(
-                    meter, link_factory(meter), self.clock, listeners,
+                    meter, link_factory(meter, line), self.clock, listeners,
                     initial_span=timedelta(days=self.config.archive.initial_backfill_days),
                     max_backfill=timedelta(days=self.config.archive.max_backfill_days),
+                    share=line.shares[meter.id] if line is not None else OWN_LINE,
                 )  # fmt: skip
                 if recorder is not None:
                     await recorder.repair()
@@ -296,6 +330,8 @@ class Gateway:
                     self._keep_running("external sources", self.puller.run), name="external-sources"
                 )
         finally:
+            for bus in {id(li): li for li in self.lines.values()}.values():
+                await bus.close()  # the pollers have closed their sessions
             if self.web is not None:
                 await self.web.stop()
             for recorder in self.recorders.values():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,11 +60,15 @@ class SimulatorConfig:
     #: IEC 62056-21: profile and logbook stamps in this zone's local time with the season
     #: digit (IANA name, e.g. "Europe/Vienna"); "" = UTC stamps (season digit 2).
     timezone: str = ""
+    #: DLMS multi-drop: the id of another simulated meter whose line this one joins as a
+    #: further station (its own ``physical_address``, the same port); "" = a line of its own.
+    on_line_of: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class MeterConfig:
-    """One meter on its own link; its folder in the address space is ``id``."""
+    """One meter; its folder in the address space is ``id``. Meters with the same ``url``
+    share one line (an RS485 multi-drop bus, DLMS meters told apart by HDLC address)."""
 
     id: str
     url: str
@@ -103,6 +107,13 @@ class MeterConfig:
     @property
     def display_name(self) -> str:
         return self.name or self.id
+
+    @property
+    def line(self) -> str:
+        """What names this meter's line: meters with the same one share it (a multi-drop bus)."""
+        if self.simulator is not None:
+            return f"simulated line of {self.simulator.on_line_of or self.id}"
+        return self.url
 
     @property
     def response_timeout(self) -> float:
@@ -473,7 +484,7 @@ def _range(low: int, high: int) -> Callable[[int], str | None]:
     return check
 
 
-def _simulator(sec: Section, line_baudrate: int) -> SimulatorConfig:
+def _simulator(sec: Section, line_baudrate: int, physical_address: int) -> SimulatorConfig:
     d = SimulatorConfig()
     cfg = SimulatorConfig(
         host=sec.get("host", str, d.host),
@@ -486,10 +497,11 @@ def _simulator(sec: Section, line_baudrate: int) -> SimulatorConfig:
         max_baudrate=sec.get("max_baudrate", int, d.max_baudrate, _one_of(BAUDRATES)),
         serial_number=sec.get("serial_number", str, d.serial_number),
         referencing=sec.get("referencing", str, d.referencing, _one_of(("ln", "sn", "both"))),
-        physical_address=sec.get("physical_address", int, d.physical_address, _range(0, 0x3FFF)),
+        physical_address=sec.get("physical_address", int, physical_address, _range(0, 0x3FFF)),
         password=sec.get("password", str, d.password, _iec_text(32)),
         hdlc_baudrate=sec.get("hdlc_baudrate", int, line_baudrate, _one_of(BAUDRATES)),
         timezone=sec.get("timezone", str, d.timezone, _zone),
+        on_line_of=sec.get("on_line_of", str, d.on_line_of),
     )
     sec.done()
     return cfg
@@ -503,8 +515,14 @@ def _meter(sec: Section) -> MeterConfig:
         raise sec.fail("id", "an identifier (the meter's folder name)", None)
     d = MeterConfig(id=ident, url="")
     baudrate = sec.get("baudrate", int, d.baudrate, _one_of(BAUDRATES))
+    size = sec.get("server_address_size", int, d.server_address_size, _one_of((1, 2, 4)))
+    physical_limit = {1: 0, 2: 0x7F, 4: 0x3FFF}[size]
+    physical_address = sec.get(
+        "physical_address", int, d.physical_address if size > 1 else 0, _range(0, physical_limit)
+    )
     sim_sec = sec.table("simulator")
-    simulator = _simulator(sim_sec, baudrate) if sim_sec is not None else None
+    # The simulated meter answers at the meter's HDLC address unless told otherwise.
+    simulator = _simulator(sim_sec, baudrate, physical_address or 17) if sim_sec is not None else None
     url = sec.get("url", str, "socket://127.0.0.1:0" if simulator else "")
     if not url:
         raise sec.fail("url", "a serial device path or a socket://host:port URL", None)
@@ -521,8 +539,6 @@ def _meter(sec: Section) -> MeterConfig:
         if obis not in known:
             raise sec.fail(key, "an OBIS code of the catalogue (see gateway/obis.py)", text)
         values.append(obis)
-    size = sec.get("server_address_size", int, d.server_address_size, _one_of((1, 2, 4)))
-    physical_limit = {1: 0, 2: 0x7F, 4: 0x3FFF}[size]
     cfg = MeterConfig(
         id=ident,
         url=url,
@@ -536,9 +552,7 @@ def _meter(sec: Section) -> MeterConfig:
         logical_device=sec.get(
             "logical_device", int, d.logical_device, _range(0, 0x7F if size < 4 else 0x3FFF)
         ),
-        physical_address=sec.get(
-            "physical_address", int, d.physical_address if size > 1 else 0, _range(0, physical_limit)
-        ),
+        physical_address=physical_address,
         server_address_size=size,
         response_timeout_s=sec.get("response_timeout_s", float, d.response_timeout_s, _non_negative),
         loss_timeout_s=sec.get("loss_timeout_s", float, d.loss_timeout_s, _positive),
@@ -580,11 +594,61 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
         if m.id in seen:
             raise ConfigError(f"{source}: meters[{n}].id: expected a unique id, got duplicate {m.id!r}")
         seen.add(m.id)
+    _check_lines(meters, source)
     top.done()
     return GatewayConfig(
         meters=meters, opcua=opcua, archive=archive, market=market, external=external, web=web,
         security=security, upstream=upstream, log_level=log_level, source=source,
     )  # fmt: skip
+
+
+def _check_lines(meters: Sequence[MeterConfig], source: str) -> None:
+    """Meters sharing a line (a multi-drop bus) must be able to: DLMS over HDLC directly
+    (IEC 62056-46; a 300 Bd sign-on of IEC 62056-21 or mode E would break the others'
+    links), one speed and cycle, and each its own HDLC server address."""
+    by_id = {m.id: (n, m) for n, m in enumerate(meters)}
+    for n, m in enumerate(meters):
+        target = m.simulator.on_line_of if m.simulator is not None else ""
+        if target:
+            host = by_id.get(target)
+            if host is None or host[1].simulator is None or host[1].simulator.on_line_of:
+                raise ConfigError(
+                    f"{source}: meters[{n}].simulator.on_line_of: expected the id of a simulated meter "
+                    f"with a line of its own, got {target!r}"
+                )
+    lines: dict[str, list[tuple[int, MeterConfig]]] = {}
+    for n, m in enumerate(meters):
+        lines.setdefault(m.line, []).append((n, m))
+    for stations in lines.values():
+        if len(stations) < 2:
+            continue
+        first = stations[0][1]
+        addresses: dict[tuple[int, int, int], str] = {}
+        for n, m in stations:
+            where = f"{source}: meters[{n}]"
+            if m.protocol != "dlms":
+                raise ConfigError(
+                    f"{where}.protocol: meters sharing a line must speak DLMS over HDLC directly "
+                    f"('dlms'; a sign-on at 300 Bd would break the other meters' links), got {m.protocol!r}"
+                )
+            if (m.baudrate, m.cycle_s) != (first.baudrate, first.cycle_s):
+                raise ConfigError(
+                    f"{where}: meters sharing a line need one baudrate and cycle_s, got {m.baudrate} Bd / "
+                    f"{m.cycle_s} s beside {first.id}'s {first.baudrate} Bd / {first.cycle_s} s"
+                )
+            address = (m.logical_device, m.physical_address, m.server_address_size)
+            other = addresses.setdefault(address, m.id)
+            if other != m.id:
+                raise ConfigError(
+                    f"{where}.physical_address: expected an HDLC address of its own on the line, got "
+                    f"{m.physical_address} (logical device {m.logical_device}) as {other!r} has"
+                )
+        simulated = [m.simulator.physical_address for _, m in stations if m.simulator is not None]
+        if len(set(simulated)) != len(simulated):
+            raise ConfigError(
+                f"{source}: the simulated meters on {first.id}'s line need physical addresses of their own, "
+                f"got {simulated}"
+            )
 
 
 def opcua_section(sec: Section | None, defaults: OpcUaConfig | None = None) -> OpcUaConfig:

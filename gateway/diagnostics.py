@@ -39,6 +39,10 @@ METER_FIELDS: tuple[Field, ...] = (
     Field("ClockDeviation", "clock_deviation_s", "Double",
           "Meter clock minus gateway clock, seconds (positive: meter ahead)."),
     Field("BaudRate", "baudrate", "UInt32", "Negotiated line speed, Bd."),
+    Field("LineStations", "line_stations", "UInt32",
+          "Meters polled over this meter's line (1: a line of its own; more: an RS485 multi-drop bus)."),
+    Field("LineShare", "line_share", "Double",
+          "Share of each poll cycle this meter gets on its line (the line's budget split)."),
 )  # fmt: skip
 
 #: The archive's state for one meter (:class:`gateway.archive.recorder.ArchiveStatus`).

@@ -38,8 +38,17 @@ MANDATORY, OPTIONAL = "i=78", "i=80"
 BASE_OBJECT, FOLDER, BASE_EVENT = "i=58", "i=61", "i=2041"
 BASE_VARIABLE, PROPERTY, ANALOG_ITEM = "i=63", "i=68", "i=2368"
 
+#: Poller fields added after the archive's were numbered: numbered after them, so that
+#: every NodeId a client may have kept stays what it was.
+LATER_FIELDS = ("LineStations", "LineShare")
 #: Every diagnostic field, the poller's and the archive's (gateway/diagnostics.py).
-DIAGNOSTICS = tuple((f.name, f.data_type, f.description) for f in (*METER_FIELDS, *ARCHIVE_FIELDS))
+DIAGNOSTICS = tuple(
+    (f.name, f.data_type, f.description)
+    for f in (
+        *(f for f in (*METER_FIELDS, *ARCHIVE_FIELDS) if f.name not in LATER_FIELDS),
+        *(f for f in METER_FIELDS if f.name in LATER_FIELDS),
+    )
+)
 #: Live advice of the running settlement period (DESIGN §6): name, type, unit, description.
 ADVICE = (
     ("State", "String", "", "advised, no-notification (no profile for this period), closing (last seconds) or "

@@ -69,6 +69,10 @@ class Diagnostics:
     #: Meter clock minus gateway clock, seconds (positive: the meter is ahead).
     clock_deviation_s: float | None = None
     baudrate: int = 0
+    #: Meters polled over this meter's line (1: a line of its own; more: a multi-drop bus).
+    line_stations: int = 1
+    #: Share of each cycle this meter's poller plans with (1 / line_stations).
+    line_share: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)

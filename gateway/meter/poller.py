@@ -42,6 +42,7 @@ from typing import Protocol
 from gateway.clock import Clock
 from gateway.config import MeterConfig, one_second_set, register_set
 from gateway.errors import DataNotAvailable, GatewayError, ProtocolError, TransportError
+from gateway.meter.bus import OWN_LINE, LineShare
 from gateway.meter.feed import Mailbox, Outbox, delivery_of
 from gateway.meter.model import (
     Diagnostics,
@@ -195,8 +196,11 @@ class Poller:
         max_backoff_s: float = 10.0,
         initial_span: timedelta = INITIAL_PROFILE_SPAN,
         max_backfill: timedelta = timedelta(days=40),
+        share: LineShare = OWN_LINE,
     ) -> None:
         self.config = config
+        #: This meter's part of its line (a multi-drop bus shares it; :mod:`gateway.meter.bus`).
+        self.share = share
         self._connect = connect
         self._clock = clock
         #: Where snapshots, profiles and events go: a mailbox per listener, never awaited.
@@ -204,7 +208,9 @@ class Poller:
         self._listeners: list[tuple[PollerListener, Mailbox]] = []
         for listener in listeners:
             self.add_listener(listener)
-        self._budget = budget_fraction * config.cycle_s
+        # On a shared line the poller plans with its slot of the cycle, not the whole.
+        self._slot_s = config.cycle_s * share.fraction
+        self._budget = budget_fraction * self._slot_s
         self._core_fraction = core_fraction
         self._core_budget = core_fraction * self._budget
         self._max_backoff = max_backoff_s
@@ -232,7 +238,7 @@ class Poller:
         self._piece_span = {s.id: s.piece[0] for s in READOUTS}
         self._link: MeterLink | None = None
         self._info = MeterInfo()
-        self._diag = Diagnostics()
+        self._diag = Diagnostics(line_stations=share.stations, line_share=share.fraction)
         self._last_success: float | None = None
         self._failing = False
         self._failed_at = -1.0  # values read before this are not Good until read again
@@ -317,19 +323,21 @@ class Poller:
         backoff = 1.0
         self._started_at = self._polling_since = self._clock.monotonic()
         retry_at = self._clock.monotonic()
-        next_cycle = self._clock.monotonic()
+        next_cycle = self._clock.monotonic() + self.share.offset_s(self.config.cycle_s)
+        await self._clock.sleep_until(next_cycle)
         try:
             while True:
-                started = self._clock.monotonic()
-                if self._link is None and started >= retry_at:
-                    if await self._open():
-                        backoff = 1.0
-                    else:
-                        retry_at = self._clock.monotonic() + backoff
-                        backoff = min(backoff * 2, self._max_backoff)
-                    next_cycle = started = self._clock.monotonic()
-                if self._link is not None:
-                    await self._cycle(started)
+                async with self.share.turn():
+                    started = self._clock.monotonic()
+                    if self._link is None and started >= retry_at:
+                        if await self._open():
+                            backoff = 1.0
+                        else:
+                            retry_at = self._clock.monotonic() + backoff
+                            backoff = min(backoff * 2, self._max_backoff)
+                        next_cycle = started = self._clock.monotonic()
+                    if self._link is not None:
+                        await self._cycle(started)
                 self._publish()
                 next_cycle += self.config.cycle_s
                 now = self._clock.monotonic()
@@ -341,7 +349,8 @@ class Poller:
                 else:
                     await self._clock.sleep_until(next_cycle)
         finally:
-            await self._drop_link()
+            async with self.share.turn():  # the DISC is an exchange on the line too
+                await self._drop_link()
 
     # -- link --------------------------------------------------------------------------------
 
@@ -459,7 +468,7 @@ class Poller:
             # but not the 1-second set if it and the work fit into the cycle together;
             # if not even one value fits beside it, the cycle is skipped, and counted.
             essential = sum(v.cost_s for v in fast if v.info.priority <= ONE_SECOND_SET_PRIORITY)
-            keep = essential if essential + periodic.cost_s <= SQUEEZE * self.config.cycle_s else 0.0
+            keep = essential if essential + periodic.cost_s <= SQUEEZE * self._slot_s else 0.0
             core_budget = min(core_budget, max(self._budget - periodic.cost_s, keep))
             skip = any(v.cost_s > core_budget for v in fast[:1])
         core: list[_ValueState] = []

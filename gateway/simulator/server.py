@@ -18,8 +18,9 @@ It behaves like a Landis+Gyr ZMD on a TCP-transparent line:
 * fault knobs: no answer, late answer, corrupted byte, dropped connection, xDLMS
   exception answers.
 
-DLMS/COSEM over HDLC (IEC 62056-46, 8N1) is served too, by :class:`_HdlcLink` and the
-COSEM application layer :class:`~gateway.simulator.cosem_server.CosemServer`:
+DLMS/COSEM over HDLC (IEC 62056-46, 8N1) is served too, by :class:`_HdlcBus`,
+:class:`_HdlcLink` and the COSEM application layer
+:class:`~gateway.simulator.cosem_server.CosemServer`:
 
 * directly: the first byte of a request while the line is idle is the HDLC flag 0x7E;
   the line then runs at ``hdlc_baudrate`` 8N1;
@@ -30,7 +31,10 @@ COSEM application layer :class:`~gateway.simulator.cosem_server.CosemServer`:
 The server answers as logical device 1 with physical address ``physical_address``, in
 the address form the frame used (2 or 4 bytes, or the 1-byte address 1), to any client
 SAP; frames for other addresses are ignored. A frame with another address pair than the
-link in use starts a new link (the old association ends). SNRM is answered with UA
+link in use starts a new link (the old association ends). Further meters can sit on the
+same line (:meth:`SimulatedMeter.add_station`, an RS485 multi-drop bus): each answers
+the frames for its own physical address from its own physics, with a link and an
+association of its own; the line falls back to idle after the last one's DISC. SNRM is answered with UA
 carrying :func:`~gateway.protocols.hdlc.negotiate` of the proposal and ``hdlc_limits``.
 DISC is answered with UA (DM when no link) and then the line is back to 300 Bd idle, as
 it is after 120 s of silence. Damaged frames (HCS/FCS, length) are ignored; frames the
@@ -236,6 +240,8 @@ class SimulatedMeter:
             {hdlc.HdlcAddress(1), *(hdlc.HdlcAddress(1, physical_address, n) for n in forms)}
         )
         self.faults = Faults()
+        #: The meters on this meter's line, this one first (:meth:`add_station`).
+        self.stations: list[SimulatedMeter] = [self]
         self._rng = random.Random(seed)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -244,7 +250,29 @@ class SimulatedMeter:
 
     @property
     def url(self) -> str:
-        return f"socket://{self.host}:{self.port}"
+        """Where the meter's line is (a further station's is the first one's port)."""
+        line = self.stations[0]
+        return f"socket://{line.host}:{line.port}"
+
+    def add_station(self, other: SimulatedMeter) -> None:
+        """Put ``other`` on this meter's line: an RS485 multi-drop bus whose stations answer
+        direct HDLC frames by their physical address (IEC 62056-46 §6.4.2.2).
+
+        ``other`` is not started: its frames come over this meter's port. The 1-byte
+        address (logical device only) stays this meter's: on a bus it names no one station.
+        """
+        if self.stations[0] is not self:
+            raise ValueError("add stations to the meter whose port the line is")
+        mine = frozenset(a for a in other.hdlc_addresses if a.length > 1)
+        for station in self.stations:
+            if mine & station.hdlc_addresses:
+                raise ValueError(
+                    f"physical address {other.physical_address} is taken on the line by meter "
+                    f"{station.serial_number}"
+                )
+        other.hdlc_addresses = mine
+        other.stations = self.stations
+        self.stations.append(other)
 
     @property
     def identification(self) -> iec.Identification:
@@ -457,25 +485,21 @@ class _Reply:
 _XDLMS_REQUESTS = frozenset({ap.ApduTag.GET_REQUEST, ap.ApduTag.READ_REQUEST})
 
 
-class _HdlcLink:
-    """The meter's HDLC side of one line (IEC 62056-46 secondary station), sans-I/O.
+class _HdlcBus:
+    """The HDLC side of one line, sans-I/O: frames parsed once and handed to the station
+    (a :class:`_HdlcLink`) they are addressed to; frames for no station are ignored, as
+    every meter on a bus ignores frames for others."""
 
-    Frames are parsed here first to pick the address form and the client SAP (the
-    :class:`~gateway.protocols.hdlc.HdlcConnection` is bound to one address pair), then fed,
-    re-encoded byte for byte, to the connection of that pair.
-    """
-
-    def __init__(self, meter: SimulatedMeter) -> None:
-        self.meter = meter
+    def __init__(self, stations: list[SimulatedMeter]) -> None:
+        self.stations = stations
         self.parser = hdlc.FrameParser()
-        self.conn: hdlc.HdlcConnection | None = None
-        self.cosem = meter.cosem_server()
+        self.links: dict[int, _HdlcLink] = {}
 
     def receive_data(self, data: bytes) -> None:
         self.parser.receive_data(data)
 
-    def next_frame(self) -> hdlc.Frame | None:
-        """The next complete frame for this meter; None when more bytes are needed."""
+    def next_frame(self) -> tuple[_HdlcLink, hdlc.Frame] | None:
+        """The next complete frame for a station on the line; None when more bytes are needed."""
         while True:
             try:
                 frame = self.parser.next_frame()
@@ -484,9 +508,36 @@ class _HdlcLink:
                 continue
             if isinstance(frame, hdlc.NeedData):
                 return None
-            if frame.destination not in self.meter.hdlc_addresses:
-                continue  # another station on the bus
-            return frame
+            for n, station in enumerate(self.stations):
+                if frame.destination in station.hdlc_addresses:
+                    link = self.links.get(n)
+                    if link is None:
+                        link = self.links[n] = _HdlcLink(station)
+                    return link, frame
+
+    def ended(self, link: _HdlcLink) -> bool:
+        """``link`` was disconnected (DISC): forget it; True if no station has a link left,
+        when the line falls back to 300 Bd, idle."""
+        self.links = {n: other for n, other in self.links.items() if other is not link}
+        return not any(other.connected for other in self.links.values())
+
+
+class _HdlcLink:
+    """One meter's HDLC side of one line (IEC 62056-46 secondary station), sans-I/O.
+
+    Frames (from :class:`_HdlcBus`) are re-encoded byte for byte and fed to the
+    :class:`~gateway.protocols.hdlc.HdlcConnection` of the frame's address pair (the
+    address form and the client SAP pick it).
+    """
+
+    def __init__(self, meter: SimulatedMeter) -> None:
+        self.meter = meter
+        self.conn: hdlc.HdlcConnection | None = None
+        self.cosem = meter.cosem_server()
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None and self.conn.state is hdlc.State.CONNECTED
 
     def reply_to(self, frame: hdlc.Frame) -> _Reply:
         """The meter's reaction to ``frame`` (values are taken now)."""
@@ -542,7 +593,7 @@ class _Line:
         self.pending = 0  # bytes received for the message being parsed
         self.first_byte_at = 0.0
         self.last_answer: iec.Event | None = None  # repeated on NAK
-        self.hdlc: _HdlcLink | None = None  # set while the line carries HDLC
+        self.hdlc: _HdlcBus | None = None  # set while the line carries HDLC
 
     def wire_time(self, n: int) -> float:
         return n * BITS_PER_CHAR / self.baud
@@ -556,7 +607,7 @@ class _Line:
     def start_hdlc(self, baud: int) -> None:
         """The line carries HDLC (8N1) at ``baud`` from now on (IEC 62056-46)."""
         self.baud = baud
-        self.hdlc = _HdlcLink(self.meter)
+        self.hdlc = _HdlcBus(self.meter.stations)
 
     async def run(self) -> None:
         clock = self.meter.line_clock
@@ -573,7 +624,7 @@ class _Line:
             if not self.pending:
                 self.first_byte_at = clock.monotonic()
             self.pending += len(data)
-            if self.meter.faults.silent:
+            if self.meter.faults.silent and len(self.meter.stations) == 1:
                 self.pending = 0
                 continue
             idle = self.hdlc is None and self.conn.state is iec.State.IDLE and self.pending == len(data)
@@ -610,10 +661,12 @@ class _Line:
     async def serve_hdlc(self, data: bytes) -> None:
         """Feed HDLC bytes; answer every complete frame like any answer: tr after arrival."""
         clock = self.meter.line_clock
-        link = self.hdlc
-        assert link is not None
-        link.receive_data(data)
-        while (frame := link.next_frame()) is not None:
+        bus = self.hdlc
+        assert bus is not None
+        bus.receive_data(data)
+        while (found := bus.next_frame()) is not None:
+            link, frame = found
+            station = link.meter
             arrived = self.first_byte_at + self.wire_time(self.pending)
             self.pending = 0
             # A real meter acts on a request once its last byte has arrived at line speed:
@@ -621,24 +674,24 @@ class _Line:
             await clock.sleep_until(arrived)
             reply = link.reply_to(frame)
             if reply.data:
-                await clock.sleep_until(arrived + self.meter.reaction_time_s + self.meter.faults.delay_s)
-                if self.meter.faults.silent:
+                await clock.sleep_until(arrived + station.reaction_time_s + station.faults.delay_s)
+                if station.faults.silent:
                     continue
-                await self.send_hdlc(reply.data)
-            if reply.closed:
-                self.reset()  # after DISC the meter is back at 300 Bd, idle
+                await self.send_hdlc(reply.data, station)
+            if reply.closed and bus.ended(link):
+                self.reset()  # after the last DISC the line is back at 300 Bd, idle
                 return
 
-    async def send_hdlc(self, frames: bytes) -> None:
+    async def send_hdlc(self, frames: bytes, station: SimulatedMeter) -> None:
         data = bytearray(frames)
-        faults = self.meter.faults
+        faults = station.faults
         if faults.corrupt_answers > 0 and len(data) > 4:
             faults.corrupt_answers -= 1
             # Inside the first frame, after its length field and before its closing flag,
             # never the address extension bit: the client's HCS or FCS check fails.
             end = min(len(data), ((data[1] & 0x07) << 8 | data[2]) + 1)
-            pos = self.meter._rng.randrange(3, end)
-            data[pos] ^= 1 << self.meter._rng.randrange(1, 8)
+            pos = station._rng.randrange(3, end)
+            data[pos] ^= 1 << station._rng.randrange(1, 8)
         await self.paced_write(bytes(data))
 
     async def send(self, event: iec.Event) -> None:

@@ -85,6 +85,8 @@ SCHEMAS: dict[str, Any] = {
             "last_good_read": TIME_OR_NULL,
             "clock_deviation_s": NUM_OR_NULL,
             "baudrate": INT,
+            "line_stations": INT,
+            "line_share": NUM,
             "archive": {
                 "oneOf": [
                     {"type": "null"},
