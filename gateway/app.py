@@ -140,19 +140,17 @@ async def open_port(meter: MeterConfig) -> Transport:
     )
 
 
-def shared_lines(meters: Sequence[MeterConfig]) -> dict[str, SharedLine]:
+def shared_lines(meters: Sequence[MeterConfig]) -> list[SharedLine]:
     """The multi-drop lines among ``meters`` (the configuration checked that they may
-    share them), by meter id; a meter alone on its line has none."""
+    share them); a meter alone on its line has none."""
     by_line: dict[str, list[MeterConfig]] = {}
     for meter in meters:
         by_line.setdefault(meter.line, []).append(meter)
-    lines: dict[str, SharedLine] = {}
-    for stations in by_line.values():
-        if len(stations) > 1:
-            first = stations[0]
-            line = SharedLine(first.url, functools.partial(open_port, first), [m.id for m in stations])
-            lines.update((m.id, line) for m in stations)
-    return lines
+    return [
+        SharedLine(stations[0].url, functools.partial(open_port, stations[0]), [m.id for m in stations])
+        for stations in by_line.values()
+        if len(stations) > 1
+    ]
 
 
 class Gateway:
@@ -173,7 +171,8 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.simulators: dict[str, SimulatedMeter] = {}
         self.pollers: dict[str, Poller] = {}
-        #: The multi-drop lines, by the id of each meter on one (DESIGN §3).
+        #: The multi-drop lines (DESIGN §3), and the same by the id of each meter on one.
+        self.buses: list[SharedLine] = []
         self.lines: dict[str, SharedLine] = {}
         self.space: AddressSpace | None = None
         self.recorders: dict[str, ArchiveRecorder] = {}
@@ -289,8 +288,9 @@ class Gateway:
                 await self.uplink.prepare()
                 await self.space.add_uplink([(w.meter_id, w.writer) for w in self.uplink.status().writers])
                 self.uplink.status_listeners.append(self.space.write_uplink_status)
-            self.lines = shared_lines(meters)
-            for bus in {id(li): li for li in self.lines.values()}.values():
+            self.buses = shared_lines(meters)
+            self.lines = {mid: bus for bus in self.buses for mid in bus.shares}
+            for bus in self.buses:
                 log.info("line %s shared by meters %s", bus.name, ", ".join(bus.shares))
             for meter in meters:
                 recorder = self.recorders.get(meter.id)
@@ -330,7 +330,7 @@ class Gateway:
                     self._keep_running("external sources", self.puller.run), name="external-sources"
                 )
         finally:
-            for bus in {id(li): li for li in self.lines.values()}.values():
+            for bus in self.buses:
                 await bus.close()  # the pollers have closed their sessions
             if self.web is not None:
                 await self.web.stop()

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import ua
 
 from gateway.config import ConfigError, GatewayConfig, parse_config
 from gateway.meter.model import LinkState
-from tests.support.harness import Running, demo, running_gateway
+from tests.support.harness import Running, demo, meter_events, plant_outage, power_down_event, running_gateway
 from tests.support.simulated_meter import as_modelled
 
 #: Meter id -> (HDLC physical address, serial number, the meter whose line it is on).
@@ -96,25 +95,11 @@ async def test_two_meters_on_one_line_and_a_third_on_its_own(tmp_path: Path) -> 
             assert value == pytest.approx(sim.physics.registers.a_plus, abs=0.1)
 
         # An event of the bus's second meter arrives as that meter's, and only its.
-        received: asyncio.Queue[Any] = asyncio.Queue()
-
-        class Handler:
-            def event_notification(self, event: Any) -> None:
-                received.put_nowait(event)
-
-        sub = await gw.client.create_subscription(100, Handler())
-        for mid in METERS:
-            await sub.subscribe_events(gw.node(mid), ua.NodeId(1100, gw.ns))
+        received = await meter_events(gw, list(METERS))
         station = sims["m2"]
-        station.advance()
-        down = station.now()
-        station.physics.power_down(down)
-        station.physics.power_up(down)
+        down = plant_outage(station)
         async with asyncio.timeout(30):
-            while True:
-                event = await received.get()
-                if event.EventCode == 1 and event.Time >= down.replace(microsecond=0):
-                    break
+            event = await power_down_event(received, down)
         assert event.MeterId == "m2"
 
         # A silent meter on the bus is lost; its neighbour keeps being read.

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from headend.service import Headend
 from headend.storage.sqlite import SqliteRepository
 
 if TYPE_CHECKING:
+    from gateway.simulator.server import SimulatedMeter
     from tests.support.broker import Broker
 
 #: The test client's ApplicationUri (its certificate is made for it).
@@ -184,6 +186,37 @@ def over_archive(root: Path) -> GatewayConfig:
         max_backfill_days=0.5,
     )
     return replace(config, archive=archive)
+
+
+async def meter_events(running: Running, meters: list[str]) -> asyncio.Queue[Any]:
+    """A queue of the MeterEventType events (ns=SMX;i=1100) the objects of ``meters`` raise."""
+    received: asyncio.Queue[Any] = asyncio.Queue()
+
+    class Handler:
+        def event_notification(self, event: Any) -> None:
+            received.put_nowait(event)
+
+    sub = await running.client.create_subscription(100, Handler())
+    for meter in meters:
+        await sub.subscribe_events(running.node(meter), ua.NodeId(1100, running.ns))
+    return received
+
+
+def plant_outage(sim: SimulatedMeter) -> datetime:
+    """A power down and up logged by ``sim`` at its time now (events 1 and 2); that time."""
+    sim.advance()
+    down = sim.now()
+    sim.physics.power_down(down)
+    sim.physics.power_up(down)
+    return down
+
+
+async def power_down_event(received: asyncio.Queue[Any], down: datetime) -> Any:
+    """The power-down event (code 1) of :func:`plant_outage` at ``down``, skipping older ones."""
+    while True:
+        event = await received.get()
+        if event.EventCode == 1 and event.Time >= down.replace(microsecond=0):
+            return event
 
 
 class Collector:
