@@ -101,6 +101,9 @@ RULES = (
     ("gateway.quality", ("asyncio", "asyncua", "aiohttp", "time", "gateway.clock", "gateway.opcua",
                          "gateway.web", "gateway.meter", "gateway.archive"),
      "power quality is pure: values and events in, statistics out"),
+    ("gateway.alarms", ("asyncio", "asyncua", "aiohttp", "time", "gateway.clock", "gateway.opcua",
+                        "gateway.web", "gateway.meter", "gateway.archive"),
+     "alarm conditions are sans-I/O: facts in, notifications out, clocked by the caller"),
 )  # fmt: skip
 
 
