@@ -110,6 +110,16 @@ class Condition:
         # EventIds an Acknowledge/Confirm may name: every one since the episode began.
         self._episode: set[bytes] = set()
 
+    def restore(self, n: Notification) -> None:
+        """Take the state a journal kept (after a restart); its EventIds stay valid."""
+        self._state = n
+        self._episode = set() if n.acked and n.confirmed else {n.event_id}
+
+    @property
+    def open_event_ids(self) -> frozenset[bytes]:
+        """The EventIds an Acknowledge or Confirm may name now."""
+        return frozenset(self._episode)
+
     @property
     def state(self) -> Notification:
         """The latest notification (what ConditionRefresh re-sends when it is retained)."""

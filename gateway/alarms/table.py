@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from gateway.alarms.condition import Condition, Notification
 from gateway.alarms.detect import HIGH, HIGH_HIGH, LOW, LOW_LOW, NORMAL, Debounce, LimitDetector, Limits
+from gateway.config import AlarmConfig
 
 #: OPC UA event types (OPC 10000-9 5.8): the names the OPC UA adapter maps to type NodeIds.
 OFF_NORMAL = "OffNormalAlarmType"
@@ -100,33 +101,17 @@ EVENT_ALARMS: dict[int, tuple[str, bool]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class AlarmSettings:
-    """The configurable limits (``[alarms]`` in the configuration)."""
+def voltage_limits(c: AlarmConfig) -> Limits:
+    """Low/High at Un ± the band, LowLow/HighHigh at Un ± the outer band."""
+    un, band, outer = c.nominal_v, c.voltage_band_pct / 100, c.voltage_outer_pct / 100
+    return Limits(un * (1 - outer), un * (1 - band), un * (1 + band), un * (1 + outer), c.voltage_deadband_v)
 
-    nominal_v: float = 230.0
-    voltage_band_pct: float = 10.0
-    voltage_outer_pct: float = 15.0
-    voltage_deadband_v: float = 2.0
-    frequency_hz: tuple[float, float] = (49.5, 50.5)
-    frequency_outer_hz: tuple[float, float] = (47.0, 52.0)
-    frequency_deadband_hz: float = 0.05
-    delay_s: float = 10.0  # OnDelay and OffDelay of the value alarms
-    clock_limit_s: float = 10.0
-    certificate_days: float = 60.0
-    disk_free_pct: float = 10.0
-    disk_days: float = 7.0
-    uplink_down_s: float = 600.0
 
-    def voltage_limits(self) -> Limits:
-        un, band, outer = self.nominal_v, self.voltage_band_pct / 100, self.voltage_outer_pct / 100
-        return Limits(
-            un * (1 - outer), un * (1 - band), un * (1 + band), un * (1 + outer), self.voltage_deadband_v
-        )
-
-    def frequency_limits(self) -> Limits:
-        (lo, hi), (llo, hhi) = self.frequency_hz, self.frequency_outer_hz
-        return Limits(llo, lo, hi, hhi, self.frequency_deadband_hz)
+def frequency_limits(c: AlarmConfig) -> Limits:
+    return Limits(
+        c.frequency_low_low_hz, c.frequency_low_hz, c.frequency_high_hz, c.frequency_high_high_hz,
+        c.frequency_deadband_hz,
+    )  # fmt: skip
 
 
 _SIDE = {HIGH: "above", HIGH_HIGH: "above", LOW: "below", LOW_LOW: "below"}
@@ -176,12 +161,12 @@ class MeterAlarms(_Group):
     """A meter's conditions, fed by its poller: every snapshot's values, the link state and
     the event log's entries."""
 
-    def __init__(self, meter: str, settings: AlarmSettings, at: datetime) -> None:
+    def __init__(self, meter: str, settings: AlarmConfig, at: datetime) -> None:
         super().__init__(meter, (s for s in ALARMS if s.per_meter), at, meter=meter)
         self.settings = settings
-        v = settings.voltage_limits()
+        v = voltage_limits(settings)
         self._voltage = [LimitDetector(v, settings.delay_s, settings.delay_s) for _ in range(3)]
-        self._frequency = LimitDetector(settings.frequency_limits(), settings.delay_s, settings.delay_s)
+        self._frequency = LimitDetector(frequency_limits(settings), settings.delay_s, settings.delay_s)
         self._lost = Debounce(0.0, 0.0)  # the poller already waited its retries
 
     def on_values(
@@ -235,7 +220,7 @@ class MeterAlarms(_Group):
 class GatewayAlarms(_Group):
     """The gateway's own conditions: the archive's disk, its certificate, the uplink."""
 
-    def __init__(self, settings: AlarmSettings, at: datetime) -> None:
+    def __init__(self, settings: AlarmConfig, at: datetime) -> None:
         super().__init__("gateway", (s for s in ALARMS if not s.per_meter), at)
         self.settings = settings
 

@@ -4,6 +4,7 @@ debounced limit detectors and the alarm table's evaluators (gateway/alarms/)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,12 @@ from gateway.alarms.condition import (
     Notification,
 )
 from gateway.alarms.detect import HIGH, LOW, LOW_LOW, NORMAL, LimitDetector, Limits
-from gateway.alarms.table import ALARMS, AlarmSettings, GatewayAlarms, MeterAlarms
+from gateway.alarms.journal import AlarmJournal
+from gateway.alarms.service import FREQUENCY, VOLTAGES, AlarmService, DiskFacts, Probes, UplinkFacts
+from gateway.alarms.table import ALARMS, GatewayAlarms, MeterAlarms, voltage_limits
+from gateway.clock import ManualClock
+from gateway.config import AlarmConfig
+from gateway.meter.model import Diagnostics, EventRecord, LinkState, Quality, Reading, Snapshot
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -110,7 +116,7 @@ def test_comments_carry_the_user_and_keep_the_state() -> None:
 
 # --------------------------------------------------------------------------- detectors
 
-VOLTAGE = AlarmSettings().voltage_limits()
+VOLTAGE = voltage_limits(AlarmConfig())
 
 
 def feed(detector: LimitDetector, values: list[float], start: datetime = T0) -> list[tuple[int, str]]:
@@ -156,7 +162,7 @@ def run_values(alarms: MeterAlarms, seconds: int, u: float, f: float, start: dat
 
 
 def test_voltage_sag_and_frequency_alarms_of_a_meter() -> None:
-    alarms = MeterAlarms("m1", AlarmSettings(), T0)
+    alarms = MeterAlarms("m1", AlarmConfig(), T0)
     sag = run_values(alarms, 120, 190.0, 50.0, T0)
     (active,) = sag
     assert (active.condition, active.source, active.type_name) == (
@@ -175,7 +181,7 @@ def test_voltage_sag_and_frequency_alarms_of_a_meter() -> None:
 
 
 def test_event_log_alarms() -> None:
-    alarms = MeterAlarms("m1", AlarmSettings(), T0)
+    alarms = MeterAlarms("m1", AlarmConfig(), T0)
     (opened,) = alarms.on_event(T0, 40)
     assert (opened.condition, opened.severity, opened.active) == ("TerminalCover", 900, True)
     assert opened.message == "Meter m1 terminal cover opened at 2026-12-07 12:00:00 UTC"
@@ -189,7 +195,7 @@ def test_event_log_alarms() -> None:
 
 
 def test_communication_and_clock_alarms() -> None:
-    alarms = MeterAlarms("m1", AlarmSettings(), T0)
+    alarms = MeterAlarms("m1", AlarmConfig(), T0)
     (lost,) = alarms.on_link(T0, True, "no answer after 3 retries")
     assert lost.message == "Meter m1 does not answer: no answer after 3 retries"
     assert alarms.on_link(T0 + S, True) == []
@@ -206,7 +212,7 @@ def test_communication_and_clock_alarms() -> None:
 
 
 def test_gateway_alarms() -> None:
-    alarms = GatewayAlarms(AlarmSettings(), T0)
+    alarms = GatewayAlarms(AlarmConfig(), T0)
     (low,) = alarms.on_disk(T0, 5, 100, 30.0, False)
     assert (low.condition, low.type_name, low.severity) == ("ArchiveDisk", "SystemOffNormalAlarmType", 600)
     assert low.message == "Archive disk low: 5.0 % free, 30.0 days left"
@@ -223,8 +229,96 @@ def test_gateway_alarms() -> None:
 
 
 def test_every_alarm_of_the_table_has_its_condition_once() -> None:
-    meter = MeterAlarms("m1", AlarmSettings(), T0)
-    gateway = GatewayAlarms(AlarmSettings(), T0)
+    meter = MeterAlarms("m1", AlarmConfig(), T0)
+    gateway = GatewayAlarms(AlarmConfig(), T0)
     names = [c.state.condition for c in (*meter.conditions(), *gateway.conditions())]
     assert sorted(names) == sorted(spec.name for spec in ALARMS)
     assert all(1 <= sev <= 1000 for spec in ALARMS for sev in spec.severity.values())
+
+
+# --------------------------------------------------------------------------- the service
+
+
+def snapshot_of(at: datetime, u1: float, link: LinkState = LinkState.ONLINE) -> Snapshot:
+    readings = {
+        o: Reading(o, u, "V", at, Quality.GOOD) for o, u in zip(VOLTAGES, (u1, 230.0, 230.0), strict=True)
+    }
+    readings[FREQUENCY] = Reading(FREQUENCY, 50.0, "Hz", at, Quality.GOOD)
+    return Snapshot("m1", at, readings, Diagnostics(link=link, clock_deviation_s=0.5))
+
+
+async def test_the_service_journals_answers_and_restores_what_is_retained(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    seen: list[Notification] = []
+
+    async def listen(n: Notification) -> None:
+        seen.append(n)
+
+    service = AlarmService(AlarmConfig(), clock, ["m1"], AlarmJournal(tmp_path))
+    service.listeners.append(listen)
+    listener = service.listener("m1")
+    for k in range(15):  # 15 s at 190 V: raised after the 10-s delay
+        clock.set(T0 + k * S)
+        await listener.on_snapshot(snapshot_of(clock.now(), 190.0))
+    await listener.on_events("m1", [EventRecord(T0, 40, 0)])
+    assert [(n.condition, n.reason) for n in seen] == [("VoltageL1", "active"), ("TerminalCover", "active")]
+    assert {(n.source, n.condition) for n in service.retained()} == {
+        ("m1", "VoltageL1"),
+        ("m1", "TerminalCover"),
+    }
+    with pytest.raises(ConditionError) as err:
+        await service.answer("Acknowledge", "m1", "VoltageL1", b"\0" * 16, "", "operator")
+    assert err.value.status == EVENT_ID_UNKNOWN
+    with pytest.raises(KeyError, match="no alarm 'Nope' of 'm1'"):
+        service.condition("m1", "Nope")
+    acked = await service.answer(
+        "Acknowledge", "m1", "TerminalCover", seen[1].event_id, "on site", "operator"
+    )
+    assert (acked.acked, acked.user, acked.comment) == (True, "operator", "on site")
+    assert service.by_event_id(seen[0].event_id) == ("m1", "VoltageL1")
+
+    # A restart: a new service over the same journal.
+    clock.set(T0 + timedelta(minutes=5))
+    again = AlarmService(AlarmConfig(), clock, ["m1"], AlarmJournal(tmp_path))
+    assert await again.restore() == 2
+    voltage = again.condition("m1", "VoltageL1").state
+    assert (voltage.active, voltage.acked, voltage.retain) == (False, False, True)
+    assert voltage.message.endswith("(cleared at restart)")
+    # The operator acknowledges it with the EventId shown before the restart.
+    await again.answer("Acknowledge", "m1", "VoltageL1", seen[0].event_id, "", "operator")
+    journal = list(AlarmJournal(tmp_path).read())
+    assert [(n.condition, n.reason) for n in journal] == [
+        ("VoltageL1", "active"), ("TerminalCover", "active"), ("TerminalCover", "acknowledged"),
+        ("VoltageL1", "inactive"), ("TerminalCover", "inactive"), ("VoltageL1", "acknowledged"),
+    ]  # fmt: skip
+
+
+def test_a_torn_journal_line_is_skipped(tmp_path: Path) -> None:
+    journal = AlarmJournal(tmp_path)
+    n = fresh().activate(T0, "low", limit=LOW)
+    assert n is not None
+    journal.append(n)
+    with open(journal.path(T0.date()), "ab") as f:
+        f.write(b'{"event_id":"00"')  # a power cut in the middle of a line
+    assert list(journal.read()) == [n]
+
+
+async def test_gateway_checks_from_probes(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    free = [50]
+    probes = Probes(
+        disk=lambda: DiskFacts(free[0], 100, False),
+        certificate=lambda: T0 + timedelta(days=30),
+        uplink=lambda: UplinkFacts(False, T0 - timedelta(hours=1)),
+    )
+    service = AlarmService(AlarmConfig(), clock, [], None, probes)
+    await service.check()
+    active = {n.condition for n in service.retained()}
+    assert active == {"CertificateExpiration", "UplinkDown"}
+    # The disk falls 20 units an hour: 30 left is 1.5 h, below the 7 days of the limit.
+    clock.set(T0 + timedelta(hours=1))
+    free[0] = 30
+    await service.check()
+    disk = service.condition("gateway", "ArchiveDisk").state
+    assert disk.active
+    assert disk.message == "Archive disk low: 30.0 % free, 0.1 days left"
