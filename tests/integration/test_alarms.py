@@ -66,7 +66,10 @@ async def acknowledge(client: Client, node: ua.NodeId, event_id: bytes, comment:
     request = ua.CallMethodRequest(
         ObjectId=node,
         MethodId=ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge),
-        InputArguments=[ua.Variant(event_id, ua.VariantType.ByteString), ua.Variant(ua.LocalizedText(comment))],
+        InputArguments=[
+            ua.Variant(event_id, ua.VariantType.ByteString),
+            ua.Variant(ua.LocalizedText(comment)),
+        ],
     )
     (result,) = await client.uaclient.call([request])
     return result.StatusCode
@@ -104,9 +107,9 @@ async def test_a_terminal_cover_alarm_is_raised_acknowledged_cleared_and_refresh
     later = await secure_client(gw.gateway.endpoint, "viewer")
     async with later:
         seen, sub = await watch(later)
-        await later.get_node(ua.NodeId(ua.ObjectIds.ConditionType)).call_method(
-            ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh), ua.Variant(sub.subscription_id, ua.VariantType.UInt32)
-        )
+        refresh = ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh)
+        subscription = ua.Variant(sub.subscription_id, ua.VariantType.UInt32)
+        await later.get_node(ua.NodeId(ua.ObjectIds.ConditionType)).call_method(refresh, subscription)
         refreshed = await seen.next(condition("TerminalCover"))
         assert refreshed.EventId == closed.EventId  # the same event again (OPC 10000-9 5.5.3)
 
