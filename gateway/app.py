@@ -424,7 +424,10 @@ class Gateway:
 
         def disk() -> DiskFacts:
             assert root is not None
-            st = os.statvfs(root if root.exists() else root.parent)
+            where = root.absolute()
+            while not where.exists():  # the archive's folder is made at the first write
+                where = where.parent
+            st = os.statvfs(where)
             failed = any(r.status.state != "ok" for r in self.recorders.values())
             return DiskFacts(st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize, failed)
 

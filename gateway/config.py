@@ -63,6 +63,8 @@ class SimulatorConfig:
     #: DLMS multi-drop: the id of another simulated meter whose line this one joins as a
     #: further station (its own ``physical_address``, the same port); "" = a line of its own.
     on_line_of: str = ""
+    #: The model's own sags and swells (2-60 s each) per week on average; 0 for none.
+    disturbances_per_week: float = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,6 +528,7 @@ def _simulator(sec: Section, line_baudrate: int, physical_address: int) -> Simul
         hdlc_baudrate=sec.get("hdlc_baudrate", int, line_baudrate, _one_of(BAUDRATES)),
         timezone=sec.get("timezone", str, d.timezone, _zone),
         on_line_of=sec.get("on_line_of", str, d.on_line_of),
+        disturbances_per_week=sec.get("disturbances_per_week", float, d.disturbances_per_week, _non_negative),
     )
     sec.done()
     return cfg

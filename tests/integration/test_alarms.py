@@ -6,12 +6,16 @@ client that connects later, and the journal that keeps it all."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from asyncua import Client, ua
 
+from gateway.clock import ScaledClock
 from gateway.security.users import Role
 from tests.support.harness import Running, add_user, demo, running_gateway, secure_client
 
@@ -40,14 +44,19 @@ class Events:
 async def watch(client: Client) -> tuple[Events, Any]:
     events = Events()
     sub = await client.create_subscription(100, events)
-    await sub.subscribe_events(client.get_node(SERVER), client.get_node(ALARM))
+    types = [client.get_node(ALARM), client.get_node(ua.NodeId(ua.ObjectIds.ExclusiveLimitAlarmType))]
+    await sub.subscribe_events(client.get_node(SERVER), types)
     return events, sub
 
 
-def condition(name: str, **fields: Any) -> Any:
+def condition(name: str, since: datetime | None = None, **fields: Any) -> Any:
+    """Events of the condition ``name`` (raised at ``since`` or later) with ``fields``."""
+
     def match(event: Any) -> bool:
         if getattr(event, "ConditionName", None) != name:
             return False
+        if since is not None and event.Time < since.replace(microsecond=0):
+            return False  # an older event of the meter's log, read at start
         return all(getattr(event, key) == value for key, value in fields.items())
 
     return match
@@ -79,8 +88,9 @@ async def test_a_terminal_cover_alarm_is_raised_acknowledged_cleared_and_refresh
     sim = gw.gateway.simulators["meter1"]
     events, _ = await watch(gw.client)
     sim.advance()
-    sim.physics.open_terminal_cover(sim.now())
-    opened = await events.next(condition("TerminalCover", Retain=True))
+    planted = sim.now()
+    sim.physics.open_terminal_cover(planted)
+    opened = await events.next(condition("TerminalCover", planted, Retain=True, **{"ActiveState/Id": True}))
     assert opened.Severity == 900
     assert opened.Message.Text.startswith("Meter meter1 terminal cover opened at ")
     assert getattr(opened, "ActiveState/Id") is True
@@ -99,7 +109,7 @@ async def test_a_terminal_cover_alarm_is_raised_acknowledged_cleared_and_refresh
     # The cover closes: inactive, still retained - nobody has acknowledged it.
     sim.advance()
     sim.physics.close_terminal_cover(sim.now())
-    closed = await events.next(condition("TerminalCover", Retain=True))
+    closed = await events.next(condition("TerminalCover", planted, **{"ActiveState/Id": False}))
     assert getattr(closed, "ActiveState/Id") is False
     assert getattr(closed, "AckedState/Id") is False
 
@@ -116,9 +126,46 @@ async def test_a_terminal_cover_alarm_is_raised_acknowledged_cleared_and_refresh
     wrong = await acknowledge(gw.client, node, b"\0" * 16, "")
     assert wrong.value == ua.StatusCodes.BadEventIdUnknown
     assert (await acknowledge(gw.client, node, opened.EventId, "seen on site")).is_good()
-    acked = await events.next(condition("TerminalCover"))
+    acked = await events.next(condition("TerminalCover", planted, **{"AckedState/Id": True}))
     assert getattr(acked, "AckedState/Id") is True
     assert acked.Comment.Text == "seen on site"
     assert acked.ClientUserId == "operator"
     again = await acknowledge(gw.client, node, opened.EventId, "")
     assert again.value == ua.StatusCodes.BadConditionBranchAlreadyAcked
+
+
+async def test_a_sag_and_a_low_frequency_raise_limit_alarms_and_a_blip_raises_nothing() -> None:
+    """Voltage sag to 190 V for 2 minutes and 49.3 Hz for one, on a clock 6x faster than
+    real time (the meter, the line and the gateway all on it); a 1-second dip before."""
+    clock = ScaledClock(datetime.now(UTC), 6.0)
+    config = demo(event_period_s=2.0)
+    meter = config.meters[0]
+    assert meter.simulator is not None
+    quiet = replace(meter.simulator, disturbances_per_week=0.0)  # only what the test plants
+    config = replace(config, meters=(replace(meter, simulator=quiet),))
+    async with running_gateway(config, clock) as gw:
+        events, _ = await watch(gw.client)
+        sim = gw.gateway.simulators["meter1"]
+        model = sim.physics.model
+        sim.advance()
+        t = sim.now()
+        second = timedelta(seconds=1)
+        model.plant(t + 5 * second, t + 6 * second, voltage=150.0, phases=(2,))  # the blip
+        model.plant(t + 20 * second, t + 140 * second, voltage=190.0, phases=(1,))
+        model.plant(t + 160 * second, t + 220 * second, frequency=49.3)
+        sag = await events.next(condition("VoltageL1", Retain=True), timeout=120)
+        assert (sag.Severity, getattr(sag, "LimitState/CurrentState").Text) == (800, "LowLow")
+        assert sag.EventType == ua.NodeId(ua.ObjectIds.ExclusiveLimitAlarmType)
+        assert re.fullmatch(r"Voltage L1 1[89]\d\.\d V below limit \(195\.5 V\)", sag.Message.Text)
+        assert sag.Time - (t + 20 * second) >= timedelta(seconds=10)  # the on-delay
+        back = await events.next(condition("VoltageL1"), timeout=120)
+        assert getattr(back, "ActiveState/Id") is False
+        assert back.Retain is True  # not acknowledged yet
+        low = await events.next(condition("Frequency", Retain=True), timeout=120)
+        assert (low.Severity, getattr(low, "LimitState/CurrentState").Text) == (700, "Low")
+        assert low.Message.Text == "Frequency 49.30 Hz below limit (49.50 Hz)"
+        await events.next(condition("Frequency"), timeout=120)  # cleared
+        assert gw.gateway.alarms is not None
+        names = {n.condition for n in gw.gateway.alarms.retained()}
+    # The L2 blip raised nothing (the meter's history may hold a terminal cover event).
+    assert names & {"VoltageL1", "VoltageL2", "VoltageL3", "Frequency"} == {"VoltageL1", "Frequency"}
