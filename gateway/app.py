@@ -262,7 +262,9 @@ class Gateway:
             self.config.alarms, self.clock, [m.id for m in meters],
             AlarmJournal(root) if root is not None else None, self._probes(root),
         )  # fmt: skip
-        await AlarmNodes(self.space, self.alarms).add({mid: n.meter for mid, n in self.meter_nodes.items()})
+        await AlarmNodes(self.space, self.alarms, self.history).add(
+            {mid: n.meter for mid, n in self.meter_nodes.items()}
+        )
         self.desk.add_advice_listener(self.market_nodes)
         self.desk.profile_listeners.append(self.market_nodes.on_profile)
         if self.history is not None:

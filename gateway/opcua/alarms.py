@@ -45,6 +45,7 @@ from gateway.alarms.table import (
 )
 from gateway.opcua.address_space import AddressSpace
 from gateway.opcua.guard import caller, caller_session
+from gateway.opcua.history import ArchiveHistory
 from gateway.security.users import Role
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,12 @@ _SERVER = ua.NodeId(ua.ObjectIds.Server)
 class AlarmNodes:
     """The conditions' nodes, events and methods (see the module's docstring)."""
 
-    def __init__(self, space: AddressSpace, service: AlarmService) -> None:
+    def __init__(
+        self, space: AddressSpace, service: AlarmService, history: ArchiveHistory | None = None
+    ) -> None:
         self.space = space
         self.service = service
+        self.history = history
         self.server = space.server
         #: (source, condition name) -> its node, its event object, its source node.
         self.nodes: dict[tuple[str, str], ua.NodeId] = {}
@@ -91,6 +95,7 @@ class AlarmNodes:
         self._events: dict[tuple[str, str], Any] = {}
         self._sources: dict[str, ua.NodeId] = {}
         self._refresh: dict[int, Any] = {}
+        self._classes: dict[ua.NodeId, type[Any]] = {}
 
     async def add(self, sources: Mapping[str, ua.NodeId]) -> None:
         """Nodes for every condition of the service; ``sources`` maps a meter id to its object
@@ -142,12 +147,35 @@ class AlarmNodes:
             self._refresh[etype].emitting_node = _SERVER
             self._refresh[etype].SourceNode = _SERVER
             self._refresh[etype].SourceName = "Server"
-        for node_id in {*self._sources.values(), _SERVER}:
+        for node_id in self._sources.values():
             await self.server.get_node(node_id).set_event_notifier([ua.EventNotifier.SubscribeToEvents])
+        # The alarm journal is the event history of the Server object and the gateway object
+        # (OPC 10000-11 4.3: HistoryRead on their EventNotifier).
+        journal = self.service.journal
+        if self.history is not None and journal is not None:
+
+            def read(start: datetime | None, end: datetime | None) -> list[Notification]:
+                return list(journal.read(start, end))
+
+            for node_id in (_SERVER, self._sources[GATEWAY]):
+                self.history.alarm_sources[node_id] = (read, self.event_of)
+                notifier = ua.EventNotifier.SubscribeToEvents.mask | ua.EventNotifier.HistoryRead.mask
+                await self.server.get_node(node_id).write_attribute(
+                    ua.AttributeIds.EventNotifier, ua.DataValue(ua.Variant(notifier, ua.VariantType.Byte))
+                )
+        else:
+            await self.server.get_node(_SERVER).set_event_notifier([ua.EventNotifier.SubscribeToEvents])
         self.service.listeners.append(self.on_notification)
 
     async def _event_object(self, type_id: ua.NodeId, condition: ua.NodeId) -> Any:
-        event = await ua_events.get_event_obj_from_type_node(self.server.get_node(type_id))
+        if type_id not in self._classes:
+            prototype = await ua_events.get_event_obj_from_type_node(self.server.get_node(type_id))
+            self._classes[type_id] = type(prototype)
+        return self._new_event(self._classes[type_id], condition)
+
+    @staticmethod
+    def _new_event(cls: type[Any], condition: ua.NodeId) -> Any:
+        event = cls()
         event.add_property("NodeId", condition, ua.VariantType.NodeId)  # the ConditionId
         for name in _TIMES:
             event.add_property(name, None, ua.VariantType.DateTime)
@@ -155,8 +183,14 @@ class AlarmNodes:
         event.add_property("LimitState/CurrentState/Id", None, ua.VariantType.NodeId)
         return event
 
-    def _fill(self, n: Notification) -> Any:
-        event = self._events[(n.source, n.condition)]
+    def event_of(self, n: Notification) -> Any:
+        """A new event object of the notification (event history: read in worker threads,
+        never the live object)."""
+        live = self._events[(n.source, n.condition)]
+        return self._fill(n, self._new_event(type(live), self.nodes[(n.source, n.condition)]))
+
+    def _fill(self, n: Notification, event: Any = None) -> Any:
+        event = self._events[(n.source, n.condition)] if event is None else event
         system = n.source == GATEWAY or n.condition == "CommunicationLost"
         cls_id, cls_name = SYSTEM_CLASS if system else PROCESS_CLASS
         event.EventId = n.event_id

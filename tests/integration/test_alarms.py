@@ -133,6 +133,21 @@ async def test_a_terminal_cover_alarm_is_raised_acknowledged_cleared_and_refresh
     again = await acknowledge(gw.client, node, opened.EventId, "")
     assert again.value == ua.StatusCodes.BadConditionBranchAlreadyAcked
 
+    # All of it is in the Server object's event history, with the states as they were.
+    history = await gw.client.get_node(SERVER).read_event_history(
+        planted - timedelta(seconds=1), datetime.now(UTC) + timedelta(minutes=1), evtypes=[ALARM]
+    )
+    story = [
+        (getattr(e, "ActiveState/Id"), getattr(e, "AckedState/Id"), e.Retain)
+        for e in history
+        if e.ConditionName == "TerminalCover"
+    ]
+    assert story == [(True, False, True), (False, False, True), (False, True, True)]
+    assert [e.EventId for e in history if e.ConditionName == "TerminalCover"][:2] == [
+        opened.EventId,
+        closed.EventId,
+    ]
+
 
 async def test_a_sag_and_a_low_frequency_raise_limit_alarms_and_a_blip_raises_nothing() -> None:
     """Voltage sag to 190 V for 2 minutes and 49.3 Hz for one, on a clock 6x faster than
