@@ -10,14 +10,18 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from asyncua import Client, ua
 
 from gateway.clock import ScaledClock
+from gateway.opcua.server import ORGANIZATION
+from gateway.security.pki import LIFETIME, Pki
 from gateway.security.users import Role
-from tests.support.harness import Running, add_user, demo, running_gateway, secure_client
+from tests.support.disks import fill, tiny_disk
+from tests.support.harness import Running, add_user, demo, running_gateway, secure_client, trust_test_client
 
 SERVER = ua.NodeId(ua.ObjectIds.Server)
 ALARM = ua.NodeId(ua.ObjectIds.AlarmConditionType)
@@ -41,11 +45,13 @@ class Events:
                     return event
 
 
-async def watch(client: Client) -> tuple[Events, Any]:
+async def watch(client: Client, where: bool = True) -> tuple[Events, Any]:
+    """The Server object's alarm events (``where``: only AlarmConditionType's subtypes, as a
+    SCADA filters; without, the RefreshStart/End events of a ConditionRefresh too)."""
     events = Events()
     sub = await client.create_subscription(100, events)
     types = [client.get_node(ALARM), client.get_node(ua.NodeId(ua.ObjectIds.ExclusiveLimitAlarmType))]
-    await sub.subscribe_events(client.get_node(SERVER), types)
+    await sub.subscribe_events(client.get_node(SERVER), types, where_clause_generation=where)
     return events, sub
 
 
@@ -184,3 +190,72 @@ async def test_a_sag_and_a_low_frequency_raise_limit_alarms_and_a_blip_raises_no
         names = {n.condition for n in gw.gateway.alarms.retained()}
     # The L2 blip raised nothing (the meter's history may hold a terminal cover event).
     assert names & {"VoltageL1", "VoltageL2", "VoltageL3", "Frequency"} == {"VoltageL1", "Frequency"}
+
+
+async def refreshed(client: Client) -> list[Any]:
+    """The retained conditions' events a ConditionRefresh sends now (until RefreshEnd)."""
+    seen, sub = await watch(client, where=False)
+    refresh = ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh)
+    subscription = ua.Variant(sub.subscription_id, ua.VariantType.UInt32)
+    await client.get_node(ua.NodeId(ua.ObjectIds.ConditionType)).call_method(refresh, subscription)
+    out = []
+    async with asyncio.timeout(30):
+        while True:
+            event = await seen.queue.get()
+            if event.EventType == ua.NodeId(REFRESH_END):
+                return out
+            if getattr(event, "ConditionName", None):
+                out.append(event)
+
+
+async def test_a_silent_meter_raises_communication_lost_until_it_answers(gw: Running) -> None:
+    events, _ = await watch(gw.client)
+    sim = gw.gateway.simulators["meter1"]
+    sim.faults.silent = True
+    lost = await events.next(condition("CommunicationLost", **{"ActiveState/Id": True}), timeout=90)
+    assert lost.Severity == 700
+    assert lost.Message.Text.startswith("Meter meter1 does not answer: ")
+    assert lost.ConditionClassId == ua.NodeId(ua.ObjectIds.SystemConditionClassType)
+    sim.faults.silent = False
+    back = await events.next(condition("CommunicationLost", **{"ActiveState/Id": False}), timeout=90)
+    assert back.Message.Text == "Meter meter1 answers again"
+    assert back.Retain is True  # until an operator has seen it
+
+
+async def test_a_full_archive_disk_raises_its_alarm_and_space_clears_it(tmp_path: Path) -> None:
+    with tiny_disk(tmp_path / "disk") as disk:
+        config = demo()
+        config = replace(config, archive=replace(config.archive, path=str(disk / "archive")))
+        async with running_gateway(config, login=Role.OPERATOR) as gw:
+            events, _ = await watch(gw.client)
+            recorder = gw.gateway.recorders["meter1"]
+            async with asyncio.timeout(60):
+                while recorder.status.records_written == 0:
+                    await gw.gateway.pollers["meter1"].wait_snapshot()
+            filler = fill(disk)
+            full = await events.next(condition("ArchiveDisk", Severity=900), timeout=90)
+            assert full.EventType == ua.NodeId(ua.ObjectIds.SystemOffNormalAlarmType)
+            assert full.Message.Text.startswith("Archive disk full: a write failed")
+            assert full.SourceName == "gateway"
+            filler.unlink()
+            room = await events.next(condition("ArchiveDisk", **{"ActiveState/Id": False}), timeout=90)
+            assert room.Message.Text.startswith("Archive disk has room again")
+
+
+async def test_an_own_certificate_expiring_in_30_days_raises_its_alarm(tmp_path: Path) -> None:
+    config = demo()
+    config = replace(config, security=replace(config.security, pki=str(tmp_path / "pki")))
+    now = datetime.now(UTC)
+    Pki(config.security.pki).ensure_own(
+        config.opcua.application_uri, common_name=config.opcua.server_name, organization=ORGANIZATION,
+        now=now - (LIFETIME - timedelta(days=30)),
+    )  # fmt: skip
+    trust_test_client(config.security.pki)
+    async with running_gateway(config, login=Role.OPERATOR) as gw:
+        await gw.gateway.pollers["meter1"].wait_snapshot()
+        (expiring,) = [e for e in await refreshed(gw.client) if e.ConditionName == "CertificateExpiration"]
+    assert expiring.EventType == ua.NodeId(ua.ObjectIds.CertificateExpirationAlarmType)
+    assert expiring.Severity == 600
+    assert re.fullmatch(
+        r"The gateway's certificate expires on \d{4}-\d\d-\d\d \(in (29|30) days\)", expiring.Message.Text
+    )
