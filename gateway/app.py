@@ -50,6 +50,7 @@ from gateway.opcua.ids import METER_EVENT_TYPE
 from gateway.opcua.market import MarketNodes
 from gateway.opcua.server import build_server
 from gateway.protocols.hdlc import HdlcAddress
+from gateway.quality.service import PowerQuality
 from gateway.reload import ReloadPlan, plan
 from gateway.security.auth import UserDirectory
 from gateway.security.pki import Pki
@@ -192,6 +193,8 @@ class Gateway:
         self.market_nodes: MarketNodes | None = None
         #: The alarm conditions of the gateway and its meters (DESIGN §14).
         self.alarms: AlarmService | None = None
+        #: EN 50160 weeks of the meters (DESIGN §14); None without an archive.
+        self.quality: PowerQuality | None = None
         self.meter_nodes: dict[str, MeterNodes] = {}
         self.web: WebServer | None = None
         #: The uplink to the fleet's broker (``[upstream]``); None when not configured.
@@ -262,6 +265,9 @@ class Gateway:
             self.config.alarms, self.clock, [m.id for m in meters],
             AlarmJournal(root) if root is not None else None, self._probes(root),
         )  # fmt: skip
+        if root is not None:
+            zones = {m.id: meter_zone(m.timezone) for m in meters}
+            self.quality = PowerQuality(self.recorders, zones, self.clock)
         await AlarmNodes(self.space, self.alarms, self.history).add(
             {mid: n.meter for mid, n in self.meter_nodes.items()}
         )
@@ -333,6 +339,8 @@ class Gateway:
             self.ready.set()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._keep_running("alarms", self.alarms.run), name="alarms")
+                if self.quality is not None:
+                    tasks.create_task(self._keep_running("power quality", self.quality.run), name="quality")
                 for poller in self.pollers.values():
                     what = f"poller of meter {poller.config.id}"
                     tasks.create_task(self._keep_running(what, poller.run), name=f"poller-{poller.config.id}")
@@ -465,6 +473,7 @@ class Gateway:
             config=self.config, clock=self.clock, users=self.users, desk=self.desk, external=self.external,
             history=self.queries, archive_root=root, archive_status=archive_status, endpoint=self.endpoint,
             uplink_status=lambda: self.uplink.status() if self.uplink is not None else None,
+            alarms=self.alarms, quality=self.quality,
         )  # fmt: skip
 
     async def _watch_external(self) -> None:
