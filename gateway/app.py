@@ -48,6 +48,7 @@ from gateway.opcua.alarms import AlarmNodes
 from gateway.opcua.history import ArchiveHistory, EventSource, install
 from gateway.opcua.ids import METER_EVENT_TYPE
 from gateway.opcua.market import MarketNodes
+from gateway.opcua.quality import QualityNodes
 from gateway.opcua.server import build_server
 from gateway.protocols.hdlc import HdlcAddress
 from gateway.quality.service import PowerQuality
@@ -195,6 +196,7 @@ class Gateway:
         self.alarms: AlarmService | None = None
         #: EN 50160 weeks of the meters (DESIGN §14); None without an archive.
         self.quality: PowerQuality | None = None
+        self.quality_nodes: QualityNodes | None = None
         self.meter_nodes: dict[str, MeterNodes] = {}
         self.web: WebServer | None = None
         #: The uplink to the fleet's broker (``[upstream]``); None when not configured.
@@ -268,6 +270,8 @@ class Gateway:
         if root is not None:
             zones = {m.id: meter_zone(m.timezone) for m in meters}
             self.quality = PowerQuality(self.recorders, zones, self.clock)
+            self.quality_nodes = QualityNodes(self.space, self.quality, self.clock)
+            await self.quality_nodes.add()
         await AlarmNodes(self.space, self.alarms, self.history).add(
             {mid: n.meter for mid, n in self.meter_nodes.items()}
         )
@@ -341,6 +345,9 @@ class Gateway:
                 tasks.create_task(self._keep_running("alarms", self.alarms.run), name="alarms")
                 if self.quality is not None:
                     tasks.create_task(self._keep_running("power quality", self.quality.run), name="quality")
+                if self.quality_nodes is not None:
+                    refresh = self._keep_running("power quality nodes", self.quality_nodes.run)
+                    tasks.create_task(refresh, name="pq-nodes")
                 for poller in self.pollers.values():
                     what = f"poller of meter {poller.config.id}"
                     tasks.create_task(self._keep_running(what, poller.run), name=f"poller-{poller.config.id}")
