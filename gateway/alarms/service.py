@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,13 +29,11 @@ from gateway.clock import Clock
 from gateway.config import AlarmConfig
 from gateway.errors import ArchiveError
 from gateway.meter.feed import Delivery
-from gateway.meter.model import EventRecord, LinkState, ProfileData, Quality, Reading, Snapshot
-from gateway.obis import Obis
+from gateway.meter.model import EventRecord, LinkState, ProfileData, Snapshot, fresh_value
+from gateway.obis import FREQUENCY, PHASE_VOLTAGES
 
 log = logging.getLogger(__name__)
 
-VOLTAGES = (Obis(1, 0, 32, 7, 0), Obis(1, 0, 52, 7, 0), Obis(1, 0, 72, 7, 0))
-FREQUENCY = Obis(1, 0, 14, 7, 0)
 #: Seconds between looks at the gateway's own state (disk, certificate, uplink).
 CHECK_S = 10.0
 #: How far back the journal is read for retained conditions at start.
@@ -69,15 +66,6 @@ class Probes:
     uplink: Callable[[], UplinkFacts] | None = None
 
 
-def _fresh(reading: Reading | None, at: datetime) -> float | None:
-    """A value read in this cycle; a stale or missing one says nothing about the supply."""
-    if reading is None or reading.quality is not Quality.GOOD or reading.source_time is None:
-        return None
-    if reading.value is None or not math.isfinite(reading.value):
-        return None
-    return reading.value if reading.source_time >= at - timedelta(seconds=2) else None
-
-
 class _MeterListener:
     """The poller listener of one meter: every snapshot and event, in order."""
 
@@ -92,8 +80,10 @@ class _MeterListener:
         d = snapshot.diagnostics
         notes = self.alarms.on_link(at, d.link is LinkState.LOST, d.last_error)
         if d.link is not LinkState.LOST:
-            voltages = [_fresh(r.get(o), at) for o in VOLTAGES]
-            notes += self.alarms.on_values(at, voltages, _fresh(r.get(FREQUENCY), at), d.clock_deviation_s)
+            voltages = [fresh_value(r.get(o), at) for o in PHASE_VOLTAGES]
+            notes += self.alarms.on_values(
+                at, voltages, fresh_value(r.get(FREQUENCY), at), d.clock_deviation_s
+            )
         await self.service.publish(notes)
 
     async def on_profile(self, meter_id: str, profile: ProfileData) -> None:

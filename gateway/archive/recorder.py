@@ -27,7 +27,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from gateway.archive.files import AsyncArchive, Column, Record
 from gateway.archive.minutes import REGISTER_STREAM, MinuteAggregator, RegisterSampler
@@ -35,8 +35,8 @@ from gateway.archive.minutes import STREAM as MINUTE_STREAM
 from gateway.clock import Clock
 from gateway.config import ArchiveConfig, MeterConfig, one_second_set, register_set
 from gateway.errors import ArchiveError
-from gateway.meter.model import EventRecord, ProfileData, Quality, Reading, Snapshot
-from gateway.obis import CATALOGUE, Obis
+from gateway.meter.model import EventRecord, ProfileData, Snapshot, fresh_value
+from gateway.obis import CATALOGUE, FREQUENCY, PHASE_VOLTAGES
 from gateway.quality.en50160 import TenMinuteAggregator, TenMinutes
 from gateway.streams import EVENT_LOG, Origin, StreamId
 from gateway.streams import STREAMS as ALL_STREAMS
@@ -54,14 +54,12 @@ MAX_BACKLOG = 7 * 1440
 
 
 #: EN 50160's inputs (gateway/archive/quality.py writes and reads their records).
-PQ_VOLTAGES = (Obis(1, 0, 32, 7, 0), Obis(1, 0, 52, 7, 0), Obis(1, 0, 72, 7, 0))
-PQ_FREQUENCY = Obis(1, 0, 14, 7, 0)
 PQ_COLUMNS = (
-    *(Column(str(o), "V", "mean10min") for o in PQ_VOLTAGES),
-    Column(str(PQ_VOLTAGES[0]), "s", "seconds"),
-    Column(str(PQ_FREQUENCY), "", "means10s"),
-    Column(str(PQ_FREQUENCY), "", "within1pct"),
-    Column(str(PQ_FREQUENCY), "", "within4-6pct"),
+    *(Column(str(o), "V", "mean10min") for o in PHASE_VOLTAGES),
+    Column(str(PHASE_VOLTAGES[0]), "s", "seconds"),
+    Column(str(FREQUENCY), "", "means10s"),
+    Column(str(FREQUENCY), "", "within1pct"),
+    Column(str(FREQUENCY), "", "within4-6pct"),
 )
 
 
@@ -70,13 +68,6 @@ def pq_record(r: TenMinutes) -> Record:
     u = (*r.u_mean, None, None, None)[:3]
     counts = (float(r.seconds), float(r.f_means), float(r.f_in_band), float(r.f_in_limits))
     return Record(r.start, None, (*u, *counts))
-
-
-def _good(reading: Reading | None, at: datetime) -> float | None:
-    """A value read in this cycle (not the last usable one of an earlier cycle)."""
-    if reading is None or reading.quality is not Quality.GOOD or reading.source_time is None:
-        return None
-    return reading.value if reading.source_time >= at - timedelta(seconds=2) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +114,7 @@ class ArchiveRecorder:
         self.registers = RegisterSampler(register_set(meter))
         # EN 50160's aggregates, where the meter's 1-second set has a voltage or the frequency.
         read = set(one_second_set(meter))
-        self.quality = TenMinuteAggregator() if read & {*PQ_VOLTAGES, PQ_FREQUENCY} else None
+        self.quality = TenMinuteAggregator() if read & {*PHASE_VOLTAGES, FREQUENCY} else None
         self._backlog: dict[str, deque[_Pending]] = {}
         self._wake = asyncio.Event()
         self._retry_at = 0.0
@@ -144,8 +135,8 @@ class ArchiveRecorder:
         self._submit(REGISTER_STREAM, self.registers.columns, self.registers.add(snapshot))
         if self.quality is not None:
             r = snapshot.readings
-            u = [_good(r.get(o), snapshot.time) for o in PQ_VOLTAGES]
-            closed = self.quality.add(snapshot.time, u, _good(r.get(PQ_FREQUENCY), snapshot.time))
+            u = [fresh_value(r.get(o), snapshot.time) for o in PHASE_VOLTAGES]
+            closed = self.quality.add(snapshot.time, u, fresh_value(r.get(FREQUENCY), snapshot.time))
             self._submit(StreamId.QUALITY, PQ_COLUMNS, [pq_record(c) for c in closed])
         if self._backlog and not self._wake.is_set() and self._clock.monotonic() >= self._retry_at:
             self._wake.set()  # retry a failed write once the pause is over

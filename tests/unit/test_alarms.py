@@ -18,11 +18,12 @@ from gateway.alarms.condition import (
 )
 from gateway.alarms.detect import HIGH, LOW, LOW_LOW, NORMAL, LimitDetector, Limits
 from gateway.alarms.journal import AlarmJournal
-from gateway.alarms.service import FREQUENCY, VOLTAGES, AlarmService, DiskFacts, Probes, UplinkFacts
+from gateway.alarms.service import AlarmService, DiskFacts, Probes, UplinkFacts
 from gateway.alarms.table import ALARMS, GatewayAlarms, MeterAlarms, voltage_limits
 from gateway.clock import ManualClock
 from gateway.config import AlarmConfig
 from gateway.meter.model import Diagnostics, EventRecord, LinkState, Quality, Reading, Snapshot
+from gateway.obis import FREQUENCY, PHASE_VOLTAGES
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -241,7 +242,8 @@ def test_every_alarm_of_the_table_has_its_condition_once() -> None:
 
 def snapshot_of(at: datetime, u1: float, link: LinkState = LinkState.ONLINE) -> Snapshot:
     readings = {
-        o: Reading(o, u, "V", at, Quality.GOOD) for o, u in zip(VOLTAGES, (u1, 230.0, 230.0), strict=True)
+        o: Reading(o, u, "V", at, Quality.GOOD)
+        for o, u in zip(PHASE_VOLTAGES, (u1, 230.0, 230.0), strict=True)
     }
     readings[FREQUENCY] = Reading(FREQUENCY, 50.0, "Hz", at, Quality.GOOD)
     return Snapshot("m1", at, readings, Diagnostics(link=link, clock_deviation_s=0.5))
