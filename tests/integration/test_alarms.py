@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from asyncua import Client, ua
+from asyncua.common.events import get_filter_from_event_type
 
 from gateway.clock import ScaledClock
 from gateway.opcua.server import ORGANIZATION
@@ -55,6 +56,16 @@ async def watch(client: Client, where: bool = True) -> tuple[Events, Any]:
     return events, sub
 
 
+async def watch_where(client: Client, where: ua.ContentFilter) -> Events:
+    """The Server object's events with the alarm fields and the client's own where clause."""
+    events = Events()
+    sub = await client.create_subscription(100, events)
+    evfilter = await get_filter_from_event_type([client.get_node(ALARM)])
+    evfilter.WhereClause = where
+    await sub.subscribe_events(client.get_node(SERVER), client.get_node(ALARM), evfilter=evfilter)
+    return events
+
+
 def condition(name: str, since: datetime | None = None, **fields: Any) -> Any:
     """Events of the condition ``name`` (raised at ``since`` or later) with ``fields``."""
 
@@ -93,6 +104,18 @@ async def acknowledge(client: Client, node: ua.NodeId, event_id: bytes, comment:
 async def test_a_terminal_cover_alarm_is_raised_acknowledged_cleared_and_refreshed(gw: Running) -> None:
     sim = gw.gateway.simulators["meter1"]
     events, _ = await watch(gw.client)
+    # What a SCADA's alarm view asks: OfType AcknowledgeableConditionType (a supertype of the
+    # alarm's type) and, here, only active ones (a two-element browse path, ActiveState/Id).
+    active_only = await watch_where(gw.client, ua.ContentFilter(Elements=[
+        ua.ContentFilterElement(FilterOperator=ua.FilterOperator.And,
+                                FilterOperands=[ua.ElementOperand(1), ua.ElementOperand(2)]),
+        ua.ContentFilterElement(FilterOperator=ua.FilterOperator.OfType, FilterOperands=[
+            ua.LiteralOperand(Value=ua.Variant(ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType)))]),
+        ua.ContentFilterElement(FilterOperator=ua.FilterOperator.Equals, FilterOperands=[
+            ua.SimpleAttributeOperand(TypeDefinitionId=ALARM, AttributeId=ua.AttributeIds.Value,
+                                      BrowsePath=[ua.QualifiedName("ActiveState"), ua.QualifiedName("Id")]),
+            ua.LiteralOperand(Value=ua.Variant(True))]),
+    ]))  # fmt: skip
     sim.advance()
     planted = sim.now()
     sim.physics.open_terminal_cover(planted)
@@ -149,10 +172,13 @@ async def test_a_terminal_cover_alarm_is_raised_acknowledged_cleared_and_refresh
         if e.ConditionName == "TerminalCover"
     ]
     assert story == [(True, False, True), (False, False, True), (False, True, True)]
-    assert [e.EventId for e in history if e.ConditionName == "TerminalCover"][:2] == [
-        opened.EventId,
-        closed.EventId,
-    ]
+    ids = [e.EventId for e in history if e.ConditionName == "TerminalCover"]
+    assert ids[:2] == [opened.EventId, closed.EventId]
+
+    # The filtered subscription had the active state and nothing else.
+    assert (await active_only.next(condition("TerminalCover", planted))).EventId == opened.EventId
+    while not active_only.queue.empty():
+        assert getattr(active_only.queue.get_nowait(), "ActiveState/Id") is True
 
 
 async def test_a_sag_and_a_low_frequency_raise_limit_alarms_and_a_blip_raises_nothing() -> None:
