@@ -73,7 +73,8 @@ class Notification:
     user: str = ""  # ClientUserId of the last Acknowledge/Confirm/AddComment
     limit: str = ""  # ExclusiveLimitAlarmType LimitState: "High", "Low", ... ("" none)
     quality: str = "Good"  # the quality of the source value (5.5.2 Quality)
-    active_since: datetime | None = None  # ActiveState/TransitionTime
+    active_since: datetime | None = None  # when the active episode began (the page's "since")
+    active_changed: datetime | None = None  # ActiveState/TransitionTime: the last change
     acked_at: datetime | None = None  # AckedState/TransitionTime
 
 
@@ -162,6 +163,8 @@ class Condition:
             limit=limit,
             quality=quality,
             active_since=at if fresh else s.active_since,
+            active_changed=at if not s.active else s.active_changed,
+            acked_at=None if fresh else s.acked_at,
             comment="" if fresh else s.comment,
             user="" if fresh else s.user,
         )
@@ -170,7 +173,9 @@ class Condition:
         """The condition ended; it stays retained until acknowledged and confirmed."""
         if not self._state.active:
             return None
-        return self._next(at, "inactive", active=False, message=message, limit="", quality=quality)
+        return self._next(
+            at, "inactive", active=False, active_changed=at, message=message, limit="", quality=quality
+        )
 
     def _check(self, event_id: bytes) -> None:
         if event_id not in self._episode:

@@ -28,13 +28,18 @@ class Debounce:
         self._pending: tuple[str, datetime] | None = None
 
     def update(self, at: datetime, raw: str) -> bool:
-        """The raw state at ``at``; True when the debounced state changed."""
+        """The raw state at ``at``; True when the debounced state changed.
+
+        The delay runs from the first raw state away from the debounced one on the same side
+        of normal: a value flickering between Low and LowLow is out of band all along and is
+        taken (as its latest state) once the on-delay has passed."""
         if raw == self.state:
             self._pending = None
             return False
-        if self._pending is None or self._pending[0] != raw:
+        leaving = raw == self.normal
+        if self._pending is None or (self._pending[0] == self.normal) != leaving:
             self._pending = (raw, at)
-        delay = self.off_delay_s if raw == self.normal else self.on_delay_s
+        delay = self.off_delay_s if leaving else self.on_delay_s
         if (at - self._pending[1]).total_seconds() >= delay:
             self.state, self._pending = raw, None
             return True

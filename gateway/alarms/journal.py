@@ -25,7 +25,7 @@ from gateway.errors import ArchiveError
 log = logging.getLogger(__name__)
 
 FOLDER = Path("_gateway") / "alarms"
-_TIMES = {"time", "active_since", "acked_at"}
+_TIMES = {f.name for f in fields(Notification) if "datetime" in str(f.type)}  # every time field
 _FIELDS = {f.name for f in fields(Notification)}
 
 
@@ -64,17 +64,27 @@ class AlarmJournal:
         path = self.path(n.time.astimezone(UTC).date())
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            created = not path.exists()
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
             try:
                 size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line  # a torn last line (a power cut) stays a line of its own
                 try:
-                    os.write(fd, line)
+                    if os.write(fd, line) != len(line):
+                        raise OSError(28, "short write (disk full?)")
                     os.fsync(fd)
                 except OSError:
                     os.ftruncate(fd, size)  # nothing half-written stays behind
                     raise
             finally:
                 os.close(fd)
+            if created:  # the new file's name lasts too
+                dir_fd = os.open(self.folder, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
         except OSError as err:
             raise ArchiveError(f"cannot write the alarm journal {path}: {err.strerror or err}") from err
 

@@ -11,7 +11,9 @@ list with an acknowledge button) are listeners and callers of this one service.
   days left at the rate seen, failed writes), the own certificate, the uplink.
 * At start the journal gives back the conditions still retained (unacknowledged): an
   operator's work survives a restart. One that was active is restored as cleared
-  ("cleared at restart") and raised again if its cause still holds.
+  ("cleared at restart") and raised again if its cause still holds - except those the
+  meter's event log drives (a terminal cover, a power down), which stay as they were
+  until the meter's next event says otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from datetime import datetime, timedelta
 
 from gateway.alarms.condition import Condition, ConditionError, Notification
 from gateway.alarms.journal import AlarmJournal
-from gateway.alarms.table import GatewayAlarms, MeterAlarms
+from gateway.alarms.table import EVENT_ALARMS, GatewayAlarms, MeterAlarms
 from gateway.clock import Clock
 from gateway.config import AlarmConfig
 from gateway.errors import ArchiveError
@@ -34,10 +36,15 @@ from gateway.obis import FREQUENCY, PHASE_VOLTAGES
 
 log = logging.getLogger(__name__)
 
+#: How old a Good value may be and still be judged: a shared line reads some values every
+#: few seconds (a stale one only delays a change by as much; a lost meter has no Good values).
+FRESH_S = 10.0
 #: Seconds between looks at the gateway's own state (disk, certificate, uplink).
 CHECK_S = 10.0
 #: How far back the journal is read for retained conditions at start.
 RESTORE_SPAN = timedelta(days=60)
+#: The alarms only the meter's event log sets and clears.
+EVENT_DRIVEN = frozenset(name for name, _ in EVENT_ALARMS.values())
 #: The source name of the gateway's own conditions.
 GATEWAY = "gateway"
 
@@ -156,6 +163,8 @@ class AlarmService:
                 continue  # a meter no longer configured
             condition.restore(n)
             restored += 1
+            if name in EVENT_DRIVEN:
+                continue  # only the meter's next event ends it (a cover stays open over a restart)
             cleared = condition.clear(self.clock.now(), n.message + " (cleared at restart)")
             if cleared is not None:
                 notes.append(cleared)
@@ -230,8 +239,12 @@ class AlarmService:
                 if not_after is not None:
                     notes += self.gateway.on_certificate(now, not_after)
         if p.uplink is not None:
-            up = p.uplink()
-            notes += self.gateway.on_uplink(now, up.connected, up.down_since)
+            try:
+                up = p.uplink()
+            except Exception:
+                log.exception("alarms: cannot look at the uplink")
+            else:
+                notes += self.gateway.on_uplink(now, up.connected, up.down_since)
         await self.publish(notes)
 
     def _days_left(self, now: datetime, free: int) -> float | None:
@@ -241,8 +254,11 @@ class AlarmService:
             self._disk_seen = (now, free)
             return None
         since, before = self._disk_seen
+        if free > before:  # space came back (pruning, a file removed): measure from here
+            self._disk_seen = (now, free)
+            return None
         hours = (now - since).total_seconds() / 3600
-        if hours < 1 or free >= before:
+        if hours < 1 or free == before:
             return None
         return free / ((before - free) / hours) / 24
 

@@ -168,6 +168,10 @@ class MeterAlarms(_Group):
         self._voltage = [LimitDetector(v, settings.delay_s, settings.delay_s) for _ in range(3)]
         self._frequency = LimitDetector(frequency_limits(settings), settings.delay_s, settings.delay_s)
         self._lost = Debounce(0.0, 0.0)  # the poller already waited its retries
+        # Deviation from the box's clock (setpoint 0), with 1 s of deadband: a clock hovering
+        # at the limit does not raise a new alarm each time it crosses it.
+        limit = settings.clock_limit_s
+        self._clock = LimitDetector(Limits(low=-limit, high=limit, deadband=1.0), 0.0, 0.0)
 
     def on_values(
         self,
@@ -183,12 +187,10 @@ class MeterAlarms(_Group):
                 out += self._limit(f"VoltageL{k}", at, detector, u)
         if self._frequency.update(at, frequency):
             out += self._limit("Frequency", at, self._frequency, frequency)
-        if clock_offset_s is not None:
+        if clock_offset_s is not None and self._clock.update(at, clock_offset_s):
+            state = self._clock.state
             limit = self.settings.clock_limit_s
-            state = HIGH if clock_offset_s > limit else LOW if clock_offset_s < -limit else None
-            current = self.alarms["ClockDeviation"].condition.state
-            if state is not None or current.active:
-                out += self._set("ClockDeviation", at, state, value=clock_offset_s, limit=limit)
+            out += self._set("ClockDeviation", at, state or None, value=clock_offset_s, limit=limit)
         return out
 
     def _limit(

@@ -185,8 +185,10 @@ class AlarmNodes:
 
     def event_of(self, n: Notification) -> Any:
         """A new event object of the notification (event history: read in worker threads,
-        never the live object)."""
-        live = self._events[(n.source, n.condition)]
+        never the live object); None for a condition no longer configured."""
+        live = self._events.get((n.source, n.condition))
+        if live is None:
+            return None
         return self._fill(n, self._new_event(type(live), self.nodes[(n.source, n.condition)]))
 
     def _fill(self, n: Notification, event: Any = None) -> Any:
@@ -210,7 +212,7 @@ class AlarmNodes:
         event.ClientUserId = n.user
         event.Quality = ua.StatusCode(getattr(ua.StatusCodes, n.quality, ua.StatusCodes.Good))
         _two_state(event, "EnabledState", True, "Enabled", "Disabled", None)
-        _two_state(event, "ActiveState", n.active, "Active", "Inactive", n.active_since)
+        _two_state(event, "ActiveState", n.active, "Active", "Inactive", n.active_changed)
         _two_state(event, "AckedState", n.acked, "Acknowledged", "Unacknowledged", n.acked_at)
         _two_state(event, "ConfirmedState", n.confirmed, "Confirmed", "Unconfirmed", None)
         limit = LIMIT_STATES.get(n.limit)
@@ -261,7 +263,10 @@ class AlarmNodes:
         return call
 
     async def _condition_refresh(self, parent: ua.NodeId, *args: ua.Variant) -> ua.StatusCode:
-        """5.5.7 (and 5.5.8 with a MonitoredItemId): the retained conditions again."""
+        """5.5.7 (and 5.5.8 with a MonitoredItemId): the retained conditions again, to each
+        event item of the caller's subscription that watches their source or the Server
+        object, once, bracketed by RefreshStart/RefreshEnd to every such item regardless of
+        its where clause (4.5: the bracket is not filtered)."""
         if not args or not isinstance(args[0].Value, int):
             return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
         subscriptions = self.server.iserver.isession.subscription_service
@@ -269,26 +274,45 @@ class AlarmNodes:
         if sub is None or sub.session_id != caller_session():
             return ua.StatusCode(ua.StatusCodes.BadSubscriptionIdInvalid)
         items = sub.monitored_item_srv
+        watched = {mid: node for node, mids in items._monitored_events.items() for mid in mids}
         mid = args[1].Value if len(args) > 1 else None
-        if mid is not None and mid not in items._monitored_items:
-            return ua.StatusCode(ua.StatusCodes.BadMonitoredItemIdInvalid)
-        await self._refresh_event(ua.ObjectIds.RefreshStartEventType, items, mid)
+        if mid is not None:
+            if mid not in watched:
+                return ua.StatusCode(ua.StatusCodes.BadMonitoredItemIdInvalid)
+            watched = {mid: watched[mid]}
+        await self._bracket(ua.ObjectIds.RefreshStartEventType, items, watched)
         for n in self.service.retained():
             event = self._fill(n)
-            for emitter in (self._sources[n.source], _SERVER):
-                event.emitting_node = emitter
-                await items.trigger_event(event, mid)
-        await self._refresh_event(ua.ObjectIds.RefreshEndEventType, items, mid)
+            for item, node in watched.items():
+                if node in (self._sources[n.source], _SERVER):
+                    event.emitting_node = node
+                    await _deliver(items, item, event, filtered=True)
+        await self._bracket(ua.ObjectIds.RefreshEndEventType, items, watched)
         return ua.StatusCode(ua.StatusCodes.Good)
 
-    async def _refresh_event(self, etype: int, items: Any, mid: int | None) -> None:
+    async def _bracket(self, etype: int, items: Any, watched: dict[int, ua.NodeId]) -> None:
         event = self._refresh[etype]
         event.EventId = new_event_id()
         event.Time = event.ReceiveTime = self.space.clock.now()
         event.Severity = 1
         start = etype == ua.ObjectIds.RefreshStartEventType
         event.Message = ua.LocalizedText(f"ConditionRefresh {'start' if start else 'end'}")
-        await items.trigger_event(event, mid)
+        for item in watched:
+            await _deliver(items, item, event, filtered=False)
+
+
+async def _deliver(items: Any, mid: int, event: Any, *, filtered: bool) -> None:
+    """One event to one monitored item of a subscription (asyncua's own path applies the
+    where clause always and goes by the emitting node only)."""
+    mdata = items._monitored_items.get(mid)
+    if mdata is None or not isinstance(mdata.filter, ua.EventFilter):
+        return
+    if filtered and mdata.where_clause_evaluator is not None and not mdata.where_clause_evaluator.eval(event):
+        return
+    fields = ua.EventFieldList(
+        ClientHandle=mdata.client_handle, EventFields=event.to_event_fields(mdata.filter.SelectClauses)
+    )
+    await items.isub.enqueue_event(mid, fields, mdata.queue_size)
 
 
 def _prefix(source: str) -> str:
@@ -299,8 +323,7 @@ def _prefix(source: str) -> str:
 def _two_state(event: Any, name: str, value: bool, true: str, false: str, since: datetime | None) -> None:
     setattr(event, name, ua.LocalizedText(true if value else false))
     setattr(event, f"{name}/Id", value)
-    if since is not None:
-        setattr(event, f"{name}/TransitionTime", since)
+    setattr(event, f"{name}/TransitionTime", since)  # None: not known (sent as null)
 
 
 def _reference(source: ua.NodeId, target: ua.NodeId, ref_type: int) -> ua.AddReferencesItem:

@@ -92,7 +92,7 @@ class ArchiveHistory(ReadOnlyHistory):
         self.event_sources: dict[ua.NodeId, EventSource] = {}
         self._event_class: dict[ua.NodeId, type[Event]] = {}
         #: Nodes whose event history is the alarm journal: node -> (read, event of a notification).
-        self.alarm_sources: dict[ua.NodeId, tuple[AlarmRead, Callable[[Any], Event]]] = {}
+        self.alarm_sources: dict[ua.NodeId, tuple[AlarmRead, Callable[[Any], Event | None]]] = {}
 
     def add_node(self, node_id: ua.NodeId, series: SeriesKey) -> None:
         self.nodes[node_id] = series
@@ -192,10 +192,15 @@ class ArchiveHistory(ReadOnlyHistory):
             reverse, first, last = span.direction()
         except query.QueryError as err:
             raise HistoryFault(REFUSALS[err.refusal]) from None
+        # Part 11 6.4.2.1 as the archive's reads (query.Span): forward [start, end), reverse
+        # (end, start] from the start backwards; meter events are journaled when read, with
+        # the meter's time, so the journal is put in time order first.
         lo, hi = (last, first) if reverse else (first, last)
-        found = [n for n in read(lo, hi) if (lo is None or n.time >= lo) and (hi is None or n.time < hi)]
         if reverse:
-            found.reverse()
+            inside = [n for n in read(lo, hi) if (lo is None or n.time > lo) and n.time <= hi]
+        else:
+            inside = [n for n in read(lo, hi) if n.time >= lo and (hi is None or n.time < hi)]
+        found = sorted(inside, key=lambda n: n.time, reverse=reverse)
         digest = hashlib.blake2b(
             repr((source, first, last, reverse, select)).encode(), digest_size=8
         ).digest()
@@ -209,7 +214,11 @@ class ArchiveHistory(ReadOnlyHistory):
         limit = min(span.limit or self.queries.page_limit, self.queries.page_limit)
         page = found[begin : begin + limit]
         more = found[begin + limit : begin + limit + 1]
-        fields = [ua.HistoryEventFieldList(EventFields=to_event(n).to_event_fields(select)) for n in page]
+        fields = []
+        for n in page:
+            event = to_event(n)
+            if event is not None:  # None: a condition no longer configured (a meter removed)
+                fields.append(ua.HistoryEventFieldList(EventFields=event.to_event_fields(select)))
         return fields, (digest + more[0].event_id) if more else None
 
 

@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from datetime import tzinfo
+from datetime import timedelta, tzinfo
 
 from gateway.archive.quality import week_from_archive, weeks, write_week
 from gateway.archive.recorder import ArchiveRecorder
 from gateway.clock import Clock
+from gateway.errors import ArchiveError
 from gateway.quality.en50160 import WeekReport
 
 log = logging.getLogger(__name__)
 
 #: Seconds between looks for a completed week whose report is not yet written.
 CHECK_S = 600.0
+#: How long after its end a week is written (the event log is read every 15 minutes).
+GRACE = timedelta(hours=1)
 
 
 class PowerQuality:
@@ -47,21 +50,25 @@ class PowerQuality:
         return await asyncio.to_thread(week_from_archive, recorder.archive.reader, start, end, live)
 
     async def write_completed(self) -> list[str]:
-        """Write the last complete week's CSV of every meter that lacks it; the paths written."""
+        """Write the last complete week's CSV of every meter that lacks it, once the week has
+        been over for :data:`GRACE` and the recorder has written what it holds (the last
+        10-minute record, events read late); the paths written."""
         written = []
         for mid, recorder in self.recorders.items():
-            _running, (start, _end) = weeks(self.clock.now(), self.zones.get(mid))
+            _running, (start, end) = weeks(self.clock.now(), self.zones.get(mid))
+            if self.clock.now() < end + GRACE or not recorder.idle.is_set():
+                continue
             monday = start.astimezone(self.zones.get(mid)).date() if self.zones.get(mid) else start.date()
             reader = recorder.archive.reader
             path = reader.stream_dir("pq-week") / f"{monday.isoformat()}.csv"
             if await asyncio.to_thread(path.exists):
                 continue
-            report = await self.week(mid, last=True)
-            if report.valid == 0:
-                continue  # the gateway did not run that week: nothing to report
             try:
+                report = await self.week(mid, last=True)
+                if report.valid == 0:
+                    continue  # the gateway did not run that week: nothing to report
                 written.append(await asyncio.to_thread(write_week, reader, report, monday))
-            except OSError as err:
+            except (OSError, ArchiveError) as err:  # tried again at the next look; the others go on
                 log.error("power quality of %s: cannot write the week's report: %s", mid, err)
         return written
 

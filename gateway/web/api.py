@@ -586,7 +586,9 @@ class WebApi:
 
     async def power_quality_csv(self, request: web.Request) -> web.Response:
         mid, _which, report = await self._week(request)
-        name = f"{mid}-en50160-{report.start.date().isoformat()}.csv"
+        zone = self.services.quality.zones.get(mid) if self.services.quality else None
+        monday = report.start.astimezone(zone).date() if zone else report.start.date()
+        name = f"{mid}-en50160-{monday.isoformat()}.csv"  # the week's Monday in the meter's zone
         return web.Response(
             body=report_csv(report).encode(),
             content_type="text/csv",

@@ -13,6 +13,7 @@ from asyncua import ua
 
 from gateway.archive.files import ArchiveWriter
 from gateway.archive.recorder import EVENT_COLUMNS, PQ_COLUMNS, pq_record
+from gateway.clock import ScaledClock
 from gateway.quality.en50160 import TenMinutes, week_of
 from gateway.security.users import Role
 from tests.support.harness import demo, running_gateway
@@ -48,11 +49,19 @@ def plant_last_week(root: Path, now: datetime) -> tuple[datetime, datetime]:
 
 @pytest.mark.slow
 async def test_the_last_week_in_opcua_rest_and_the_archive(tmp_path: Path) -> None:
+    # The gateway and its meter live on a Wednesday noon (a week ahead): whatever the day of
+    # the run, the meter's own history (two days) and backfill lie in the running week.
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    wednesday = today + timedelta(days=7 + (2 - today.weekday()) % 7)
     root = tmp_path / "archive"
-    start, end = plant_last_week(root, datetime.now(UTC))
+    start, end = plant_last_week(root, wednesday)
     config = demo()
-    config = replace(config, archive=replace(config.archive, path=str(root), initial_backfill_days=0.1))
-    async with running_gateway(config, login=Role.OPERATOR) as gw:
+    meter = config.meters[0]
+    assert meter.simulator is not None
+    quiet = replace(meter, simulator=replace(meter.simulator, disturbances_per_week=0.0))
+    archive = replace(config.archive, path=str(root), initial_backfill_days=0.1)
+    config = replace(config, archive=archive, meters=(quiet,))
+    async with running_gateway(config, ScaledClock(wednesday), login=Role.OPERATOR) as gw:
         await gw.gateway.pollers["meter1"].wait_snapshot()
         assert gw.gateway.quality is not None
         report = await gw.gateway.quality.week("meter1", last=True)

@@ -7,8 +7,11 @@ CI runs as root).
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from gateway.archive.files import ArchiveReader, AsyncArchive, Column, Record
 from gateway.archive.quality import week_from_archive
@@ -164,11 +167,12 @@ async def test_ten_minute_power_quality_records_land_in_pq10_and_read_back_as_th
     reader = ArchiveReader(tmp_path, "meter1")
     start, end = week_of(T0, None)
     report = week_from_archive(reader, start, end, recorder.quality.flush() if recorder.quality else None)
-    # L1 = 230 + k % 3 over whole intervals (600 divisible by 3): mean 231; L2/L3 not read.
+    # L1 = 230 + k % 3 over whole intervals (600 divisible by 3): the r.m.s. of 230, 231, 232;
+    # L2/L3 not read.
     first = next(
         reader.read_columns(StreamId.QUALITY, [("1-0:32.7.0", "mean10min"), ("1-0:32.7.0", "seconds")])
     )
-    assert first == (T0, None, (231.0, 600.0))
+    assert first == (T0, None, (pytest.approx(math.sqrt((230.0**2 + 231.0**2 + 232.0**2) / 3)), 600.0))
     assert (report.valid, report.flagged) == (
         2,
         1,

@@ -84,7 +84,7 @@ def test_ten_minute_means_are_the_mean_of_the_seconds_and_frequency_goes_by_ten_
     aggregator = TenMinuteAggregator()
     closed: list[TenMinutes] = []
     for s in range(600):
-        u1 = 200.0 if s < 300 else 240.0  # mean 220
+        u1 = 200.0 if s < 300 else 240.0  # r.m.s. aggregate sqrt((200² + 240²) / 2)
         f = 49.0 if s < 20 else 50.0  # the first two 10-s means are outside ±1 %
         closed += aggregator.add(MONDAY + s * S, (u1, 230.0, None), f)
     assert closed == []
@@ -92,7 +92,7 @@ def test_ten_minute_means_are_the_mean_of_the_seconds_and_frequency_goes_by_ten_
     (record,) = closed
     assert record.start == MONDAY
     assert record.seconds == 600
-    assert record.u_mean == (220.0, 230.0, None)
+    assert record.u_mean == (pytest.approx(math.sqrt((200.0**2 + 240.0**2) / 2)), 230.0, None)
     assert (record.f_means, record.f_in_band, record.f_in_limits) == (60, 58, 60)
     assert record.unbalance_pct is None  # a phase without values: no unbalance
     assert record.valid
@@ -178,16 +178,16 @@ def test_episodes_from_meter_events() -> None:
         (Kind.SWELL, at(3), at(3) + 5 * S, (1,)),
         (Kind.SHORT_INTERRUPTION, at(4), at(4) + 180 * S, ()),
         (Kind.LONG_INTERRUPTION, at(5), at(5) + 181 * S, ()),
-        (Kind.UNDERVOLTAGE, at(6), None, (2,)),
+        (Kind.UNDERVOLTAGE, at(6), at(7), (2,)),  # ended by the power down
         (Kind.LONG_INTERRUPTION, at(7), None, ()),
     ]
 
 
-def test_a_power_up_ends_the_threshold_episodes_of_the_outage() -> None:
+def test_a_power_down_ends_the_threshold_episodes_under_way() -> None:
     found = episodes([(at(1), 76), (at(1) + 10 * S, 1), (at(1) + 40 * S, 2)], until=at(2))
-    assert [(e.kind, e.end) for e in found] == [
-        (Kind.DIP, at(1) + 40 * S),
-        (Kind.SHORT_INTERRUPTION, at(1) + 40 * S),
+    assert [(e.kind, e.start, e.end) for e in found] == [
+        (Kind.DIP, at(1), at(1) + 10 * S),  # 10 s below, then no supply: a dip and the outage
+        (Kind.SHORT_INTERRUPTION, at(1) + 10 * S, at(1) + 40 * S),
     ]
 
 
