@@ -354,9 +354,9 @@ async def _load(gw: Gateway, clients: int, seconds: float) -> AsyncIterator[None
         finally:
             if page.returncode is None:
                 page.kill()
-            else:
-                print(f"  the live page ended early (exit {page.returncode})", flush=True)
-            await page.wait()
+                await page.wait()
+            else:  # the window's numbers are not those of the load asked for
+                raise RuntimeError(f"the live page ended before the window did (exit {page.returncode})")
 
 
 _STRACE = re.compile(r"^(?P<pid>\d+)\s+(?P<t>\d\d:\d\d:\d\d\.\d+) (?P<call>\w+)\((?P<args>.*)")
