@@ -267,10 +267,16 @@ async def search(gw: Gateway, group: Cgroup, seconds: float, label: str, log: li
 
 
 async def measure_box(
-    seconds: float, confirm_minutes: float, sd_minutes: float, series: tuple[int, ...] = (0, 5)
+    seconds: float,
+    confirm_minutes: float,
+    sd_minutes: float,
+    series: tuple[int, ...] = (0, 5),
+    start: float | None = None,
 ) -> dict[str, Any]:
     """The quota search for each number of clients in ``series`` (one gateway for all), then
-    the SD-card part (skipped for ``sd_minutes`` 0)."""
+    the SD-card part (skipped for ``sd_minutes`` 0). With ``start`` the search is skipped and
+    the hour is held at ``start`` (stepping up while it fails): several such runs side by
+    side cover a range of quotas in one hour."""
     if os.geteuid() != 0:
         raise SystemExit("bench box needs root (its own cgroup, strace)")
     # A window spans a readout period (15 min) unless told shorter: the readouts are the
@@ -295,7 +301,7 @@ async def measure_box(
                         async with _load(gw, clients, 4 * 3600):
                             group.set_cpu(None)
                             await asyncio.sleep(SETTLE_S)
-                            quota = await search(gw, group, window_s, label, rows)
+                            quota = start or await search(gw, group, window_s, label, rows)
                             confirm = await window(gw, group, quota, 60 * confirm_minutes)
                             # The hour holds what a window may not: the profile and event
                             # readouts, the day's first records. Step up until it passes.
@@ -348,9 +354,9 @@ async def _load(gw: Gateway, clients: int, seconds: float) -> AsyncIterator[None
         finally:
             if page.returncode is None:
                 page.kill()
-            else:
-                print(f"  the live page ended early (exit {page.returncode})", flush=True)
-            await page.wait()
+                await page.wait()
+            else:  # the window's numbers are not those of the load asked for
+                raise RuntimeError(f"the live page ended before the window did (exit {page.returncode})")
 
 
 _STRACE = re.compile(r"^(?P<pid>\d+)\s+(?P<t>\d\d:\d\d:\d\d\.\d+) (?P<call>\w+)\((?P<args>.*)")
