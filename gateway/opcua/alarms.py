@@ -148,7 +148,7 @@ class AlarmNodes:
             self._refresh[etype].SourceNode = _SERVER
             self._refresh[etype].SourceName = "Server"
         for node_id in self._sources.values():
-            await self.server.get_node(node_id).set_event_notifier([ua.EventNotifier.SubscribeToEvents])
+            await _add_notifier(self.server.get_node(node_id), ua.EventNotifier.SubscribeToEvents.mask)
         # The alarm journal is the event history of the Server object and the gateway object
         # (OPC 10000-11 4.3: HistoryRead on their EventNotifier).
         journal = self.service.journal
@@ -160,11 +160,9 @@ class AlarmNodes:
             for node_id in (_SERVER, self._sources[GATEWAY]):
                 self.history.alarm_sources[node_id] = (read, self.event_of)
                 notifier = ua.EventNotifier.SubscribeToEvents.mask | ua.EventNotifier.HistoryRead.mask
-                await self.server.get_node(node_id).write_attribute(
-                    ua.AttributeIds.EventNotifier, ua.DataValue(ua.Variant(notifier, ua.VariantType.Byte))
-                )
+                await _add_notifier(self.server.get_node(node_id), notifier)
         else:
-            await self.server.get_node(_SERVER).set_event_notifier([ua.EventNotifier.SubscribeToEvents])
+            await _add_notifier(self.server.get_node(_SERVER), ua.EventNotifier.SubscribeToEvents.mask)
         self.service.listeners.append(self.on_notification)
 
     async def _event_object(self, type_id: ua.NodeId, condition: ua.NodeId) -> Any:
@@ -313,6 +311,15 @@ async def _deliver(items: Any, mid: int, event: Any, *, filtered: bool) -> None:
         ClientHandle=mdata.client_handle, EventFields=event.to_event_fields(mdata.filter.SelectClauses)
     )
     await items.isub.enqueue_event(mid, fields, mdata.queue_size)
+
+
+async def _add_notifier(node: Node, bits: int) -> None:
+    """Set EventNotifier bits, keeping those set (a meter object's HistoryRead)."""
+    current = await node.read_attribute(ua.AttributeIds.EventNotifier)
+    value = (current.Value.Value or 0) if current.Value is not None else 0
+    await node.write_attribute(
+        ua.AttributeIds.EventNotifier, ua.DataValue(ua.Variant(value | bits, ua.VariantType.Byte))
+    )
 
 
 def _prefix(source: str) -> str:
