@@ -362,6 +362,7 @@ PARTS: dict[
             args.box_confirm_minutes,
             args.box_sd_minutes,
             tuple(int(n) for n in args.box_series.split(",") if n.isdigit()),
+            args.box_quota or None,
         ),
         print_box,
     ),
@@ -437,6 +438,9 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--box-series", default="0,5", help="box: OPC UA clients of each series, e.g. 0,5 or 5 or none"
+    )
+    parser.add_argument(
+        "--box-quota", type=float, default=0.0, help="box: no search, hold the hour at this % of a core"
     )
     parser.add_argument("--results-suffix", default="", help="one part: written to <part><suffix>.json")
     parser.add_argument("--quick", action="store_true", help="head-end: 1,000 sites, 10 s a scenario")

@@ -10,13 +10,16 @@ not what the budget is about) and settles; then, per series (no clients; 5 OPC U
 clients subscribed at 1000 ms to every value plus one live web page), the CPU quota is
 set and held for a window, and the gateway's own counters say how many cycles ended late
 or were skipped in it. The quota is found by bisection over :data:`QUOTAS` (the pass/fail
-boundary is taken as monotone; windows of ``--seconds``, best 900 and more: a window must
-hold a profile readout, the cycle's heaviest work), then confirmed over
-``--box-confirm-minutes`` (an hour) at the quota found, stepping up while it fails. First
-measured (60-s windows): 1 % passed every window without clients, yet the hour at 1 % had
-496 late and 31 skipped of 3,298 cycles. Reported: the quota, the CPU the gateway used
-(``/proc``), the cgroup's throttled periods, the RSS, its peak (VmHWM, since the start) and the cgroup's peak
-memory against the limit (which counts the page cache of files read and written too).
+boundary is taken as monotone; windows of ``--seconds``), then confirmed over
+``--box-confirm-minutes`` (an hour) at the quota found, stepping up while it fails: a
+short window misses the 15-minute profile and event readouts, the cycle's heaviest work
+(first measured: 1 % passed every 60-s window without clients, yet the hour at 1 % had 496
+late and 31 skipped of 3,298 cycles). ``--box-quota Q`` skips the search and holds the hour
+at Q: runs side by side, one per quota, cover the range in one hour. Reported: the
+quota, the CPU the gateway used (``/proc``), the cgroup's throttled periods, the RSS, its
+peak (VmHWM, since the start) and the cgroup's peak memory against the limit (which
+counts the page cache of files read and written too). The live page holds its feed for
+the whole window; a page that ends early fails the run.
 
 The SD-card part runs the gateway (unlimited, the same load as a box: no clients) under
 ``strace --seccomp-bpf`` for ``--box-sd-minutes``: the files opened for writing, fsyncs,
@@ -25,9 +28,9 @@ renames in the steady window, and the archive's growth, scaled to a day.
 The parts need little CPU (a few % of a core each), so they can run side by side as
 processes of their own on a machine otherwise idle, e.g. for the hour::
 
-    python -m bench box --box-series 5 --box-sd-minutes 0 &
-    python -m bench box --box-series 0 --box-sd-minutes 0 &
-    python -m bench box --box-series none --box-sd-minutes 15
+    python -m bench box --box-series 5 --box-sd-minutes 0 --box-quota 3 --results-suffix=-s5-q3 &
+    python -m bench box --box-series 0 --box-sd-minutes 0 --box-quota 2 --results-suffix=-s0-q2 &
+    python -m bench box --box-series none --box-sd-minutes 15 --results-suffix=-sd
 
 Needs root (cgroups, strace); it says so and stops otherwise.
 """
@@ -267,10 +270,16 @@ async def search(gw: Gateway, group: Cgroup, seconds: float, label: str, log: li
 
 
 async def measure_box(
-    seconds: float, confirm_minutes: float, sd_minutes: float, series: tuple[int, ...] = (0, 5)
+    seconds: float,
+    confirm_minutes: float,
+    sd_minutes: float,
+    series: tuple[int, ...] = (0, 5),
+    start: float | None = None,
 ) -> dict[str, Any]:
     """The quota search for each number of clients in ``series`` (one gateway for all), then
-    the SD-card part (skipped for ``sd_minutes`` 0)."""
+    the SD-card part (skipped for ``sd_minutes`` 0). With ``start`` the search is skipped and
+    the hour is held at ``start`` (stepping up while it fails): several such runs side by
+    side cover a range of quotas in one hour."""
     if os.geteuid() != 0:
         raise SystemExit("bench box needs root (its own cgroup, strace)")
     # A window spans a readout period (15 min) unless told shorter: the readouts are the
@@ -295,7 +304,7 @@ async def measure_box(
                         async with _load(gw, clients, 4 * 3600):
                             group.set_cpu(None)
                             await asyncio.sleep(SETTLE_S)
-                            quota = await search(gw, group, window_s, label, rows)
+                            quota = start or await search(gw, group, window_s, label, rows)
                             confirm = await window(gw, group, quota, 60 * confirm_minutes)
                             # The hour holds what a window may not: the profile and event
                             # readouts, the day's first records. Step up until it passes.
@@ -348,9 +357,9 @@ async def _load(gw: Gateway, clients: int, seconds: float) -> AsyncIterator[None
         finally:
             if page.returncode is None:
                 page.kill()
-            else:
-                print(f"  the live page ended early (exit {page.returncode})", flush=True)
-            await page.wait()
+                await page.wait()
+            else:  # the window's numbers are not those of the load asked for
+                raise RuntimeError(f"the live page ended before the window did (exit {page.returncode})")
 
 
 _STRACE = re.compile(r"^(?P<pid>\d+)\s+(?P<t>\d\d:\d\d:\d\d\.\d+) (?P<call>\w+)\((?P<args>.*)")

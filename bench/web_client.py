@@ -43,7 +43,9 @@ async def timed(session: aiohttp.ClientSession, url: str, n: int) -> list[float]
 
 
 async def run(url: str, clients: int, seconds: float, requests: int) -> dict[str, object]:
-    async with aiohttp.ClientSession() as session:
+    # No total timeout: aiohttp's default (5 minutes) would end a live feed held for an hour.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
         feeds = await asyncio.gather(*(feed(session, url, seconds) for _ in range(clients)))
         snapshot = await timed(session, f"{url}api/meters/meter1/snapshot", requests)
         advice = await timed(session, f"{url}api/meters/meter1/advice", requests)

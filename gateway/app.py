@@ -17,10 +17,14 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryptography import x509
+
+from gateway.alarms.journal import AlarmJournal
+from gateway.alarms.service import AlarmService, DiskFacts, Probes, UplinkFacts
 from gateway.archive.files import AsyncArchive
 from gateway.archive.query import ArchiveQueries, SeriesKey
 from gateway.archive.recorder import ArchiveRecorder, ArchiveStatus
@@ -40,11 +44,14 @@ from gateway.meter.model import EventRecord, ProfileData, Snapshot
 from gateway.meter.poller import MeterLink, Poller, PollerListener
 from gateway.opcua.address_space import AddressSpace, MeterNodes
 from gateway.opcua.administration import AdminNodes
+from gateway.opcua.alarms import AlarmNodes
 from gateway.opcua.history import ArchiveHistory, EventSource, install
 from gateway.opcua.ids import METER_EVENT_TYPE
 from gateway.opcua.market import MarketNodes
+from gateway.opcua.quality import QualityNodes
 from gateway.opcua.server import build_server
 from gateway.protocols.hdlc import HdlcAddress
+from gateway.quality.service import PowerQuality
 from gateway.reload import ReloadPlan, plan
 from gateway.security.auth import UserDirectory
 from gateway.security.pki import Pki
@@ -185,6 +192,11 @@ class Gateway:
         #: The users file, shared by OPC UA and the web (DESIGN §8).
         self.users = UserDirectory(config.security.users, login_delay_s=config.security.login_delay_s)
         self.market_nodes: MarketNodes | None = None
+        #: The alarm conditions of the gateway and its meters (DESIGN §14).
+        self.alarms: AlarmService | None = None
+        #: EN 50160 weeks of the meters (DESIGN §14); None without an archive.
+        self.quality: PowerQuality | None = None
+        self.quality_nodes: QualityNodes | None = None
         self.meter_nodes: dict[str, MeterNodes] = {}
         self.web: WebServer | None = None
         #: The uplink to the fleet's broker (``[upstream]``); None when not configured.
@@ -251,6 +263,18 @@ class Gateway:
             await self.market_nodes.add_market(meter.id)
         await self.market_nodes.add_external()
         await AdminNodes(self.space, Pki(self.config.security.pki)).add()
+        self.alarms = AlarmService(
+            self.config.alarms, self.clock, [m.id for m in meters],
+            AlarmJournal(root) if root is not None else None, self._probes(root),
+        )  # fmt: skip
+        if root is not None:
+            zones = {m.id: meter_zone(m.timezone) for m in meters}
+            self.quality = PowerQuality(self.recorders, zones, self.clock)
+            self.quality_nodes = QualityNodes(self.space, self.quality, self.clock)
+            await self.quality_nodes.add()
+        await AlarmNodes(self.space, self.alarms, self.history).add(
+            {mid: n.meter for mid, n in self.meter_nodes.items()}
+        )
         self.desk.add_advice_listener(self.market_nodes)
         self.desk.profile_listeners.append(self.market_nodes.on_profile)
         if self.history is not None:
@@ -297,7 +321,7 @@ class Gateway:
                 line = self.lines.get(meter.id)
                 listeners: list[PollerListener] = [
                     publisher, *([recorder] if recorder else []), self.desk.listener(meter.id),
-                    *([self.uplink] if self.uplink else []),
+                    *([self.uplink] if self.uplink else []), self.alarms.listener(meter.id),
                 ]  # fmt: skip
                 poller = Poller(
                     meter, link_factory(meter, line), self.clock, listeners,
@@ -313,8 +337,17 @@ class Gateway:
                         if last is not None:
                             poller.resume(readout.id, last)
                 self.pollers[meter.id] = poller
+            restored = await self.alarms.restore()
+            if restored:
+                log.info("%d alarm(s) awaiting acknowledgement kept from before the restart", restored)
             self.ready.set()
             async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._keep_running("alarms", self.alarms.run), name="alarms")
+                if self.quality is not None:
+                    tasks.create_task(self._keep_running("power quality", self.quality.run), name="quality")
+                if self.quality_nodes is not None:
+                    refresh = self._keep_running("power quality nodes", self.quality_nodes.run)
+                    tasks.create_task(refresh, name="pq-nodes")
                 for poller in self.pollers.values():
                     what = f"poller of meter {poller.config.id}"
                     tasks.create_task(self._keep_running(what, poller.run), name=f"poller-{poller.config.id}")
@@ -401,6 +434,40 @@ class Gateway:
         source = EventSource(meter.id, space.nid_type(METER_EVENT_TYPE))
         await self.history.add_event_source(space.server, nodes.meter, source)
 
+    def _probes(self, root: Path | None) -> Probes:
+        """How the alarm service sees the archive's disk, the own certificate and the uplink."""
+        own = Pki(self.config.security.pki).own_certificate
+        down_since: list[datetime | None] = [None]
+
+        def disk() -> DiskFacts:
+            assert root is not None
+            where = root.absolute()
+            while not where.exists():  # the archive's folder is made at the first write
+                where = where.parent
+            st = os.statvfs(where)
+            failed = any(r.status.state != "ok" for r in self.recorders.values())
+            return DiskFacts(st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize, failed)
+
+        def certificate() -> datetime | None:
+            if not own.exists():
+                return None
+            return x509.load_der_x509_certificate(own.read_bytes()).not_valid_after_utc
+
+        def uplink() -> UplinkFacts:
+            assert self.uplink is not None
+            connected = self.uplink.status().state == "connected"
+            if connected:
+                down_since[0] = None
+            elif down_since[0] is None:
+                down_since[0] = self.clock.now()
+            return UplinkFacts(connected, down_since[0])
+
+        return Probes(
+            disk=disk if root is not None else None,
+            certificate=certificate,
+            uplink=uplink if self.config.upstream.enabled else None,
+        )
+
     def _web_services(self, root: Path | None) -> WebServices:
         """What the web adapter may use of this gateway."""
         assert self.desk is not None
@@ -413,6 +480,7 @@ class Gateway:
             config=self.config, clock=self.clock, users=self.users, desk=self.desk, external=self.external,
             history=self.queries, archive_root=root, archive_status=archive_status, endpoint=self.endpoint,
             uplink_status=lambda: self.uplink.status() if self.uplink is not None else None,
+            alarms=self.alarms, quality=self.quality,
         )  # fmt: skip
 
     async def _watch_external(self) -> None:

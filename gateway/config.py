@@ -14,7 +14,7 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -63,6 +63,8 @@ class SimulatorConfig:
     #: DLMS multi-drop: the id of another simulated meter whose line this one joins as a
     #: further station (its own ``physical_address``, the same port); "" = a line of its own.
     on_line_of: str = ""
+    #: The model's own sags and swells (2-60 s each) per week on average; 0 for none.
+    disturbances_per_week: float = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +340,29 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AlarmConfig:
+    """The alarms' limits (``[alarms]``; the table is README "Alarms and power quality")."""
+
+    #: Nominal phase voltage Un (EN 50160: 230 V) and the bands around it, in %.
+    nominal_v: float = 230.0
+    voltage_band_pct: float = 10.0
+    voltage_outer_pct: float = 15.0
+    voltage_deadband_v: float = 2.0
+    frequency_low_hz: float = 49.5
+    frequency_high_hz: float = 50.5
+    frequency_low_low_hz: float = 47.0
+    frequency_high_high_hz: float = 52.0
+    frequency_deadband_hz: float = 0.05
+    #: OnDelay and OffDelay of the value alarms: a shorter excursion raises nothing.
+    delay_s: float = 10.0
+    clock_limit_s: float = 10.0
+    certificate_days: float = 60.0
+    disk_free_pct: float = 10.0
+    disk_days: float = 7.0
+    uplink_down_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     meters: tuple[MeterConfig, ...]
     opcua: OpcUaConfig = field(default_factory=OpcUaConfig)
@@ -347,6 +372,7 @@ class GatewayConfig:
     web: WebConfig = field(default_factory=WebConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
     log_level: str = "INFO"
     source: str = "<built-in demo>"
 
@@ -502,6 +528,7 @@ def _simulator(sec: Section, line_baudrate: int, physical_address: int) -> Simul
         hdlc_baudrate=sec.get("hdlc_baudrate", int, line_baudrate, _one_of(BAUDRATES)),
         timezone=sec.get("timezone", str, d.timezone, _zone),
         on_line_of=sec.get("on_line_of", str, d.on_line_of),
+        disturbances_per_week=sec.get("disturbances_per_week", float, d.disturbances_per_week, _non_negative),
     )
     sec.done()
     return cfg
@@ -579,6 +606,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
     web = _web(top.table("web"))
     security = security_section(top.table("security"))
     upstream = _upstream(top.table("upstream"), security)
+    alarms = _alarms(top.table("alarms"))
     raw_external = top.get("external", list, [])
     external = tuple(_external(Section(source, f"external[{n}]", e)) for n, e in enumerate(raw_external))
     names = [e.name for e in external]
@@ -598,7 +626,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> GatewayConfig:
     top.done()
     return GatewayConfig(
         meters=meters, opcua=opcua, archive=archive, market=market, external=external, web=web,
-        security=security, upstream=upstream, log_level=log_level, source=source,
+        security=security, upstream=upstream, alarms=alarms, log_level=log_level, source=source,
     )  # fmt: skip
 
 
@@ -866,6 +894,30 @@ def _external(sec: Section) -> ExternalConfig:
         high=None if high == float("inf") else high,
     )
     sec.done()
+    return cfg
+
+
+def _alarms(sec: Section | None) -> AlarmConfig:
+    d = AlarmConfig()
+    if sec is None:
+        return d
+    values = {
+        f.name: sec.get(f.name, float, getattr(d, f.name), _non_negative if f.name.endswith("deadband_v")
+                        or f.name.endswith("deadband_hz") or f.name == "delay_s" else _positive)
+        for f in fields(AlarmConfig)
+    }  # fmt: skip
+    sec.done()
+    cfg = AlarmConfig(**values)
+    if (
+        not cfg.frequency_low_low_hz
+        < cfg.frequency_low_hz
+        < cfg.frequency_high_hz
+        < cfg.frequency_high_high_hz
+    ):
+        raise sec.fail("frequency_low_hz", "frequency_low_low_hz < low < high < frequency_high_high_hz",
+                       cfg.frequency_low_hz)  # fmt: skip
+    if not cfg.voltage_band_pct < cfg.voltage_outer_pct:
+        raise sec.fail("voltage_outer_pct", "more than voltage_band_pct", cfg.voltage_outer_pct)
     return cfg
 
 

@@ -221,6 +221,10 @@ CATALOGUE: tuple[ObisInfo, ...] = (
 ONE_SECOND_SET_PRIORITY = 12
 
 #: Load profile 1 channels: energy per 15-minute capture period (D = 29).
+#: The supply's phase voltages L1..L3 and its frequency (EN 50160's quantities, the alarms' inputs).
+PHASE_VOLTAGES = (Obis(1, 0, 32, 7, 0), Obis(1, 0, 52, 7, 0), Obis(1, 0, 72, 7, 0))
+FREQUENCY = Obis(1, 0, 14, 7, 0)
+
 LOAD_PROFILE_1 = (
     ObisInfo(
         _o("1-0:1.29.0"),

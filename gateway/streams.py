@@ -39,6 +39,8 @@ class StreamId(enum.StrEnum):
     LOAD_PROFILE_2 = "lp2"
     EVENTS = "events"
     NOTIFIED = "notified"
+    QUALITY = "pq10"
+    QUALITY_WEEKS = "pq-week"
 
 
 class Origin(enum.Enum):
@@ -53,6 +55,8 @@ class Origin(enum.Enum):
     EVENT_LOG = "event-log"
     #: Written by the market services (notified profiles).
     MARKET = "market"
+    #: Reports the gateway writes whole, one file per period (EN 50160 weeks).
+    REPORT = "report"
 
 
 class Shape(enum.Enum):
@@ -128,6 +132,10 @@ STREAMS: tuple[Stream, ...] = (
         StreamId.EVENTS, Origin.EVENT_LOG, 731, None, "P.98", Obis(0, 0, 99, 98, 0), "EventLog", piece=_DAYS
     ),
     Stream(StreamId.NOTIFIED, Origin.MARKET, 731),
+    # EN 50160's 10-minute voltage and 10-second frequency aggregates (gateway/quality):
+    # the frequency criterion is judged over a year, so a year and a bit is kept.
+    Stream(StreamId.QUALITY, Origin.GATEWAY, 400),
+    Stream(StreamId.QUALITY_WEEKS, Origin.REPORT, 731),
 )
 
 _BY_ID = {s.id: s for s in STREAMS}

@@ -16,6 +16,9 @@ the shape of a daily load curve, and the two external values of the demo.
 ``headend-portfolio.png`` is the fleet page's portfolio view (1280 px wide, the view's card)
 over a real portfolio service fed in-process with twelve households through an hour
 (tests/support/portfolio_fleet.py ``showcase``), on SQLite in the temporary directory.
+
+``web-quality-report.png`` is the printable EN 50160 report of the demo meter's last week,
+computed from a week of the simulated meter's physics written into the archive first.
 """
 
 from __future__ import annotations
@@ -48,8 +51,10 @@ from gateway.app import Gateway  # noqa: E402
 from gateway.archive.files import ArchiveWriter  # noqa: E402
 from gateway.archive.minutes import REGISTER_STREAM, MinuteAggregator, RegisterSampler  # noqa: E402
 from gateway.archive.minutes import STREAM as MINUTE_STREAM  # noqa: E402
+from gateway.archive.recorder import EVENT_COLUMNS, PQ_COLUMNS, pq_record  # noqa: E402
 from gateway.config import GatewayConfig, demo_config, one_second_set  # noqa: E402
 from gateway.obis import CATALOGUE, Refresh  # noqa: E402
+from gateway.quality.en50160 import TenMinuteAggregator, TenMinutes, week_of  # noqa: E402
 from gateway.security.users import Role, UserDb  # noqa: E402
 from gateway.simulator.physics import HouseholdModel  # noqa: E402
 from headend.storage.sqlite import SqliteRepository  # noqa: E402
@@ -249,12 +254,64 @@ def archive_last_hour(config: GatewayConfig, now: datetime) -> None:
         writer.close()
 
 
+def archive_last_week(config: GatewayConfig, now: datetime) -> None:
+    """The last complete week's EN 50160 aggregates (``pq10``) and voltage events as the gateway
+    would have archived them, from the simulated meter's physics second by second (its own
+    sags and swells), with an evening of low voltage and one 10-minute outage added - what
+    the weekly report shows in the README."""
+    meter = config.meters[0]
+    assert meter.simulator is not None
+    model = HouseholdModel(seed=meter.simulator.seed)
+    start, end = week_of(week_of(now, None)[0] - timedelta(seconds=1), None)
+    model.plant(start + timedelta(days=2, hours=18), start + timedelta(days=2, hours=20), voltage=204.0)
+    outage = (start + timedelta(days=4, hours=9, minutes=3), start + timedelta(days=4, hours=9, minutes=13))
+    aggregator = TenMinuteAggregator()
+    records: list[TenMinutes] = []
+    t = start
+    while t < end:
+        if not outage[0] <= t < outage[1]:
+            sample = model.instant(t)
+            records += aggregator.add(t, [ph.voltage_v for ph in sample.phases], sample.frequency_hz)
+        t += timedelta(seconds=1)
+    records += [r for r in (aggregator.flush(),) if r is not None]
+    events: list[tuple[datetime, int]] = [(outage[0], 1), (outage[1], 2)]
+    for d in model.disturbances_between(start, end):
+        base = 76 if d.kind.value == "sag" else 79
+        events += [(d.start, base + p - 1) for p in d.phases] + [(d.end, 82 + p - 1) for p in d.phases]
+    events += [(start + timedelta(days=2, hours=18), 76 + k) for k in range(3)]
+    events += [(start + timedelta(days=2, hours=20), 82 + k) for k in range(3)]
+    writer = ArchiveWriter(config.archive.path, meter.id)
+    try:
+        writer.append("pq10", PQ_COLUMNS, [pq_record(r) for r in records])
+        writer.append("events", EVENT_COLUMNS, [(at, 0, (float(code),)) for at, code in sorted(events)])
+    finally:
+        writer.close()
+
+
+async def take_report_screenshot(web_url: str, out_dir: Path, *, browser: Chromium | None = None) -> Path:
+    """Write ``web-quality-report.png``: the printable EN 50160 report of the last week."""
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
+    async with contextlib.AsyncExitStack() as stack:
+        if browser is None:
+            browser = await stack.enter_async_context(Chromium.launch())
+        page = await browser.new_page(1000, 1200)
+        try:
+            await page.goto(f"{web_url}static/quality.html?meter=meter1&week=last")
+            await page.wait_for("document.querySelectorAll('#criteria tr').length > 0", timeout=30)
+            if page.errors:
+                raise RuntimeError(f"the report page threw: {page.errors}")
+            return await page.screenshot(out_dir / "web-quality-report.png", full_page=True)
+        finally:
+            await page.close()
+
+
 @contextlib.asynccontextmanager
 async def demo_gateway() -> AsyncIterator[Gateway]:
     """The demo gateway (``make run``) on ports the OS picks, until the block ends."""
     config = demo_config()
     config = replace(config, web=replace(config.web, port=0), opcua=replace(config.opcua, port=0))
     archive_last_hour(config, datetime.now(UTC))
+    archive_last_week(config, datetime.now(UTC))
     # An operator to register the demo profile with, in this run's own users file.
     users = UserDb.load(config.security.users)
     users.add(OPERATOR, Role.OPERATOR, password=PASSWORD)
@@ -279,7 +336,8 @@ async def shoot_demo(out_dir: Path) -> list[Path]:
     """Start the demo gateway, give it a profile and external values, and take the screenshots."""
     async with demo_gateway() as gateway:
         await feed_demo_data(gateway.web_url, PASSWORD)
-        return await take_screenshots(gateway.web_url, out_dir)
+        shots = await take_screenshots(gateway.web_url, out_dir)
+        return [*shots, await take_report_screenshot(gateway.web_url, out_dir)]
 
 
 def main(out_dir: Path, which: str = "all") -> list[Path]:

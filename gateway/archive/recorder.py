@@ -27,7 +27,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from gateway.archive.files import AsyncArchive, Column, Record
 from gateway.archive.minutes import REGISTER_STREAM, MinuteAggregator, RegisterSampler
@@ -35,9 +35,10 @@ from gateway.archive.minutes import STREAM as MINUTE_STREAM
 from gateway.clock import Clock
 from gateway.config import ArchiveConfig, MeterConfig, one_second_set, register_set
 from gateway.errors import ArchiveError
-from gateway.meter.model import EventRecord, ProfileData, Snapshot
-from gateway.obis import CATALOGUE
-from gateway.streams import EVENT_LOG, Origin
+from gateway.meter.model import EventRecord, ProfileData, Snapshot, fresh_value
+from gateway.obis import CATALOGUE, FREQUENCY, PHASE_VOLTAGES, Obis
+from gateway.quality.en50160 import TenMinuteAggregator, TenMinutes
+from gateway.streams import EVENT_LOG, Origin, StreamId
 from gateway.streams import STREAMS as ALL_STREAMS
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,28 @@ log = logging.getLogger(__name__)
 #: The event log's column: the event code under the event log's logical name.
 EVENT_COLUMNS = (Column(str(EVENT_LOG.cosem), "", "code"),)
 #: The streams a recorder writes (the notified profiles are the market's).
-STREAMS = tuple(s.id for s in ALL_STREAMS if s.origin is not Origin.MARKET)
+STREAMS = tuple(s.id for s in ALL_STREAMS if s.origin not in (Origin.MARKET, Origin.REPORT))
 #: Seconds between retries of a failed write.
 RETRY_S = 10.0
 #: Records kept per stream while writing fails (a week of minute records).
 MAX_BACKLOG = 7 * 1440
+
+
+#: EN 50160's inputs (gateway/archive/quality.py writes and reads their records).
+PQ_COLUMNS = (
+    *(Column(str(o), "V", "mean10min") for o in PHASE_VOLTAGES),
+    Column(str(PHASE_VOLTAGES[0]), "s", "seconds"),
+    Column(str(FREQUENCY), "", "means10s"),
+    Column(str(FREQUENCY), "", "within1pct"),
+    Column(str(FREQUENCY), "", "within4-6pct"),
+)
+
+
+def pq_record(r: TenMinutes) -> Record:
+    """A 10-minute aggregate as a ``pq10`` line."""
+    u = (*r.u_mean, None, None, None)[:3]
+    counts = (float(r.seconds), float(r.f_means), float(r.f_in_band), float(r.f_in_limits))
+    return Record(r.start, None, (*u, *counts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +112,13 @@ class ArchiveRecorder:
         by_obis = {i.obis: i for i in CATALOGUE}
         self.minutes = MinuteAggregator([by_obis[o] for o in one_second_set(meter)])
         self.registers = RegisterSampler(register_set(meter))
+        # EN 50160's aggregates, where the meter's 1-second set has a voltage or the frequency.
+        read = set(one_second_set(meter))
+        self.quality = TenMinuteAggregator() if read & {*PHASE_VOLTAGES, FREQUENCY} else None
+        # A value counts once, when it was measured: a slow or shared line reads some values
+        # every few cycles, and the cycles between carry them over.
+        self._pq_window_s = max(2.0, 2 * meter.cycle_s)
+        self._pq_counted: dict[Obis, datetime] = {}
         self._backlog: dict[str, deque[_Pending]] = {}
         self._wake = asyncio.Event()
         self._retry_at = 0.0
@@ -112,8 +137,23 @@ class ArchiveRecorder:
     async def on_snapshot(self, snapshot: Snapshot) -> None:
         self._submit(MINUTE_STREAM, self.minutes.columns, self.minutes.add(snapshot))
         self._submit(REGISTER_STREAM, self.registers.columns, self.registers.add(snapshot))
+        if self.quality is not None:
+            u = [self._measured(snapshot, o) for o in PHASE_VOLTAGES]
+            closed = self.quality.add(snapshot.time, u, self._measured(snapshot, FREQUENCY))
+            self._submit(StreamId.QUALITY, PQ_COLUMNS, [pq_record(c) for c in closed])
         if self._backlog and not self._wake.is_set() and self._clock.monotonic() >= self._retry_at:
             self._wake.set()  # retry a failed write once the pause is over
+
+    def _measured(self, snapshot: Snapshot, obis: Obis) -> float | None:
+        """A value for EN 50160's aggregates: read recently, and not counted before."""
+        reading = snapshot.readings.get(obis)
+        value = fresh_value(reading, snapshot.time, self._pq_window_s)
+        if value is None or reading is None or reading.source_time is None:
+            return None
+        if self._pq_counted.get(obis) == reading.source_time:
+            return None
+        self._pq_counted[obis] = reading.source_time
+        return value
 
     async def on_profile(self, meter_id: str, profile: ProfileData) -> None:
         stream = profile.stream

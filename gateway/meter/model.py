@@ -7,6 +7,7 @@ meter side; they know nothing about the protocol that produced them.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +51,17 @@ class Reading:
     quality: Quality
     #: Measured time between successful reads of this value, seconds (None: not yet known).
     refresh_s: float | None = None
+
+
+def fresh_value(reading: Reading | None, at: datetime, within_s: float = 2.0) -> float | None:
+    """The value of a reading measured in the cycle of ``at`` (Good, finite, at most
+    ``within_s`` old); None for a value carried over from an earlier cycle or not read."""
+    if reading is None or reading.quality is not Quality.GOOD or reading.source_time is None:
+        return None
+    value = reading.value
+    if value is None or not math.isfinite(value):
+        return None
+    return value if (at - reading.source_time).total_seconds() <= within_s else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,16 @@ _caller: ContextVar[SessionUser | None] = ContextVar("smx_opcua_caller", default
 _activating: ContextVar[SessionUser | None] = ContextVar("smx_opcua_activating", default=None)
 
 
+#: The asyncua session id of the request being processed (ConditionRefresh checks that the
+#: subscription it names is the caller's own, OPC 10000-9 5.5.7).
+_session_id: ContextVar[Any] = ContextVar("smx_opcua_session", default=None)
+
+
+def caller_session() -> Any:
+    """The session id (a NodeId) of the OPC UA request being served; None outside one."""
+    return _session_id.get()
+
+
 def caller() -> SessionUser:
     """The user of the OPC UA request being served; anonymous when no request sets one (fail
     closed: asyncua runs synchronous callbacks in threads without the request's context)."""
@@ -370,9 +380,11 @@ class GuardedProcessor(UaProcessor):  # type: ignore[misc]  # asyncua is untyped
         if typeid in CALL or typeid in WRITE:
             session_user = await self._still(session_user)
         token = _caller.set(session_user if isinstance(session_user, SessionUser) else ANONYMOUS)
+        session = _session_id.set(self.session.session_id if self.session is not None else None)
         try:
             return await super()._process_message(typeid, requesthdr, seqhdr, body)
         finally:
+            _session_id.reset(session)
             _caller.reset(token)
 
     async def _still(self, user: Any) -> Any:

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway import __version__
 from gateway.config import OpcUaConfig, SecurityConfig
+from gateway.opcua import event_filter
 from gateway.opcua.guard import NONE_URI, Guard, GuardedBinaryServer, RoleRuleset
 from gateway.opcua.node_cache import init_server
 from gateway.security.auth import UserDirectory
@@ -145,6 +146,7 @@ async def build_server(
 ) -> SmxServer:
     """Create and initialise (not start) the OPC UA server (``product_name``: its BuildInfo's;
     the head-end's portfolio server is built here too)."""
+    event_filter.install()  # where clauses as OPC 10000-4 7.7.3 says (subtypes, browse paths)
     types = policy_types(security)
     offered = set()
     for t in types:

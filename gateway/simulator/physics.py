@@ -300,6 +300,7 @@ _Dist = tuple[int, int, float, tuple[int, ...], bool]
 _BASE_SPLIT = (0.45, 0.30, 0.25)
 _SHAPE_SPLIT = (0.42, 0.33, 0.25)
 _NOMINAL_V = 231.0
+_SAG_V, _SWELL_V = 207.0, 253.0  # the meter's own thresholds: 230 V -/+ 10 %
 _LINE_R_OHM = 0.35  # service cable resistance: import lowers, export raises the voltage
 _DROP_V_PER_KW = _LINE_R_OHM * 1000.0 / 230.0
 _SOLAR_NOON_H = 12.25  # CET solar noon for central Europe (~10 deg E)
@@ -395,6 +396,10 @@ class HouseholdModel:
         self._h_val: tuple[_Dist, ...] = _NO_DIST
         self._r_idx = -(1 << 62)
         self._r_val: _Raw = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        # Supply conditions a test plants (seconds): voltage (start, end, level, phase
+        # indices) and frequency (start, end, Hz).
+        self._planted_u: list[tuple[int, int, float, tuple[int, ...]]] = []
+        self._planted_f: list[tuple[int, int, float]] = []
 
     # ---- public API
 
@@ -421,6 +426,31 @@ class HouseholdModel:
     def instant(self, t: datetime) -> Instant:
         """The state at ``t`` (values are constant within each UTC second)."""
         return self._instant_at(_to_us(t) // _US, t)
+
+    def plant(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        voltage: float | None = None,
+        phases: tuple[int, ...] = (1, 2, 3),
+        frequency: float | None = None,
+    ) -> None:
+        """A supply condition in [start, end): the voltage of ``phases`` (1..3) near
+        ``voltage`` (with the model's small noise) and/or the frequency at ``frequency``.
+        A meter logs a planted voltage below 207 V or above 253 V as a sag or swell."""
+        a, b = _to_us(start) // _US, -(-_to_us(end) // _US)
+        if b <= a or any(p not in (1, 2, 3) for p in phases):
+            raise ValueError("plant needs start < end and phases among 1, 2, 3")
+        if voltage is not None:
+            self._planted_u.append((a, b, float(voltage), tuple(p - 1 for p in phases)))
+        if frequency is not None:
+            self._planted_f.append((a, b, float(frequency)))
+        self._r_idx = -(1 << 62)  # the one-slot cache may hold a second of the span
+
+    def planted_voltages(self) -> list[tuple[int, int, float, tuple[int, ...]]]:
+        """The planted voltages (start, end in UTC seconds, level, phase indices)."""
+        return list(self._planted_u)
 
     def cloudiness(self, t: datetime) -> float:
         """Cloudiness of the local day containing ``t``: 0 clear sky ... 1 overcast."""
@@ -613,6 +643,17 @@ class HouseholdModel:
                         u2 = level + (u2 - ub2) * 0.2
                     if 2 in phases:
                         u3 = level + (u3 - ub3) * 0.2
+        for s0, s1, level, phases in self._planted_u:
+            if s0 <= sec < s1:
+                if 0 in phases:
+                    u1 = level + (u1 - ub1) * 0.2
+                if 1 in phases:
+                    u2 = level + (u2 - ub2) * 0.2
+                if 2 in phases:
+                    u3 = level + (u3 - ub3) * 0.2
+        for s0, s1, hz in self._planted_f:
+            if s0 <= sec < s1:
+                f = hz
         self._r_idx = sec
         self._r_val = (
             u1,
@@ -941,6 +982,15 @@ class MeterPhysics:
                     found.extend((t0, (_UNDER if sag else _OVER)[p]) for p in phases)
                 if a < t1 <= b:
                     found.extend((t1, _NORMAL[p]) for p in phases)
+        for s0, s1, level, phases in model.planted_voltages():
+            codes = _UNDER if level < _SAG_V else _OVER if level > _SWELL_V else None
+            if codes is None:
+                continue  # within the band: nothing for the meter to log
+            t0, t1 = s0 * _US, s1 * _US
+            if a < t0 <= b:
+                found.extend((t0, codes[p]) for p in phases)
+            if a < t1 <= b:
+                found.extend((t1, _NORMAL[p]) for p in phases)
         for us, code in sorted(found):
             self._log(us, code)
 

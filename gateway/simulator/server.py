@@ -779,7 +779,9 @@ def simulator_from_config(config: SimulatorConfig, clock: Clock) -> SimulatedMet
     base = clock if config.speed == 1.0 else ScaledClock(clock.now(), config.speed)
     meter_clock = MeterClock(base, drift_ppm=config.drift_ppm)
     physics = MeterPhysics(
-        HouseholdModel(seed=config.seed), meter_clock.now(), history_days=config.history_days
+        HouseholdModel(seed=config.seed, disturbances_per_week=config.disturbances_per_week),
+        meter_clock.now(),
+        history_days=config.history_days,
     )
     return SimulatedMeter(
         physics,

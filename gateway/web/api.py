@@ -33,6 +33,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway import __version__
+from gateway.alarms.condition import EVENT_ID_UNKNOWN, ConditionError
+from gateway.alarms.service import AlarmService
 from gateway.archive import query
 from gateway.archive.aggregates import Result, status_name
 from gateway.archive.files import DAY_FILE
@@ -58,6 +60,8 @@ from gateway.market.external import ExternalData
 from gateway.market.periods import parse_day
 from gateway.meter.model import Snapshot
 from gateway.obis import Obis
+from gateway.quality.en50160 import WeekReport, report_csv
+from gateway.quality.service import PowerQuality
 from gateway.security.auth import UserDirectory
 from gateway.security.netbind import is_address, listening_socket
 from gateway.streams import STREAMS, history_stream
@@ -76,6 +80,8 @@ NO_ARCHIVE = "no archive is configured ([archive] path is empty)"
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.001, 100 * 366 * 86400.0
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 ARCHIVE_STREAMS = tuple(str(s.id) for s in STREAMS)
+#: The operators' answers to an alarm (OPC 10000-9 5.7.3, 5.7.4, 5.5.5) by their REST name.
+ALARM_METHODS = {"acknowledge": "Acknowledge", "confirm": "Confirm", "comment": "AddComment"}
 #: What a refused history query says to the client (the input at fault, the message).
 _REFUSALS = {
     Refusal.BAD_CURSOR: ("cursor", "cursor: not a cursor of this request"),
@@ -209,6 +215,10 @@ class WebServices:
     endpoint: str
     #: The uplink's state (None: no uplink configured).
     uplink_status: Callable[[], UplinkStatus | None] = lambda: None
+    #: The alarm conditions (None: not running).
+    alarms: AlarmService | None = None
+    #: EN 50160 weeks (None without an archive).
+    quality: PowerQuality | None = None
 
 
 class WebApi:
@@ -246,6 +256,10 @@ class WebApi:
         r.add_put("/api/meters/{meter}/profiles/{day}", self.put_profile)
         r.add_get("/api/meters/{meter}/archive", self.archive)
         r.add_get("/api/meters/{meter}/archive/{stream}/{name}", self.download)
+        r.add_get("/api/alarms", self.alarms)
+        r.add_post("/api/alarms/{source}/{condition}/{method}", self.answer_alarm)
+        r.add_get("/api/meters/{meter}/power-quality", self.power_quality)
+        r.add_get("/api/meters/{meter}/power-quality.csv", self.power_quality_csv)
         r.add_get("/api/external", self.externals)
         r.add_get("/api/external/{name}", self.external)
         r.add_put("/api/external/{name}", self.put_external)
@@ -515,6 +529,71 @@ class WebApi:
         for changed in self.on_external:
             await changed()
         return _json(views.external(self.services.external.state(name, now)))
+
+    # -- alarms and power quality -----------------------------------------------------------
+
+    def _alarm_service(self) -> AlarmService:
+        if self.services.alarms is None:
+            raise ApiError(503, "the alarms are not running")
+        return self.services.alarms
+
+    async def alarms(self, request: web.Request) -> web.Response:
+        """The retained conditions (active, or awaiting acknowledgement or confirmation),
+        most severe first, as ConditionRefresh shows them."""
+        shown = sorted(self._alarm_service().retained(), key=lambda n: (-n.severity, n.source, n.condition))
+        return _json({"alarms": [views.alarm(n) for n in shown]})
+
+    async def answer_alarm(self, request: web.Request) -> web.Response:
+        service = self._alarm_service()
+        source, name = request.match_info["source"], request.match_info["condition"]
+        method = ALARM_METHODS.get(request.match_info["method"])
+        if method is None:
+            known = ", ".join(ALARM_METHODS)
+            raise ApiError(
+                404, f"no alarm method {request.match_info['method']!r} (known: {known})", "method"
+            )
+        try:
+            service.condition(source, name)
+        except KeyError as err:
+            raise ApiError(404, str(err.args[0]), "condition") from None
+        body = await _body(request, {"event_id": "string", "comment": "string"}, ("event_id",))
+        try:
+            event_id = bytes.fromhex(body["event_id"])
+        except ValueError:
+            raise ApiError(400, "event_id: expected the hex EventId of a notification", "event_id") from None
+        user = request[USER]
+        try:
+            n = await service.answer(
+                method, source, name, event_id, body.get("comment", ""), user.name if user else ""
+            )
+        except ConditionError as err:
+            status = 422 if err.status == EVENT_ID_UNKNOWN else 409
+            raise ApiError(status, f"{err.status}: {err.why}", "event_id") from None
+        return _json(views.alarm(n))
+
+    async def _week(self, request: web.Request) -> tuple[str, str, WeekReport]:
+        mid = self._meter_id(request)
+        which = request.query.get("week", "running")
+        if which not in ("running", "last"):
+            raise ApiError(400, f"week: expected running or last, got {which!r}", "week")
+        if self.services.quality is None or mid not in self.services.quality.meters():
+            raise ApiError(503, "power quality needs the archive ([archive] path)")
+        return mid, which, await self.services.quality.week(mid, last=which == "last")
+
+    async def power_quality(self, request: web.Request) -> web.Response:
+        mid, which, report = await self._week(request)
+        return _json(views.power_quality(mid, report, which))
+
+    async def power_quality_csv(self, request: web.Request) -> web.Response:
+        mid, _which, report = await self._week(request)
+        zone = self.services.quality.zones.get(mid) if self.services.quality else None
+        monday = report.start.astimezone(zone).date() if zone else report.start.date()
+        name = f"{mid}-en50160-{monday.isoformat()}.csv"  # the week's Monday in the meter's zone
+        return web.Response(
+            body=report_csv(report).encode(),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     # -- archive files ----------------------------------------------------------------------
 

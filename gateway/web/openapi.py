@@ -41,6 +41,55 @@ AGGREGATE_NAMES = (
 SCHEMAS: dict[str, Any] = {
     "Error": error_schema(STR),
     "LoginInput": obj({"user": STR, "password": STR}),
+    "Alarm": obj(
+        {
+            "source": {"type": "string", "description": "The meter's id, or gateway."},
+            "condition": {"type": "string", "description": "ConditionName (README alarm table)."},
+            "type": {"type": "string", "description": "OPC UA event type, e.g. ExclusiveLimitAlarmType."},
+            "event_id": {"type": "string", "description": "EventId (hex): what acknowledge names."},
+            "time": TIME,
+            "active": {"type": "boolean"},
+            "acknowledged": {"type": "boolean"},
+            "confirmed": {"type": "boolean"},
+            "retain": {"type": "boolean"},
+            "severity": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "message": STR,
+            "limit": {"enum": ["HighHigh", "High", "Low", "LowLow", None]},
+            "comment": STR,
+            "user": {"type": ["string", "null"]},
+            "active_since": TIME_OR_NULL,
+        }
+    ),
+    "Alarms": obj({"alarms": array(ref("Alarm"))}),
+    "AlarmAnswerInput": obj({"event_id": STR}, {"comment": STR}),
+    "PowerQuality": obj(
+        {
+            "meter": STR,
+            "week": {"enum": ["running", "last"]},
+            "start": TIME,
+            "end": TIME,
+            "hours": NUM,
+            "intervals": INT,
+            "means": INT,
+            "flagged": INT,
+            "verdict": {"enum": ["pass", "fail", "no data"]},
+            "criteria": array(
+                obj(
+                    {
+                        "name": STR,
+                        "clause": STR,
+                        "measured": NUM_OR_NULL,
+                        "unit": STR,
+                        "limit": STR,
+                        "verdict": {"enum": ["pass", "fail", "no data", None]},
+                    }
+                )
+            ),
+            "episodes": array(
+                obj({"kind": STR, "start": TIME, "end": TIME_OR_NULL, "phases": array({"type": "integer"})})
+            ),
+        }
+    ),
     "Session": obj(
         {
             "user": {"type": ["string", "null"]},
@@ -272,11 +321,11 @@ _ERRORS = {
     401: "Not logged in (POST /api/login, or Basic authentication)",
     403: "The user's role may not do this",
     404: "Not found",
-    409: "Already notified (set replace)",
+    409: "Already done: a day notified (set replace), an alarm acknowledged",
     413: "Body too large",
     415: "Not JSON",
     422: "Refused by validation",
-    503: "Archive unavailable",
+    503: "Archive (or the alarms) unavailable",
 }
 
 
@@ -288,6 +337,7 @@ _DAY = param(
 _START = param("start", "query", "Start (ISO 8601 with offset).", TIME, required=True)
 _END = param("end", "query", "End (ISO 8601 with offset); default now.", TIME)
 _CURSOR = param("cursor", "query", "The next value of the previous page.")
+_WEEK = param("week", "query", "running (default) or last.", {"enum": ["running", "last"]})
 
 
 def _op(
@@ -483,6 +533,52 @@ def document() -> dict[str, Any]:
                     },
                     "416": {"description": "Range not satisfiable (the file is shorter)"},
                 },
+            )
+        },
+        "/api/alarms": {
+            "get": _op(
+                "listAlarms",
+                "The retained alarms: active, or awaiting acknowledgement or confirmation",
+                json_content(ref("Alarms")),
+                errors=(401,),
+                description="Most severe first; the same conditions an OPC UA ConditionRefresh shows.",
+            )
+        },
+        "/api/alarms/{source}/{condition}/{method}": {
+            "post": _op(
+                "answerAlarm",
+                "Acknowledge, confirm or comment an alarm (operator)",
+                json_content(ref("Alarm")),
+                params=(
+                    param("source", "path", "The meter's id, or gateway."),
+                    param("condition", "path", "ConditionName, e.g. VoltageL1."),
+                    param("method", "path", "acknowledge, confirm or comment."),
+                ),
+                body="AlarmAnswerInput",
+                errors=(400, 401, 403, 404, 409, 413, 415, 422, 503),
+                description="OPC 10000-9 Acknowledge / Confirm / AddComment: event_id is the EventId of a "
+                "notification of the alarm's open episode (422 otherwise); 409 when already acknowledged "
+                "(confirmed). The user and the comment are recorded.",
+            )
+        },
+        "/api/meters/{meter}/power-quality": {
+            "get": _op(
+                "getPowerQuality",
+                "EN 50160 statistics of the running or the last complete week",
+                json_content(ref("PowerQuality")),
+                params=(_METER, _WEEK),
+                errors=(400, 404, 503),
+                description="Weeks run Monday 00:00 to Monday 00:00 in the meter's zone. README "
+                "'Alarms and power quality' says what a billing meter can and cannot show.",
+            )
+        },
+        "/api/meters/{meter}/power-quality.csv": {
+            "get": _op(
+                "getPowerQualityCsv",
+                "The same week as CSV (the archive keeps each completed week: stream pq-week)",
+                {"content": {"text/csv": {"schema": {"type": "string"}}}},
+                params=(_METER, _WEEK),
+                errors=(400, 404, 503),
             )
         },
         "/api/external": {

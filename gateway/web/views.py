@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.alarms.condition import Notification
 from gateway.archive.recorder import ArchiveStatus
 from gateway.config import MeterConfig
 from gateway.diagnostics import ARCHIVE_FIELDS, METER_FIELDS, UPLINK_FIELDS, UPLINK_WRITER_FIELDS
@@ -21,6 +22,7 @@ from gateway.market.periods import MarketCalendar
 from gateway.market.profiles import NotifiedProfile
 from gateway.meter.model import Diagnostics, MeterInfo, Reading, Snapshot
 from gateway.obis import CATALOGUE
+from gateway.quality.en50160 import WeekReport
 from gateway.uplink.status import UplinkStatus
 
 INFO = {i.obis: i for i in CATALOGUE}
@@ -158,5 +160,61 @@ def profile(meter_id: str, p: NotifiedProfile, calendar: MarketCalendar) -> dict
         "periods": [
             {"number": q.number, "start": iso(q.start), "end": iso(q.end), "energy_kwh": e}
             for q, e in zip(periods, p.energy_kwh, strict=True)
+        ],
+    }
+
+
+def alarm(n: Notification) -> dict[str, Any]:
+    """A condition notification (OPC 10000-9 fields in the REST API's words)."""
+    return {
+        "source": n.source,
+        "condition": n.condition,
+        "type": n.type_name,
+        "event_id": n.event_id.hex(),
+        "time": iso(n.time),
+        "active": n.active,
+        "acknowledged": n.acked,
+        "confirmed": n.confirmed,
+        "retain": n.retain,
+        "severity": n.severity,
+        "message": n.message,
+        "limit": n.limit or None,
+        "comment": n.comment,
+        "user": n.user or None,
+        "active_since": iso(n.active_since),
+    }
+
+
+def power_quality(meter_id: str, r: WeekReport, which: str) -> dict[str, Any]:
+    """An EN 50160 week (gateway/quality/en50160.py)."""
+    return {
+        "meter": meter_id,
+        "week": which,
+        "start": iso(r.start),
+        "end": iso(r.end),
+        "hours": r.hours,
+        "intervals": r.intervals,
+        "means": r.valid,
+        "flagged": r.flagged,
+        "verdict": r.verdict.value,
+        "criteria": [
+            {
+                "name": c.name,
+                "clause": c.clause,
+                "measured": c.measured,
+                "unit": c.unit,
+                "limit": c.limit,
+                "verdict": None if c.verdict is None else c.verdict.value,
+            }
+            for c in r.criteria
+        ],
+        "episodes": [
+            {
+                "kind": e.kind.value,
+                "start": iso(e.start),
+                "end": iso(e.end),
+                "phases": [p + 1 for p in e.phases],
+            }
+            for e in r.episodes
         ],
     }

@@ -77,7 +77,7 @@ IEC_VALUES = (
     *(Obis.parse(f"1-0:{c}.7.0") for c in (32, 52, 72, 31, 51, 71, 1, 3, 13, 14)),
     *(i.obis for i in CATALOGUE if i.refresh is Refresh.REGISTER),
 )
-STREAMS = ("minute", "registers", "lp1", "lp2", "events")
+STREAMS = ("minute", "registers", "lp1", "lp2", "events", "pq10")
 
 
 @dataclass

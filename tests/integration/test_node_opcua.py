@@ -126,8 +126,9 @@ class Setup:
 
 
 def production(tmp: Path, client: x509.Certificate, *, discovery: bool) -> GatewayConfig:
-    """The demo meter behind a production security profile, with its own PKI and users."""
-    base = demo()
+    """The demo meter behind a production security profile, with its own PKI and users (the
+    event log read every 2 s, so that an alarm planted in the meter arrives at once)."""
+    base = demo(event_period_s=2.0)
     security = replace(
         base.security,
         profile="production",
@@ -309,6 +310,9 @@ def jobs(setup: Setup) -> dict[str, dict[str, Any]]:
         register={"day": day.isoformat(), "values": values, "unit": "kWh", "replace": False},
         readProfile={"day": day.isoformat()},
     )
+    result["alarms"] = job(
+        "alarms", ["alarms"], alarms={"condition": "TerminalCover", "comment": "node-opcua ack"}
+    )
     result["stranger"] = job(
         "stranger",
         ["read"],
@@ -351,13 +355,28 @@ class Report:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def report(setup: Setup) -> Report:
-    """Every job's result, from the one run of tests/node/client.mjs."""
+    """Every job's result, from the one run of tests/node/client.mjs; a terminal cover
+    alarm is planted in the meter first (the alarms job refreshes and acknowledges it)."""
+    await planted_cover_alarm(setup.gateway)
     stdin = json.dumps({"jobs": jobs(setup)}).encode()
     async with asyncio.timeout(60):
         out, err = await setup.process.communicate(stdin)
     lines = out.decode().strip().splitlines()
     assert lines, f"client.mjs printed nothing (exit {setup.process.returncode}):\n{err.decode()}"
     return Report(json.loads(lines[-1]), err.decode(errors="replace"))
+
+
+async def planted_cover_alarm(gateway: Gateway) -> None:
+    """The meter's terminal cover opened now, until its alarm is active in the gateway."""
+    sim = gateway.simulators[METER]
+    sim.advance()
+    planted = sim.now()
+    sim.physics.open_terminal_cover(planted)
+    assert gateway.alarms is not None
+    condition = gateway.alarms.condition(METER, "TerminalCover")
+    async with asyncio.timeout(30):
+        while not (condition.state.active and condition.state.time >= planted.replace(microsecond=0)):
+            await gateway.pollers[METER].wait_snapshot()
 
 
 def when(text: str) -> datetime:
@@ -529,3 +548,26 @@ async def test_node_opcua_discovers_the_certificate_when_discovery_is_on(
     assert result["connect"]["serverCertificateThumbprint"] == hashlib.sha1(server_der).hexdigest()
     assert result["read"]["statusCode"]["name"] == "Good"
     assert 200.0 <= result["read"]["value"] <= 260.0
+
+
+async def test_node_opcua_refreshes_and_acknowledges_an_alarm(report: Report, setup: Setup) -> None:
+    alarms = report.ok("alarms")["alarms"]
+    assert alarms["refreshStatus"]["name"] == "Good"
+    (shown,) = [e for e in alarms["refreshed"] if e["ConditionName"] == "TerminalCover"]
+    assert shown["EventType"] == f"ns=0;i={ua.ObjectIds.OffNormalAlarmType}"
+    assert (
+        shown["ConditionId"]
+        == f"ns={setup.gateway.space.ns if setup.gateway.space else 0};s={METER}.Alarms.TerminalCover"
+    )
+    assert (shown["Retain"], shown["ActiveState.Id"], shown["AckedState.Id"]) == (True, True, False)
+    assert (shown["Severity"], shown["SourceName"]) == (900, METER)
+    assert alarms["ackStatus"]["name"] == "Good"
+    acked = alarms["acked"]
+    assert (acked["ClientUserId"], acked["Comment"], acked["AckedState.Id"]) == (
+        "operator",
+        "node-opcua ack",
+        True,
+    )
+    assert setup.gateway.alarms is not None
+    state = setup.gateway.alarms.condition(METER, "TerminalCover").state
+    assert (state.acked, state.user, state.comment) == (True, "operator", "node-opcua ack")

@@ -158,7 +158,7 @@ class Api:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     root = tmp_path_factory.mktemp("rest") / "var" / "archive"
-    config = demo()
+    config = demo(event_period_s=2.0)  # a planted meter event is read (and alarmed) at once
     started = datetime.now(UTC)
     recent = write_recent_archive(root, config.meters[0], started)
     users = str(root.parent.parent / "users")  # absolute: each test runs in its own directory
@@ -809,6 +809,67 @@ def live_schema(doc: dict[str, Any]) -> dict[str, Any]:
         "properties": {**snapshot["properties"], **extra},
         "required": [*snapshot["required"], *extra],
     }
+
+
+async def test_alarms_are_listed_and_acknowledged_by_an_operator(api: Api) -> None:
+    sim = api.gateway.simulators[METER]
+    sim.advance()
+    planted = sim.now()
+    sim.physics.open_terminal_cover(planted)
+    condition = api.gateway.alarms.condition(METER, "TerminalCover")
+    async with asyncio.timeout(30):
+        while not (condition.state.active and condition.state.time >= planted.replace(microsecond=0)):
+            await next_snapshot(api)
+    listed = (await api.call("GET", "/api/alarms")).data["alarms"]
+    (cover,) = [a for a in listed if a["condition"] == "TerminalCover"]
+    assert (cover["source"], cover["type"], cover["severity"]) == (METER, "OffNormalAlarmType", 900)
+    assert (cover["active"], cover["acknowledged"], cover["retain"]) == (True, False, True)
+    assert [a["severity"] for a in listed] == sorted((a["severity"] for a in listed), reverse=True)
+    path = f"/api/alarms/{METER}/TerminalCover/acknowledge"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
+        viewer = replace(api, session=other)
+        await viewer.call("POST", "/api/login", json={"user": "viewer", "password": PASSWORD})
+        assert "operator" in (await viewer.call("POST", path, json={"event_id": cover["event_id"]})).error(
+            403
+        )
+    assert "hex" in (await api.call("POST", path, json={"event_id": "not hex"})).error(400)
+    assert "BadEventIdUnknown" in (await api.call("POST", path, json={"event_id": "00" * 16})).error(422)
+    body = {"event_id": cover["event_id"]}
+    unknown = await api.call("POST", f"/api/alarms/{METER}/TerminalCover/silence", json=body)
+    assert "known: acknowledge" in unknown.error(404)
+    assert "no alarm" in (await api.call("POST", f"/api/alarms/{METER}/Nope/acknowledge", json=body)).error(
+        404
+    )
+    acked = await api.call("POST", path, json={"event_id": cover["event_id"], "comment": "on site"})
+    assert acked.status == 200, acked.text
+    assert (acked.data["acknowledged"], acked.data["user"], acked.data["comment"]) == (
+        True,
+        "operator",
+        "on site",
+    )
+    again = await api.call("POST", path, json={"event_id": cover["event_id"]})
+    assert "BadConditionBranchAlreadyAcked" in again.error(409)
+    assert condition.state.acked
+
+
+async def test_power_quality_of_the_running_week(api: Api) -> None:
+    answer = await api.call("GET", f"/api/meters/{METER}/power-quality")
+    week = answer.data
+    assert week["week"] == "running"
+    start, end = parse_iso(week["start"]), parse_iso(week["end"])
+    assert start <= api.gateway.clock.now() < end
+    assert week["hours"] in (167, 168, 169)
+    names = [c["name"] for c in week["criteria"]]
+    assert names[:2] == ["Voltage within Un ±10 %", "Voltage within Un +10 %/−15 %"]
+    last = (await api.call("GET", f"/api/meters/{METER}/power-quality", params={"week": "last"})).data
+    assert parse_iso(last["end"]) == start
+    assert "week" in (
+        await api.call("GET", f"/api/meters/{METER}/power-quality", params={"week": "next"})
+    ).error(400)
+    csv = await api.call("GET", f"/api/meters/{METER}/power-quality.csv")
+    assert csv.status == 200
+    assert csv.headers["Content-Type"].startswith("text/csv")
+    assert csv.body.decode().startswith("criterion,clause,measured,unit,limit,verdict\r\n")
 
 
 async def test_logins_roles_and_refusals(api: Api, caplog: pytest.LogCaptureFixture) -> None:

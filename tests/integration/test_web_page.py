@@ -430,6 +430,48 @@ async def test_archive_lists_the_notified_profile_file(
     assert_clean(page)
 
 
+async def test_an_alarm_is_shown_and_acknowledged_by_an_operator_on_the_page(
+    page: Page, running: Running
+) -> None:
+    alarms = running.gateway.alarms
+    assert alarms is not None
+    # The meter's terminal cover event as the poller hands it over (the OPC UA and REST
+    # tests drive it through the simulated meter; this one is about the page).
+    notes = alarms.meters[METER].on_event(datetime.now(UTC), 40)
+    await alarms.publish(notes)
+    row = "document.querySelector('#alarm-rows tr[data-acknowledged=\"false\"]')"
+    assert await page.wait_for(f"{row} !== null && {row}.textContent.includes('TerminalCover')", timeout=15)
+    assert await page.evaluate(f"{row}.children[0].textContent") == "900"
+    assert "terminal cover opened" in await page.evaluate(f"{row}.children[3].textContent")
+    await log_in(page)
+    await page.click("#alarm-rows tr[data-acknowledged='false'] button")
+    acked = (
+        "Array.from(document.querySelectorAll('#alarm-rows tr'))"
+        ".find((r) => r.textContent.includes('TerminalCover'))"
+    )
+    assert await page.wait_for(f"{acked} && {acked}.dataset.acknowledged === 'true'", timeout=15)
+    state = alarms.condition(METER, "TerminalCover").state
+    assert (state.acked, state.user, state.comment) == (True, "operator", "acknowledged on the web page")
+    assert_clean(page)
+
+
+async def test_the_weekly_power_quality_report_page(browser: Chromium, web_url: str) -> None:
+    page = await browser.new_page(1000, 1200)
+    try:
+        await page.goto(f"{web_url}static/quality.html?meter={METER}&week=running")
+        assert await page.wait_for("document.querySelectorAll('#criteria tr').length === 11", timeout=15)
+        verdict = await page.evaluate("document.querySelector('#verdict').textContent")
+        assert verdict in ("pass", "fail", "no data")
+        first = await page.evaluate("document.querySelector('#criteria tr td').textContent")
+        assert first == "Voltage within Un ±10 %"
+        assert await page.evaluate("document.querySelector('#csv').getAttribute('href')") == (
+            f"/api/meters/{METER}/power-quality.csv?week=running"
+        )
+        assert_clean(page)
+    finally:
+        await page.close()
+
+
 async def test_phone_layout_is_one_column_without_horizontal_scroll(browser: Chromium, web_url: str) -> None:
     page = await browser.new_page(390, 844, mobile=True)
     try:

@@ -11,7 +11,8 @@
 //       privateKeyFile, pkiRoot, serverCertificateFile (optional), user: {name, password},
 //       namespaceUri, meter, voltage, notifications, history: {node, start, end, intervalMs},
 //       register: {day, values, unit, replace}, readProfile: {day},
-//       steps: ["browse", "read", "subscribe", "history", "advice", "register", "readProfile"],
+//       alarms: {condition, comment},
+//       steps: ["browse", "read", "subscribe", "history", "alarms", "advice", "register", "readProfile"],
 //       and for another server than the gateway (the head-end's portfolios), optional:
 //       browsePath: [names from Objects to the folder], target: the string NodeId browsed to and
 //       read, methodObject: the string NodeId the methods are called on, methodNames:
@@ -35,7 +36,11 @@ import {
     TimestampsToReturn,
     UserTokenType,
     VariantArrayType,
+    acknowledgeCondition,
+    callConditionRefresh,
+    constructEventFilter,
     makeNodeId,
+    resolveNodeId,
     setErrorLogger,
     setWarningLogger,
 } from "node-opcua-client";
@@ -122,6 +127,9 @@ async function run(job) {
                     break;
                 case "history":
                     result.history = await history(session, makeNodeId(job.history.node, ns), job.history);
+                    break;
+                case "alarms":
+                    result.alarms = await alarms(session, job.alarms);
                     break;
                 default: // "advice", "register", "readProfile"
                     result.methods = { ...result.methods, [step]: await callMethod(session, ns, job, step) };
@@ -243,6 +251,77 @@ async function history(session, nodeId, spec) {
         raw: { statusCode: status(raw.statusCode), continuation: !!raw.continuationPoint?.length, values: values(raw) },
         average: { statusCode: status(processed.statusCode), values: values(processed) },
     };
+}
+
+// Alarms & Conditions (OPC 10000-9) as node-opcua's helpers do them: events of the Server
+// object, ConditionRefresh into the subscription (RefreshStart, the retained conditions,
+// RefreshEnd), Acknowledge of the condition `spec.condition` with the EventId it was shown.
+// (Constants inside: the jobs run before the module's later declarations are initialised.)
+async function alarms(session, spec) {
+    const ALARM_FIELDS = [
+        "EventId", "EventType", "ConditionName", "SourceName", "Severity", "Message", "Retain",
+        "ActiveState.Id", "AckedState.Id", "ConditionId", "ClientUserId", "Comment",
+    ];
+    const REFRESH_START = 2787;
+    const REFRESH_END = 2788;
+    const subscription = await session.createSubscription2({
+        requestedPublishingInterval: 100,
+        requestedLifetimeCount: 600,
+        requestedMaxKeepAliveCount: 20,
+        maxNotificationsPerPublish: 0,
+        publishingEnabled: true,
+        priority: 1,
+    });
+    const events = [];
+    let wake = () => {};
+    const item = await subscription.monitor(
+        { nodeId: "i=2253", attributeId: AttributeIds.EventNotifier },
+        { queueSize: 1000, discardOldest: false, filter: constructEventFilter(ALARM_FIELDS) },
+        TimestampsToReturn.Both,
+    );
+    item.on("changed", (values) => {
+        events.push(Object.fromEntries(ALARM_FIELDS.map((name, i) => [name, eventField(values[i]?.value)])));
+        wake();
+    });
+    const next = async (from, predicate) => {
+        const deadline = Date.now() + 20000;
+        for (;;) {
+            const index = events.findIndex((e, i) => i >= from && predicate(e));
+            if (index >= 0) return index;
+            if (Date.now() > deadline) throw new Error(`no such event in 20 s: ${JSON.stringify(events)}`);
+            await new Promise((resolve) => {
+                wake = resolve;
+                setTimeout(resolve, 200);
+            });
+        }
+    };
+    const isType = (id) => (e) => e.EventType === `ns=0;i=${id}`;
+    const refreshStatus = await callConditionRefresh(session, subscription.subscriptionId);
+    const start = await next(0, isType(REFRESH_START));
+    const end = await next(start, isType(REFRESH_END));
+    const refreshed = events.slice(start + 1, end);
+    const shown = refreshed.find((e) => e.ConditionName === spec.condition);
+    if (!shown) throw new Error(`${spec.condition} not refreshed: ${JSON.stringify(refreshed)}`);
+    const ackStatus = await acknowledgeCondition(
+        session,
+        resolveNodeId(shown.ConditionId),
+        Buffer.from(shown.EventId, "hex"),
+        spec.comment,
+    );
+    if (ackStatus.value !== 0) throw new Error(`Acknowledge answered ${ackStatus.name}`);
+    const acked = events[await next(end, (e) => e.ConditionName === spec.condition && e["AckedState.Id"] === true)];
+    await subscription.terminate();
+    return { refreshStatus: status(refreshStatus), refreshed, ackStatus: status(ackStatus), acked };
+}
+
+// An event field as JSON: a ByteString as hex, a LocalizedText as its text, a NodeId as
+// its string ("i=2788", "ns=2;s=meter1.Alarms.TerminalCover").
+function eventField(value) {
+    if (value === null || value === undefined) return null;
+    if (Buffer.isBuffer(value)) return value.toString("hex");
+    if (typeof value === "object" && "text" in value) return value.text;
+    if (typeof value === "object" && "namespace" in value && "identifierType" in value) return value.toString();
+    return plain(value);
 }
 
 async function callMethod(session, ns, job, step) {

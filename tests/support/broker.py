@@ -718,7 +718,11 @@ class Subscriber:
         return [m for m in self.messages if topic_matches(topic_filter, m.topic)]
 
     def summary(self, n: int = 20) -> str:
+        counts: dict[str, int] = {}
+        for m in self.messages:
+            counts[m.topic] = counts.get(m.topic, 0) + 1
         lines = [f"subscribed {self.granted}; {len(self.messages)} message(s)"]
+        lines += [f"  {count} x {topic}" for topic, count in sorted(counts.items())]
         lines += [f"  {m}" for m in self.messages[-n:]]
         return "\n".join(lines)
 

@@ -7,10 +7,14 @@ CI runs as root).
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from gateway.archive.files import ArchiveReader, AsyncArchive, Column, Record
+from gateway.archive.quality import week_from_archive
 from gateway.archive.recorder import RETRY_S, ArchiveRecorder, ArchiveStatus
 from gateway.clock import ManualClock
 from gateway.config import ArchiveConfig, MeterConfig
@@ -24,6 +28,7 @@ from gateway.meter.model import (
     Snapshot,
 )
 from gateway.obis import CATALOGUE, Obis, Refresh
+from gateway.quality.en50160 import Verdict, week_of
 from gateway.streams import StreamId
 from tests.support.disks import fill, tiny_disk
 
@@ -148,3 +153,30 @@ async def test_retention_deletes_whole_old_day_files_once_a_day(tmp_path: Path) 
     assert [str(d) for d in archive.reader.days("lp1")] == ["2026-03-26"]  # 03-24 and 03-25 deleted
     assert archive.reader.days("minute") == []  # other streams keep their defaults
     await recorder.close()
+
+
+async def test_ten_minute_power_quality_records_land_in_pq10_and_read_back_as_the_week(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(T0)
+    recorder = ArchiveRecorder(AsyncArchive(tmp_path, "meter1"), METER, ArchiveConfig(), clock)
+    await feed(recorder, clock, 1300)  # two whole 10-minute intervals and a bit
+    await recorder.on_events("meter1", [EventRecord(T0 + timedelta(seconds=30), 76, 0),
+                                        EventRecord(T0 + timedelta(seconds=40), 82, 0)])  # fmt: skip
+    await recorder.write_pending()
+    reader = ArchiveReader(tmp_path, "meter1")
+    start, end = week_of(T0, None)
+    report = week_from_archive(reader, start, end, recorder.quality.flush() if recorder.quality else None)
+    # L1 = 230 + k % 3 over whole intervals (600 divisible by 3): the r.m.s. of 230, 231, 232;
+    # L2/L3 not read.
+    first = next(
+        reader.read_columns(StreamId.QUALITY, [("1-0:32.7.0", "mean10min"), ("1-0:32.7.0", "seconds")])
+    )
+    assert first == (T0, None, (pytest.approx(math.sqrt((230.0**2 + 231.0**2 + 232.0**2) / 3)), 600.0))
+    assert (report.valid, report.flagged) == (
+        2,
+        1,
+    )  # the open interval has 100 of 600 seconds; the dip flags one
+    assert report.criterion("Voltage dips").measured == 1
+    assert report.criterion("Voltage within Un ±10 %").measured == 100.0
+    assert report.criterion("Voltage unbalance ≤ 2 % (approximation)").verdict is Verdict.NO_DATA

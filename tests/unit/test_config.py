@@ -303,3 +303,36 @@ def test_opcua_node_cache(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, text)).opcua.node_cache == ""  # kept in memory
     with pytest.raises(ConfigError, match=r"opcua.node_cache: expected"):
         load_config(write(tmp_path, '[opcua]\nnode_cache = 5\n[[meters]]\nid = "m"\nurl = "x"\n'))
+
+
+def test_alarm_limits(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, '[alarms]\nnominal_v = 240\ndelay_s = 0\n[[meters]]\nid = "m"\nurl = "x"\n')
+    )
+    assert (config.alarms.nominal_v, config.alarms.delay_s, config.alarms.voltage_band_pct) == (
+        240.0,
+        0.0,
+        10.0,
+    )
+    example = load_config(ROOT / "smx.example.toml")
+    assert example.alarms == demo_config().alarms  # the example states the defaults
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[alarms]\nfrequency_low_hz = 51\n",
+            r"alarms.frequency_low_hz: expected frequency_low_low_hz < low",
+        ),
+        (
+            "[alarms]\nvoltage_outer_pct = 5\n",
+            r"alarms.voltage_outer_pct: expected more than voltage_band_pct",
+        ),
+        ("[alarms]\ndelay_s = -1\n", r"alarms.delay_s: expected"),
+        ("[alarms]\nvoltage_band = 10\n", r"alarms.voltage_band: unknown key"),
+    ],
+)
+def test_alarm_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text + '[[meters]]\nid = "m"\nurl = "x"\n'))

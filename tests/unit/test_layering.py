@@ -98,6 +98,11 @@ RULES = (
      "the adapters show the uplink's state without pulling in MQTT"),
     ("gateway.uplink", ("asyncua", "aiohttp", "gateway.opcua", "gateway.web"),
      "the uplink is an adapter beside OPC UA and the web"),
+    ("gateway.quality.en50160", ("asyncio", "asyncua", "aiohttp", "time", "gateway.clock", "gateway.opcua",
+                         "gateway.web", "gateway.meter", "gateway.archive"),
+     "power quality is pure: values and events in, statistics out"),
+    ("gateway.alarms", ("asyncua", "aiohttp", "gateway.opcua", "gateway.web", "gateway.uplink.service"),
+     "alarms are a service beside the adapters, which publish and acknowledge them"),
 )  # fmt: skip
 
 

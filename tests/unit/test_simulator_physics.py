@@ -521,3 +521,27 @@ async def test_meter_clock_sleep_runs_on_the_base_clock() -> None:
     base.advance(0.2)
     await asyncio.sleep(0)
     assert task.done()
+
+
+def test_planted_supply_conditions_show_in_the_values_and_the_meters_log() -> None:
+    model = HouseholdModel(disturbances_per_week=0)
+    meter = MeterPhysics(model, START, history_days=0.1, history_events=False)
+    sag = (START + timedelta(minutes=1), START + timedelta(minutes=3))
+    model.plant(*sag, voltage=190.0, phases=(1, 3))
+    model.plant(START + timedelta(minutes=5), START + timedelta(minutes=6), frequency=49.3)
+    model.plant(START + timedelta(minutes=7), START + timedelta(minutes=8), voltage=215.0)  # within the band
+    inside = meter.instant(START + timedelta(minutes=2))
+    assert abs(inside.phases[0].voltage_v - 190.0) < 2.0
+    assert abs(inside.phases[2].voltage_v - 190.0) < 2.0
+    assert inside.phases[1].voltage_v > 220.0
+    assert meter.instant(START + timedelta(minutes=5, seconds=30)).frequency_hz == 49.3
+    assert abs(meter.instant(START + timedelta(minutes=7, seconds=30)).phases[1].voltage_v - 215.0) < 2.0
+    meter.advance_to(START + timedelta(minutes=10))
+    assert [(e.code, e.time) for e in meter.events_between(START, START + timedelta(minutes=10))] == [
+        (EventCode.UNDER_VOLTAGE_L1, sag[0]),
+        (EventCode.UNDER_VOLTAGE_L3, sag[0]),
+        (EventCode.VOLTAGE_NORMAL_L1, sag[1]),
+        (EventCode.VOLTAGE_NORMAL_L3, sag[1]),
+    ]
+    with pytest.raises(ValueError, match="start < end"):
+        model.plant(sag[1], sag[0], voltage=190.0)

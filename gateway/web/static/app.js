@@ -403,6 +403,95 @@ function fillConstant() {
   form.values.value = Array(n).fill(form.constant.value).join(" ");
 }
 
+// -- alarms and voltage quality ------------------------------------------------------------
+
+async function loadAlarms() {
+  let list;
+  try {
+    list = (await api("/api/alarms")).alarms;
+  } catch (err) {
+    return;  // shown again at the next look
+  }
+  const body = $("alarm-rows");
+  body.textContent = "";
+  for (const a of list) {
+    const tr = document.createElement("tr");
+    tr.dataset.active = a.active;
+    tr.dataset.acknowledged = a.acknowledged;
+    const state = `${a.active ? "active" : "cleared"}, ${a.acknowledged ? "acknowledged" : "unacknowledged"}`;
+    for (const [text, cls] of [[a.severity, "num"], [a.source], [a.condition + (a.limit ? ` (${a.limit})` : "")],
+                               [a.message], [a.active_since ? localTime(a.active_since) : localTime(a.time)], [state]]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (cls) td.className = cls;
+      tr.append(td);
+    }
+    const td = document.createElement("td");
+    if (!a.acknowledged) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = "Acknowledge";
+      button.addEventListener("click", () => acknowledge(a));
+      td.append(button);
+    }
+    tr.append(td);
+    body.append(tr);
+  }
+  $("alarms-none").hidden = list.length > 0;
+  $("alarms-count").textContent = list.length ? `${list.filter((a) => a.active).length} active, ` +
+    `${list.filter((a) => !a.acknowledged).length} unacknowledged` : "";
+}
+
+async function acknowledge(a) {
+  const error = $("alarm-error");
+  error.hidden = true;
+  try {
+    await api(`/api/alarms/${encodeURIComponent(a.source)}/${encodeURIComponent(a.condition)}/acknowledge`, {
+      method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({event_id: a.event_id, comment: "acknowledged on the web page"}),
+    });
+  } catch (err) {
+    if (err.status === 401) {
+      await new Promise((resolve) => { loggedIn = resolve; askLogin("Acknowledging needs an operator's login."); });
+      return acknowledge(a);
+    }
+    error.textContent = err.message;
+    error.hidden = false;
+  }
+  loadAlarms();
+}
+
+async function loadQuality() {
+  const rows = $("quality-rows");
+  $("quality-report").href = `/static/quality.html?meter=${encodeURIComponent(state.meter)}&week=last`;
+  let weeks;
+  try {
+    weeks = await Promise.all(["running", "last"].map(
+      (w) => api(`/api/meters/${state.meter}/power-quality?week=${w}`)));
+  } catch (err) {
+    rows.textContent = "";
+    return;
+  }
+  rows.textContent = "";
+  const cell = (c) => c.verdict ? `${fmt(c.measured, 2)} % ${c.verdict}` : String(c.measured);
+  weeks[0].criteria.forEach((c, i) => {
+    const tr = document.createElement("tr");
+    const name = document.createElement("td");
+    name.textContent = c.name;
+    tr.append(name);
+    for (const w of weeks) {
+      const td = document.createElement("td");
+      const k = w.criteria[i];
+      td.className = "num";
+      td.dataset.verdict = k.verdict || "";
+      td.textContent = k.measured === null ? "–" : cell(k);
+      tr.append(td);
+    }
+    rows.append(tr);
+  });
+}
+
 // -- archive files ----------------------------------------------------------------------
 
 async function loadArchive() {
@@ -492,6 +581,7 @@ async function start() {
     $("meter-name").textContent = m ? m.name : id;
     loadPowerHistory();
     loadArchive();
+    loadQuality();
   };
   select.addEventListener("change", () => show(select.value));
   show(meters[0].id);
@@ -500,6 +590,9 @@ async function start() {
   $("fill-constant").addEventListener("click", fillConstant);
   window.addEventListener("resize", () => { drawPower(); drawProfile(); });
   setInterval(loadArchive, 60e3);
+  setInterval(loadQuality, 600e3);
+  loadAlarms();
+  setInterval(loadAlarms, 5e3);
   connect();
 }
 
