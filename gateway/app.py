@@ -429,8 +429,8 @@ class Gateway:
         self.recorders[meter.id] = ArchiveRecorder(
             archive, meter, self.config.archive, self.clock, status_changed
         )
-        for node_id, (stream, obis) in nodes.history.items():
-            self.history.add_node(node_id, SeriesKey(meter.id, stream, obis))
+        for node_id, (stream, obis, detail) in nodes.history.items():
+            self.history.add_node(node_id, SeriesKey(meter.id, stream, obis, detail))
         source = EventSource(meter.id, space.nid_type(METER_EVENT_TYPE))
         await self.history.add_event_source(space.server, nodes.meter, source)
 

@@ -5,24 +5,35 @@ HistoryRead and the REST API) give the same values; nothing here knows either pr
 Results carry OPC UA StatusCodes as plain numbers (OPC 10000-4 §7.39): the standard
 defines the aggregates' statuses in its own codes, and the REST API shows their names.
 
-What a stored sample stands for decides how it aggregates (:class:`~gateway.streams.Shape`):
+**An aggregate is computed from the raw values of the series it is asked on**, the values
+a raw read of that series returns (OPC 10000-13 §5.4.3: Count is the number of raw
+values in the interval, Minimum the least of them, ...). The minute record of a 1-second
+value keeps the minute's lowest and highest 1-second sample and their number besides the
+mean; those are series of their own (``min``, ``max``, ``count`` columns), so Minimum over
+the ``min`` series is the least 1-second sample, while Minimum over the value is the
+least minute mean.
 
-* ``MINUTE`` - a minute record of a 1-second value. Average is weighted by the sample
-  counts (the mean of the underlying 1-second samples), Minimum/Maximum use the minute's
-  extremes, Count counts 1-second samples.
-* ``PERIOD`` - a load-profile value of the period ending at ``t``. Total sums the periods
-  in the interval.
-* ``POINT`` - a register sample. Delta and DeltaBounds give the energy of an interval.
+What a stored sample stands for decides its span (:class:`~gateway.streams.Shape`):
 
-A sample belongs to the interval its covered span starts in, so a load-profile period
-ending at 00:15 is part of the interval ``[00:00, 00:15)``.
+* ``MINUTE`` - a minute record, stamped at the minute's start, spanning ``[t, t + 60 s)``.
+* ``PERIOD`` - a load-profile value of the period ending at ``t``, spanning
+  ``[t - period, t)``. Total sums the periods in the interval (each value is already the
+  period's integral).
+* ``POINT`` - a register sample, spanning no time. Delta and DeltaBounds give the energy
+  of an interval.
+
+A sample belongs to the interval its span starts in, so a load-profile period ending at
+00:15 is part of the interval ``[00:00, 00:15)``: for minute records and registers that
+is the interval holding the sample's time stamp, as for any OPC UA historian.
 
 Status (OPC 10000-13 §5.4.3, AggregateConfiguration defaults 100 / 100): an interval with
-no sample is ``BadNoData`` (Count: 0); the share of the interval covered by samples
-decides Good (at least PercentDataGood) or ``UncertainDataSubNormal``; an interval cut
-short by the EndTime, or not over yet, carries the *Partial* historian bit. Computed
-values carry *Calculated*, interpolated ones *Interpolated*; Minimum, Maximum, Start and
-End return stored values (*Raw*).
+no sample is ``BadNoData`` (Count: 0); the share of the interval covered by the spans of
+its samples (whole spans: a period belongs to one interval, all of it) decides Good (at
+least PercentDataGood) or ``UncertainDataSubNormal``; an interval cut short by the
+EndTime, or not over yet, carries the *Partial* historian bit. Computed values carry
+*Calculated*, interpolated ones *Interpolated*; Start and End return stored values
+(*Raw*), Minimum and Maximum are *Raw* when the extreme lies on the interval's start and
+*Calculated* otherwise, with *MultiValue* when it occurs more than once (§5.4.3.10).
 """
 
 from __future__ import annotations
@@ -59,6 +70,7 @@ CALCULATED = _DATA_VALUE_INFO | 0x01
 INTERPOLATED = _DATA_VALUE_INFO | 0x02
 RAW = _DATA_VALUE_INFO | 0x00
 PARTIAL = 0x04  # added to one of the above
+MULTI_VALUE = 0x10  # an extreme found at more than one time stamp (OPC 10000-4 §7.39.2)
 
 
 def status_name(status: int) -> str:
@@ -73,21 +85,10 @@ def is_good(status: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One stored value as the aggregates see it."""
+    """One stored (raw) value as the aggregates see it."""
 
     time: datetime
     value: float
-    count: int = 1
-    minimum: float | None = None
-    maximum: float | None = None
-
-    @property
-    def low(self) -> float:
-        return self.value if self.minimum is None else self.minimum
-
-    @property
-    def high(self) -> float:
-        return self.value if self.maximum is None else self.maximum
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,12 +222,15 @@ AggregateFn = Callable[[Window, Sequence[Sample]], Result]
 
 
 def _covered(series: Series, inside: Sequence[Sample], iv: Interval) -> timedelta:
+    """The time the interval's samples stand for: their whole spans (a 15-minute period in
+    an interval counts its 15 minutes even where the interval's edge cuts it: it belongs
+    to this interval and no other), capped by :func:`_status` at the interval's length."""
     if series.shape is Shape.POINT:
         return iv.end - iv.start if inside else ZERO
     total = ZERO
     for s in inside:
         a, b = series.span(s)
-        total += max(ZERO, min(b, iv.end) - max(a, iv.start))
+        total += b - a
     return total
 
 
@@ -242,7 +246,8 @@ def _simple(fn: Callable[[Series, Sequence[Sample]], float], base: int) -> Aggre
 
 
 def _average(series: Series, inside: Sequence[Sample]) -> float:
-    return sum(s.value * s.count for s in inside) / sum(s.count for s in inside)
+    """The arithmetic mean of the raw values (§5.4.3.4; TimeAverage would weight by time)."""
+    return sum(s.value for s in inside) / len(inside)
 
 
 def _total(series: Series, inside: Sequence[Sample]) -> float:
@@ -264,13 +269,11 @@ def _total_of(w: Window, inside: Sequence[Sample]) -> Result:
 
 
 def _count(w: Window, inside: Sequence[Sample]) -> Result:
-    """The number of samples (1-second samples for minute records); 0 when there are none."""
+    """The number of raw values (§5.4.3.20); 0 when there are none."""
     if not inside:
         partial = PARTIAL if w.interval.partial else 0
         return Result(w.interval.start, 0.0, GOOD | CALCULATED | partial, integer=True)
-    return Result(
-        w.interval.start, float(sum(s.count for s in inside)), w.status(CALCULATED, inside), integer=True
-    )
+    return Result(w.interval.start, float(len(inside)), w.status(CALCULATED, inside), integer=True)
 
 
 def _edge(last: bool) -> AggregateFn:
@@ -305,24 +308,35 @@ def _delta_bounds(w: Window, inside: Sequence[Sample]) -> Result:
     return Result(iv.start, last.value - first.value, code | CALCULATED | (PARTIAL if iv.partial else 0))
 
 
-def _lowest(series: Series, inside: Sequence[Sample]) -> float:
-    return min(s.low for s in inside)
+def _extreme(pick: Callable[..., float]) -> AggregateFn:
+    """Minimum / Maximum (§5.4.3.10-11): the extreme raw value, stamped at the interval's
+    start; Raw when it lies on that start, else Calculated; MultiValue when it occurs at
+    more than one time stamp."""
 
+    def run(w: Window, inside: Sequence[Sample]) -> Result:
+        if not inside:
+            return Result(w.interval.start, None, BAD_NO_DATA)
+        best = pick(s.value for s in inside)
+        at = [s.time for s in inside if s.value == best]
+        bits = RAW if at[0] == w.interval.start else CALCULATED
+        if len(at) > 1:
+            bits |= MULTI_VALUE
+        return Result(w.interval.start, best, w.status(bits, inside))
 
-def _highest(series: Series, inside: Sequence[Sample]) -> float:
-    return max(s.high for s in inside)
+    return run
 
 
 def _range(series: Series, inside: Sequence[Sample]) -> float:
-    return _highest(series, inside) - _lowest(series, inside)
+    values = [s.value for s in inside]
+    return max(values) - min(values)
 
 
 #: Supported aggregate functions by their names in OPC 10000-13 §5.4 (the OPC UA adapter
 #: finds each one's standard NodeId, ``AggregateFunction_<name>``, by this name).
 AGGREGATES: dict[str, AggregateFn] = {
     "Average": _simple(_average, CALCULATED),
-    "Minimum": _simple(_lowest, RAW),
-    "Maximum": _simple(_highest, RAW),
+    "Minimum": _extreme(min),
+    "Maximum": _extreme(max),
     "Range": _simple(_range, CALCULATED),
     "Count": _count,
     "Total": _total_of,

@@ -8,9 +8,11 @@ and OPC 10000-13 (Aggregates), so both give the same values, bounds and aggregat
 * :class:`RawQuery` (§6.4.3 ReadRaw): forward when start < end (``start <= t < end``),
   reverse when start > end (``end < t <= start``) or only the end is given; an open end
   needs a limit. ``bounds`` adds the values at or outside the edges (``BadBoundNotFound``
-  where there is none). Raw values are what the archive stores: the minute mean of a
-  1-second value (stamped at the minute's start), each register sample, each
-  load-profile period (stamped at its end).
+  where there is none, stamped with the request's unspecified time at an open end),
+  counted in the limit, as OPC 10000-11 §4.6 Table 1 gives them. Raw values are what the
+  archive stores: the minute mean of a 1-second value (stamped at the minute's start;
+  its minimum, maximum and sample count are series of their own), each register sample,
+  each load-profile period (stamped at its end).
 * :class:`ProcessedQuery` (§6.4.4 ReadProcessed): one aggregate of
   :mod:`gateway.archive.aggregates` per processing interval.
 * :class:`AtTimeQuery` (§6.4.5 ReadAtTime): the stored value or, between two, stepped or
@@ -31,7 +33,7 @@ import enum
 import hashlib
 import itertools
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -61,6 +63,9 @@ _CP_MAGIC = b"SMX1"
 #: ``skip`` of a cursor whose page is only the end bound.
 _BOUND_ONLY = 0xFFFFFFFF
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The time of a bound at an open end of a read: the "not specified" time of the request
+#: (OPC UA DateTime.MinValue, 1601-01-01).
+UNSPECIFIED_TIME = datetime(1601, 1, 1, tzinfo=UTC)
 
 
 class Refusal(enum.Enum):
@@ -88,13 +93,34 @@ class QueryError(Exception):
         self.refusal = refusal
 
 
+#: The minute record's columns besides the mean, each a series of its own: the minute's
+#: lowest and highest 1-second sample and how many samples it had.
+MINUTE_DETAILS = ("min", "max", "count")
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesKey:
-    """One archived series: a meter, a stream and the OBIS code of its column."""
+    """One archived series: a meter, a stream, the OBIS code of its column and, for minute
+    records, which of the record's columns (``""``: the mean, the value's own history;
+    one of :data:`MINUTE_DETAILS`)."""
 
     meter_id: str
     stream: StreamId
     obis: Obis
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if self.detail and (
+            self.detail not in MINUTE_DETAILS or stream(self.stream).shape is not Shape.MINUTE
+        ):
+            raise ValueError(f"{self.stream} has no series {self.detail!r}")
+
+    @property
+    def qualifier(self) -> str:
+        """The archive column's qualifier: the minute record's ``mean`` or the detail asked for."""
+        if stream(self.stream).shape is Shape.MINUTE:
+            return self.detail or "mean"
+        return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +184,12 @@ class EventQuery:
 
     meter_id: str
     span: Span
-    #: Anything else the adapter's answer depends on (OPC UA select clauses): a cursor
-    #: from a query with another context is refused.
+    #: Anything else the adapter's answer depends on (OPC UA select and where clauses): a
+    #: cursor from a query with another context is refused.
     context: str = ""
+    #: Which events the adapter wants (an OPC UA where clause); None: all. Pages count
+    #: only the events kept.
+    keep: Callable[[ArchivedEvent], bool] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +251,8 @@ def _unpack(cursor: bytes, digest: bytes) -> _Position:
         raise QueryError(Refusal.BAD_CURSOR, "not a cursor of this query") from None
 
 
-def _series_digest(key: SeriesKey) -> tuple[str, str, str]:
-    return key.meter_id, str(key.stream), str(key.obis)
+def _series_digest(key: SeriesKey) -> tuple[str, str, str, str]:
+    return key.meter_id, str(key.stream), str(key.obis), key.detail
 
 
 def _value(s: Sample) -> Result:
@@ -274,31 +303,19 @@ class ArchiveQueries:
     def samples(
         self, key: SeriesKey, start: datetime | None, end: datetime | None, *, reverse: bool = False
     ) -> Iterator[Sample]:
-        """Stored samples with ``start <= time <= end`` (None: open), in time order or reversed."""
-        reader = self._reader(key.meter_id)
-        code = str(key.obis)
-        if self._shape(key) is Shape.MINUTE:
-            wanted = [(code, "mean"), (code, "min"), (code, "max"), (code, "count")]
-            for t, _status, (mean, low, high, count) in reader.read_columns(
-                key.stream, wanted, start, end, reverse=reverse
-            ):
-                if mean is not None:
-                    yield Sample(t, mean, int(count or 0), low, high)
-        else:
-            rows = reader.read_columns(key.stream, [(code, "")], start, end, reverse=reverse)
-            for t, _status, (value,) in rows:
-                if value is not None:
-                    yield Sample(t, value)
+        """Stored samples with ``start <= time <= end`` (None: open), in time order or
+        reversed: the raw values, as :meth:`raw` returns them."""
+        for t, value in self._values(key, start, end, reverse=reverse):
+            yield Sample(t, value)
 
     def _values(
         self, key: SeriesKey, start: datetime | None, end: datetime | None, *, reverse: bool = False
     ) -> Iterator[tuple[datetime, float]]:
-        """(time, raw value) of the stored samples: what a raw read returns. Lighter than
-        :meth:`samples` (no minimum/maximum/count), as a year is 35,040 of them."""
+        """(time, raw value) of the stored samples (a year of a channel is 35,040 of them)."""
         reader = self._reader(key.meter_id)
-        qualifier = "mean" if self._shape(key) is Shape.MINUTE else ""
+        self._shape(key)
         for t, _status, (value,) in reader.read_columns(
-            key.stream, [(str(key.obis), qualifier)], start, end, reverse=reverse
+            key.stream, [(str(key.obis), key.qualifier)], start, end, reverse=reverse
         ):
             if value is not None:
                 yield t, value
@@ -332,15 +349,16 @@ class ArchiveQueries:
         out: list[Result] = []
         key = q.series
 
-        both = q.span.start is not None and q.span.end is not None
-        if position is None and q.bounds and both:
-            # The value at or outside the first edge, unless one is exactly on it (then
-            # it is the first value of the range anyway).
+        # Bounding values (§4.6, Table 1): the value at or beyond each end of the range,
+        # ``BadBoundNotFound`` where there is none. An open end has no time to find a value
+        # at: when the data run out before the limit, its bound is "not found", stamped
+        # with the unspecified time the request gave (DateTime.MinValue).
+        if position is None and q.bounds:
             edge = self._neighbour(key, first, before=not reverse, inclusive=True)
             if edge is None:
                 out.append(_no_bound(first))
             elif edge.time != first:
-                out.append(_value(edge))
+                out.append(_value(edge))  # one on the edge is the range's first value anyway
         if position is None or position.skip != _BOUND_ONLY:
             begin = first if position is None else position.time
             skip = 0 if position is None else position.skip
@@ -361,11 +379,14 @@ class ArchiveQueries:
                 if len(out) >= limit:
                     return Page(out, _pack(_Position(t, run - 1), digest))
                 append(Result(t, value, GOOD))
-        if q.bounds and both and last is not None:
+        if q.bounds:
             if len(out) >= limit:
-                return Page(out, _pack(_Position(last, _BOUND_ONLY), digest))
-            edge = self._neighbour(key, last, before=reverse, inclusive=True)
-            out.append(_no_bound(last) if edge is None else _value(edge))
+                return Page(out, _pack(_Position(first if last is None else last, _BOUND_ONLY), digest))
+            if last is None:
+                out.append(_no_bound(UNSPECIFIED_TIME))
+            else:
+                edge = self._neighbour(key, last, before=reverse, inclusive=True)
+                out.append(_no_bound(last) if edge is None else _value(edge))
         return Page(out)
 
     # -- processed ----------------------------------------------------------------------
@@ -442,8 +463,11 @@ class ArchiveQueries:
             for run, (_t, status, (code,)) in enumerate(same, start=1):
                 if position is not None and t == position.time and run <= skip:
                     continue
+                rank = len(same) + 1 - run if reverse else run
+                event = ArchivedEvent(t, int(code or 0), status or 0, rank)
+                if q.keep is not None and not q.keep(event):
+                    continue
                 if len(out) >= limit:
                     return EventPage(out, _pack(_Position(t, run - 1), digest))
-                rank = len(same) + 1 - run if reverse else run
-                out.append(ArchivedEvent(t, int(code or 0), status or 0, rank))
+                out.append(event)
         return EventPage(out)

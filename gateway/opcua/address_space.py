@@ -79,6 +79,15 @@ ARCHIVE_DIAGNOSTICS: dict[str, tuple[str, ua.VariantType]] = {
 #: is read between stored values. Energy registers and 1-second values are interpolated
 #: (they change continuously); a load-profile value holds for its whole period (stepped).
 HISTORY_CONFIGURATIONS = {"Interpolated": False, "Stepped": True}
+#: The history-only components of a 1-second value: its minute records' columns besides the
+#: mean (the value's own history), by archive detail -> (BrowseName, description, unit;
+#: None: the value's unit; "": a number, UNECE "one"). Aggregates over the value use its
+#: minute means; these hold what the 1-second samples were (gateway/archive/aggregates.py).
+MINUTE_DETAIL_NODES = {
+    "min": ("MinuteMinimum", "Lowest 1-second sample of each minute, stamped at the minute's start", None),
+    "max": ("MinuteMaximum", "Highest 1-second sample of each minute, stamped at the minute's start", None),
+    "count": ("MinuteSamples", "Number of 1-second samples behind each minute's record", ""),
+}
 
 IDENTITY = {
     "Manufacturer": "manufacturer",
@@ -107,8 +116,9 @@ class MeterNodes:
     profile_counts: dict[StreamId, int] = field(default_factory=dict)
     events_read: int = 0
     event_generator: Any = None
-    #: Nodes with history: node -> (stream, OBIS code of the column); filled when historized.
-    history: dict[ua.NodeId, tuple[StreamId, Obis]] = field(default_factory=dict)
+    #: Nodes with history: node -> (stream, OBIS code of the column, minute-record detail
+    #: or ""); filled when historized.
+    history: dict[ua.NodeId, tuple[StreamId, Obis, str]] = field(default_factory=dict)
 
 
 class AddressSpace:
@@ -206,7 +216,13 @@ class AddressSpace:
             nodes.refresh[info.obis] = self.nid(f"{mid}.{info.obis}.RefreshPeriod")
             items += self._obis_variable(folder, node_id, info, historizing=history, refresh=True)
             if history:
-                nodes.history[node_id] = (value_stream(info), info.obis)
+                nodes.history[node_id] = (value_stream(info), info.obis, "")
+                if value_stream(info) is StreamId.MINUTE:
+                    for detail, (name, text, unit) in MINUTE_DETAIL_NODES.items():
+                        detail_id = self.nid(f"{node_id.Identifier}.{name}")
+                        unit_text = info.unit if unit is None else unit
+                        items += self._detail_variable(node_id, detail_id, name, text, unit_text)
+                        nodes.history[detail_id] = (StreamId.MINUTE, info.obis, detail)
         for profile in PROFILES:
             name = profile.folder
             profile_id = self.nid(f"{mid}.{name}")
@@ -221,7 +237,7 @@ class AddressSpace:
                 nodes.profiles[profile.id][info.obis] = node_id
                 items += self._obis_variable(profile_id, node_id, info, historizing=history, refresh=False)
                 if history:
-                    nodes.history[node_id] = (profile.id, info.obis)
+                    nodes.history[node_id] = (profile.id, info.obis, "")
         log_id = self.nid(f"{mid}.{EVENT_LOG.folder}")
         items.append(self._object(meter.nodeid, log_id, EVENT_LOG.folder, EVENT_LOG_TYPE))
         items += self._state_variables(log_id, f"{mid}.{EVENT_LOG.folder}", EVENT_LOG_STATE)
@@ -248,7 +264,7 @@ class AddressSpace:
     async def _link_history(self, nodes: MeterNodes) -> None:
         """HasHistoricalConfiguration from each historized node; HistoryRead on the meter's events."""
         refs = []
-        for node_id, (stream, _obis) in nodes.history.items():
+        for node_id, (stream, _obis, _detail) in nodes.history.items():
             ref = ua.AddReferencesItem()
             ref.SourceNodeId = node_id
             ref.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasHistoricalConfiguration)
@@ -308,6 +324,34 @@ class AddressSpace:
             )
             for name, variant, data_type, description in properties
         ]
+
+    def _detail_variable(
+        self, parent: ua.NodeId, node_id: ua.NodeId, name: str, text: str, unit: str
+    ) -> list[ua.AddNodesItem]:
+        """A history-only component of a 1-second value: one column of its minute records."""
+        value = variable_item(
+            parent,
+            node_id,
+            name,
+            self.ns,
+            ua.Variant(),
+            data_type=ua.ObjectIds.Double,
+            type_def=ua.NodeId(ua.ObjectIds.BaseDataVariableType),
+            description=text,
+            historizing=True,
+            current=False,
+        )
+        units = variable_item(
+            node_id,
+            self.nid(f"{node_id.Identifier}.EngineeringUnits"),
+            "EngineeringUnits",
+            self.ns,
+            ua.Variant(eu_information(unit)),
+            data_type=ua.ObjectIds.EUInformation,
+            type_def=ua.NodeId(ua.ObjectIds.PropertyType),
+            prop=True,
+        )
+        return [value, units]
 
     def _state_variables(
         self, parent: ua.NodeId, prefix: str, spec: Sequence[tuple[str, ua.VariantType]]

@@ -5,8 +5,10 @@ this module translates OPC UA's HistoryRead into those queries and their answers
 the details structures into queries, unspecified times (DateTime minimum) into open
 ends, refusals into StatusCodes, cursors into continuation points, results into
 HistoryData packed by :mod:`gateway.opcua.history_codec`, and archived events into
-MeterEventType events of the meter object with the client's select clauses (where
-clauses are not evaluated).
+MeterEventType events of the meter object with the client's select clauses, the ones its
+where clause selects (:mod:`gateway.opcua.event_filter`, OPC 10000-4 §7.7; a clause with
+an operator it does not know is refused with BadFilterOperatorUnsupported, never taken
+as "everything").
 
 :class:`ArchiveHistoryManager` answers every HistoryRead kind itself (asyncua's own
 manager knows only ReadRaw and ReadEvent) and reads the next page ahead while the
@@ -33,6 +35,7 @@ from gateway.archive import aggregates, query
 from gateway.archive.aggregates import Config, Result
 from gateway.archive.query import PAGE_LIMIT, ArchivedEvent, ArchiveQueries, Refusal, SeriesKey, Span
 from gateway.events import describe
+from gateway.opcua import event_filter
 from gateway.opcua.history_codec import history_data, to_data_value
 from gateway.opcua.history_read import (
     HistoryFault,
@@ -91,6 +94,8 @@ class ArchiveHistory(ReadOnlyHistory):
         self.nodes: dict[ua.NodeId, SeriesKey] = {}
         self.event_sources: dict[ua.NodeId, EventSource] = {}
         self._event_class: dict[ua.NodeId, type[Event]] = {}
+        #: The server's address space, for OfType in where clauses (set with the first source).
+        self._aspace: Any = None
         #: Nodes whose event history is the alarm journal: node -> (read, event of a notification).
         self.alarm_sources: dict[ua.NodeId, tuple[AlarmRead, Callable[[Any], Event | None]]] = {}
 
@@ -98,6 +103,7 @@ class ArchiveHistory(ReadOnlyHistory):
         self.nodes[node_id] = series
 
     async def add_event_source(self, server: Server, source: ua.NodeId, es: EventSource) -> None:
+        self._aspace = server.iserver.aspace
         if es.event_type not in self._event_class:
             prototype = await get_event_obj_from_type_node(server.get_node(es.event_type))
             self._event_class[es.event_type] = type(prototype)
@@ -171,8 +177,14 @@ class ArchiveHistory(ReadOnlyHistory):
             raise HistoryFault(ua.StatusCodes.BadHistoryOperationUnsupported)
         select = list(details.Filter.SelectClauses) if details.Filter is not None else []
         span = Span(request_time(details.StartTime), request_time(details.EndTime), details.NumValuesPerNode)
-        page = _answer(self.queries.events, query.EventQuery(es.meter_id, span, context=repr(select)), point)
         event_class = self._event_class[es.event_type]
+        where = self._where(details)
+
+        def keep(e: ArchivedEvent) -> bool:
+            return where(_event(event_class, es, source, e))
+
+        question = query.EventQuery(es.meter_id, span, context=repr((select, details.Filter)), keep=keep)
+        page = _answer(self.queries.events, question, point)
         fields = [
             ua.HistoryEventFieldList(EventFields=_event(event_class, es, source, e).to_event_fields(select))
             for e in page.events
@@ -187,6 +199,7 @@ class ArchiveHistory(ReadOnlyHistory):
         the question it continues."""
         read, to_event = self.alarm_sources[source]
         select = list(details.Filter.SelectClauses) if details.Filter is not None else []
+        where = self._where(details)
         span = Span(request_time(details.StartTime), request_time(details.EndTime), details.NumValuesPerNode)
         try:
             reverse, first, last = span.direction()
@@ -201,8 +214,13 @@ class ArchiveHistory(ReadOnlyHistory):
         else:
             inside = [n for n in read(lo, hi) if n.time >= lo and (hi is None or n.time < hi)]
         found = sorted(inside, key=lambda n: n.time, reverse=reverse)
+        # None: a condition no longer configured (a meter removed).
+        built = ((n, to_event(n)) for n in found)
+        kept = [(n, e) for n, e in built if e is not None and where(e)]
+        found = [n for n, _ in kept]
+        events = {id(n): e for n, e in kept}
         digest = hashlib.blake2b(
-            repr((source, first, last, reverse, select)).encode(), digest_size=8
+            repr((source, first, last, reverse, select, details.Filter)).encode(), digest_size=8
         ).digest()
         begin = 0
         if point:
@@ -214,12 +232,22 @@ class ArchiveHistory(ReadOnlyHistory):
         limit = min(span.limit or self.queries.page_limit, self.queries.page_limit)
         page = found[begin : begin + limit]
         more = found[begin + limit : begin + limit + 1]
-        fields = []
-        for n in page:
-            event = to_event(n)
-            if event is not None:  # None: a condition no longer configured (a meter removed)
-                fields.append(ua.HistoryEventFieldList(EventFields=event.to_event_fields(select)))
+        fields = [ua.HistoryEventFieldList(EventFields=events[id(n)].to_event_fields(select)) for n in page]
         return fields, (digest + more[0].event_id) if more else None
+
+    def _where(self, details: ua.ReadEventDetails) -> Callable[[Event], bool]:
+        """The where clause of the read as a test of an event; a clause that cannot be
+        answered refuses the read (OPC 10000-4 §7.7.3, BadFilterOperatorUnsupported ...)."""
+        where = details.Filter.WhereClause if details.Filter is not None else None
+        if where is None or not where.Elements:
+            return lambda _event: True
+        try:
+            event_filter.check(where)
+        except event_filter.FilterError as err:
+            raise HistoryFault(getattr(ua.StatusCodes, err.status)) from None
+        evaluator = event_filter.SubscriptionFilter(log, self._aspace, where)
+        test: Callable[[Event], bool] = evaluator.eval
+        return test
 
 
 def _answer(read: Any, question: Any, point: bytes | None) -> Any:

@@ -53,10 +53,12 @@ def variable_item(
     description: str = "",
     historizing: bool = False,
     writable: bool = False,
+    current: bool = True,
 ) -> ua.AddNodesItem:
     """A scalar variable below ``parent`` named ``name`` in namespace ``ns`` (a property with
     ``prop``; a standard one's name in namespace 0), readable, and with ``historizing``
-    readable as history, with ``writable`` writable. Displayed as ``display`` or its name,
+    readable as history, with ``writable`` writable; without ``current`` it has history
+    only (no current value to read). Displayed as ``display`` or its name,
     described as ``description`` or that."""
     item = ua.AddNodesItem()
     item.RequestedNewNodeId = node_id
@@ -71,7 +73,7 @@ def variable_item(
     attrs.DataType = ua.NodeId(data_type)
     attrs.Value = value
     attrs.ValueRank = ua.ValueRank.Scalar
-    access = ua.AccessLevel.CurrentRead.mask
+    access = ua.AccessLevel.CurrentRead.mask if current else 0
     if historizing:
         access |= ua.AccessLevel.HistoryRead.mask
     if writable:

@@ -414,7 +414,7 @@ def lp_intervals(
 
 
 AVERAGE = ua.ObjectIds.AggregateFunction_Average
-CALCULATED, INTERPOLATED, RAW, PARTIAL = 0x0401, 0x0402, 0x0400, 0x0004
+CALCULATED, INTERPOLATED, RAW, PARTIAL, MULTI_VALUE = 0x0401, 0x0402, 0x0400, 0x0004, 0x0010
 
 
 async def test_processed_load_profile_aggregates_with_a_partial_last_interval(gw: Running) -> None:
@@ -425,8 +425,9 @@ async def test_processed_load_profile_aggregates_with_a_partial_last_interval(gw
 
     cases: list[tuple[str, int, Callable[[list[float]], float], int]] = [
         ("Average", AVERAGE, lambda v: sum(v) / len(v), CALCULATED),
-        ("Minimum", ua.ObjectIds.AggregateFunction_Minimum, min, RAW),
-        ("Maximum", ua.ObjectIds.AggregateFunction_Maximum, max, RAW),
+        # Calculated: the extreme is never on the interval's start (a period's stamp is its end).
+        ("Minimum", ua.ObjectIds.AggregateFunction_Minimum, min, CALCULATED),
+        ("Maximum", ua.ObjectIds.AggregateFunction_Maximum, max, CALCULATED),
         ("Count", ua.ObjectIds.AggregateFunction_Count, len, CALCULATED),
         ("Total", ua.ObjectIds.AggregateFunction_Total, sum, CALCULATED),
         ("Start", ua.ObjectIds.AggregateFunction_Start, lambda v: v[0], RAW),
@@ -538,31 +539,41 @@ async def test_processed_register_delta_and_delta_bounds(gw: Running) -> None:
     assert status(result.HistoryData.DataValues[0]) == ua.StatusCodes.BadAggregateInvalidInputs
 
 
-async def test_processed_minute_records_weight_by_sample_count(gw: Running) -> None:
+def extreme_bits(pairs: Sequence[tuple[datetime, float]], start: datetime, pick: Any) -> int:
+    """Minimum / Maximum's historian bits (OPC 10000-13 §5.4.3.10): Raw when the extreme is
+    on the interval's start, else Calculated; MultiValue when it occurs more than once."""
+    best = pick(v for _, v in pairs)
+    at = [t for t, v in pairs if v == best]
+    return (RAW if at[0] == start else CALCULATED) | (MULTI_VALUE if len(at) > 1 else 0)
+
+
+async def test_processed_minute_records_aggregate_the_minute_means(gw: Running) -> None:
+    """The raw values of a 1-second value are its minute means: Average, Minimum, Maximum
+    and Count are theirs (the 1-second extremes are the MinuteMinimum/Maximum series)."""
     node = gw.node(MIN_NODE)
     step = timedelta(minutes=10)
     start, end = MIN_ORIGIN, MIN_ORIGIN + timedelta(hours=1)
     groups = [
-        [rec for t, rec in MINUTES if MIN_ORIGIN + i * step <= t < MIN_ORIGIN + (i + 1) * step]
+        [(t, rec[0]) for t, rec in MINUTES if MIN_ORIGIN + i * step <= t < MIN_ORIGIN + (i + 1) * step]
         for i in range(6)
     ]
+    starts = [MIN_ORIGIN + i * step for i in range(6)]
     assert [len(g) for g in groups] == [10, 10, 10, 5, 10, 10]
     # The 12:30 interval lacks five minutes of ten: Uncertain; the others are Good.
-    good = [CALCULATED, CALCULATED, CALCULATED, ua.StatusCodes.UncertainDataSubNormal | CALCULATED]
-    good += [CALCULATED, CALCULATED]
-    cases: list[tuple[int, Callable[[list[tuple[float, float, float, int]]], float], list[int]]] = [
-        (AVERAGE, lambda g: sum(m * c for m, _, _, c in g) / sum(c for *_, c in g), good),
+    uncertain = [0, 0, 0, ua.StatusCodes.UncertainDataSubNormal, 0, 0]
+    cases: list[tuple[int, Callable[[list[tuple[datetime, float]]], float], list[int]]] = [
+        (AVERAGE, lambda g: sum(v for _, v in g) / len(g), [u | CALCULATED for u in uncertain]),
         (
             ua.ObjectIds.AggregateFunction_Minimum,
-            lambda g: min(lo for _, lo, _, _ in g),
-            [b - 1 for b in good],
+            lambda g: min(v for _, v in g),
+            [u | extreme_bits(g, a, min) for u, g, a in zip(uncertain, groups, starts, strict=True)],
         ),
         (
             ua.ObjectIds.AggregateFunction_Maximum,
-            lambda g: max(hi for _, _, hi, _ in g),
-            [b - 1 for b in good],
+            lambda g: max(v for _, v in g),
+            [u | extreme_bits(g, a, max) for u, g, a in zip(uncertain, groups, starts, strict=True)],
         ),
-        (ua.ObjectIds.AggregateFunction_Count, lambda g: sum(c for *_, c in g), good),
+        (ua.ObjectIds.AggregateFunction_Count, len, [u | CALCULATED for u in uncertain]),
     ]
     for aggregate, fn, codes in cases:
         result = await read(node, processed_details(start, end, step, aggregate))
@@ -835,7 +846,7 @@ async def test_processed_honours_the_clients_aggregate_configuration(gw: Running
     (value,) = (await read(node, details)).HistoryData.DataValues
     assert status(value) == CALCULATED
     group = [rec for t, rec in MINUTES if start <= t < start + step]
-    assert value.Value.Value == pytest.approx(sum(m * c for m, _, _, c in group) / sum(c for *_, c in group))
+    assert value.Value.Value == pytest.approx(sum(m for m, *_ in group) / len(group))
     details.AggregateConfiguration = ua.AggregateConfiguration(
         UseServerCapabilitiesDefaults=False, PercentDataGood=101, PercentDataBad=50
     )
