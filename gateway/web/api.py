@@ -68,7 +68,7 @@ from gateway.streams import STREAMS, history_stream
 from gateway.uplink.status import UplinkStatus
 from gateway.web import views
 from gateway.web.live import LiveHub, encode_event
-from gateway.web.openapi import AGGREGATE_NAMES, document
+from gateway.web.openapi import AGGREGATE_NAMES, MINUTE_SERIES, document
 from gateway.web.sessions import WebSessions, WebUser
 
 log = logging.getLogger(__name__)
@@ -393,7 +393,7 @@ class WebApi:
         mid = self._meter_id(request)
         obis = self._obis(request)
         history = self._history()
-        series = self._series(mid, obis)
+        series = self._series(mid, obis, request.query.get("minute"))
         start = _query_time(request, "start")
         if start is None:
             raise ApiError(400, "start: required (ISO 8601 UTC time)", "start")
@@ -429,13 +429,25 @@ class WebApi:
             "next": _cursor(page.cursor),
         })  # fmt: skip
 
-    def _series(self, mid: str, obis: Obis) -> SeriesKey:
-        """The archived series of ``obis``: the meter's value, or a load-profile channel."""
+    def _series(self, mid: str, obis: Obis, minute: str | None = None) -> SeriesKey:
+        """The archived series of ``obis``: the meter's value, or a load-profile channel;
+        with ``minute``, a column of a 1-second value's minute records."""
         stream = history_stream(obis)
         values = self._meters[mid].values
         if stream is None or (values and obis in views.INFO and obis not in values):
             raise ApiError(404, f"meter {mid!r} keeps no history of {obis}", "obis")
-        return SeriesKey(mid, stream, obis)
+        if minute is None:
+            return SeriesKey(mid, stream, obis)
+        if minute not in MINUTE_SERIES:
+            raise ApiError(
+                400, f"minute: expected one of {', '.join(MINUTE_SERIES)}, got {minute!r}", "minute"
+            )
+        try:
+            return SeriesKey(mid, stream, obis, MINUTE_SERIES[minute])
+        except ValueError:
+            raise ApiError(
+                400, f"minute: {obis} is not a 1-second value (no minute records)", "minute"
+            ) from None
 
     async def events(self, request: web.Request) -> web.Response:
         mid = self._meter_id(request)

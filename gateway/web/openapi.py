@@ -38,6 +38,8 @@ from gateway.web.sessions import COOKIE, PUBLIC
 AGGREGATE_NAMES = (
     "average", "minimum", "maximum", "range", "count", "total", "delta", "delta_bounds", "start", "end",
 )  # fmt: skip
+#: The ``minute`` parameter of the history route -> the minute record's column (archive detail).
+MINUTE_SERIES = {"min": "min", "max": "max", "samples": "count"}
 SCHEMAS: dict[str, Any] = {
     "Error": error_schema(STR),
     "LoginInput": obj({"user": STR, "password": STR}),
@@ -437,6 +439,14 @@ def document() -> dict[str, Any]:
                         {"type": "integer"},
                     ),
                     param("bounds", "query", "Raw: add the bounding values.", {"type": "boolean"}),
+                    param(
+                        "minute",
+                        "query",
+                        "A 1-second value's minute records: min (lowest sample of each minute), max "
+                        "(highest), samples (their number); none = the minute means. Aggregates are "
+                        "computed from these raw values (OPC UA MinuteMinimum/MinuteMaximum/MinuteSamples).",
+                        {"enum": list(MINUTE_SERIES)},
+                    ),
                     _CURSOR,
                 ),
                 errors=(400, 404),

@@ -484,6 +484,62 @@ async def test_processed_reads_agree(both: Both, case: str, aggregate: str) -> N
         assert any(value is not None for _, value, _ in flat(opc_rows(opc))), "the case reads data"
 
 
+@pytest.mark.parametrize(("minute", "component", "column"), [
+    ("min", "MinuteMinimum", 5), ("max", "MinuteMaximum", 6), ("samples", "MinuteSamples", 7),
+])  # fmt: skip
+async def test_minute_record_series_agree(both: Both, minute: str, component: str, column: int) -> None:
+    """A 1-second value's minute records, column by column: REST ``minute=`` and the OPC UA
+    history-only components give the archive's column, raw and aggregated."""
+    start, end = MIN_FIRST, MIN_FIRST + timedelta(hours=1)
+    node = f"{VOLTS.node}.{component}"
+    path = f"/api/meters/{METER}/history/{VOLTS.obis}"
+    raw = ua.ReadRawModifiedDetails(
+        IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=0, ReturnBounds=False
+    )
+    opc = opc_rows(await both.opc_pages(node, raw))
+    rest = rest_rows(await both.rest_pages(path, {"start": iso(start), "end": iso(end), "minute": minute}))
+    assert rest == opc
+    stored = [(t, v[column]) for t, _, v in MINUTE_ROWS if start <= t < end]
+    assert [(t, value) for t, value, _ in flat(opc)] == stored
+
+    step = timedelta(minutes=10)
+    details = ua.ReadProcessedDetails(
+        StartTime=start,
+        EndTime=end,
+        ProcessingInterval=step / timedelta(milliseconds=1),
+        AggregateType=[ua.NodeId(ua.ObjectIds.AggregateFunction_Maximum)],
+        AggregateConfiguration=ua.AggregateConfiguration(UseServerCapabilitiesDefaults=True),
+    )
+    opc = opc_rows(await both.opc_pages(node, details))
+    params = {
+        "start": iso(start),
+        "end": iso(end),
+        "aggregate": "maximum",
+        "interval": "PT10M",
+        "minute": minute,
+    }
+    assert rest_rows(await both.rest_pages(path, params)) == opc
+    highest = [
+        max((v for t, v in stored if a <= t < a + step), default=None)
+        for a in (start + k * step for k in range(6))
+    ]
+    assert [value for _, value, _ in flat(opc)] == highest
+
+
+async def test_minute_parameter_refusals(both: Both) -> None:
+    path = f"{both.base}/api/meters/{METER}/history"
+    window = {"start": iso(MIN_FIRST), "end": iso(MIN_FIRST + timedelta(hours=1))}
+    for obis, minute, why in (
+        ("1-0:32.7.0", "mean", "minute: expected one of min, max, samples"),
+        ("1-0:1.8.0", "min", "is not a 1-second value"),
+    ):
+        async with both.http.get(
+            URL(f"{path}/{obis}", encoded=True), params={**window, "minute": minute}
+        ) as resp:
+            assert resp.status == 400
+            assert why in (await resp.json())["error"]
+
+
 # -- events ---------------------------------------------------------------------------------
 
 EVENT_WINDOWS = {
