@@ -385,7 +385,8 @@ class ArchiveQueries:
             if last is None:
                 out.append(_no_bound(UNSPECIFIED_TIME))
             else:
-                edge = self._neighbour(key, last, before=reverse, inclusive=True)
+                # Start = end asks for the one value at that time: its end bound is the next.
+                edge = self._neighbour(key, last, before=reverse, inclusive=first != last)
                 out.append(_no_bound(last) if edge is None else _value(edge))
         return Page(out)
 
