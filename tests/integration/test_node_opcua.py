@@ -11,9 +11,17 @@ gateway's ``trusted/certs``, the gateway's ``own/certs/smx.der`` in node-opcua's
 
 Over Basic256Sha256 and Aes256_Sha256_RsaPss, as an operator (UserName token), node-opcua
 browses Objects → SMX → Meters → meter1 → Instantaneous, reads and subscribes to the
-voltage L1, reads its minute history (raw and Average) and calls ComputeAdvice,
-RegisterProfile and ReadProfile. A viewer is refused RegisterProfile; a client
-certificate the gateway does not trust is refused and kept in ``rejected/``.
+voltage L1, reads its minute history and calls ComputeAdvice, RegisterProfile and
+ReadProfile. A viewer is refused RegisterProfile; a client certificate the gateway does not
+trust is refused and kept in ``rejected/``.
+
+The history: raw minute means of the voltage and of its history-only components
+(MinuteMinimum, MinuteMaximum, MinuteSamples: the records' min, max and sample count
+columns), and the aggregates Average, Minimum, Maximum, Count, Total, Delta, Start and End
+with node-opcua's ``readAggregateValue`` over intervals that are whole, a minute short or
+empty. Each aggregate must be the one computed from node-opcua's own raw values by the
+gateway's rules (``gateway/archive/aggregates.py``, OPC 10000-13), status bits included,
+and asyncua must read the same answers.
 
 Without a None channel a client cannot fetch the gateway's certificate with GetEndpoints,
 so node-opcua is given it as a file (as an administrator hands it out) and the script
@@ -33,7 +41,7 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -41,7 +49,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from asyncua import ua
+from asyncua import Client, ua
+from asyncua.crypto import security_policies
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -63,9 +72,41 @@ STRANGER_URI = "urn:smx:node-opcua-stranger"
 POLICIES = ("Basic256Sha256", "Aes256_Sha256_RsaPss")
 METER = "meter1"
 VOLTAGE = "1-0:32.7.0"
-#: Minute records of the voltage archived before the gateway starts (``archive_minutes``).
-MINUTES = 10
-AVERAGE_MINUTES = 5
+#: The minute records of the voltage L1 archived before the gateway starts
+#: (``archive_minutes``), one per minute of the window read back: (mean, min, max, count of
+#: 1-second samples), None for a minute without a record. Four processing intervals of
+#: :data:`INTERVAL_MINUTES`: all minutes; one missing (Uncertain); none (BadNoData); all.
+#: The extremes lie inside the intervals, on their start, and more than once.
+RECORDS: list[tuple[float, float, float, float] | None] = [
+    (229.0, 226.5, 230.25, 60),
+    (231.5, 230.75, 233.0, 30),
+    (227.25, 226.0, 229.5, 60),
+    (231.5, 229.0, 232.75, 60),
+    (230.0, 224.75, 231.25, 30),
+    (232.5, 231.0, 234.0, 60),
+    (228.75, 227.25, 230.5, 60),
+    None,
+    (231.0, 226.5, 232.25, 30),
+    (229.5, 228.0, 231.75, 60),
+    *[None] * 5,
+    (227.5, 225.5, 229.0, 60),
+    (229.25, 227.75, 230.5, 30),
+    (230.75, 229.5, 232.0, 60),
+    (226.5, 225.5, 228.25, 60),
+    (228.0, 226.25, 229.75, 60),
+]
+MINUTES = len(RECORDS)
+INTERVAL_MINUTES = 5
+#: The history read of the voltage: its own raw values and its components' (the minute
+#: records' min, max and count columns, history-only nodes ``<voltage>.MinuteMinimum``...),
+#: and the aggregates (node suffix, aggregate) over the same window and interval.
+RAW_SERIES = ("", ".MinuteMinimum", ".MinuteMaximum", ".MinuteSamples")
+AGGREGATES = ("Average", "Minimum", "Maximum", "Count", "Total", "Delta", "Start", "End")
+PROCESSED = (
+    *(("", a) for a in AGGREGATES),
+    (".MinuteMinimum", "Minimum"),
+    (".MinuteMaximum", "Maximum"),
+)
 
 
 # -- node-opcua ---------------------------------------------------------------------------
@@ -103,8 +144,9 @@ class Setup:
     stranger: x509.Certificate
     stranger_cert: Path
     stranger_key: Path
-    #: (minute start, mean) of the archived voltage records, and the window read back.
-    minutes: list[tuple[datetime, float]]
+    #: (minute start, (mean, min, max, count)) of the archived voltage records, and the
+    #: window read back.
+    minutes: list[tuple[datetime, tuple[float, float, float, float]]]
     window: tuple[datetime, datetime]
     today: date
     #: node-opcua, started early: it loads while the gateways start and waits for its jobs.
@@ -155,24 +197,28 @@ def production(tmp: Path, client: x509.Certificate, *, discovery: bool) -> Gatew
     return config
 
 
-def archive_minutes(root: Path, now: datetime) -> list[tuple[datetime, float]]:
-    """Minute records of the voltage L1 for the minutes before the gateway starts.
+def archive_minutes(
+    root: Path, now: datetime
+) -> tuple[datetime, list[tuple[datetime, tuple[float, float, float, float]]]]:
+    """Minute records of the voltage L1 (:data:`RECORDS`) for the minutes before the
+    gateway starts: the window's start and the records written.
 
     The gateway writes a minute record when the minute is over, so a fresh one has no
     history yet; these give the history reads known values (mean, min, max, count of
-    the 1-second samples, as the recorder writes them).
+    the 1-second samples, as the recorder writes them). The window ends a minute before
+    the one the gateway starts in (its own first record is of that minute or later).
     """
-    this_minute = now.replace(second=0, microsecond=0)
-    records = [(this_minute - timedelta(minutes=MINUTES + 1 - k), 228.0 + 0.25 * k) for k in range(MINUTES)]
+    start = now.replace(second=0, microsecond=0) - timedelta(minutes=MINUTES + 1)
+    records = [(start + timedelta(minutes=k), r) for k, r in enumerate(RECORDS) if r is not None]
     columns = [
         Column(VOLTAGE, unit, q) for q, unit in (("mean", "V"), ("min", "V"), ("max", "V"), ("count", ""))
     ]
     writer = ArchiveWriter(root, METER)
     try:
-        writer.append("minute", columns, [(t, 0, (v, v - 1.5, v + 1.5, 60.0)) for t, v in records])
+        writer.append("minute", columns, [(t, 0, tuple(map(float, r))) for t, r in records])
     finally:
         writer.close()
-    return records
+    return start, records
 
 
 async def live(gateway: Gateway, task: asyncio.Task[None]) -> None:
@@ -210,7 +256,7 @@ async def setup(node: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
             production(tmp / name, client, discovery=name == "discovering")
             for name in ("main", "discovering")
         ]
-        minutes = archive_minutes(Path(configs[0].archive.path), datetime.now(UTC))
+        start, minutes = archive_minutes(Path(configs[0].archive.path), datetime.now(UTC))
         gateway, discovering = gateways = [Gateway(config) for config in configs]
         tasks += [asyncio.create_task(g.run()) for g in gateways]
         async with asyncio.timeout(30):
@@ -231,7 +277,7 @@ async def setup(node: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
             stranger_cert=stranger_cert,
             stranger_key=stranger_key,
             minutes=minutes,
-            window=(minutes[0][0], minutes[-1][0] + timedelta(minutes=1)),
+            window=(start, start + timedelta(minutes=MINUTES)),
             today=gateway.desk.calendar.day_of(gateway.clock.now()),
             process=process,
             log=log,
@@ -297,7 +343,9 @@ def jobs(setup: Setup) -> dict[str, dict[str, Any]]:
                 "node": f"{METER}.{VOLTAGE}",
                 "start": start.isoformat(),
                 "end": end.isoformat(),
-                "intervalMs": AVERAGE_MINUTES * 60_000,
+                "intervalMs": INTERVAL_MINUTES * 60_000,
+                "raw": list(RAW_SERIES),
+                "processed": [list(p) for p in PROCESSED],
             },
             register={"day": day.isoformat(), "values": values, "unit": "kWh", "replace": False},
             readProfile={"day": day.isoformat()},
@@ -366,6 +414,59 @@ async def report(setup: Setup) -> Report:
     return Report(json.loads(lines[-1]), err.decode(errors="replace"))
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def asyncua_history(setup: Setup, report: Report) -> dict[tuple[str, str], list[Answer]]:
+    """node-opcua's history reads (:data:`RAW_SERIES`, :data:`PROCESSED`) made with asyncua,
+    as the operator with the node client's identity over Basic256Sha256 (once node-opcua is done)."""
+    client = Client(setup.gateway.endpoint, timeout=10)
+    client.application_uri = NODE_URI
+    await client.set_security(
+        security_policies.SecurityPolicyBasic256Sha256,
+        str(setup.client_cert),
+        str(setup.client_key),
+        server_certificate=str(setup.pki(setup.gateway).own_certificate),
+        mode=ua.MessageSecurityMode.SignAndEncrypt,
+    )
+    client.set_user("operator")
+    client.set_password(PASSWORD)
+    start, end = setup.window
+    reads: list[tuple[tuple[str, str], Any]] = [
+        (
+            (s, "Raw"),
+            ua.ReadRawModifiedDetails(
+                IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=0, ReturnBounds=False
+            ),
+        )
+        for s in RAW_SERIES
+    ]
+    for suffix, aggregate in PROCESSED:
+        details = ua.ReadProcessedDetails(
+            StartTime=start,
+            EndTime=end,
+            ProcessingInterval=INTERVAL_MINUTES * 60_000,
+            AggregateType=[ua.NodeId(getattr(ua.ObjectIds, f"AggregateFunction_{aggregate}"))],
+            AggregateConfiguration=ua.AggregateConfiguration(UseServerCapabilitiesDefaults=True),
+        )
+        reads.append(((suffix, aggregate), details))
+    out: dict[tuple[str, str], list[Answer]] = {}
+    async with client:
+        ns = await client.get_namespace_index(SMX_NAMESPACE)
+        for (suffix, aggregate), details in reads:
+            result = await client.get_node(ua.NodeId(f"{METER}.{VOLTAGE}{suffix}", ns)).history_read(details)
+            assert result.StatusCode.is_good(), (suffix, aggregate)
+            assert not result.ContinuationPoint, (suffix, aggregate)
+            out[suffix, aggregate] = [
+                (
+                    v.SourceTimestamp.replace(tzinfo=UTC),
+                    v.Value.Value,
+                    v.StatusCode.value,
+                    v.Value.VariantType.name,
+                )
+                for v in result.HistoryData.DataValues
+            ]
+    return out
+
+
 async def planted_cover_alarm(gateway: Gateway) -> None:
     """The meter's terminal cover opened now, until its alarm is active in the gateway."""
     sim = gateway.simulators[METER]
@@ -383,8 +484,78 @@ def when(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def is_good(status: dict[str, Any]) -> bool:
-    return (int(status["value"]) & 0xC0000000) == 0
+# -- history by the rules -----------------------------------------------------------------
+
+#: A history value: source time stamp, value (None: none), StatusCode and value type.
+Answer = tuple[datetime, float | None, int, str]
+GOOD = ua.StatusCodes.Good
+UNCERTAIN = ua.StatusCodes.UncertainDataSubNormal
+BAD_NO_DATA = ua.StatusCodes.BadNoData
+#: The historian bits of an aggregate's StatusCode (OPC 10000-4 §7.39.2).
+RAW, CALCULATED, MULTI_VALUE = 0x0400, 0x0401, 0x0010
+#: The calculated aggregates of an interval's raw values (Total: each minute mean stands
+#: for its whole minute, value x seconds).
+CALCULATIONS: dict[str, Callable[[list[float]], float]] = {
+    "Average": lambda values: sum(values) / len(values),
+    "Count": len,
+    "Total": lambda values: sum(values) * 60.0,
+    "Delta": lambda values: values[-1] - values[0],
+}
+
+
+def history_of(history: dict[str, Any], kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """node-opcua's raw reads by (node suffix, "Raw"), its processed ones by (suffix, aggregate)."""
+    return {(read["node"], read.get("aggregate", "Raw")): read for read in history[kind]}
+
+
+def answers(read: dict[str, Any]) -> list[Answer]:
+    return [
+        (when(v["sourceTimestamp"]), v["value"], int(v["statusCode"]["value"]), v["dataType"])
+        for v in read["values"]
+    ]
+
+
+def intervals(values: list[tuple[datetime, Any]], start: datetime) -> list[list[tuple[datetime, Any]]]:
+    """The values of each processing interval [a, a + step): a <= t < a + step."""
+    step = timedelta(minutes=INTERVAL_MINUTES)
+    return [
+        [(t, v) for t, v in values if start + i * step <= t < start + (i + 1) * step]
+        for i in range(MINUTES // INTERVAL_MINUTES)
+    ]
+
+
+def expected(aggregate: str, raw: list[Answer], start: datetime) -> list[Answer]:
+    """The aggregate of each interval from the raw values, by the gateway's documented rules
+    (gateway/archive/aggregates.py, OPC 10000-13 §5.4.3): Average the mean of the raw values,
+    Minimum / Maximum the extreme stamped at the interval's start (Raw when it lies there,
+    else Calculated; MultiValue when it occurs more than once), Count their number (Int32),
+    Total their sum times 60 s (each minute mean stands for its minute), Delta last - first,
+    Start / End the first / last raw value with its own time stamp. Good when every minute
+    of the interval has a record, UncertainDataSubNormal when some are missing; an interval
+    without values is BadNoData (Count: 0, Good)."""
+    out: list[Answer] = []
+    step = timedelta(minutes=INTERVAL_MINUTES)
+    for i, group in enumerate(intervals([(t, v) for t, v, _s, _type in raw], start)):
+        a = start + i * step
+        values = [v for _t, v in group]
+        if not group:
+            out.append(
+                (a, 0, GOOD | CALCULATED, "Int32") if aggregate == "Count" else (a, None, BAD_NO_DATA, "Null")
+            )
+            continue
+        severity = GOOD if len(group) == INTERVAL_MINUTES else UNCERTAIN
+        if aggregate in ("Minimum", "Maximum"):
+            best = (min if aggregate == "Minimum" else max)(values)
+            at = [t for t, v in group if v == best]
+            bits = (RAW if at[0] == a else CALCULATED) | (MULTI_VALUE if len(at) > 1 else 0)
+            out.append((a, best, severity | bits, "Double"))
+        elif aggregate in ("Start", "End"):
+            t, v = group[0] if aggregate == "Start" else group[-1]
+            out.append((t, v, severity | RAW, "Double"))
+        else:
+            value = CALCULATIONS[aggregate](values)
+            out.append((a, value, severity | CALCULATED, "Int32" if aggregate == "Count" else "Double"))
+    return out
 
 
 # -- the tests ------------------------------------------------------------------------------
@@ -429,25 +600,55 @@ async def test_secure_session_browse_read_and_subscribe(report: Report, setup: S
 
 @pytest.mark.parametrize("policy", POLICIES)
 async def test_history_read_raw_and_processed(report: Report, setup: Setup, policy: str) -> None:
-    history = report.ok(policy)["history"]
-    raw = history["raw"]
-    assert raw["statusCode"]["name"] == "Good"
-    assert not raw["continuation"]
-    got = [(when(v["sourceTimestamp"]), v["value"]) for v in raw["values"]]
-    assert got == setup.minutes  # the minute means, stamped at the minute's start
-    assert all(v["statusCode"]["name"] == "Good" for v in raw["values"])
+    """node-opcua's raw values are the archived records; each aggregate it reads is the one
+    computed from those raw values by the gateway's rules (OPC 10000-13)."""
+    raw = history_of(report.ok(policy)["history"], "raw")
+    for suffix, column in zip(RAW_SERIES, range(4), strict=True):
+        read = raw[suffix, "Raw"]
+        assert read["statusCode"]["name"] == "Good", suffix
+        assert not read["continuation"], suffix
+        # The minute's mean, min, max and count, stamped at the minute's start.
+        assert [(t, v) for t, v, _s, _type in answers(read)] == [(t, r[column]) for t, r in setup.minutes]
+        assert all(s == GOOD and type_ == "Double" for _t, _v, s, type_ in answers(read)), suffix
 
-    average = history["average"]
-    assert average["statusCode"]["name"] == "Good"
-    start, step = setup.window[0], timedelta(minutes=AVERAGE_MINUTES)
-    groups = [
-        [v for t, v in setup.minutes if start + i * step <= t < start + (i + 1) * step]
-        for i in range(MINUTES // AVERAGE_MINUTES)
+    processed = history_of(report.ok(policy)["history"], "processed")
+    for suffix, aggregate in PROCESSED:
+        read = processed[suffix, aggregate]
+        assert read["statusCode"]["name"] == "Good", (suffix, aggregate)
+        assert not read["continuation"], (suffix, aggregate)
+        got = answers(read)
+        want = expected(aggregate, answers(raw[suffix, "Raw"]), setup.window[0])
+        what = f"{aggregate} of {VOLTAGE}{suffix}: {read['values']}"
+        assert [(t, s, type_) for t, _v, s, type_ in got] == [(t, s, type_) for t, _v, s, type_ in want], what
+        assert [v for _t, v, _s, _type in got] == pytest.approx([v for _t, v, _s, _type in want]), what
+        # The names node-opcua gives the statuses: the severity, then the historian bits.
+        names = [v["statusCode"]["name"].split("#")[0] for v in read["values"]]
+        assert names == [ua.StatusCode(s & 0xFFFF0000).name for _t, _v, s, _type in want], what
+
+    # The intervals as the records lay them out: Good, Uncertain (a minute missing),
+    # BadNoData (no minute), Good.
+    severities = [s & 0xFFFF0000 for _t, _v, s, _type in answers(processed["", "Average"])]
+    assert severities == [GOOD, UNCERTAIN, BAD_NO_DATA, GOOD]
+    # Minimum over MinuteMinimum: the least 1-second sample of each interval's minutes.
+    groups = intervals([(t, r) for t, r in setup.minutes], setup.window[0])
+    assert [v for _t, v, _s, _type in answers(processed[".MinuteMinimum", "Minimum"])] == [
+        min(r[1] for _t, r in g) if g else None for g in groups
     ]
-    got_average = [(when(v["sourceTimestamp"]), v["value"]) for v in average["values"]]
-    assert [t for t, _ in got_average] == [start + i * step for i in range(len(groups))]
-    assert [v for _, v in got_average] == pytest.approx([sum(g) / len(g) for g in groups])
-    assert all(is_good(v["statusCode"]) for v in average["values"]), average["values"]
+    assert [v for _t, v, _s, _type in answers(processed[".MinuteMaximum", "Maximum"])] == [
+        max(r[2] for _t, r in g) if g else None for g in groups
+    ]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_node_opcua_and_asyncua_read_the_same_history(
+    report: Report, asyncua_history: dict[tuple[str, str], list[Answer]], policy: str
+) -> None:
+    """The same reads with asyncua, another client stack: the same answers."""
+    history = report.ok(policy)["history"]
+    node_opcua = history_of(history, "raw") | history_of(history, "processed")
+    assert node_opcua.keys() == asyncua_history.keys()
+    for key, read in node_opcua.items():
+        assert answers(read) == asyncua_history[key], key
 
 
 @pytest.mark.parametrize("policy", POLICIES)

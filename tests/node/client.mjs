@@ -9,7 +9,8 @@
 //
 // Job: {endpoint, securityPolicy, securityMode, applicationUri, certificateFile,
 //       privateKeyFile, pkiRoot, serverCertificateFile (optional), user: {name, password},
-//       namespaceUri, meter, voltage, notifications, history: {node, start, end, intervalMs},
+//       namespaceUri, meter, voltage, notifications,
+//       history: {node, start, end, intervalMs, raw: [suffix], processed: [[suffix, aggregate]]},
 //       register: {day, values, unit, replace}, readProfile: {day},
 //       alarms: {condition, comment},
 //       steps: ["browse", "read", "subscribe", "history", "alarms", "advice", "register", "readProfile"],
@@ -126,7 +127,7 @@ async function run(job) {
                     result.subscription = await subscribe(session, voltage, job.notifications ?? 3);
                     break;
                 case "history":
-                    result.history = await history(session, makeNodeId(job.history.node, ns), job.history);
+                    result.history = await history(session, ns, job.history);
                     break;
                 case "alarms":
                     result.alarms = await alarms(session, job.alarms);
@@ -230,27 +231,49 @@ async function subscribe(session, nodeId, wanted) {
     return { publishingInterval: revised, notifications };
 }
 
-async function history(session, nodeId, spec) {
+// History of the node `spec.node` and of its components (`spec.raw`: NodeId suffixes,
+// "" for the node itself, ".MinuteMinimum", ...): each one's raw values over
+// [start, end), and the aggregates `spec.processed` ([suffix, AggregateFunction name])
+// over the same range and processing interval, read with node-opcua's own helpers.
+async function history(session, ns, spec) {
     const start = new Date(spec.start);
     const end = new Date(spec.end);
-    const raw = await session.readHistoryValue({ nodeId }, start, end, {
-        timestampsToReturn: TimestampsToReturn.Both,
-        numValuesPerNode: 0,
-        returnBounds: false,
-        isReadModified: false,
-    });
-    const processed = await session.readAggregateValue(
-        { nodeId },
-        start,
-        end,
-        AggregateFunction.Average,
-        spec.intervalMs,
-    );
     const values = (r) => (r.historyData?.dataValues ?? []).map(dataValue);
-    return {
-        raw: { statusCode: status(raw.statusCode), continuation: !!raw.continuationPoint?.length, values: values(raw) },
-        average: { statusCode: status(processed.statusCode), values: values(processed) },
-    };
+    const raw = [];
+    for (const suffix of spec.raw ?? [""]) {
+        const answer = await session.readHistoryValue({ nodeId: makeNodeId(spec.node + suffix, ns) }, start, end, {
+            timestampsToReturn: TimestampsToReturn.Both,
+            numValuesPerNode: 0,
+            returnBounds: false,
+            isReadModified: false,
+        });
+        raw.push({
+            node: suffix,
+            statusCode: status(answer.statusCode),
+            continuation: !!answer.continuationPoint?.length,
+            values: values(answer),
+        });
+    }
+    const processed = [];
+    for (const [suffix, aggregate] of spec.processed ?? [["", "Average"]]) {
+        const fn = AggregateFunction[aggregate];
+        if (fn === undefined) throw new Error(`node-opcua knows no aggregate ${aggregate}`);
+        const answer = await session.readAggregateValue(
+            { nodeId: makeNodeId(spec.node + suffix, ns) },
+            start,
+            end,
+            fn,
+            spec.intervalMs,
+        );
+        processed.push({
+            node: suffix,
+            aggregate,
+            statusCode: status(answer.statusCode),
+            continuation: !!answer.continuationPoint?.length,
+            values: values(answer),
+        });
+    }
+    return { raw, processed };
 }
 
 // Alarms & Conditions (OPC 10000-9) as node-opcua's helpers do them: events of the Server
@@ -399,6 +422,7 @@ async function readNamespaces(session) {
 function dataValue(dv) {
     return {
         value: plain(dv.value?.value),
+        dataType: DataType[dv.value?.dataType ?? DataType.Null],
         statusCode: status(dv.statusCode),
         sourceTimestamp: dv.sourceTimestamp ? dv.sourceTimestamp.toISOString() : null,
         serverTimestamp: dv.serverTimestamp ? dv.serverTimestamp.toISOString() : null,
