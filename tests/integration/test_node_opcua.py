@@ -259,7 +259,9 @@ async def setup(node: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
         start, minutes = archive_minutes(Path(configs[0].archive.path), datetime.now(UTC))
         gateway, discovering = gateways = [Gateway(config) for config in configs]
         tasks += [asyncio.create_task(g.run()) for g in gateways]
-        async with asyncio.timeout(30):
+        # A bound, not a punctuality claim: two gateways' start (certificates, NodeSet,
+        # history) on a loaded 2-core runner can take tens of seconds.
+        async with asyncio.timeout(120):
             await asyncio.gather(*(live(g, t) for g, t in zip(gateways, tasks, strict=True)))
         assert gateway.space is not None
         assert gateway.desk is not None
