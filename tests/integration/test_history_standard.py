@@ -26,13 +26,12 @@ from asyncua import ua
 
 from gateway.archive.files import ArchiveWriter, Column
 from gateway.events import describe
+from tests.support import part13
 from tests.support.harness import Running, over_archive, running_gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 UNSPECIFIED = ua.get_win_epoch()
-CALCULATED, RAW, PARTIAL, MULTI_VALUE = 0x0401, 0x0400, 0x0004, 0x0010
-UNCERTAIN = ua.StatusCodes.UncertainDataSubNormal
 MINUTE = timedelta(minutes=1)
 PERIOD = timedelta(minutes=15)
 
@@ -119,90 +118,18 @@ async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]
 
 @dataclass(frozen=True)
 class Series:
-    """A historized node and the span of one of its raw values (None: a point)."""
+    """A historized node and the span of one of its raw values."""
 
     node: str
-    span: timedelta | None
-    #: Whether the span ends at the stamp (a load-profile period) or starts there.
-    ends_at_stamp: bool = False
-
-    def start_of(self, t: datetime) -> datetime:
-        """The instant deciding a raw value's interval: where its span starts."""
-        return t - self.span if self.ends_at_stamp and self.span else t
+    span: part13.Span
 
 
-MINUTE_SERIES = Series("meter1.1-0:1.7.0", MINUTE)
-REGISTER_SERIES = Series("meter1.1-0:1.8.0", None)
-LP_SERIES = Series("meter1.P.01.1-0:1.29.0", PERIOD, ends_at_stamp=True)
-
-
-@dataclass(frozen=True)
-class Expected:
-    time: datetime
-    value: float | None
-    status: int
-
-
-def intervals(start: datetime, end: datetime, step: timedelta) -> list[tuple[datetime, datetime]]:
-    out, a = [], start
-    while a < end:
-        out.append((a, min(a + step, end)))
-        a += step
-    return out
-
-
-def aggregate(
-    name: str,
-    series: Series,
-    raw: Sequence[tuple[datetime, float]],
-    a: datetime,
-    b: datetime,
-    step: timedelta,
-) -> Expected:
-    """One interval's aggregate computed from the raw values, by OPC 10000-13 §5.4.3."""
-    inside = [(t, v) for t, v in raw if a <= series.start_of(t) < b]
-    values = [v for _, v in inside]
-    partial = PARTIAL if b - a < step else 0
-    if name == "Total" and series.span is None:  # the time integral of a counter: not valid
-        return Expected(a, None, ua.StatusCodes.BadAggregateInvalidInputs)
-    if not inside:
-        if name == "Count":
-            return Expected(a, 0, CALCULATED | partial)
-        return Expected(a, None, ua.StatusCodes.BadNoData | partial)
-    # Good when the values' spans cover the interval (PercentDataGood 100), else Uncertain.
-    covered = (b - a) if series.span is None else series.span * len(inside)
-    quality = (0 if covered >= b - a else UNCERTAIN) | partial
-
-    def extreme(pick: Callable[..., float]) -> Expected:
-        best = pick(values)
-        at = [t for t, v in inside if v == best]
-        bits = (RAW if at[0] == a else CALCULATED) | (MULTI_VALUE if len(at) > 1 else 0)
-        return Expected(a, best, quality | bits)
-
-    if name == "Average":
-        return Expected(a, sum(values) / len(values), quality | CALCULATED)
-    if name == "Minimum":
-        return extreme(min)
-    if name == "Maximum":
-        return extreme(max)
-    if name == "Count":
-        return Expected(a, len(values), quality | CALCULATED)
-    if name == "Total":
-        assert series.span is not None
-        # Each value stands for its span: a minute mean times its 60 s; a period's value
-        # is already the period's integral (its energy).
-        factor = 1.0 if series.ends_at_stamp else series.span.total_seconds()
-        return Expected(a, sum(values) * factor, quality | CALCULATED)
-    if name == "Delta":
-        return Expected(a, values[-1] - values[0], quality | CALCULATED)
-    if name == "Start":
-        return Expected(inside[0][0], values[0], quality | RAW)
-    if name == "End":
-        return Expected(inside[-1][0], values[-1], quality | RAW)
-    raise AssertionError(name)
-
-
-AGGREGATES = ("Average", "Minimum", "Maximum", "Count", "Total", "Delta", "Start", "End")
+MINUTE_SERIES = Series("meter1.1-0:1.7.0", part13.MINUTE_RECORD)
+REGISTER_SERIES = Series("meter1.1-0:1.8.0", part13.REGISTER_SAMPLE)
+LP_SERIES = Series("meter1.P.01.1-0:1.29.0", part13.period(PERIOD))
+Expected = part13.Value
+intervals = part13.intervals
+AGGREGATES = part13.NAMES
 
 
 def when(t: datetime | None) -> datetime | None:
@@ -267,16 +194,16 @@ async def test_processed_aggregates_equal_what_the_client_computes_from_raw_valu
     series, start, end, step = WINDOWS[window]
     # The raw values the client reads: the range and a span either side (a load-profile
     # value stamped after the end may belong to the last interval).
-    margin = series.span or timedelta(0)
+    margin = series.span.length or timedelta(0)
     raw = await read_raw(gw, series.node, start - margin, end + margin)
     periods = intervals(start, end, step)
     for name in AGGREGATES:
         got = await read_processed(gw, series.node, name, start, end, step)
-        expected = [aggregate(name, series, raw, a, b, step) for a, b in periods]
+        expected = [part13.aggregate(name, series.span, raw, a, b, step) for a, b in periods]
         assert [(g.time, g.status) for g in got] == [(e.time, e.status) for e in expected], name
         assert [g.value for g in got] == pytest.approx([e.value for e in expected]), name
     # The window exercises what it is named for.
-    counts = [len([t for t, _ in raw if a <= series.start_of(t) < b]) for a, b in periods]
+    counts = [len([t for t, _ in raw if a <= series.span.start_of(t) < b]) for a, b in periods]
     if "gap" in window:
         assert min(counts) < max(counts), counts
     if "unaligned" in window:

@@ -2,89 +2,31 @@
 
 For any raw values of a minute series, a load-profile channel or a register and any
 processing intervals, :func:`gateway.archive.aggregates.compute` must give what a client
-computes from the raw values itself: the values whose span starts in the interval
-(a minute record spans its minute from its stamp, a load-profile value its period up to
-its stamp, a register sample is a point), Average their mean, Minimum/Maximum their
-extremes (Raw on the interval's start, else Calculated; MultiValue when repeated), Count
-their number, Total their time integral (a period's value is its integral already),
-Delta last minus first, Start/End the first/last with its own stamp; Good when their
-spans cover the interval, else Uncertain; Partial when the interval is cut short.
+computes from the raw values itself (:mod:`tests.support.part13`, the same reference the
+integration tests hold the gateway's ReadProcessed answers to).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.archive import aggregates
-from gateway.archive.aggregates import (
-    BAD_AGGREGATE_INVALID_INPUTS,
-    BAD_NO_DATA,
-    CALCULATED,
-    GOOD,
-    MULTI_VALUE,
-    PARTIAL,
-    RAW,
-    UNCERTAIN_DATA_SUB_NORMAL,
-    Result,
-    Sample,
-    Series,
-)
+from gateway.archive.aggregates import Sample, Series
 from gateway.streams import Shape
+from tests.support import part13
 
 T0 = datetime(2026, 3, 29, tzinfo=UTC)
 NOW = T0 + timedelta(days=30)  # every interval is over
 MINUTE = timedelta(minutes=1)
 PERIOD = timedelta(minutes=15)
-NAMES = ("Average", "Minimum", "Maximum", "Count", "Total", "Delta", "Start", "End")
-
-
-def span(shape: Shape) -> timedelta:
-    return {Shape.MINUTE: MINUTE, Shape.PERIOD: PERIOD, Shape.POINT: timedelta(0)}[shape]
-
-
-def reference(
-    name: str, shape: Shape, raw: Sequence[Sample], a: datetime, b: datetime, step: timedelta
-) -> Result:
-    """One interval's aggregate, computed from the raw values as the module docstring says."""
-    starts_at = (lambda t: t - PERIOD) if shape is Shape.PERIOD else (lambda t: t)
-    inside = [s for s in raw if a <= starts_at(s.time) < b]
-    values = [s.value for s in inside]
-    partial = PARTIAL if b - a < step else 0
-    if name == "Total" and shape is Shape.POINT:
-        return Result(a, None, BAD_AGGREGATE_INVALID_INPUTS)
-    if not inside:
-        if name == "Count":
-            return Result(a, 0.0, GOOD | CALCULATED | partial, integer=True)
-        return Result(a, None, BAD_NO_DATA)
-    covered = (b - a) if shape is Shape.POINT else span(shape) * len(inside)
-    quality = (GOOD if covered >= b - a else UNCERTAIN_DATA_SUB_NORMAL) | partial
-
-    def extreme(pick: Callable[[list[float]], float]) -> Result:
-        best = pick(values)
-        at = [s.time for s in inside if s.value == best]
-        bits = (RAW if at[0] == a else CALCULATED) | (MULTI_VALUE if len(at) > 1 else 0)
-        return Result(a, best, quality | bits)
-
-    if name == "Average":
-        return Result(a, sum(values) / len(values), quality | CALCULATED)
-    if name == "Minimum":
-        return extreme(min)
-    if name == "Maximum":
-        return extreme(max)
-    if name == "Count":
-        return Result(a, float(len(values)), quality | CALCULATED, integer=True)
-    if name == "Total":
-        factor = 1.0 if shape is Shape.PERIOD else MINUTE.total_seconds()
-        return Result(a, sum(values) * factor, quality | CALCULATED)
-    if name == "Delta":
-        return Result(a, values[-1] - values[0], quality | CALCULATED)
-    if name == "Start":
-        return Result(inside[0].time, values[0], quality | RAW)
-    return Result(inside[-1].time, values[-1], quality | RAW)
+SPANS = {
+    Shape.MINUTE: part13.MINUTE_RECORD,
+    Shape.PERIOD: part13.period(PERIOD),
+    Shape.POINT: part13.REGISTER_SAMPLE,
+}
 
 
 @st.composite
@@ -115,12 +57,12 @@ def test_compute_equals_the_aggregates_of_the_raw_values(
     shape, raw, start, end, step = case
     series = Series(raw, shape, PERIOD if shape is Shape.PERIOD else MINUTE, shape.stepped)
     periods = aggregates.intervals(start, end, step, NOW)
-    for name in NAMES:
+    pairs = [(s.time, s.value) for s in raw]
+    for name in part13.NAMES:
         got = aggregates.compute(name, series, periods, NOW)
-        want = [reference(name, shape, raw, iv.start, iv.end, step) for iv in periods]
-        assert [(r.time, r.status, r.integer) for r in got] == [
-            (r.time, r.status, r.integer) for r in want
-        ], name
+        want = [part13.aggregate(name, SPANS[shape], pairs, iv.start, iv.end, step) for iv in periods]
+        assert [(r.time, r.status) for r in got] == [(w.time, w.status) for w in want], name
+        assert all(r.integer == (name == "Count") for r in got), name
         for g, w in zip(got, want, strict=True):
             assert (g.value is None) == (w.value is None), name
             if g.value is not None and w.value is not None:
