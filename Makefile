@@ -28,13 +28,17 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict gateway headend
 
 # The test files shared out to pytest-xdist workers, one per core, each file whole in one
-# worker (most integration tests wait on real time, not the CPU); then, alone, the files
-# that load the CPU themselves
-# (their own client processes, a virtual-time week, two head-ends aggregating 1,000 sites for 5
-# minutes). A subset: .venv/bin/pytest tests/unit/test_obis.py
-ALONE := tests/integration/test_load.py tests/integration/test_soak.py tests/headend/test_portfolio_load.py
+# worker (most integration tests wait on real time, not the CPU), in collection order
+# (--no-loadscope-reorder: xdist would otherwise start the files with the most tests first,
+# leaving the few long ones - an end-to-end file, the 20 kills - to the end, one worker
+# running them while the other is idle; in collection order the many short unit files come
+# last and even the workers out); then, alone, the files whose timing claims need the CPU
+# to themselves (50 OPC UA sessions in their own processes, two head-ends aggregating 1,000
+# sites for 5 minutes). The virtual-time week (test_soak.py) is not among them: its clock
+# stands still while it waits for the CPU. A subset: .venv/bin/pytest tests/unit/test_obis.py
+ALONE := tests/integration/test_load.py tests/headend/test_portfolio_load.py
 test: lint
-	$(BIN)/pytest -n auto --dist loadfile $(PYTEST_ARGS) $(addprefix --ignore=,$(ALONE)) tests
+	$(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) $(addprefix --ignore=,$(ALONE)) tests
 	$(BIN)/pytest $(PYTEST_ARGS) $(ALONE)
 
 # The wheel and the sdist (smx-gateway and smx-headend) in dist/: `pip install

@@ -17,6 +17,7 @@ from pathlib import Path
 import aiomqtt
 
 from gateway.clock import Clock
+from gateway.uplink import mqtt
 from gateway.uplink.link import Backoff, BrokerUrl, tls_context
 from headend.config import BrokerConfig
 from headend.storage import StorageError
@@ -73,12 +74,13 @@ def discard_summary(
 async def mqtt_client(broker: BrokerConfig, url: BrokerUrl, identifier: str, queue: int) -> aiomqtt.Client:
     """A client of the broker at ``url`` as ``identifier``, holding at most ``queue``
     incoming messages (the TLS context is made in a thread: it reads files); the messages a
-    full queue discards are summed up in its log (:class:`DiscardSummary`)."""
+    full queue discards are summed up in its log (:class:`DiscardSummary`). Its waits never
+    lose a cancellation (:class:`gateway.uplink.mqtt.Client`)."""
     tls = None
     if url.tls:
         tls = await asyncio.to_thread(tls_context, broker.ca, Path(broker.certificate), Path(broker.key))
     logger, _ = discard_summary(identifier)
-    return aiomqtt.Client(
+    return mqtt.Client(
         url.host, url.port, identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5,
         keepalive=broker.keepalive_s, tls_context=tls, username=broker.username or None,
         password=broker.password or None, max_queued_incoming_messages=queue,

@@ -54,6 +54,7 @@ from gateway.pubsub.codec import (
 )
 from gateway.pubsub.topics import Topics, publisher_id_from_uri
 from gateway.security.pki import Pki
+from gateway.uplink import mqtt
 from gateway.uplink.link import Backoff, BrokerUrl, TokenBucket, tls_context
 from gateway.uplink.outbox import (
     ALL,
@@ -103,8 +104,8 @@ class PublishRefused(Exception):
     """The broker took a message but refused it (MQTT 5 PUBACK with a failure reason)."""
 
 
-class _Client(aiomqtt.Client):
-    """aiomqtt's client, keeping the broker's refusals.
+class _Client(mqtt.Client):
+    """aiomqtt's client (its waits never lose a cancellation), keeping the broker's refusals.
 
     A broker whose ACL denies a topic answers a QoS 1 PUBLISH with a PUBACK whose reason
     code is 0x87 "Not authorized" (MQTT 5 §3.4.2.1; mosquitto does, and stays connected).
@@ -185,6 +186,8 @@ class Uplink:
         #: Set while connected and announced (tests and the bench wait on it).
         self.connected = asyncio.Event()
         self.failures = 0
+        #: A session was cancelled: the uplink is being stopped.
+        self._stopping = False
 
     # -- poller listener ----------------------------------------------------------------
 
@@ -260,6 +263,7 @@ class Uplink:
         """Connect, publish, reconnect; only cancellation ends it."""
         await self.prepare()
         reported = ""
+        self._stopping = False
         while True:
             self._set(state="connecting")
             try:
@@ -280,6 +284,11 @@ class Uplink:
                     reported = text
             finally:
                 self.connected.clear()
+            if self._stopping:
+                # Stopped, and the disconnect failed: its MqttError took the cancellation's
+                # place and was caught above. (Not task.cancelling(): on Python 3.11 a
+                # TaskGroup whose task failed leaves the count raised after every failure.)
+                raise asyncio.CancelledError
             delay = self.backoff.next_delay()
             self._set(state="waiting")
             await self.clock.sleep(delay)
@@ -336,6 +345,7 @@ class Uplink:
                     tasks.create_task(self._report_loop(), name="uplink-report")
                     tasks.create_task(self._status_loop(client), name="uplink-status")
             except asyncio.CancelledError:
+                self._stopping = True
                 await self._goodbye(client)
                 raise
 

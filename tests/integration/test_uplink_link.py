@@ -7,16 +7,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from gateway.clock import ScaledClock
 from gateway.config import GatewayConfig, UpstreamConfig
 from gateway.pubsub import codec
+from gateway.uplink import mqtt
 from tests.support.broker import (
     BrokerPki,
     blackhole_proxy,
@@ -151,3 +154,47 @@ async def test_with_tls_and_the_documented_acl_a_box_publishes_only_below_its_ow
             await headend.client.publish("opcua/json/ack/smx-18", b'{"marker": 1}', qos=1)
             await headend.wait_on("opcua/json/ack/smx-18")
         assert not [m for m in headend.messages if "/smx-18" in m.topic and "/ack/" not in m.topic]
+
+
+class _StoppedAtTheAck(mqtt.Client):
+    """Cancels :attr:`victim` as each acknowledgement is taken: the moment Python 3.11's
+    ``asyncio.wait_for`` (what aiomqtt waits with) returns the result instead of raising."""
+
+    victim: asyncio.Task[Any] | None = None
+
+    def _stop(self) -> None:
+        if self.victim is not None:
+            self.victim.cancel()
+
+    def _on_publish(self, *args: Any) -> None:
+        super()._on_publish(*args)
+        self._stop()
+
+    def _on_subscribe(self, *args: Any) -> None:
+        super()._on_subscribe(*args)
+        self._stop()
+
+    def _on_unsubscribe(self, *args: Any) -> None:
+        super()._on_unsubscribe(*args)
+        self._stop()
+
+
+async def test_a_stop_that_comes_with_the_brokers_answer_is_never_lost(tmp_path: Path) -> None:
+    """The uplink's and the head-end's client: a publish, a subscribe or an unsubscribe
+    cancelled as the broker's answer arrives raises the cancellation (a loop around it ends;
+    with aiomqtt's own waits it ran on, and a gateway being stopped waited for it forever)."""
+    async with mosquitto(tmp_path / "broker") as broker:
+        client = _StoppedAtTheAck(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5)
+        async with client:
+            calls: dict[str, Callable[[], Awaitable[object]]] = {
+                "publish": lambda: client.publish("smx/t", b"x", qos=1),
+                "subscribe": lambda: client.subscribe("smx/t", qos=1),
+                "unsubscribe": lambda: client.unsubscribe("smx/t"),
+            }
+            for name, call in calls.items():
+                task = asyncio.create_task(call())
+                client.victim = task
+                done, _ = await asyncio.wait({task}, timeout=30)
+                client.victim = None
+                assert done, f"{name}: no answer from the broker"
+                assert task.cancelled(), f"{name}: the cancellation was lost ({task!r})"

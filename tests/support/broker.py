@@ -541,9 +541,18 @@ class Broker:
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
+        try:
+            # Killed or ended: it is gone at once and its stderr closes; a wait beyond this
+            # is a broken stop, to fail with the log rather than hang.
+            async with asyncio.timeout(STOP_TIMEOUT):
                 await process.wait()
-        if reader is not None:
-            await reader
+                if reader is not None:
+                    await reader
+        except TimeoutError:
+            raise AssertionError(
+                f"mosquitto (pid {process.pid}) or its output not ended {STOP_TIMEOUT} s after the stop:\n"
+                + self.tail()
+            ) from None
         return process.returncode
 
     async def _wake(self, process: asyncio.subprocess.Process, sig: int) -> None:

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 CLIENT_URI = "urn:smx:test-client"
 #: Password of the users ``running_gateway(login=...)`` creates.
 PASSWORD = "correct horse battery"
+#: A gateway or head-end stops within seconds of its cancellation; a stop that has not
+#: ended after this long never will (a lost cancellation leaves a loop running): the test
+#: fails saying what still runs instead of hanging.
+STOP_TIMEOUT = 120.0
 _shared: Path | None = None
 
 
@@ -112,6 +116,37 @@ async def status_of(action: Any) -> str:
     return "Good"
 
 
+def awaiting(task: asyncio.Task[Any]) -> str:
+    """Where ``task`` waits: its chain of coroutines down to what the innermost awaits (a
+    suspended task's own stack has only its outermost frame)."""
+    lines = [repr(task)]
+    inner: Any = task.get_coro()
+    while inner is not None:
+        frame = getattr(inner, "cr_frame", None) or getattr(inner, "ag_frame", None)
+        if frame is None:
+            lines.append(f"    awaits {inner!r}")
+            break
+        lines.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        inner = getattr(inner, "cr_await", None) or getattr(inner, "ag_await", None)
+    return "\n".join(lines)
+
+
+async def stop_task(task: asyncio.Task[Any], what: str, timeout: float = STOP_TIMEOUT) -> None:
+    """Cancel ``task`` and wait until it has ended (what it raised, but the cancellation,
+    is raised here); AssertionError naming ``what`` and where every task still running
+    waits if it has not ended within ``timeout`` s."""
+    task.cancel()
+    await asyncio.wait({task}, timeout=timeout)  # on timeout: no second cancellation
+    if not task.done():
+        others = sorted(asyncio.all_tasks() - {asyncio.current_task()}, key=lambda t: t.get_name())
+        raise AssertionError(
+            f"{what} did not stop within {timeout:g} s of its cancellation; tasks still running:\n"
+            + "\n".join(awaiting(t) for t in others)
+        )
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 @dataclass
 class Running:
     gateway: Gateway
@@ -170,9 +205,7 @@ async def running_gateway(
             ns = await client.get_namespace_index(SMX_NAMESPACE)
             yield Running(gateway, client, ns)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task, "the gateway")
 
 
 def over_archive(root: Path) -> GatewayConfig:
@@ -306,7 +339,7 @@ async def headend_instance(
         await asyncio.wait_for(headend.connected.wait(), 30)
         yield headend
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await repo.close()
+        try:
+            await stop_task(task, f"head-end {name}")
+        finally:
+            await repo.close()

@@ -287,6 +287,64 @@ def test_a_silent_link_is_noticed_within_one_keepalive(stall_at: float, tmp_path
     assert noticed > stall_at
 
 
+class _FailingDisconnect:
+    """A connected broker client whose disconnect fails when the session was cancelled, as
+    aiomqtt's does when the broker does not answer the DISCONNECT in time."""
+
+    def __init__(self) -> None:
+        self.published: list[str] = []
+
+    async def __aenter__(self) -> _FailingDisconnect:
+        return self
+
+    async def __aexit__(self, et: object, *_: object) -> None:
+        if et is asyncio.CancelledError:
+            raise aiomqtt.MqttError("Operation timed out")
+
+    async def publish(self, topic: str, *_: object, **__: object) -> None:
+        self.published.append(topic)
+
+    async def subscribe(self, *_: object, **__: object) -> None:
+        pass
+
+    async def unsubscribe(self, *_: object, **__: object) -> None:
+        pass
+
+    @property
+    def messages(self) -> _FailingDisconnect:
+        return self
+
+    def __aiter__(self) -> _FailingDisconnect:
+        return self
+
+    async def __anext__(self) -> object:
+        await asyncio.Event().wait()  # nothing comes
+
+
+def test_a_stop_stops_the_uplink_also_when_the_disconnect_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped while connected, the disconnect times out: aiomqtt's MqttError takes the
+    cancellation's place. The uplink stops all the same instead of reconnecting."""
+
+    async def main() -> tuple[bool, int]:
+        uplink = _uplink(30, tmp_path)
+        clients: list[_FailingDisconnect] = []
+
+        def client_for(_tls: object) -> _FailingDisconnect:
+            clients.append(_FailingDisconnect())
+            return clients[-1]
+
+        monkeypatch.setattr(uplink, "_client_for", client_for)
+        task = asyncio.create_task(uplink.run())
+        await asyncio.wait_for(uplink.connected.wait(), 60)
+        task.cancel()
+        await asyncio.wait({task}, timeout=600)  # virtual: reconnects would be many by then
+        return task.cancelled(), len(clients)
+
+    assert run_virtual(main()) == (True, 1)
+
+
 def test_upstream_config_is_validated(tmp_path: Path) -> None:
     base = {"meters": [{"id": "m1", "url": "socket://127.0.0.1:1"}]}
 
